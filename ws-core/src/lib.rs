@@ -1,6 +1,64 @@
-//! ws-core: placeholder, being written.
+//! # ws-core: a sans-IO WebSocket (RFC 6455) protocol core
+//!
+//! ws-core is the protocol as a pure state machine: it consumes bytes and
+//! produces messages and bytes to send. It opens no sockets, spawns nothing,
+//! and reads no clock (time is passed in), so the same code runs under tokio,
+//! async-std, smol, plain threads, or your own event loop, and every rule is
+//! unit-testable without a network.
+//!
+//! - [`handshake`]: the opening handshake, both roles ([`handshake::ClientHandshake`],
+//!   [`handshake::ServerHandshake`]), as its own layer.
+//! - [`Connection`]: framing, masking, fragmentation, UTF-8 validation,
+//!   ping/pong, the closing handshake, limits and timers.
+//! - [`frame`], [`mask`], [`utf8`]: the wire pieces, usable on their own.
+//! - [`url`], [`site`], [`hub`]: what the runtime adapters share (URL
+//!   parsing, the test page and HTTP routing, the broadcast registry).
+//!
+//! ## A client and a server in memory
+//!
+//! ```
+//! use ws_core::handshake::{Accept, ClientHandshake, ClientRequest, ServerHandshake};
+//! use ws_core::{Config, Connection, Message, Role};
+//!
+//! // Opening handshake.
+//! let (mut client_hs, request) = ClientHandshake::new(&ClientRequest::new("example.com", 80, "/chat"));
+//! let mut server_hs = ServerHandshake::new();
+//! let req = server_hs.feed(&request).unwrap().expect("complete request");
+//! assert_eq!(req.path(), "/chat");
+//! let response = req.accept(&Accept::new()).unwrap();
+//! client_hs.feed(&response).unwrap().expect("complete response");
+//!
+//! // Framing, with any bytes that followed the handshakes.
+//! let mut client = Connection::with_buffered(Role::Client, Config::default(), client_hs.take_remaining());
+//! let mut server = Connection::with_buffered(Role::Server, Config::default(), server_hs.take_remaining());
+//!
+//! client.send_text("hello").unwrap();
+//! server.handle_bytes(&client.take_transmit());
+//! assert_eq!(server.poll_message().unwrap(), Some(Message::text("hello")));
+//!
+//! server.send_binary(b"\x00\x01").unwrap();
+//! client.handle_bytes(&server.take_transmit());
+//! assert_eq!(client.poll_message().unwrap(), Some(Message::binary(&b"\x00\x01"[..])));
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod close;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod frame;
 pub mod handshake;
-pub mod url;
+pub mod hub;
+pub mod mask;
+pub mod message;
 pub mod site;
+pub mod url;
+pub mod utf8;
+
+pub use bytes::{Bytes, BytesMut};
+pub use close::{CloseCode, CloseFrame};
+pub use config::{Config, Role};
+pub use connection::{Connection, PreparedMessage, State};
+pub use error::{Error, ProtocolError, TimeoutKind};
+pub use message::{Message, Utf8Bytes};

@@ -1,0 +1,689 @@
+//! The framing connection: a deterministic state machine for one open
+//! WebSocket, after the opening handshake.
+//!
+//! Input goes in through [`Connection::read_buf`] (read transport bytes
+//! straight into the connection's own buffer) or [`Connection::handle_bytes`],
+//! and [`Connection::handle_eof`]. Messages come out of
+//! [`Connection::poll_message`]. Bytes to write come out of
+//! [`Connection::pending_transmit`] / [`Connection::advance_transmit`]. Time
+//! comes in through [`Connection::poll_timeout`] and
+//! [`Connection::handle_timeout`]; the connection has no clock of its own.
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::{Config, Role};
+use crate::error::{Error, ProtocolError, TimeoutKind};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
+use crate::mask::{apply_mask, extend_masked};
+use crate::message::{Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+use bytes::{Buf, Bytes, BytesMut};
+use std::time::Instant;
+
+/// Smallest spare capacity offered to a transport read.
+const MIN_READ: usize = 4 * 1024;
+/// Buffers larger than this are released once empty, so memory returns to
+/// its idle size after a burst of large messages.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+/// Where the connection is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// A close frame was sent or received, and the handshake is not finished.
+    Closing,
+    /// The closing handshake finished, failed or timed out, or the transport
+    /// ended. Nothing more will be received or sent.
+    Closed,
+}
+
+/// A deadline armed lazily: operations that start a timer have no clock, so
+/// they mark it `Pending` and the next [`Connection::poll_timeout`] fixes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Off,
+    Pending,
+    At(Instant),
+}
+
+impl Timer {
+    fn arm(&mut self, now: Instant, after: std::time::Duration) {
+        if *self == Timer::Pending {
+            *self = Timer::At(now + after);
+        }
+    }
+    fn expired(&self, now: Instant) -> bool {
+        matches!(*self, Timer::At(t) if t <= now)
+    }
+    fn at(&self) -> Option<Instant> {
+        match *self {
+            Timer::At(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A message already encoded as an unmasked frame, so a server can broadcast
+/// it to many clients while encoding it once (see
+/// [`Connection::send_prepared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedMessage(Bytes);
+
+impl PreparedMessage {
+    /// Encodes a text or binary message as one unmasked frame.
+    pub fn new(msg: &Message) -> Result<Self, Error> {
+        let (opcode, payload) = match msg {
+            Message::Text(t) => (OpCode::Text, t.as_bytes()),
+            Message::Binary(b) => (OpCode::Binary, &b[..]),
+            _ => return Err(Error::InvalidMessage("only text and binary messages can be prepared")),
+        };
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, true, opcode, payload, None);
+        Ok(PreparedMessage(out.freeze()))
+    }
+
+    /// The encoded frame bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Writes one frame (header and payload) into `out`, masking when `mask` is
+/// given. Reserves once, so a small frame costs one copy and no allocation
+/// once `out` has capacity.
+#[inline]
+fn encode_frame(out: &mut BytesMut, fin: bool, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+    let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+    let mut hb = [0u8; MAX_HEADER_LEN];
+    let n = header.emit(&mut hb);
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&hb[..n]);
+    match mask {
+        Some(key) => extend_masked(out, payload, key),
+        None => out.extend_from_slice(payload),
+    }
+}
+
+/// One WebSocket connection after the opening handshake.
+///
+/// ```
+/// use ws_core::{Config, Connection, Message, Role};
+///
+/// let mut client = Connection::new(Role::Client, Config::default());
+/// let mut server = Connection::new(Role::Server, Config::default());
+/// client.send_text("hello").unwrap();
+/// let wire = client.pending_transmit().to_vec();
+/// client.advance_transmit(wire.len());
+/// server.handle_bytes(&wire);
+/// assert_eq!(server.poll_message().unwrap(), Some(Message::text("hello")));
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+
+    // Receiving.
+    rbuf: BytesMut,
+    /// Header of the frame whose payload is at the start of `rbuf`.
+    frame: Option<FrameHeader>,
+    /// Bytes of that payload already unmasked (and UTF-8 checked if text).
+    unmasked: usize,
+    /// Opcode of the fragmented message in progress.
+    msg_opcode: Option<OpCode>,
+    msg_buf: BytesMut,
+    utf8: Utf8Validator,
+
+    // Sending.
+    out: BytesMut,
+    /// Payload of the newest unanswered ping: only the most recent one needs
+    /// a pong (section 5.5.3), which bounds what a ping flood can queue.
+    pong_due: Option<Bytes>,
+
+    // Closing.
+    sent_close: bool,
+    received_close: bool,
+    /// The receive side is finished (close received, failed, or timed out):
+    /// further input is discarded.
+    recv_done: bool,
+    failed: bool,
+    eof: bool,
+    timed_out: bool,
+    /// An error to report from the next `poll_message`.
+    pending_error: Option<Error>,
+
+    // Timers.
+    close_timer: Timer,
+    ping_timer: Timer,
+    pong_timer: Timer,
+    activity: bool,
+    /// `rbuf.len()` after the last decode, to notice newly arrived bytes.
+    seen_len: usize,
+}
+
+impl Connection {
+    /// A connection for `role` with `config`.
+    pub fn new(role: Role, config: Config) -> Self {
+        let ping_timer = if config.keepalive.is_some() { Timer::Pending } else { Timer::Off };
+        Connection {
+            role,
+            config,
+            rbuf: BytesMut::new(),
+            frame: None,
+            unmasked: 0,
+            msg_opcode: None,
+            msg_buf: BytesMut::new(),
+            utf8: Utf8Validator::new(),
+            out: BytesMut::new(),
+            pong_due: None,
+            sent_close: false,
+            received_close: false,
+            recv_done: false,
+            failed: false,
+            eof: false,
+            timed_out: false,
+            pending_error: None,
+            close_timer: Timer::Off,
+            ping_timer,
+            pong_timer: Timer::Off,
+            activity: false,
+            seen_len: 0,
+        }
+    }
+
+    /// A connection that starts with bytes already received, such as frames
+    /// a peer pipelined right behind its handshake.
+    pub fn with_buffered(role: Role, config: Config, buffered: BytesMut) -> Self {
+        let mut c = Connection::new(role, config);
+        c.rbuf = buffered;
+        c.activity = !c.rbuf.is_empty();
+        c
+    }
+
+    /// This connection's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// This connection's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// The receive buffer, with spare capacity reserved for one transport
+    /// read: read into it directly (e.g. `tokio::io::AsyncReadExt::read_buf`)
+    /// to avoid a copy, then call [`poll_message`](Self::poll_message).
+    ///
+    /// The spare capacity grows with what actually arrives (a frame in
+    /// progress doubles it), never with what a header merely announces.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        if self.recv_done {
+            self.rbuf.clear();
+        }
+        let want = match self.frame {
+            Some(h) => {
+                let remaining = (h.payload_len as usize).saturating_sub(self.rbuf.len());
+                remaining.clamp(MIN_READ, MIN_READ.max(self.rbuf.len()))
+            }
+            None => MIN_READ,
+        };
+        if self.rbuf.capacity() - self.rbuf.len() < want / 2 {
+            self.rbuf.reserve(want);
+        }
+        &mut self.rbuf
+    }
+
+    /// Feeds received bytes by copying them (see [`read_buf`](Self::read_buf)
+    /// for the zero-copy path).
+    pub fn handle_bytes(&mut self, data: &[u8]) {
+        if self.recv_done || data.is_empty() {
+            return;
+        }
+        self.rbuf.extend_from_slice(data);
+    }
+
+    /// Reports that the transport reached end of stream.
+    pub fn handle_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Decodes the next message from the bytes received so far.
+    ///
+    /// Returns `Ok(None)` when more input is needed (or nothing more will
+    /// come). A protocol violation is returned once as an error, after a
+    /// close frame with the matching code has been queued; afterwards the
+    /// connection is [`State::Closed`] and only waits to flush.
+    pub fn poll_message(&mut self) -> Result<Option<Message>, Error> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        if self.recv_done {
+            return Ok(None);
+        }
+        if self.rbuf.len() != self.seen_len {
+            self.activity = true;
+        }
+        let result = self.decode();
+        self.seen_len = self.rbuf.len();
+        match result {
+            Ok(Some(m)) => Ok(Some(m)),
+            Ok(None) if self.eof => {
+                // The transport ended inside a frame or without a close frame.
+                self.stop_receiving();
+                if self.received_close { Ok(None) } else { Err(Error::AbnormalClosure) }
+            }
+            Ok(None) => Ok(None),
+            Err(p) => {
+                self.fail(p.close_code());
+                Err(Error::Protocol(p))
+            }
+        }
+    }
+
+    /// Fails the connection: queue a close frame with `code` (unless one was
+    /// sent) and stop receiving.
+    fn fail(&mut self, code: CloseCode) {
+        self.failed = true;
+        self.stop_receiving();
+        if !self.sent_close {
+            self.queue_close(Some(&CloseFrame::new(code, Utf8Bytes::new())));
+        }
+    }
+
+    /// Discards all receive state: nothing more will be decoded.
+    fn stop_receiving(&mut self) {
+        self.recv_done = true;
+        self.rbuf = BytesMut::new();
+        self.msg_buf = BytesMut::new();
+        self.frame = None;
+        self.seen_len = 0;
+    }
+
+    fn decode(&mut self) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            let header = match self.frame {
+                Some(h) => h,
+                None => {
+                    let Some((h, n)) = FrameHeader::parse(&self.rbuf)? else {
+                        return Ok(None);
+                    };
+                    self.check_header(&h)?;
+                    self.rbuf.advance(n);
+                    self.frame = Some(h);
+                    self.unmasked = 0;
+                    h
+                }
+            };
+            // Bounded by max_frame_size in check_header, so it fits in usize.
+            let len = header.payload_len as usize;
+            let avail = self.rbuf.len().min(len);
+            if avail > self.unmasked {
+                let chunk = &mut self.rbuf[self.unmasked..avail];
+                if let Some(key) = header.mask {
+                    apply_mask(chunk, key, self.unmasked);
+                }
+                let is_text = header.opcode == OpCode::Text
+                    || (header.opcode == OpCode::Continuation && self.msg_opcode == Some(OpCode::Text));
+                if is_text {
+                    self.utf8.feed(chunk).map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                self.unmasked = avail;
+            }
+            if avail < len {
+                return Ok(None);
+            }
+            let payload = self.rbuf.split_to(len).freeze();
+            self.frame = None;
+            self.unmasked = 0;
+            if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+                self.rbuf = BytesMut::new();
+            }
+            if let Some(m) = self.complete_frame(header, payload)? {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    /// Checks the rules that depend on this connection's role, extensions,
+    /// limits and fragmentation state.
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge { size: h.payload_len, max: self.config.max_frame_size });
+        }
+        match h.opcode {
+            OpCode::Continuation if self.msg_opcode.is_none() => Err(ProtocolError::UnexpectedContinuation),
+            OpCode::Text | OpCode::Binary if self.msg_opcode.is_some() => Err(ProtocolError::ExpectedContinuation),
+            op if !op.is_control() => {
+                let size = self.msg_buf.len() as u64 + h.payload_len;
+                if size > self.config.max_message_size as u64 {
+                    Err(ProtocolError::MessageTooLarge { size, max: self.config.max_message_size })
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Handles a fully received (and unmasked, checked) frame; returns a
+    /// message when one is complete.
+    fn complete_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<Option<Message>, ProtocolError> {
+        match h.opcode {
+            OpCode::Text | OpCode::Binary if h.fin => {
+                // Single-frame message: hand out a slice of the read buffer.
+                Ok(Some(self.data_message(h.opcode, payload)?))
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.msg_opcode = Some(h.opcode);
+                self.msg_buf.extend_from_slice(&payload);
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                self.msg_buf.extend_from_slice(&payload);
+                if !h.fin {
+                    return Ok(None);
+                }
+                let opcode = self.msg_opcode.take().unwrap_or(OpCode::Binary);
+                let whole = std::mem::take(&mut self.msg_buf).freeze();
+                Ok(Some(self.data_message(opcode, whole)?))
+            }
+            OpCode::Ping => {
+                if self.config.auto_pong && !self.sent_close {
+                    self.pong_due = Some(payload.clone());
+                }
+                Ok(Some(Message::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(payload))),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(payload)?;
+                self.received_close = true;
+                self.stop_receiving();
+                if !self.sent_close {
+                    // Echo the peer's code (section 5.5.1); no code echoes as none.
+                    let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, Utf8Bytes::new()));
+                    self.queue_close(reply.as_ref());
+                }
+                Ok(Some(Message::Close(frame)))
+            }
+        }
+    }
+
+    fn data_message(&mut self, opcode: OpCode, payload: Bytes) -> Result<Message, ProtocolError> {
+        if opcode == OpCode::Text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Message::Text(Utf8Bytes::from_bytes_unchecked(payload)))
+        } else {
+            Ok(Message::Binary(payload))
+        }
+    }
+
+    // --------------------------------------------------------------- output
+
+    fn mask_key(&self) -> Option<[u8; 4]> {
+        match self.role {
+            // RFC 6455 section 10.3: keys must be unpredictable, so they come
+            // from the thread-local CSPRNG (ChaCha, seeded by the OS).
+            Role::Client => Some(rand::random()),
+            Role::Server => None,
+        }
+    }
+
+    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        let mask = self.mask_key();
+        encode_frame(&mut self.out, fin, opcode, payload, mask);
+    }
+
+    fn check_can_send(&self) -> Result<(), Error> {
+        if self.sent_close || self.failed || self.timed_out || self.eof {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        self.check_can_send()?;
+        self.flush_pong();
+        match self.config.fragment_size {
+            Some(max) if payload.len() > max => {
+                let mut chunks = payload.chunks(max).peekable();
+                let mut op = opcode;
+                while let Some(chunk) = chunks.next() {
+                    self.write_frame(chunks.peek().is_none(), op, chunk);
+                    op = OpCode::Continuation;
+                }
+            }
+            _ => self.write_frame(true, opcode, payload),
+        }
+        Ok(())
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_data(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_data(OpCode::Binary, data)
+    }
+
+    /// Queues a ping (payload at most 125 bytes).
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited pong (payload at most 125 bytes).
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        self.check_can_send()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::InvalidMessage("control frame payload over 125 bytes"));
+        }
+        self.flush_pong();
+        self.write_frame(true, opcode, payload);
+        Ok(())
+    }
+
+    /// Queues any message; `Message::Close` starts the closing handshake.
+    pub fn send(&mut self, msg: &Message) -> Result<(), Error> {
+        match msg {
+            Message::Text(t) => self.send_text(t),
+            Message::Binary(b) => self.send_binary(b),
+            Message::Ping(p) => self.send_ping(p),
+            Message::Pong(p) => self.send_pong(p),
+            Message::Close(Some(f)) => self.close(f.code, &f.reason),
+            Message::Close(None) => {
+                self.check_can_send()?;
+                self.queue_close(None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues a frame encoded once for many connections. Only a server may
+    /// send one: client frames need a fresh mask each.
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
+        if self.role == Role::Client {
+            return Err(Error::InvalidMessage("a client cannot send a prepared (unmasked) frame"));
+        }
+        self.check_can_send()?;
+        self.flush_pong();
+        self.out.extend_from_slice(&msg.0);
+        Ok(())
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (at most 123
+    /// bytes). Closing an already closing connection does nothing.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if !code.is_sendable() {
+            return Err(Error::InvalidMessage("close code may not be sent on the wire"));
+        }
+        if reason.len() > CloseFrame::MAX_REASON_LEN {
+            return Err(Error::InvalidMessage("close reason longer than 123 bytes"));
+        }
+        if self.sent_close || self.failed || self.eof || self.timed_out {
+            return Ok(());
+        }
+        self.queue_close(Some(&CloseFrame::new(code, reason)));
+        Ok(())
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        self.flush_pong();
+        let mut payload = BytesMut::with_capacity(frame.map_or(0, |f| f.payload_len()));
+        if let Some(f) = frame {
+            f.write_payload(&mut payload);
+        }
+        self.write_frame(true, OpCode::Close, &payload);
+        self.sent_close = true;
+        self.pong_due = None;
+        self.close_timer = Timer::Pending;
+    }
+
+    fn flush_pong(&mut self) {
+        if let Some(p) = self.pong_due.take() {
+            self.write_frame(true, OpCode::Pong, &p);
+        }
+    }
+
+    /// Bytes waiting to be written to the transport (empty when none).
+    pub fn pending_transmit(&mut self) -> &[u8] {
+        if !self.sent_close {
+            self.flush_pong();
+        }
+        &self.out
+    }
+
+    /// Takes all bytes waiting to be written as one owned buffer, for
+    /// transports that need owned data (no copy).
+    pub fn take_transmit(&mut self) -> Bytes {
+        if !self.sent_close {
+            self.flush_pong();
+        }
+        self.out.split().freeze()
+    }
+
+    /// Marks `n` bytes of [`pending_transmit`](Self::pending_transmit) as written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.out.advance(n);
+        if self.out.is_empty() && self.out.capacity() > SHRINK_ABOVE {
+            self.out = BytesMut::new();
+        }
+    }
+
+    /// Whether bytes are waiting to be written.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty() || (self.pong_due.is_some() && !self.sent_close)
+    }
+
+    /// Number of bytes queued for writing (for back-pressure decisions).
+    pub fn buffered_transmit(&self) -> usize {
+        self.out.len()
+    }
+
+    // ---------------------------------------------------------------- state
+
+    /// The lifecycle state.
+    pub fn state(&self) -> State {
+        if self.failed || self.eof || self.timed_out || (self.sent_close && self.received_close) {
+            State::Closed
+        } else if self.sent_close || self.received_close {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Whether a close frame has been received from the peer.
+    pub fn close_received(&self) -> bool {
+        self.received_close
+    }
+
+    /// Whether a close frame has been queued to the peer.
+    pub fn close_sent(&self) -> bool {
+        self.sent_close
+    }
+
+    /// Whether the caller should now flush and close the transport: the
+    /// connection is finished and everything queued has been written. A
+    /// server closes TCP right after the closing handshake; a client waits for
+    /// the server to close it (end of stream) or for the close timeout.
+    pub fn should_close_transport(&self) -> bool {
+        if self.timed_out {
+            return true;
+        }
+        if self.wants_write() {
+            return false;
+        }
+        self.eof
+            || self.failed
+            || (self.sent_close && self.received_close && self.role == Role::Server)
+    }
+
+    // ---------------------------------------------------------------- time
+
+    /// When the connection next needs [`handle_timeout`](Self::handle_timeout),
+    /// given the current time. Timers started since the last call (a close
+    /// sent, bytes received) are armed relative to `now`.
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        self.close_timer.arm(now, self.config.close_timeout);
+        if let Some(interval) = self.config.keepalive {
+            if self.activity {
+                self.activity = false;
+                self.pong_timer = Timer::Off;
+                self.ping_timer = Timer::At(now + interval);
+            }
+            self.ping_timer.arm(now, interval);
+            self.pong_timer.arm(now, self.config.keepalive_timeout);
+        }
+        if self.state() == State::Closed && self.close_timer == Timer::Off {
+            return None;
+        }
+        [self.close_timer.at(), self.ping_timer.at(), self.pong_timer.at()].into_iter().flatten().min()
+    }
+
+    /// Fires the timers that expired at `now`: a close the peer never
+    /// finished ends the connection, a keepalive ping is sent, a keepalive
+    /// ping never answered ends the connection.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.close_timer.expired(now) {
+            self.close_timer = Timer::Off;
+            if !(self.eof || self.timed_out) {
+                self.timed_out = true;
+                self.stop_receiving();
+                if !(self.received_close || self.failed) {
+                    self.pending_error = Some(Error::Timeout(TimeoutKind::Close));
+                }
+            }
+        }
+        if self.pong_timer.expired(now) {
+            self.pong_timer = Timer::Off;
+            self.ping_timer = Timer::Off;
+            if self.state() != State::Closed {
+                self.timed_out = true;
+                self.stop_receiving();
+                self.pending_error = Some(Error::Timeout(TimeoutKind::Keepalive));
+            }
+        }
+        if self.ping_timer.expired(now) {
+            self.ping_timer = Timer::Off;
+            if self.state() == State::Open && self.config.keepalive.is_some() {
+                self.write_frame(true, OpCode::Ping, b"keepalive");
+                self.pong_timer = Timer::At(now + self.config.keepalive_timeout);
+            }
+        }
+    }
+}

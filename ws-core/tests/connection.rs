@@ -1,0 +1,664 @@
+//! Behaviour of the framing `Connection`, driven entirely in memory.
+
+use std::time::{Duration, Instant};
+use ws_core::frame::{FrameHeader, OpCode};
+use ws_core::mask::apply_mask_scalar;
+use ws_core::{Bytes, CloseCode, CloseFrame, Config, Connection, Error, Message, ProtocolError, Role, State, TimeoutKind};
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// Raw frame bytes, built independently of the connection's encoder.
+fn raw(fin: bool, rsv: u8, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push((fin as u8) << 7 | rsv << 4 | opcode);
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(m | n as u8),
+        n @ 126..=0xffff => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mut p = payload.to_vec();
+    if let Some(k) = mask {
+        out.extend_from_slice(&k);
+        apply_mask_scalar(&mut p, k, 0);
+    }
+    out.extend_from_slice(&p);
+    out
+}
+
+/// A frame as a client sends it (masked).
+fn cframe(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    raw(true, 0, opcode, payload, Some(KEY))
+}
+
+fn server() -> Connection {
+    Connection::new(Role::Server, Config::default())
+}
+
+fn client() -> Connection {
+    Connection::new(Role::Client, Config::default())
+}
+
+/// Drains everything `conn` wants to send and decodes it as frames
+/// (header, unmasked payload) with the parser under test.
+fn sent_frames(conn: &mut Connection) -> Vec<(FrameHeader, Vec<u8>)> {
+    let bytes = conn.take_transmit();
+    let mut rest = &bytes[..];
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let (h, n) = FrameHeader::parse(rest).unwrap().expect("whole frame");
+        let len = h.payload_len as usize;
+        let mut p = rest[n..n + len].to_vec();
+        if let Some(k) = h.mask {
+            apply_mask_scalar(&mut p, k, 0);
+        }
+        frames.push((h, p));
+        rest = &rest[n + len..];
+    }
+    frames
+}
+
+/// Asserts that `conn` failed with `code` and queued exactly one close frame
+/// carrying it.
+fn assert_failed_with(conn: &mut Connection, input: &[u8], code: u16) -> ProtocolError {
+    conn.handle_bytes(input);
+    let err = loop {
+        match conn.poll_message() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("expected a protocol error with close code {code}"),
+            Err(Error::Protocol(p)) => break p,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    };
+    assert_eq!(err.close_code(), CloseCode(code), "{err}");
+    let frames = sent_frames(conn);
+    let close = frames.last().expect("a close frame is queued");
+    assert_eq!(close.0.opcode, OpCode::Close);
+    assert_eq!(&close.1[..2], &code.to_be_bytes());
+    assert_eq!(conn.state(), State::Closed);
+    assert!(conn.should_close_transport());
+    // Nothing more is decoded or sent afterwards.
+    conn.handle_bytes(&cframe(1, b"late"));
+    assert_eq!(conn.poll_message().unwrap(), None);
+    assert!(conn.send_text("x").unwrap_err().is_closed());
+    err
+}
+
+/// Moves bytes both ways until neither side has anything to send; returns the
+/// messages each side received (client's, server's).
+struct Pair {
+    client: Connection,
+    server: Connection,
+}
+
+impl Pair {
+    fn new(config: Config) -> Self {
+        Pair { client: Connection::new(Role::Client, config.clone()), server: Connection::new(Role::Server, config) }
+    }
+
+    fn drive(&mut self) -> (Vec<Message>, Vec<Message>) {
+        let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
+        for _ in 0..100 {
+            let c = self.client.take_transmit();
+            self.server.handle_bytes(&c);
+            while let Some(m) = self.server.poll_message().unwrap() {
+                to_server.push(m);
+            }
+            let s = self.server.take_transmit();
+            self.client.handle_bytes(&s);
+            while let Some(m) = self.client.poll_message().unwrap() {
+                to_client.push(m);
+            }
+            if c.is_empty() && s.is_empty() && !self.client.wants_write() && !self.server.wants_write() {
+                return (to_client, to_server);
+            }
+        }
+        panic!("pair did not settle");
+    }
+}
+
+#[test]
+fn rfc_5_7_single_frame_messages_decode() {
+    let mut c = client();
+    c.handle_bytes(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    assert_eq!(c.poll_message().unwrap(), Some(Message::text("Hello")));
+    let mut s = server();
+    s.handle_bytes(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    assert_eq!(s.poll_message().unwrap(), Some(Message::text("Hello")));
+}
+
+#[test]
+fn rfc_5_7_fragmented_text_reassembles() {
+    let mut c = client();
+    c.handle_bytes(&[0x01, 0x03, 0x48, 0x65, 0x6c]);
+    assert_eq!(c.poll_message().unwrap(), None);
+    c.handle_bytes(&[0x80, 0x02, 0x6c, 0x6f]);
+    assert_eq!(c.poll_message().unwrap(), Some(Message::text("Hello")));
+}
+
+#[test]
+fn rfc_5_7_ping_is_answered_with_identical_pong() {
+    let mut s = server();
+    s.handle_bytes(&[0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    assert_eq!(s.poll_message().unwrap(), Some(Message::Ping(Bytes::from_static(b"Hello"))));
+    // The RFC's unmasked pong "Hello".
+    assert_eq!(s.pending_transmit(), &[0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+}
+
+#[test]
+fn rfc_5_7_long_binary_lengths_decode() {
+    for len in [256usize, 65536] {
+        let mut c = client();
+        let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let f = raw(true, 0, 2, &payload, None);
+        assert_eq!(&f[..2], if len == 256 { &[0x82, 0x7e][..] } else { &[0x82, 0x7f][..] });
+        c.handle_bytes(&f);
+        assert_eq!(c.poll_message().unwrap(), Some(Message::binary(payload)));
+    }
+}
+
+#[test]
+fn byte_at_a_time_input_gives_the_same_messages() {
+    let mut stream = Vec::new();
+    stream.extend(cframe(1, "héllo wörld".as_bytes()));
+    stream.extend(raw(false, 0, 2, &[1, 2, 3], Some(KEY)));
+    stream.extend(cframe(9, b"ping"));
+    stream.extend(raw(true, 0, 0, &[4, 5], Some(KEY)));
+    stream.extend(cframe(2, &vec![7u8; 70000]));
+    let mut whole = server();
+    whole.handle_bytes(&stream);
+    let mut expected = Vec::new();
+    while let Some(m) = whole.poll_message().unwrap() {
+        expected.push(m);
+    }
+    assert_eq!(expected.len(), 4);
+    let mut bytewise = server();
+    let mut got = Vec::new();
+    for b in &stream {
+        bytewise.handle_bytes(std::slice::from_ref(b));
+        while let Some(m) = bytewise.poll_message().unwrap() {
+            got.push(m);
+        }
+    }
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn control_frames_interleave_with_fragments() {
+    let mut s = server();
+    s.handle_bytes(&raw(false, 0, 1, b"ab", Some(KEY)));
+    s.handle_bytes(&cframe(9, b"p"));
+    s.handle_bytes(&cframe(10, b"q"));
+    s.handle_bytes(&raw(true, 0, 0, b"cd", Some(KEY)));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::Ping(Bytes::from_static(b"p"))));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::Pong(Bytes::from_static(b"q"))));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::text("abcd")));
+}
+
+#[test]
+fn server_fails_on_unmasked_frame_with_1002() {
+    let e = assert_failed_with(&mut server(), &raw(true, 0, 1, b"hi", None), 1002);
+    assert_eq!(e, ProtocolError::UnmaskedFrame);
+}
+
+#[test]
+fn client_fails_on_masked_frame_with_1002() {
+    let e = assert_failed_with(&mut client(), &cframe(1, b"hi"), 1002);
+    assert_eq!(e, ProtocolError::MaskedFrame);
+}
+
+#[test]
+fn rsv_bits_without_extension_fail_with_1002() {
+    for rsv in 1..8 {
+        let e = assert_failed_with(&mut server(), &raw(true, rsv, 1, b"hi", Some(KEY)), 1002);
+        assert_eq!(e, ProtocolError::ReservedBits);
+    }
+}
+
+#[test]
+fn reserved_opcodes_fail_with_1002() {
+    for op in [3, 4, 5, 6, 7, 11, 12, 13, 14, 15] {
+        assert_failed_with(&mut server(), &cframe(op, b""), 1002);
+    }
+}
+
+#[test]
+fn oversized_and_fragmented_control_frames_fail_with_1002() {
+    let e = assert_failed_with(&mut server(), &cframe(9, &[0; 126]), 1002);
+    assert_eq!(e, ProtocolError::ControlFrameTooLong);
+    let e = assert_failed_with(&mut server(), &raw(false, 0, 9, b"x", Some(KEY)), 1002);
+    assert_eq!(e, ProtocolError::FragmentedControlFrame);
+}
+
+#[test]
+fn continuation_without_message_fails_with_1002() {
+    let e = assert_failed_with(&mut server(), &raw(true, 0, 0, b"x", Some(KEY)), 1002);
+    assert_eq!(e, ProtocolError::UnexpectedContinuation);
+}
+
+#[test]
+fn new_message_inside_fragmented_message_fails_with_1002() {
+    let mut input = raw(false, 0, 1, b"a", Some(KEY));
+    input.extend(cframe(2, b"b"));
+    let e = assert_failed_with(&mut server(), &input, 1002);
+    assert_eq!(e, ProtocolError::ExpectedContinuation);
+}
+
+#[test]
+fn invalid_utf8_text_fails_with_1007() {
+    assert_failed_with(&mut server(), &cframe(1, &[0xce, 0xba, 0xed, 0xa0, 0x80]), 1007);
+}
+
+#[test]
+fn invalid_utf8_is_detected_before_the_frame_is_complete() {
+    let mut s = server();
+    let mut payload = b"valid prefix ".to_vec();
+    payload.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]); // > U+10FFFF
+    payload.extend(std::iter::repeat_n(b'a', 1000));
+    let frame = cframe(1, &payload);
+    // Deliver only the header and the first 20 payload bytes.
+    s.handle_bytes(&frame[..8 + 20]);
+    let err = s.poll_message().unwrap_err();
+    assert!(matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)), "{err}");
+}
+
+#[test]
+fn invalid_utf8_across_fragments_fails_at_the_bad_fragment() {
+    let mut s = server();
+    s.handle_bytes(&raw(false, 0, 1, &[0xe2, 0x82], Some(KEY)));
+    assert_eq!(s.poll_message().unwrap(), None);
+    // "A" cannot continue the 3-byte sequence: fail now, not at FIN.
+    s.handle_bytes(&raw(false, 0, 0, b"A", Some(KEY)));
+    assert!(matches!(s.poll_message(), Err(Error::Protocol(ProtocolError::InvalidUtf8))));
+}
+
+#[test]
+fn text_ending_inside_a_character_fails_with_1007() {
+    let mut input = raw(false, 0, 1, b"ok", Some(KEY));
+    input.extend(raw(true, 0, 0, &[0xe2, 0x82], Some(KEY)));
+    assert_failed_with(&mut server(), &input, 1007);
+}
+
+#[test]
+fn utf8_split_across_fragments_is_valid() {
+    let s = "€𝄞".as_bytes();
+    let mut conn = server();
+    conn.handle_bytes(&raw(false, 0, 1, &s[..1], Some(KEY)));
+    conn.handle_bytes(&raw(false, 0, 0, &s[1..5], Some(KEY)));
+    conn.handle_bytes(&raw(true, 0, 0, &s[5..], Some(KEY)));
+    assert_eq!(conn.poll_message().unwrap(), Some(Message::text("€𝄞")));
+}
+
+#[test]
+fn close_payload_of_one_byte_fails_with_1002() {
+    assert_failed_with(&mut server(), &cframe(8, &[0x03]), 1002);
+}
+
+#[test]
+fn close_with_reserved_code_fails_with_1002() {
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000] {
+        let e = assert_failed_with(&mut server(), &cframe(8, &code.to_be_bytes()), 1002);
+        assert_eq!(e, ProtocolError::InvalidCloseCode(code));
+    }
+}
+
+#[test]
+fn close_with_invalid_utf8_reason_fails_with_1007() {
+    assert_failed_with(&mut server(), &cframe(8, &[0x03, 0xe8, 0xff]), 1007);
+}
+
+#[test]
+fn received_close_is_answered_once_with_the_same_code() {
+    let mut s = server();
+    let mut payload = 4000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice("bye ☃".as_bytes());
+    s.handle_bytes(&cframe(8, &payload));
+    s.handle_bytes(&cframe(8, &1000u16.to_be_bytes()));
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(Message::Close(Some(CloseFrame::new(CloseCode(4000), "bye ☃"))))
+    );
+    assert_eq!(s.poll_message().unwrap(), None);
+    let frames = sent_frames(&mut s);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].0.opcode, OpCode::Close);
+    assert_eq!(frames[0].1, 4000u16.to_be_bytes());
+    assert_eq!(s.state(), State::Closed);
+    assert!(s.should_close_transport(), "the server closes TCP first");
+}
+
+#[test]
+fn empty_close_is_answered_with_empty_close() {
+    let mut s = server();
+    s.handle_bytes(&cframe(8, b""));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::Close(None)));
+    let frames = sent_frames(&mut s);
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].1.is_empty());
+}
+
+#[test]
+fn no_data_is_sent_after_close() {
+    let mut c = client();
+    c.close(CloseCode::NORMAL, "done").unwrap();
+    assert!(c.send_text("more").unwrap_err().is_closed());
+    assert!(c.send_ping(b"").unwrap_err().is_closed());
+    // Closing again is a no-op, not a second close frame.
+    c.close(CloseCode::NORMAL, "again").unwrap();
+    let frames = sent_frames(&mut c);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].1[..2], 1000u16.to_be_bytes());
+    assert_eq!(&frames[0].1[2..], b"done");
+    assert_eq!(c.state(), State::Closing);
+}
+
+#[test]
+fn closing_handshake_client_initiated_completes_and_client_waits_for_tcp_close() {
+    let mut p = Pair::new(Config::default());
+    p.client.close(CloseCode::NORMAL, "bye").unwrap();
+    let (to_client, to_server) = p.drive();
+    assert_eq!(to_server, vec![Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")))]);
+    assert_eq!(to_client, vec![Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))]);
+    assert_eq!(p.server.state(), State::Closed);
+    assert_eq!(p.client.state(), State::Closed);
+    assert!(p.server.should_close_transport());
+    assert!(!p.client.should_close_transport(), "client waits for the server to close TCP");
+    p.client.handle_eof();
+    assert_eq!(p.client.poll_message().unwrap(), None, "a clean close is not an error");
+    assert!(p.client.should_close_transport());
+}
+
+#[test]
+fn invalid_outgoing_close_and_control_are_refused() {
+    let mut c = client();
+    assert!(matches!(c.close(CloseCode(1005), ""), Err(Error::InvalidMessage(_))));
+    assert!(matches!(c.close(CloseCode::NORMAL, &"x".repeat(124)), Err(Error::InvalidMessage(_))));
+    assert!(matches!(c.send_ping(&[0; 126]), Err(Error::InvalidMessage(_))));
+    assert_eq!(c.state(), State::Open);
+}
+
+#[test]
+fn frame_over_the_limit_fails_with_1009_before_buffering() {
+    let mut s = Connection::new(Role::Server, Config::default().max_frame_size(1024));
+    // Header announcing 1 GiB, followed by a few bytes only.
+    let mut input = vec![0x82, 0xff];
+    input.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    input.extend_from_slice(&KEY);
+    input.extend_from_slice(&[0; 10]);
+    let e = assert_failed_with(&mut s, &input, 1009);
+    assert!(matches!(e, ProtocolError::FrameTooLarge { size, max: 1024 } if size == 1 << 30));
+    assert!(s.read_buf().capacity() < 64 * 1024);
+}
+
+#[test]
+fn default_limit_rejects_huge_frame_claims_without_allocating() {
+    let mut s = server();
+    let mut input = vec![0x82, 0xff];
+    input.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    input.extend_from_slice(&KEY);
+    assert_failed_with(&mut s, &input, 1009);
+}
+
+#[test]
+fn read_buffer_grows_with_received_bytes_not_announced_length() {
+    let mut s = server();
+    // 16 MiB frame announced (within limits), only its header sent.
+    let mut input = vec![0x82, 0xff];
+    input.extend_from_slice(&(16u64 << 20).to_be_bytes());
+    input.extend_from_slice(&KEY);
+    s.handle_bytes(&input);
+    assert_eq!(s.poll_message().unwrap(), None);
+    assert!(s.read_buf().capacity() <= 16 * 1024, "{}", s.read_buf().capacity());
+}
+
+#[test]
+fn message_over_the_limit_across_fragments_fails_with_1009() {
+    let mut s = Connection::new(Role::Server, Config::default().max_message_size(10));
+    let mut input = raw(false, 0, 2, &[0; 6], Some(KEY));
+    input.extend(raw(true, 0, 0, &[0; 6], Some(KEY)));
+    let e = assert_failed_with(&mut s, &input, 1009);
+    assert!(matches!(e, ProtocolError::MessageTooLarge { size: 12, max: 10 }));
+}
+
+#[test]
+fn auto_pong_can_be_disabled() {
+    let mut s = Connection::new(Role::Server, Config::default().auto_pong(false));
+    s.handle_bytes(&cframe(9, b"x"));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::Ping(Bytes::from_static(b"x"))));
+    assert!(s.pending_transmit().is_empty());
+}
+
+#[test]
+fn ping_flood_queues_only_the_latest_pong() {
+    let mut s = server();
+    for i in 0..1000u32 {
+        s.handle_bytes(&cframe(9, &i.to_be_bytes()));
+        s.poll_message().unwrap();
+    }
+    let frames = sent_frames(&mut s);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].0.opcode, OpCode::Pong);
+    assert_eq!(frames[0].1, 999u32.to_be_bytes());
+}
+
+#[test]
+fn unsolicited_pong_is_reported_and_not_answered() {
+    let mut s = server();
+    s.handle_bytes(&cframe(10, b"hb"));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::Pong(Bytes::from_static(b"hb"))));
+    assert!(s.pending_transmit().is_empty());
+}
+
+#[test]
+fn client_masks_every_frame_with_a_fresh_key() {
+    let mut c = client();
+    for _ in 0..4 {
+        c.send_text("same").unwrap();
+    }
+    let frames = sent_frames(&mut c);
+    let keys: std::collections::HashSet<_> = frames.iter().map(|f| f.0.mask.expect("masked")).collect();
+    assert_eq!(keys.len(), 4, "keys repeat: {keys:?}");
+    assert!(frames.iter().all(|f| f.1 == b"same"));
+}
+
+#[test]
+fn server_never_masks() {
+    let mut s = server();
+    s.send_binary(b"abc").unwrap();
+    assert_eq!(s.pending_transmit(), &[0x82, 3, b'a', b'b', b'c']);
+}
+
+#[test]
+fn outgoing_messages_are_fragmented_when_configured() {
+    let mut p = Pair::new(Config::default().fragment_size(Some(4)));
+    p.client.send_text("0123456789").unwrap();
+    let bytes = p.client.pending_transmit().to_vec();
+    let frames = sent_frames(&mut p.client);
+    let ops: Vec<_> = frames.iter().map(|f| (f.0.opcode, f.0.fin, f.1.len())).collect();
+    assert_eq!(
+        ops,
+        vec![(OpCode::Text, false, 4), (OpCode::Continuation, false, 4), (OpCode::Continuation, true, 2)]
+    );
+    p.server.handle_bytes(&bytes);
+    assert_eq!(p.server.poll_message().unwrap(), Some(Message::text("0123456789")));
+}
+
+#[test]
+fn eof_without_close_is_an_abnormal_closure_after_buffered_messages() {
+    let mut s = server();
+    s.handle_bytes(&cframe(1, b"last words"));
+    s.handle_bytes(&cframe(1, b"trunc")[..4]);
+    s.handle_eof();
+    assert_eq!(s.poll_message().unwrap(), Some(Message::text("last words")));
+    let e = s.poll_message().unwrap_err();
+    assert!(matches!(e, Error::AbnormalClosure));
+    assert_eq!(e.close_code(), Some(CloseCode::ABNORMAL));
+    assert_eq!(s.poll_message().unwrap(), None);
+    assert_eq!(s.state(), State::Closed);
+    assert!(s.should_close_transport());
+}
+
+#[test]
+fn unanswered_close_times_out_at_the_configured_deadline() {
+    let t0 = Instant::now();
+    let mut c = Connection::new(Role::Client, Config::default().close_timeout(Duration::from_secs(3)));
+    assert_eq!(c.poll_timeout(t0), None);
+    c.close(CloseCode::NORMAL, "").unwrap();
+    c.take_transmit();
+    assert_eq!(c.poll_timeout(t0), Some(t0 + Duration::from_secs(3)));
+    c.handle_timeout(t0 + Duration::from_secs(2));
+    assert!(!c.should_close_transport());
+    c.handle_timeout(t0 + Duration::from_secs(3));
+    assert!(c.should_close_transport());
+    assert!(matches!(c.poll_message(), Err(Error::Timeout(TimeoutKind::Close))));
+    assert_eq!(c.state(), State::Closed);
+}
+
+#[test]
+fn keepalive_pings_after_silence_and_times_out_without_answer() {
+    let t0 = Instant::now();
+    let cfg = Config::default().keepalive(Some(Duration::from_secs(10))).keepalive_timeout(Duration::from_secs(5));
+    let mut s = Connection::new(Role::Server, cfg);
+    assert_eq!(s.poll_timeout(t0), Some(t0 + Duration::from_secs(10)));
+    // Traffic at t0+4 pushes the ping back.
+    s.handle_bytes(&cframe(1, b"hi"));
+    s.poll_message().unwrap();
+    let t4 = t0 + Duration::from_secs(4);
+    assert_eq!(s.poll_timeout(t4), Some(t4 + Duration::from_secs(10)));
+    let t14 = t4 + Duration::from_secs(10);
+    s.handle_timeout(t14);
+    let frames = sent_frames(&mut s);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].0.opcode, OpCode::Ping);
+    assert_eq!(s.poll_timeout(t14), Some(t14 + Duration::from_secs(5)));
+    s.handle_timeout(t14 + Duration::from_secs(5));
+    assert!(matches!(s.poll_message(), Err(Error::Timeout(TimeoutKind::Keepalive))));
+    assert!(s.should_close_transport());
+}
+
+#[test]
+fn keepalive_answered_by_pong_keeps_the_connection_open() {
+    let t0 = Instant::now();
+    let cfg = Config::default().keepalive(Some(Duration::from_secs(10))).keepalive_timeout(Duration::from_secs(5));
+    let mut p = Pair::new(cfg);
+    p.server.poll_timeout(t0);
+    p.server.handle_timeout(t0 + Duration::from_secs(10));
+    let (to_client, to_server) = p.drive();
+    assert!(matches!(to_client.as_slice(), [Message::Ping(_)]));
+    assert!(matches!(to_server.as_slice(), [Message::Pong(_)]));
+    let t11 = t0 + Duration::from_secs(11);
+    assert_eq!(p.server.poll_timeout(t11), Some(t11 + Duration::from_secs(10)));
+    p.server.handle_timeout(t0 + Duration::from_secs(16));
+    assert_eq!(p.server.state(), State::Open);
+}
+
+#[test]
+fn pipelined_bytes_given_at_construction_are_decoded() {
+    let bytes = ws_core::BytesMut::from(&cframe(1, b"early")[..]);
+    let mut s = Connection::with_buffered(Role::Server, Config::default(), bytes);
+    assert_eq!(s.poll_message().unwrap(), Some(Message::text("early")));
+}
+
+#[test]
+fn prepared_message_is_sent_verbatim_by_a_server_and_refused_by_a_client() {
+    let prepared = ws_core::PreparedMessage::new(&Message::text("all")).unwrap();
+    let mut s = server();
+    s.send_prepared(&prepared).unwrap();
+    assert_eq!(s.pending_transmit(), prepared.as_bytes());
+    assert!(client().send_prepared(&prepared).is_err());
+}
+
+#[test]
+fn every_message_kind_round_trips_between_client_and_server() {
+    let mut p = Pair::new(Config::default());
+    let msgs = vec![
+        Message::text(""),
+        Message::text("κόσμε"),
+        Message::binary(vec![0u8; 0]),
+        Message::binary((0..=255u8).collect::<Vec<_>>()),
+        Message::binary(vec![9u8; 200_000]),
+        Message::Ping(Bytes::from_static(b"p")),
+        Message::Pong(Bytes::from_static(b"unsolicited")),
+    ];
+    for m in &msgs {
+        p.client.send(m).unwrap();
+        p.server.send(m).unwrap();
+    }
+    let (to_client, to_server) = p.drive();
+    // Each side also receives the auto-pong for the ping it sent.
+    let mut expected = msgs.clone();
+    expected.push(Message::Pong(Bytes::from_static(b"p")));
+    let sort = |v: &[Message]| {
+        let mut v: Vec<_> = v.iter().map(|m| format!("{m:?}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sort(&to_server), sort(&expected));
+    assert_eq!(sort(&to_client), sort(&expected));
+    assert_eq!(to_server[..5], msgs[..5], "data messages arrive in order");
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            ".{0,40}".prop_map(Message::text),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Message::binary),
+            proptest::collection::vec(any::<u8>(), 0..125).prop_map(|v| Message::Ping(v.into())),
+            proptest::collection::vec(any::<u8>(), 300..70_000).prop_map(Message::binary),
+        ]
+    }
+
+    /// Feeds `wire` to `conn` in the given chunk sizes and collects messages.
+    fn feed_chunked(conn: &mut Connection, wire: &[u8], chunks: &[usize]) -> Vec<Message> {
+        let mut out = Vec::new();
+        let mut rest = wire;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = chunks.get(i % chunks.len().max(1)).copied().unwrap_or(rest.len()).clamp(1, rest.len());
+            i += 1;
+            let (now, later) = rest.split_at(n);
+            // Alternate the copying and the zero-copy input paths.
+            if i % 2 == 0 {
+                conn.handle_bytes(now);
+            } else {
+                conn.read_buf().extend_from_slice(now);
+            }
+            while let Some(m) = conn.poll_message().unwrap() {
+                out.push(m);
+            }
+            rest = later;
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_messages_arrive_unchanged_in_order_under_random_chunking(
+            msgs in proptest::collection::vec(message(), 1..12),
+            chunks in proptest::collection::vec(1usize..2000, 1..8),
+            fragment in proptest::option::of(1usize..500),
+        ) {
+            for role in [Role::Client, Role::Server] {
+                let mut sender = Connection::new(role, Config::default().fragment_size(fragment));
+                let peer = if role == Role::Client { Role::Server } else { Role::Client };
+                let mut receiver = Connection::new(peer, Config::default());
+                for m in &msgs {
+                    sender.send(m).unwrap();
+                }
+                let wire = sender.take_transmit();
+                let got = feed_chunked(&mut receiver, &wire, &chunks);
+                prop_assert_eq!(&got, &msgs);
+            }
+        }
+    }
+}
