@@ -24,6 +24,8 @@ pub struct Config {
     pub(crate) keepalive: Option<Duration>,
     pub(crate) keepalive_timeout: Duration,
     pub(crate) fragment_size: Option<usize>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) write_buffer_limit: usize,
 }
 
 impl Default for Config {
@@ -36,6 +38,8 @@ impl Default for Config {
             keepalive: None,
             keepalive_timeout: Duration::from_secs(20),
             fragment_size: None,
+            handshake_timeout: Duration::from_secs(10),
+            write_buffer_limit: 1 << 20,
         }
     }
 }
@@ -85,6 +89,31 @@ impl Config {
     pub fn fragment_size(mut self, bytes: Option<usize>) -> Self {
         self.fragment_size = bytes.map(|b| b.max(1));
         self
+    }
+
+    /// How long the opening handshake may take before the runtime adapters
+    /// give up (default 10 s). ws-core has no clock; adapters enforce it.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+
+    /// Back-pressure threshold for queued outgoing bytes (default 1 MiB):
+    /// adapters flush before accepting more, and a server stops reading from
+    /// (and taking broadcasts for) a client whose queue is above it.
+    pub fn write_buffer_limit(mut self, bytes: usize) -> Self {
+        self.write_buffer_limit = bytes.max(1);
+        self
+    }
+
+    /// The configured handshake timeout.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// The configured write buffer limit.
+    pub fn get_write_buffer_limit(&self) -> usize {
+        self.write_buffer_limit
     }
 
     /// The configured maximum message size.

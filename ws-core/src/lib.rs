@@ -51,6 +51,7 @@ pub mod frame;
 pub mod handshake;
 pub mod hub;
 pub mod mask;
+pub mod session;
 pub mod message;
 pub mod site;
 pub mod url;
