@@ -72,7 +72,10 @@ impl CloseFrame {
 
     /// A close frame with `code` and `reason`.
     pub fn new(code: CloseCode, reason: impl Into<Utf8Bytes>) -> Self {
-        CloseFrame { code, reason: reason.into() }
+        CloseFrame {
+            code,
+            reason: reason.into(),
+        }
     }
 
     /// Parses and validates a received close payload: empty (no status),
@@ -124,11 +127,15 @@ mod tests {
 
     #[test]
     fn allowed_codes_parse_and_reserved_codes_fail() {
-        for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
+        ] {
             let p = Bytes::copy_from_slice(&code.to_be_bytes());
             assert_eq!(CloseFrame::parse(p).unwrap().unwrap().code, CloseCode(code));
         }
-        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             let p = Bytes::copy_from_slice(&code.to_be_bytes());
             let e = CloseFrame::parse(p).unwrap_err();
             assert_eq!(e, ProtocolError::InvalidCloseCode(code));
@@ -138,7 +145,9 @@ mod tests {
 
     #[test]
     fn close_reason_must_be_utf8() {
-        let p = Bytes::from_static(&[0x03, 0xe8, 0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xed, 0xa0, 0x80]);
+        let p = Bytes::from_static(&[
+            0x03, 0xe8, 0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xed, 0xa0, 0x80,
+        ]);
         let e = CloseFrame::parse(p).unwrap_err();
         assert_eq!(e.close_code(), CloseCode::INVALID_PAYLOAD);
     }

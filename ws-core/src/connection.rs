@@ -75,7 +75,11 @@ impl PreparedMessage {
         let (opcode, payload) = match msg {
             Message::Text(t) => (OpCode::Text, t.as_bytes()),
             Message::Binary(b) => (OpCode::Binary, &b[..]),
-            _ => return Err(Error::InvalidMessage("only text and binary messages can be prepared")),
+            _ => {
+                return Err(Error::InvalidMessage(
+                    "only text and binary messages can be prepared",
+                ));
+            }
         };
         let mut out = BytesMut::new();
         encode_frame(&mut out, true, opcode, payload, None);
@@ -92,8 +96,20 @@ impl PreparedMessage {
 /// given. Reserves once, so a small frame costs one copy and no allocation
 /// once `out` has capacity.
 #[inline]
-fn encode_frame(out: &mut BytesMut, fin: bool, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
-    let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+fn encode_frame(
+    out: &mut BytesMut,
+    fin: bool,
+    opcode: OpCode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    let header = FrameHeader {
+        fin,
+        rsv: 0,
+        opcode,
+        mask,
+        payload_len: payload.len() as u64,
+    };
     let mut hb = [0u8; MAX_HEADER_LEN];
     let n = header.emit(&mut hb);
     out.reserve(n + payload.len());
@@ -163,7 +179,11 @@ pub struct Connection {
 impl Connection {
     /// A connection for `role` with `config`.
     pub fn new(role: Role, config: Config) -> Self {
-        let ping_timer = if config.keepalive.is_some() { Timer::Pending } else { Timer::Off };
+        let ping_timer = if config.keepalive.is_some() {
+            Timer::Pending
+        } else {
+            Timer::Off
+        };
         Connection {
             role,
             config,
@@ -271,7 +291,11 @@ impl Connection {
             Ok(None) if self.eof => {
                 // The transport ended inside a frame or without a close frame.
                 self.stop_receiving();
-                if self.received_close { Ok(None) } else { Err(Error::AbnormalClosure) }
+                if self.received_close {
+                    Ok(None)
+                } else {
+                    Err(Error::AbnormalClosure)
+                }
             }
             Ok(None) => Ok(None),
             Err(p) => {
@@ -324,9 +348,12 @@ impl Connection {
                     apply_mask(chunk, key, self.unmasked);
                 }
                 let is_text = header.opcode == OpCode::Text
-                    || (header.opcode == OpCode::Continuation && self.msg_opcode == Some(OpCode::Text));
+                    || (header.opcode == OpCode::Continuation
+                        && self.msg_opcode == Some(OpCode::Text));
                 if is_text {
-                    self.utf8.feed(chunk).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.utf8
+                        .feed(chunk)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 self.unmasked = avail;
             }
@@ -357,15 +384,25 @@ impl Connection {
             _ => {}
         }
         if h.payload_len > self.config.max_frame_size as u64 {
-            return Err(ProtocolError::FrameTooLarge { size: h.payload_len, max: self.config.max_frame_size });
+            return Err(ProtocolError::FrameTooLarge {
+                size: h.payload_len,
+                max: self.config.max_frame_size,
+            });
         }
         match h.opcode {
-            OpCode::Continuation if self.msg_opcode.is_none() => Err(ProtocolError::UnexpectedContinuation),
-            OpCode::Text | OpCode::Binary if self.msg_opcode.is_some() => Err(ProtocolError::ExpectedContinuation),
+            OpCode::Continuation if self.msg_opcode.is_none() => {
+                Err(ProtocolError::UnexpectedContinuation)
+            }
+            OpCode::Text | OpCode::Binary if self.msg_opcode.is_some() => {
+                Err(ProtocolError::ExpectedContinuation)
+            }
             op if !op.is_control() => {
                 let size = self.msg_buf.len() as u64 + h.payload_len;
                 if size > self.config.max_message_size as u64 {
-                    Err(ProtocolError::MessageTooLarge { size, max: self.config.max_message_size })
+                    Err(ProtocolError::MessageTooLarge {
+                        size,
+                        max: self.config.max_message_size,
+                    })
                 } else {
                     Ok(())
                 }
@@ -376,7 +413,11 @@ impl Connection {
 
     /// Handles a fully received (and unmasked, checked) frame; returns a
     /// message when one is complete.
-    fn complete_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<Option<Message>, ProtocolError> {
+    fn complete_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: Bytes,
+    ) -> Result<Option<Message>, ProtocolError> {
         match h.opcode {
             OpCode::Text | OpCode::Binary if h.fin => {
                 // Single-frame message: hand out a slice of the read buffer.
@@ -409,7 +450,9 @@ impl Connection {
                 self.stop_receiving();
                 if !self.sent_close {
                     // Echo the peer's code (section 5.5.1); no code echoes as none.
-                    let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, Utf8Bytes::new()));
+                    let reply = frame
+                        .as_ref()
+                        .map(|f| CloseFrame::new(f.code, Utf8Bytes::new()));
                     self.queue_close(reply.as_ref());
                 }
                 Ok(Some(Message::Close(frame)))
@@ -490,7 +533,9 @@ impl Connection {
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         self.check_can_send()?;
         if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(Error::InvalidMessage("control frame payload over 125 bytes"));
+            return Err(Error::InvalidMessage(
+                "control frame payload over 125 bytes",
+            ));
         }
         self.flush_pong();
         self.write_frame(true, opcode, payload);
@@ -517,7 +562,9 @@ impl Connection {
     /// send one: client frames need a fresh mask each.
     pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
         if self.role == Role::Client {
-            return Err(Error::InvalidMessage("a client cannot send a prepared (unmasked) frame"));
+            return Err(Error::InvalidMessage(
+                "a client cannot send a prepared (unmasked) frame",
+            ));
         }
         self.check_can_send()?;
         self.flush_pong();
@@ -529,7 +576,9 @@ impl Connection {
     /// bytes). Closing an already closing connection does nothing.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if !code.is_sendable() {
-            return Err(Error::InvalidMessage("close code may not be sent on the wire"));
+            return Err(Error::InvalidMessage(
+                "close code may not be sent on the wire",
+            ));
         }
         if reason.len() > CloseFrame::MAX_REASON_LEN {
             return Err(Error::InvalidMessage("close reason longer than 123 bytes"));
@@ -652,7 +701,14 @@ impl Connection {
         if self.state() == State::Closed && self.close_timer == Timer::Off {
             return None;
         }
-        [self.close_timer.at(), self.ping_timer.at(), self.pong_timer.at()].into_iter().flatten().min()
+        [
+            self.close_timer.at(),
+            self.ping_timer.at(),
+            self.pong_timer.at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fires the timers that expired at `now`: a close the peer never

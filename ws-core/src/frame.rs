@@ -83,7 +83,9 @@ impl FrameHeader {
         let len7 = b1 & 0x7f;
         let (payload_len, mut pos) = match len7 {
             126 => {
-                let Some(b) = buf.get(2..4) else { return Ok(None) };
+                let Some(b) = buf.get(2..4) else {
+                    return Ok(None);
+                };
                 let len = u16::from_be_bytes([b[0], b[1]]) as u64;
                 if len < 126 {
                     return Err(ProtocolError::NonMinimalLength);
@@ -91,7 +93,9 @@ impl FrameHeader {
                 (len, 4)
             }
             127 => {
-                let Some(b) = buf.get(2..10) else { return Ok(None) };
+                let Some(b) = buf.get(2..10) else {
+                    return Ok(None);
+                };
                 let len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
                 if len >> 63 != 0 {
                     return Err(ProtocolError::LengthTopBitSet);
@@ -112,14 +116,25 @@ impl FrameHeader {
             }
         }
         let mask = if masked {
-            let Some(k) = buf.get(pos..pos + 4) else { return Ok(None) };
+            let Some(k) = buf.get(pos..pos + 4) else {
+                return Ok(None);
+            };
             pos += 4;
             Some([k[0], k[1], k[2], k[3]])
         } else {
             None
         };
         let rsv = (b0 >> 4) & 0x7;
-        Ok(Some((FrameHeader { fin, rsv, opcode, mask, payload_len }, pos)))
+        Ok(Some((
+            FrameHeader {
+                fin,
+                rsv,
+                opcode,
+                mask,
+                payload_len,
+            },
+            pos,
+        )))
     }
 
     /// Number of bytes [`emit`](Self::emit) writes.
@@ -174,7 +189,13 @@ mod tests {
     use super::*;
 
     fn header(fin: bool, opcode: OpCode, mask: Option<[u8; 4]>, len: u64) -> FrameHeader {
-        FrameHeader { fin, rsv: 0, opcode, mask, payload_len: len }
+        FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: len,
+        }
     }
 
     #[test]
@@ -183,16 +204,38 @@ mod tests {
         let (h, n) = FrameHeader::parse(&[0x81, 0x05, 0x48]).unwrap().unwrap();
         assert_eq!((h, n), (header(true, OpCode::Text, None, 5), 2));
         // Masked "Hello".
-        let (h, n) = FrameHeader::parse(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f]).unwrap().unwrap();
-        assert_eq!((h, n), (header(true, OpCode::Text, Some([0x37, 0xfa, 0x21, 0x3d]), 5), 6));
+        let (h, n) = FrameHeader::parse(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (h, n),
+            (
+                header(true, OpCode::Text, Some([0x37, 0xfa, 0x21, 0x3d]), 5),
+                6
+            )
+        );
         // Fragmented unmasked text: "Hel" then "lo".
-        assert_eq!(FrameHeader::parse(&[0x01, 0x03]).unwrap().unwrap().0, header(false, OpCode::Text, None, 3));
-        assert_eq!(FrameHeader::parse(&[0x80, 0x02]).unwrap().unwrap().0, header(true, OpCode::Continuation, None, 2));
+        assert_eq!(
+            FrameHeader::parse(&[0x01, 0x03]).unwrap().unwrap().0,
+            header(false, OpCode::Text, None, 3)
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0x80, 0x02]).unwrap().unwrap().0,
+            header(true, OpCode::Continuation, None, 2)
+        );
         // 256 bytes binary, 16-bit length.
-        assert_eq!(FrameHeader::parse(&[0x82, 0x7e, 0x01, 0x00]).unwrap().unwrap(), (header(true, OpCode::Binary, None, 256), 4));
+        assert_eq!(
+            FrameHeader::parse(&[0x82, 0x7e, 0x01, 0x00])
+                .unwrap()
+                .unwrap(),
+            (header(true, OpCode::Binary, None, 256), 4)
+        );
         // 64 KiB binary, 64-bit length.
         let b = [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0];
-        assert_eq!(FrameHeader::parse(&b).unwrap().unwrap(), (header(true, OpCode::Binary, None, 65536), 10));
+        assert_eq!(
+            FrameHeader::parse(&b).unwrap().unwrap(),
+            (header(true, OpCode::Binary, None, 65536), 10)
+        );
     }
 
     #[test]
@@ -230,20 +273,35 @@ mod tests {
     #[test]
     fn length_with_top_bit_set_is_rejected() {
         let b = [0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(FrameHeader::parse(&b).unwrap_err(), ProtocolError::LengthTopBitSet);
+        assert_eq!(
+            FrameHeader::parse(&b).unwrap_err(),
+            ProtocolError::LengthTopBitSet
+        );
     }
 
     #[test]
     fn non_minimal_lengths_are_rejected() {
-        assert_eq!(FrameHeader::parse(&[0x82, 0x7e, 0, 5]).unwrap_err(), ProtocolError::NonMinimalLength);
+        assert_eq!(
+            FrameHeader::parse(&[0x82, 0x7e, 0, 5]).unwrap_err(),
+            ProtocolError::NonMinimalLength
+        );
         let b = [0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        assert_eq!(FrameHeader::parse(&b).unwrap_err(), ProtocolError::NonMinimalLength);
+        assert_eq!(
+            FrameHeader::parse(&b).unwrap_err(),
+            ProtocolError::NonMinimalLength
+        );
     }
 
     #[test]
     fn control_frames_must_be_short_and_final() {
-        assert_eq!(FrameHeader::parse(&[0x89, 0x7e, 0, 126]).unwrap_err(), ProtocolError::ControlFrameTooLong);
-        assert_eq!(FrameHeader::parse(&[0x09, 0x00]).unwrap_err(), ProtocolError::FragmentedControlFrame);
+        assert_eq!(
+            FrameHeader::parse(&[0x89, 0x7e, 0, 126]).unwrap_err(),
+            ProtocolError::ControlFrameTooLong
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0x09, 0x00]).unwrap_err(),
+            ProtocolError::FragmentedControlFrame
+        );
         assert!(FrameHeader::parse(&[0x89, 125]).unwrap().is_some());
     }
 }

@@ -59,7 +59,10 @@ pub struct Hub<O> {
 
 impl<O> Default for Hub<O> {
     fn default() -> Self {
-        Hub { clients: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
+        Hub {
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
     }
 }
 
@@ -121,7 +124,11 @@ impl<O: Outbox> Hub<O> {
                     Err(_) => report.dropped.push(*id),
                 }
             }
-            report.dropped.iter().filter_map(|id| clients.remove(id)).collect()
+            report
+                .dropped
+                .iter()
+                .filter_map(|id| clients.remove(id))
+                .collect()
         };
         // Dropping a sender may wake its task; do it without holding the lock.
         drop(removed);
@@ -173,9 +180,15 @@ mod tests {
         }
         let msg = PreparedMessage::new(&Message::text("hi")).unwrap();
         let report = hub.broadcast(&msg);
-        assert_eq!(report, BroadcastReport { delivered: 3, dropped: vec![] });
+        assert_eq!(
+            report,
+            BroadcastReport {
+                delivered: 3,
+                dropped: vec![]
+            }
+        );
         for q in &qs {
-            assert_eq!(q.0.borrow().as_slice(), &[msg.clone()]);
+            assert_eq!(q.0.borrow().as_slice(), std::slice::from_ref(&msg));
             assert_eq!(q.0.borrow()[0].as_bytes(), &[0x81, 2, b'h', b'i']);
         }
     }

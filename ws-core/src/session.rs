@@ -21,7 +21,11 @@ pub struct ServerSession {
 impl ServerSession {
     /// Wraps a server-role connection that completed its handshake.
     pub fn new(conn: Connection, mode: ServerMode) -> Self {
-        ServerSession { conn, mode, outbox_open: true }
+        ServerSession {
+            conn,
+            mode,
+            outbox_open: true,
+        }
     }
 
     /// The connection (for reading into, writing from, and timers).
@@ -123,21 +127,44 @@ mod tests {
 
     #[test]
     fn echo_mode_sends_each_data_message_back() {
-        let mut s = ServerSession::new(Connection::new(Role::Server, Config::default()), ServerMode::Echo);
-        let msgs = [Message::text("a"), Message::Ping("p".into()), Message::binary(vec![1, 2])];
+        let mut s = ServerSession::new(
+            Connection::new(Role::Server, Config::default()),
+            ServerMode::Echo,
+        );
+        let msgs = [
+            Message::text("a"),
+            Message::Ping("p".into()),
+            Message::binary(vec![1, 2]),
+        ];
         s.connection().handle_bytes(&client_bytes(&msgs));
         s.process(|_| panic!("echo mode never broadcasts")).unwrap();
         let back = decode_as_client(&s.connection().take_transmit());
-        assert_eq!(back, vec![Message::text("a"), Message::Pong("p".into()), Message::binary(vec![1, 2])]);
+        assert_eq!(
+            back,
+            vec![
+                Message::text("a"),
+                Message::Pong("p".into()),
+                Message::binary(vec![1, 2])
+            ]
+        );
     }
 
     #[test]
     fn chat_mode_hands_data_messages_to_broadcast() {
-        let mut s = ServerSession::new(Connection::new(Role::Server, Config::default()), ServerMode::Chat);
-        s.connection().handle_bytes(&client_bytes(&[Message::text("hi"), Message::Pong("x".into())]));
+        let mut s = ServerSession::new(
+            Connection::new(Role::Server, Config::default()),
+            ServerMode::Chat,
+        );
+        s.connection().handle_bytes(&client_bytes(&[
+            Message::text("hi"),
+            Message::Pong("x".into()),
+        ]));
         let mut out = Vec::new();
         s.process(|m| out.push(m.clone())).unwrap();
-        assert_eq!(out, vec![PreparedMessage::new(&Message::text("hi")).unwrap()]);
+        assert_eq!(
+            out,
+            vec![PreparedMessage::new(&Message::text("hi")).unwrap()]
+        );
         assert!(s.connection().pending_transmit().is_empty());
     }
 
@@ -146,7 +173,8 @@ mod tests {
         let cfg = Config::default().write_buffer_limit(100);
         let mut s = ServerSession::new(Connection::new(Role::Server, cfg), ServerMode::Echo);
         assert!(s.wants_read() && s.wants_outbox());
-        s.connection().handle_bytes(&client_bytes(&[Message::binary(vec![0; 200])]));
+        s.connection()
+            .handle_bytes(&client_bytes(&[Message::binary(vec![0; 200])]));
         s.process(|_| {}).unwrap();
         assert!(!s.wants_read());
         assert!(!s.wants_outbox());
@@ -157,16 +185,28 @@ mod tests {
 
     #[test]
     fn closed_outbox_closes_the_client_with_the_given_code() {
-        let mut s = ServerSession::new(Connection::new(Role::Server, Config::default()), ServerMode::Chat);
+        let mut s = ServerSession::new(
+            Connection::new(Role::Server, Config::default()),
+            ServerMode::Chat,
+        );
         s.outbox_closed(crate::hub::SLOW_CLIENT_CLOSE);
         assert!(!s.wants_outbox());
         let back = decode_as_client(&s.connection().take_transmit());
-        assert_eq!(back, vec![Message::Close(Some(crate::CloseFrame::new(CloseCode(1013), "")))]);
+        assert_eq!(
+            back,
+            vec![Message::Close(Some(crate::CloseFrame::new(
+                CloseCode(1013),
+                ""
+            )))]
+        );
     }
 
     #[test]
     fn protocol_error_is_reported_and_session_finishes_after_flush() {
-        let mut s = ServerSession::new(Connection::new(Role::Server, Config::default()), ServerMode::Echo);
+        let mut s = ServerSession::new(
+            Connection::new(Role::Server, Config::default()),
+            ServerMode::Echo,
+        );
         s.connection().handle_bytes(&[0x81, 0x00]); // unmasked
         assert!(s.process(|_| {}).unwrap_err().is_protocol());
         assert!(!s.is_finished(), "close frame not yet written");

@@ -1,1 +1,298 @@
-//! site
+//! What the runtime adapters share to serve the demo: the test page and the
+//! HTTP routing decision, so each adapter only moves bytes.
+
+use bytes::Bytes;
+
+use crate::handshake::response::{ResponseHead, build_response};
+use crate::handshake::{Accept, Request};
+
+/// The browser test page: a WebSocket client for `/ws` on the same host,
+/// with `#status`, `#input`, `#send` and `#messages` elements.
+pub const INDEX_HTML: &str = include_str!("site/index.html");
+
+/// Which demo server is running; it decides which paths upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerMode {
+    /// Echo server: an upgrade on any path is accepted (autobahn-style).
+    Echo,
+    /// Chat server: the page at `/`, the WebSocket endpoint at `/ws`.
+    Chat,
+}
+
+/// What an adapter must do with a parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Write `response` (the 101), then speak WebSocket on the connection.
+    Upgrade {
+        /// The `101 Switching Protocols` response bytes.
+        response: Bytes,
+    },
+    /// Write `response`, then close the TCP connection.
+    Respond {
+        /// A complete HTTP/1.1 response with `Connection: close`.
+        response: Bytes,
+    },
+}
+
+impl Route {
+    /// The bytes to write, whichever the route.
+    pub fn response(&self) -> &Bytes {
+        match self {
+            Self::Upgrade { response } | Self::Respond { response } => response,
+        }
+    }
+
+    /// Whether the connection continues as a WebSocket.
+    pub fn is_upgrade(&self) -> bool {
+        matches!(self, Self::Upgrade { .. })
+    }
+}
+
+/// Decide how to answer `req` so every adapter follows the same HTTP rules.
+///
+/// - Any method but `GET`/`HEAD` → 405 (`Allow: GET, HEAD`).
+/// - `GET /` or `/index.html` without upgrade headers → 200 with
+///   [`INDEX_HTML`] (`HEAD` gets the headers only), in both modes.
+/// - Echo: an upgrade request on any path is validated and accepted; a
+///   plain request elsewhere → 426.
+/// - Chat: `/ws` upgrades (a plain `GET /ws` → 426); everything else → 404.
+/// - An invalid upgrade gets its own error response (e.g. 400, or 426 with
+///   `Sec-WebSocket-Version: 13`), see [`HandshakeError::response`].
+///
+/// [`HandshakeError::response`]: crate::handshake::HandshakeError::response
+pub fn route(req: &Request, mode: ServerMode, accept: &Accept) -> Route {
+    let head_only = req.method() == "HEAD";
+    if req.method() != "GET" && !head_only {
+        return respond(405, &[("Allow", "GET, HEAD")], "method not allowed\n", true);
+    }
+    let path = req.path();
+    let is_page = path == "/" || path == "/index.html";
+    let wants_ws = match mode {
+        ServerMode::Echo => true,
+        ServerMode::Chat => path == "/ws",
+    };
+    let body = !head_only;
+    if req.is_upgrade() {
+        if !wants_ws {
+            return respond(404, &[], "not found\n", body);
+        }
+        return match req.accept(accept) {
+            Ok(response) => Route::Upgrade { response },
+            Err(e) => Route::Respond {
+                response: e.response(),
+            },
+        };
+    }
+    if is_page {
+        return Route::Respond {
+            response: build_response(ResponseHead {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                headers: &[],
+                body: INDEX_HTML.as_bytes(),
+                include_body: body,
+            }),
+        };
+    }
+    if wants_ws {
+        return respond(
+            426,
+            &[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Version", "13"),
+            ],
+            "this endpoint only speaks WebSocket\n",
+            body,
+        );
+    }
+    respond(404, &[], "not found\n", body)
+}
+
+fn respond(status: u16, headers: &[(&str, &str)], text: &str, include_body: bool) -> Route {
+    Route::Respond {
+        response: build_response(ResponseHead {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers,
+            body: text.as_bytes(),
+            include_body,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::ServerHandshake;
+
+    const UPGRADE_HEADERS: &str = "Host: localhost:9001\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n";
+
+    fn req(method: &str, target: &str, headers: &str) -> Request {
+        let raw = format!("{method} {target} HTTP/1.1\r\n{headers}\r\n");
+        ServerHandshake::new()
+            .feed(raw.as_bytes())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn plain(method: &str, target: &str) -> Request {
+        req(method, target, "Host: localhost:9001\r\n")
+    }
+
+    fn upgrade(target: &str) -> Request {
+        req("GET", target, UPGRADE_HEADERS)
+    }
+
+    fn go(r: &Request, mode: ServerMode) -> Route {
+        route(r, mode, &Accept::new())
+    }
+
+    fn text(route: &Route) -> &str {
+        std::str::from_utf8(route.response()).unwrap()
+    }
+
+    fn status_of(route: &Route) -> &str {
+        &text(route)[9..12]
+    }
+
+    #[test]
+    fn index_html_has_the_ids_the_browser_test_uses() {
+        for id in [
+            r#"id="status""#,
+            r#"id="input""#,
+            r#"id="send""#,
+            r#"id="messages""#,
+        ] {
+            assert!(INDEX_HTML.contains(id), "missing {id}");
+        }
+        assert!(INDEX_HTML.contains("'/ws'") || INDEX_HTML.contains("\"/ws\""));
+        assert!(!INDEX_HTML.contains("innerHTML ="));
+        assert!(!INDEX_HTML.contains("http://") && !INDEX_HTML.contains("https://"));
+    }
+
+    #[test]
+    fn chat_root_serves_page() {
+        for target in ["/", "/index.html", "/?x=1"] {
+            let r = go(&plain("GET", target), ServerMode::Chat);
+            assert!(!r.is_upgrade());
+            let t = text(&r);
+            assert!(t.starts_with("HTTP/1.1 200 OK\r\n"), "{target}");
+            assert!(t.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
+            assert!(t.contains(&format!("\r\nContent-Length: {}\r\n", INDEX_HTML.len())));
+            assert!(t.contains("\r\nConnection: close\r\n"));
+            assert!(t.ends_with(INDEX_HTML));
+        }
+    }
+
+    #[test]
+    fn head_gets_page_headers_without_body() {
+        let r = go(&plain("HEAD", "/"), ServerMode::Chat);
+        let t = text(&r);
+        assert!(t.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(t.contains(&format!("\r\nContent-Length: {}\r\n", INDEX_HTML.len())));
+        assert!(t.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn chat_ws_upgrade_is_accepted() {
+        let r = go(&upgrade("/ws"), ServerMode::Chat);
+        assert!(r.is_upgrade());
+        assert!(text(&r).starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(text(&r).contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    }
+
+    #[test]
+    fn chat_plain_get_ws_is_426_with_upgrade_header() {
+        let r = go(&plain("GET", "/ws"), ServerMode::Chat);
+        assert!(!r.is_upgrade());
+        assert_eq!(status_of(&r), "426");
+        assert!(text(&r).contains("\r\nUpgrade: websocket\r\n"));
+        assert!(text(&r).contains("\r\nSec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn chat_bad_version_upgrade_is_426() {
+        let r = go(
+            &req(
+                "GET",
+                "/ws",
+                &UPGRADE_HEADERS.replace("Version: 13", "Version: 8"),
+            ),
+            ServerMode::Chat,
+        );
+        assert_eq!(status_of(&r), "426");
+        assert!(text(&r).contains("\r\nSec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn chat_upgrade_without_key_is_400() {
+        let headers =
+            UPGRADE_HEADERS.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+        let r = go(&req("GET", "/ws", &headers), ServerMode::Chat);
+        assert_eq!(status_of(&r), "400");
+    }
+
+    #[test]
+    fn chat_other_paths_are_404() {
+        assert_eq!(
+            status_of(&go(&plain("GET", "/nope"), ServerMode::Chat)),
+            "404"
+        );
+        assert_eq!(status_of(&go(&upgrade("/other"), ServerMode::Chat)), "404");
+        assert_eq!(status_of(&go(&upgrade("/"), ServerMode::Chat)), "404");
+    }
+
+    #[test]
+    fn non_get_is_405_in_both_modes() {
+        for mode in [ServerMode::Chat, ServerMode::Echo] {
+            let r = go(&plain("POST", "/"), mode);
+            assert_eq!(status_of(&r), "405");
+            assert!(text(&r).contains("\r\nAllow: GET, HEAD\r\n"));
+        }
+    }
+
+    #[test]
+    fn echo_upgrades_on_any_path() {
+        for target in ["/", "/ws", "/anything?x=1"] {
+            assert!(
+                go(&upgrade(target), ServerMode::Echo).is_upgrade(),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn echo_plain_root_serves_page() {
+        let r = go(&plain("GET", "/"), ServerMode::Echo);
+        assert!(text(&r).starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text(&r).ends_with(INDEX_HTML));
+    }
+
+    #[test]
+    fn echo_plain_other_path_is_426() {
+        let r = go(&plain("GET", "/ws"), ServerMode::Echo);
+        assert_eq!(status_of(&r), "426");
+        assert!(text(&r).contains("\r\nSec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn echo_invalid_upgrade_gets_its_error_status() {
+        let headers = UPGRADE_HEADERS.replace("Connection: Upgrade\r\n", "");
+        let r = go(&req("GET", "/", &headers), ServerMode::Echo);
+        assert_eq!(status_of(&r), "400");
+    }
+
+    #[test]
+    fn accept_options_are_applied_on_upgrade() {
+        let r = req(
+            "GET",
+            "/ws",
+            &format!("{UPGRADE_HEADERS}Sec-WebSocket-Protocol: chat\r\n"),
+        );
+        let routed = route(&r, ServerMode::Chat, &Accept::new().subprotocol("chat"));
+        assert!(text(&routed).contains("\r\nSec-WebSocket-Protocol: chat\r\n"));
+    }
+}

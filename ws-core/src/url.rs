@@ -1,1 +1,369 @@
-//! url
+//! Parsing `ws://` URLs into what a client needs to connect and handshake.
+//!
+//! Deliberately small: RFC 6455 section 3 URLs only, no general URL crate.
+//! Userinfo (`user:pass@`) is rejected rather than ignored, because silently
+//! dropping credentials would surprise the caller; send an `Authorization`
+//! header instead.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::str::FromStr;
+
+/// Why a string is not a usable WebSocket URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// `wss://` needs TLS, which this library does not provide yet.
+    #[error("wss:// (WebSocket over TLS) is not supported yet; use ws://")]
+    TlsNotSupported,
+    /// The URL has no `scheme://` prefix.
+    #[error("missing scheme: expected a URL starting with ws://")]
+    MissingScheme,
+    /// A scheme other than `ws`/`wss`.
+    #[error("unsupported scheme {0:?}: expected ws://")]
+    UnsupportedScheme(Box<str>),
+    /// Nothing between `ws://` and the port/path.
+    #[error("URL has an empty host")]
+    EmptyHost,
+    /// The host has characters not allowed in a host name or is a bad IPv6
+    /// literal (internationalised names must be given in punycode).
+    #[error("invalid host {0:?}")]
+    InvalidHost(Box<str>),
+    /// The port is empty, not a number, 0, or above 65535.
+    #[error("invalid port {0:?}")]
+    InvalidPort(Box<str>),
+    /// `user:pass@host` is not supported (credentials would be dropped).
+    #[error("userinfo (user@host) in WebSocket URLs is not supported")]
+    UserinfoNotSupported,
+    /// RFC 6455 section 3 forbids fragments; escape `#` as `%23`.
+    #[error("fragment (#...) is not allowed in WebSocket URLs")]
+    FragmentNotAllowed,
+    /// The path or query contains spaces, control or non-ASCII bytes;
+    /// percent-encode them first.
+    #[error("path or query contains characters that must be percent-encoded")]
+    InvalidResource,
+}
+
+/// A parsed `ws://host[:port][/path][?query]` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WsUrl {
+    /// Host without IPv6 brackets.
+    host: String,
+    port: u16,
+    /// Path (at least `/`) plus `?query` if present.
+    resource: String,
+}
+
+/// The port `ws://` implies (RFC 6455 section 3).
+pub const DEFAULT_PORT: u16 = 80;
+
+impl WsUrl {
+    /// Parse a `ws://` URL; the scheme is case-insensitive.
+    ///
+    /// # Errors
+    ///
+    /// A [`UrlError`] naming the first problem, with
+    /// [`UrlError::TlsNotSupported`] for `wss://`.
+    pub fn parse(s: &str) -> Result<Self, UrlError> {
+        let (scheme, rest) = s.split_once("://").ok_or(UrlError::MissingScheme)?;
+        if scheme.eq_ignore_ascii_case("wss") {
+            return Err(UrlError::TlsNotSupported);
+        }
+        if !scheme.eq_ignore_ascii_case("ws") {
+            return Err(UrlError::UnsupportedScheme(scheme.into()));
+        }
+        if rest.contains('#') {
+            return Err(UrlError::FragmentNotAllowed);
+        }
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, resource) = rest.split_at(split);
+        if authority.contains('@') {
+            return Err(UrlError::UserinfoNotSupported);
+        }
+        let (host, port) = split_host_port(authority)?;
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => parse_port(p)?,
+        };
+        if !resource.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(UrlError::InvalidResource);
+        }
+        let resource = if resource.starts_with('/') {
+            resource.to_owned()
+        } else {
+            format!("/{resource}")
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            resource,
+        })
+    }
+
+    /// The host, without brackets for IPv6 literals (as `connect((host, port))`
+    /// style APIs expect).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, 80 if the URL did not name one.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Path plus `?query`, as it goes on the request line; at least `/`.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The path part of the resource (without the query).
+    pub fn path(&self) -> &str {
+        self.resource
+            .split_once('?')
+            .map_or(self.resource.as_str(), |(p, _)| p)
+    }
+
+    /// The query after `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.resource.split_once('?').map(|(_, q)| q)
+    }
+
+    fn is_ipv6(&self) -> bool {
+        self.host.contains(':')
+    }
+
+    fn bracketed_host(&self) -> String {
+        if self.is_ipv6() {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// The `Host` header value: host plus `:port` only when not 80, as
+    /// RFC 6455 4.1 and RFC 7230 5.4 ask.
+    pub fn host_header(&self) -> String {
+        if self.port == DEFAULT_PORT {
+            self.bracketed_host()
+        } else {
+            format!("{}:{}", self.bracketed_host(), self.port)
+        }
+    }
+
+    /// `host:port` (IPv6 in brackets), ready for `TcpStream::connect`.
+    pub fn socket_addr_string(&self) -> String {
+        format!("{}:{}", self.bracketed_host(), self.port)
+    }
+}
+
+fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), UrlError> {
+    if let Some(after) = authority.strip_prefix('[') {
+        let (literal, rest) = after
+            .split_once(']')
+            .ok_or_else(|| UrlError::InvalidHost(authority.into()))?;
+        if literal.parse::<Ipv6Addr>().is_err() {
+            return Err(UrlError::InvalidHost(authority.into()));
+        }
+        return match rest {
+            "" => Ok((literal, None)),
+            _ => match rest.strip_prefix(':') {
+                Some(port) => Ok((literal, Some(port))),
+                None => Err(UrlError::InvalidHost(authority.into())),
+            },
+        };
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(UrlError::EmptyHost);
+    }
+    let ok = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b));
+    if !ok {
+        return Err(UrlError::InvalidHost(host.into()));
+    }
+    Ok((host, port))
+}
+
+fn parse_port(p: &str) -> Result<u16, UrlError> {
+    // `u16::from_str` accepts a leading `+`; a URL port is digits only.
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UrlError::InvalidPort(p.into()));
+    }
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(UrlError::InvalidPort(p.into())),
+        Ok(n) => Ok(n),
+    }
+}
+
+impl FromStr for WsUrl {
+    type Err = UrlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for WsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ws://{}{}", self.host_header(), self.resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> WsUrl {
+        WsUrl::parse(s).unwrap()
+    }
+
+    #[test]
+    fn defaults_port_80_and_resource_slash() {
+        let u = url("ws://example.com");
+        assert_eq!(u.host(), "example.com");
+        assert_eq!(u.port(), 80);
+        assert_eq!(u.resource(), "/");
+        assert_eq!(u.host_header(), "example.com");
+        assert_eq!(u.socket_addr_string(), "example.com:80");
+    }
+
+    #[test]
+    fn explicit_port_path_and_query() {
+        let u = url("ws://localhost:9001/chat/room?x=1&y=2");
+        assert_eq!(u.port(), 9001);
+        assert_eq!(u.resource(), "/chat/room?x=1&y=2");
+        assert_eq!(u.path(), "/chat/room");
+        assert_eq!(u.query(), Some("x=1&y=2"));
+        assert_eq!(u.host_header(), "localhost:9001");
+        assert_eq!(u.to_string(), "ws://localhost:9001/chat/room?x=1&y=2");
+    }
+
+    #[test]
+    fn query_without_path_gets_slash() {
+        assert_eq!(url("ws://h?q=1").resource(), "/?q=1");
+    }
+
+    #[test]
+    fn explicit_port_80_is_omitted_from_host_header() {
+        assert_eq!(url("ws://h:80/").host_header(), "h");
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        assert_eq!(url("WS://h/").port(), 80);
+    }
+
+    #[test]
+    fn ipv6_literal_keeps_brackets_where_needed() {
+        let u = url("ws://[::1]:9001/x");
+        assert_eq!(u.host(), "::1");
+        assert_eq!(u.port(), 9001);
+        assert_eq!(u.host_header(), "[::1]:9001");
+        assert_eq!(u.socket_addr_string(), "[::1]:9001");
+        assert_eq!(url("ws://[::1]").host_header(), "[::1]");
+        assert!(
+            url("ws://[::1]")
+                .socket_addr_string()
+                .parse::<std::net::SocketAddr>()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_ipv6_literals_are_rejected() {
+        assert!(matches!(
+            WsUrl::parse("ws://[::1/"),
+            Err(UrlError::InvalidHost(_))
+        ));
+        assert!(matches!(
+            WsUrl::parse("ws://[zz]/"),
+            Err(UrlError::InvalidHost(_))
+        ));
+        assert!(matches!(
+            WsUrl::parse("ws://[::1]x/"),
+            Err(UrlError::InvalidHost(_))
+        ));
+    }
+
+    #[test]
+    fn wss_is_a_distinct_tls_error() {
+        let e = WsUrl::parse("wss://example.com/").unwrap_err();
+        assert_eq!(e, UrlError::TlsNotSupported);
+        assert!(e.to_string().contains("not supported yet"));
+    }
+
+    #[test]
+    fn other_schemes_and_missing_scheme_are_rejected() {
+        assert!(
+            matches!(WsUrl::parse("http://h/"), Err(UrlError::UnsupportedScheme(s)) if &*s == "http")
+        );
+        assert_eq!(WsUrl::parse("example.com"), Err(UrlError::MissingScheme));
+    }
+
+    #[test]
+    fn empty_host_is_rejected() {
+        assert_eq!(WsUrl::parse("ws://"), Err(UrlError::EmptyHost));
+        assert_eq!(WsUrl::parse("ws://:9001/"), Err(UrlError::EmptyHost));
+        assert_eq!(WsUrl::parse("ws:///path"), Err(UrlError::EmptyHost));
+    }
+
+    #[test]
+    fn bad_ports_are_rejected() {
+        for bad in [
+            "ws://h:/",
+            "ws://h:abc",
+            "ws://h:0",
+            "ws://h:65536",
+            "ws://h:+80",
+            "ws://h:1:2",
+        ] {
+            assert!(
+                matches!(WsUrl::parse(bad), Err(UrlError::InvalidPort(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(url("ws://h:65535").port(), 65535);
+    }
+
+    #[test]
+    fn fragment_is_rejected() {
+        assert_eq!(
+            WsUrl::parse("ws://h/p#frag"),
+            Err(UrlError::FragmentNotAllowed)
+        );
+    }
+
+    #[test]
+    fn userinfo_is_rejected() {
+        assert_eq!(
+            WsUrl::parse("ws://u:p@h/"),
+            Err(UrlError::UserinfoNotSupported)
+        );
+    }
+
+    #[test]
+    fn unencoded_resource_and_host_characters_are_rejected() {
+        assert_eq!(WsUrl::parse("ws://h/a b"), Err(UrlError::InvalidResource));
+        assert_eq!(
+            WsUrl::parse("ws://h/\u{e9}"),
+            Err(UrlError::InvalidResource)
+        );
+        assert!(matches!(
+            WsUrl::parse("ws://h\r\nx/"),
+            Err(UrlError::InvalidHost(_))
+        ));
+        assert!(matches!(
+            WsUrl::parse("ws://b\u{fc}cher.de/"),
+            Err(UrlError::InvalidHost(_))
+        ));
+    }
+
+    #[test]
+    fn from_str_matches_parse() {
+        assert_eq!("ws://h:1/x".parse::<WsUrl>(), WsUrl::parse("ws://h:1/x"));
+    }
+}

@@ -134,9 +134,18 @@ mod tests {
 
     #[test]
     fn surrogates_and_overlongs_are_rejected() {
-        for bad in [&[0xed, 0xa0, 0x80][..], &[0xc0, 0xaf], &[0xe0, 0x80, 0xaf], &[0xff]] {
+        for bad in [
+            &[0xed, 0xa0, 0x80][..],
+            &[0xc0, 0xaf],
+            &[0xe0, 0x80, 0xaf],
+            &[0xff],
+        ] {
             assert_eq!(validate_in_pieces(bad, &[]), Err(InvalidUtf8), "{bad:?}");
-            assert_eq!(validate_in_pieces(bad, &[1]), Err(InvalidUtf8), "{bad:?} split");
+            assert_eq!(
+                validate_in_pieces(bad, &[1]),
+                Err(InvalidUtf8),
+                "{bad:?} split"
+            );
         }
     }
 

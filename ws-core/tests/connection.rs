@@ -3,7 +3,10 @@
 use std::time::{Duration, Instant};
 use ws_core::frame::{FrameHeader, OpCode};
 use ws_core::mask::apply_mask_scalar;
-use ws_core::{Bytes, CloseCode, CloseFrame, Config, Connection, Error, Message, ProtocolError, Role, State, TimeoutKind};
+use ws_core::{
+    Bytes, CloseCode, CloseFrame, Config, Connection, Error, Message, ProtocolError, Role, State,
+    TimeoutKind,
+};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -99,7 +102,10 @@ struct Pair {
 
 impl Pair {
     fn new(config: Config) -> Self {
-        Pair { client: Connection::new(Role::Client, config.clone()), server: Connection::new(Role::Server, config) }
+        Pair {
+            client: Connection::new(Role::Client, config.clone()),
+            server: Connection::new(Role::Server, config),
+        }
     }
 
     fn drive(&mut self) -> (Vec<Message>, Vec<Message>) {
@@ -115,7 +121,11 @@ impl Pair {
             while let Some(m) = self.client.poll_message().unwrap() {
                 to_client.push(m);
             }
-            if c.is_empty() && s.is_empty() && !self.client.wants_write() && !self.server.wants_write() {
+            if c.is_empty()
+                && s.is_empty()
+                && !self.client.wants_write()
+                && !self.server.wants_write()
+            {
                 return (to_client, to_server);
             }
         }
@@ -129,7 +139,9 @@ fn rfc_5_7_single_frame_messages_decode() {
     c.handle_bytes(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
     assert_eq!(c.poll_message().unwrap(), Some(Message::text("Hello")));
     let mut s = server();
-    s.handle_bytes(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    s.handle_bytes(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
     assert_eq!(s.poll_message().unwrap(), Some(Message::text("Hello")));
 }
 
@@ -145,10 +157,18 @@ fn rfc_5_7_fragmented_text_reassembles() {
 #[test]
 fn rfc_5_7_ping_is_answered_with_identical_pong() {
     let mut s = server();
-    s.handle_bytes(&[0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
-    assert_eq!(s.poll_message().unwrap(), Some(Message::Ping(Bytes::from_static(b"Hello"))));
+    s.handle_bytes(&[
+        0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(Message::Ping(Bytes::from_static(b"Hello")))
+    );
     // The RFC's unmasked pong "Hello".
-    assert_eq!(s.pending_transmit(), &[0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    assert_eq!(
+        s.pending_transmit(),
+        &[0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+    );
 }
 
 #[test]
@@ -157,7 +177,14 @@ fn rfc_5_7_long_binary_lengths_decode() {
         let mut c = client();
         let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let f = raw(true, 0, 2, &payload, None);
-        assert_eq!(&f[..2], if len == 256 { &[0x82, 0x7e][..] } else { &[0x82, 0x7f][..] });
+        assert_eq!(
+            &f[..2],
+            if len == 256 {
+                &[0x82, 0x7e][..]
+            } else {
+                &[0x82, 0x7f][..]
+            }
+        );
         c.handle_bytes(&f);
         assert_eq!(c.poll_message().unwrap(), Some(Message::binary(payload)));
     }
@@ -196,8 +223,14 @@ fn control_frames_interleave_with_fragments() {
     s.handle_bytes(&cframe(9, b"p"));
     s.handle_bytes(&cframe(10, b"q"));
     s.handle_bytes(&raw(true, 0, 0, b"cd", Some(KEY)));
-    assert_eq!(s.poll_message().unwrap(), Some(Message::Ping(Bytes::from_static(b"p"))));
-    assert_eq!(s.poll_message().unwrap(), Some(Message::Pong(Bytes::from_static(b"q"))));
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(Message::Ping(Bytes::from_static(b"p")))
+    );
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(Message::Pong(Bytes::from_static(b"q")))
+    );
     assert_eq!(s.poll_message().unwrap(), Some(Message::text("abcd")));
 }
 
@@ -252,7 +285,11 @@ fn new_message_inside_fragmented_message_fails_with_1002() {
 
 #[test]
 fn invalid_utf8_text_fails_with_1007() {
-    assert_failed_with(&mut server(), &cframe(1, &[0xce, 0xba, 0xed, 0xa0, 0x80]), 1007);
+    assert_failed_with(
+        &mut server(),
+        &cframe(1, &[0xce, 0xba, 0xed, 0xa0, 0x80]),
+        1007,
+    );
 }
 
 #[test]
@@ -265,7 +302,10 @@ fn invalid_utf8_is_detected_before_the_frame_is_complete() {
     // Deliver only the header and the first 20 payload bytes.
     s.handle_bytes(&frame[..8 + 20]);
     let err = s.poll_message().unwrap_err();
-    assert!(matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)), "{err}");
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -275,7 +315,10 @@ fn invalid_utf8_across_fragments_fails_at_the_bad_fragment() {
     assert_eq!(s.poll_message().unwrap(), None);
     // "A" cannot continue the 3-byte sequence: fail now, not at FIN.
     s.handle_bytes(&raw(false, 0, 0, b"A", Some(KEY)));
-    assert!(matches!(s.poll_message(), Err(Error::Protocol(ProtocolError::InvalidUtf8))));
+    assert!(matches!(
+        s.poll_message(),
+        Err(Error::Protocol(ProtocolError::InvalidUtf8))
+    ));
 }
 
 #[test]
@@ -322,7 +365,10 @@ fn received_close_is_answered_once_with_the_same_code() {
     s.handle_bytes(&cframe(8, &1000u16.to_be_bytes()));
     assert_eq!(
         s.poll_message().unwrap(),
-        Some(Message::Close(Some(CloseFrame::new(CloseCode(4000), "bye ☃"))))
+        Some(Message::Close(Some(CloseFrame::new(
+            CloseCode(4000),
+            "bye ☃"
+        ))))
     );
     assert_eq!(s.poll_message().unwrap(), None);
     let frames = sent_frames(&mut s);
@@ -363,23 +409,48 @@ fn closing_handshake_client_initiated_completes_and_client_waits_for_tcp_close()
     let mut p = Pair::new(Config::default());
     p.client.close(CloseCode::NORMAL, "bye").unwrap();
     let (to_client, to_server) = p.drive();
-    assert_eq!(to_server, vec![Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")))]);
-    assert_eq!(to_client, vec![Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))]);
+    assert_eq!(
+        to_server,
+        vec![Message::Close(Some(CloseFrame::new(
+            CloseCode::NORMAL,
+            "bye"
+        )))]
+    );
+    assert_eq!(
+        to_client,
+        vec![Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))]
+    );
     assert_eq!(p.server.state(), State::Closed);
     assert_eq!(p.client.state(), State::Closed);
     assert!(p.server.should_close_transport());
-    assert!(!p.client.should_close_transport(), "client waits for the server to close TCP");
+    assert!(
+        !p.client.should_close_transport(),
+        "client waits for the server to close TCP"
+    );
     p.client.handle_eof();
-    assert_eq!(p.client.poll_message().unwrap(), None, "a clean close is not an error");
+    assert_eq!(
+        p.client.poll_message().unwrap(),
+        None,
+        "a clean close is not an error"
+    );
     assert!(p.client.should_close_transport());
 }
 
 #[test]
 fn invalid_outgoing_close_and_control_are_refused() {
     let mut c = client();
-    assert!(matches!(c.close(CloseCode(1005), ""), Err(Error::InvalidMessage(_))));
-    assert!(matches!(c.close(CloseCode::NORMAL, &"x".repeat(124)), Err(Error::InvalidMessage(_))));
-    assert!(matches!(c.send_ping(&[0; 126]), Err(Error::InvalidMessage(_))));
+    assert!(matches!(
+        c.close(CloseCode(1005), ""),
+        Err(Error::InvalidMessage(_))
+    ));
+    assert!(matches!(
+        c.close(CloseCode::NORMAL, &"x".repeat(124)),
+        Err(Error::InvalidMessage(_))
+    ));
+    assert!(matches!(
+        c.send_ping(&[0; 126]),
+        Err(Error::InvalidMessage(_))
+    ));
     assert_eq!(c.state(), State::Open);
 }
 
@@ -414,7 +485,11 @@ fn read_buffer_grows_with_received_bytes_not_announced_length() {
     input.extend_from_slice(&KEY);
     s.handle_bytes(&input);
     assert_eq!(s.poll_message().unwrap(), None);
-    assert!(s.read_buf().capacity() <= 16 * 1024, "{}", s.read_buf().capacity());
+    assert!(
+        s.read_buf().capacity() <= 16 * 1024,
+        "{}",
+        s.read_buf().capacity()
+    );
 }
 
 #[test]
@@ -423,14 +498,20 @@ fn message_over_the_limit_across_fragments_fails_with_1009() {
     let mut input = raw(false, 0, 2, &[0; 6], Some(KEY));
     input.extend(raw(true, 0, 0, &[0; 6], Some(KEY)));
     let e = assert_failed_with(&mut s, &input, 1009);
-    assert!(matches!(e, ProtocolError::MessageTooLarge { size: 12, max: 10 }));
+    assert!(matches!(
+        e,
+        ProtocolError::MessageTooLarge { size: 12, max: 10 }
+    ));
 }
 
 #[test]
 fn auto_pong_can_be_disabled() {
     let mut s = Connection::new(Role::Server, Config::default().auto_pong(false));
     s.handle_bytes(&cframe(9, b"x"));
-    assert_eq!(s.poll_message().unwrap(), Some(Message::Ping(Bytes::from_static(b"x"))));
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(Message::Ping(Bytes::from_static(b"x")))
+    );
     assert!(s.pending_transmit().is_empty());
 }
 
@@ -451,7 +532,10 @@ fn ping_flood_queues_only_the_latest_pong() {
 fn unsolicited_pong_is_reported_and_not_answered() {
     let mut s = server();
     s.handle_bytes(&cframe(10, b"hb"));
-    assert_eq!(s.poll_message().unwrap(), Some(Message::Pong(Bytes::from_static(b"hb"))));
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(Message::Pong(Bytes::from_static(b"hb")))
+    );
     assert!(s.pending_transmit().is_empty());
 }
 
@@ -462,7 +546,8 @@ fn client_masks_every_frame_with_a_fresh_key() {
         c.send_text("same").unwrap();
     }
     let frames = sent_frames(&mut c);
-    let keys: std::collections::HashSet<_> = frames.iter().map(|f| f.0.mask.expect("masked")).collect();
+    let keys: std::collections::HashSet<_> =
+        frames.iter().map(|f| f.0.mask.expect("masked")).collect();
     assert_eq!(keys.len(), 4, "keys repeat: {keys:?}");
     assert!(frames.iter().all(|f| f.1 == b"same"));
 }
@@ -480,13 +565,23 @@ fn outgoing_messages_are_fragmented_when_configured() {
     p.client.send_text("0123456789").unwrap();
     let bytes = p.client.pending_transmit().to_vec();
     let frames = sent_frames(&mut p.client);
-    let ops: Vec<_> = frames.iter().map(|f| (f.0.opcode, f.0.fin, f.1.len())).collect();
+    let ops: Vec<_> = frames
+        .iter()
+        .map(|f| (f.0.opcode, f.0.fin, f.1.len()))
+        .collect();
     assert_eq!(
         ops,
-        vec![(OpCode::Text, false, 4), (OpCode::Continuation, false, 4), (OpCode::Continuation, true, 2)]
+        vec![
+            (OpCode::Text, false, 4),
+            (OpCode::Continuation, false, 4),
+            (OpCode::Continuation, true, 2)
+        ]
     );
     p.server.handle_bytes(&bytes);
-    assert_eq!(p.server.poll_message().unwrap(), Some(Message::text("0123456789")));
+    assert_eq!(
+        p.server.poll_message().unwrap(),
+        Some(Message::text("0123456789"))
+    );
 }
 
 #[test]
@@ -507,7 +602,10 @@ fn eof_without_close_is_an_abnormal_closure_after_buffered_messages() {
 #[test]
 fn unanswered_close_times_out_at_the_configured_deadline() {
     let t0 = Instant::now();
-    let mut c = Connection::new(Role::Client, Config::default().close_timeout(Duration::from_secs(3)));
+    let mut c = Connection::new(
+        Role::Client,
+        Config::default().close_timeout(Duration::from_secs(3)),
+    );
     assert_eq!(c.poll_timeout(t0), None);
     c.close(CloseCode::NORMAL, "").unwrap();
     c.take_transmit();
@@ -516,14 +614,19 @@ fn unanswered_close_times_out_at_the_configured_deadline() {
     assert!(!c.should_close_transport());
     c.handle_timeout(t0 + Duration::from_secs(3));
     assert!(c.should_close_transport());
-    assert!(matches!(c.poll_message(), Err(Error::Timeout(TimeoutKind::Close))));
+    assert!(matches!(
+        c.poll_message(),
+        Err(Error::Timeout(TimeoutKind::Close))
+    ));
     assert_eq!(c.state(), State::Closed);
 }
 
 #[test]
 fn keepalive_pings_after_silence_and_times_out_without_answer() {
     let t0 = Instant::now();
-    let cfg = Config::default().keepalive(Some(Duration::from_secs(10))).keepalive_timeout(Duration::from_secs(5));
+    let cfg = Config::default()
+        .keepalive(Some(Duration::from_secs(10)))
+        .keepalive_timeout(Duration::from_secs(5));
     let mut s = Connection::new(Role::Server, cfg);
     assert_eq!(s.poll_timeout(t0), Some(t0 + Duration::from_secs(10)));
     // Traffic at t0+4 pushes the ping back.
@@ -538,14 +641,19 @@ fn keepalive_pings_after_silence_and_times_out_without_answer() {
     assert_eq!(frames[0].0.opcode, OpCode::Ping);
     assert_eq!(s.poll_timeout(t14), Some(t14 + Duration::from_secs(5)));
     s.handle_timeout(t14 + Duration::from_secs(5));
-    assert!(matches!(s.poll_message(), Err(Error::Timeout(TimeoutKind::Keepalive))));
+    assert!(matches!(
+        s.poll_message(),
+        Err(Error::Timeout(TimeoutKind::Keepalive))
+    ));
     assert!(s.should_close_transport());
 }
 
 #[test]
 fn keepalive_answered_by_pong_keeps_the_connection_open() {
     let t0 = Instant::now();
-    let cfg = Config::default().keepalive(Some(Duration::from_secs(10))).keepalive_timeout(Duration::from_secs(5));
+    let cfg = Config::default()
+        .keepalive(Some(Duration::from_secs(10)))
+        .keepalive_timeout(Duration::from_secs(5));
     let mut p = Pair::new(cfg);
     p.server.poll_timeout(t0);
     p.server.handle_timeout(t0 + Duration::from_secs(10));
@@ -553,7 +661,10 @@ fn keepalive_answered_by_pong_keeps_the_connection_open() {
     assert!(matches!(to_client.as_slice(), [Message::Ping(_)]));
     assert!(matches!(to_server.as_slice(), [Message::Pong(_)]));
     let t11 = t0 + Duration::from_secs(11);
-    assert_eq!(p.server.poll_timeout(t11), Some(t11 + Duration::from_secs(10)));
+    assert_eq!(
+        p.server.poll_timeout(t11),
+        Some(t11 + Duration::from_secs(10))
+    );
     p.server.handle_timeout(t0 + Duration::from_secs(16));
     assert_eq!(p.server.state(), State::Open);
 }
@@ -623,7 +734,11 @@ mod prop {
         let mut rest = wire;
         let mut i = 0;
         while !rest.is_empty() {
-            let n = chunks.get(i % chunks.len().max(1)).copied().unwrap_or(rest.len()).clamp(1, rest.len());
+            let n = chunks
+                .get(i % chunks.len().max(1))
+                .copied()
+                .unwrap_or(rest.len())
+                .clamp(1, rest.len());
             i += 1;
             let (now, later) = rest.split_at(n);
             // Alternate the copying and the zero-copy input paths.

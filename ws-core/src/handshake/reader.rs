@@ -1,0 +1,113 @@
+//! Incremental detection of the end of an HTTP message head.
+
+use bytes::BytesMut;
+
+const TERMINATOR: &[u8; 4] = b"\r\n\r\n";
+
+/// Where a handshake reader is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Reading,
+    Done,
+    Failed,
+}
+
+/// Buffers a message head and finds its end by scanning each byte about
+/// once, so a peer trickling bytes cannot make us re-scan quadratically.
+#[derive(Debug)]
+pub(crate) struct HeadReader {
+    buf: BytesMut,
+    /// Bytes of `buf` already known not to complete a terminator.
+    scanned: usize,
+    max: usize,
+    phase: Phase,
+    #[cfg(test)]
+    pub(crate) parse_calls: usize,
+    #[cfg(test)]
+    pub(crate) bytes_examined: usize,
+}
+
+impl HeadReader {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            scanned: 0,
+            max,
+            phase: Phase::Reading,
+            #[cfg(test)]
+            parse_calls: 0,
+            #[cfg(test)]
+            bytes_examined: 0,
+        }
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    pub(crate) fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Result<(), super::HandshakeError> {
+        if self.phase != Phase::Reading {
+            return Err(super::HandshakeError::Finished);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Scan new bytes for the head terminator, then hand the buffer and the
+    /// head length to `parse` exactly once. Any failure poisons the reader
+    /// and frees its buffer.
+    pub(crate) fn poll<T>(
+        &mut self,
+        too_large: super::HandshakeError,
+        parse: impl FnOnce(&mut BytesMut, usize) -> Result<T, super::HandshakeError>,
+    ) -> Result<Option<T>, super::HandshakeError> {
+        if self.phase != Phase::Reading {
+            return Err(super::HandshakeError::Finished);
+        }
+        // A terminator may straddle the previous scan end: back up 3 bytes.
+        let start = self.scanned.saturating_sub(TERMINATOR.len() - 1);
+        let window = self.buf.get(start..).unwrap_or(&[]);
+        #[cfg(test)]
+        {
+            self.bytes_examined += window.len();
+        }
+        let found = window
+            .windows(TERMINATOR.len())
+            .position(|w| w == TERMINATOR);
+        let result = match found {
+            Some(pos) if start + pos + TERMINATOR.len() <= self.max => {
+                #[cfg(test)]
+                {
+                    self.parse_calls += 1;
+                }
+                parse(&mut self.buf, start + pos + TERMINATOR.len()).map(Some)
+            }
+            Some(_) => Err(too_large),
+            None if self.buf.len() > self.max => Err(too_large),
+            None => {
+                self.scanned = self.buf.len();
+                return Ok(None);
+            }
+        };
+        match result {
+            Ok(_) => self.phase = Phase::Done,
+            Err(_) => {
+                self.phase = Phase::Failed;
+                self.buf = BytesMut::new();
+            }
+        }
+        result
+    }
+
+    pub(crate) fn take_remaining(&mut self) -> BytesMut {
+        std::mem::take(&mut self.buf)
+    }
+
+    pub(crate) fn into_remaining(self) -> BytesMut {
+        self.buf
+    }
+}
