@@ -151,8 +151,9 @@ pub struct Connection {
 
     // Sending.
     out: BytesMut,
-    /// Payload of the newest unanswered ping: only the most recent one needs
-    /// a pong (section 5.5.3), which bounds what a ping flood can queue.
+    /// Payload of the newest unanswered ping, kept aside while the output
+    /// buffer is over its limit: only the most recent ping needs a pong
+    /// (section 5.5.3), which bounds what a ping flood can queue.
     pong_due: Option<Bytes>,
 
     // Closing.
@@ -439,7 +440,16 @@ impl Connection {
             }
             OpCode::Ping => {
                 if self.config.auto_pong && !self.sent_close {
-                    self.pong_due = Some(payload.clone());
+                    if self.out.len() < self.config.write_buffer_limit {
+                        // Answer every ping while the peer keeps reading.
+                        self.pong_due = None;
+                        self.write_frame(true, OpCode::Pong, &payload);
+                    } else {
+                        // The peer is not reading: only the newest ping needs
+                        // an answer (section 5.5.3), so a ping flood cannot
+                        // grow the output buffer.
+                        self.pong_due = Some(payload.clone());
+                    }
                 }
                 Ok(Some(Message::Ping(payload)))
             }

@@ -516,16 +516,31 @@ fn auto_pong_can_be_disabled() {
 }
 
 #[test]
-fn ping_flood_queues_only_the_latest_pong() {
+fn every_ping_is_answered_in_order_while_the_peer_reads() {
     let mut s = server();
-    for i in 0..1000u32 {
+    for i in 0..10u8 {
+        s.handle_bytes(&cframe(9, &[i]));
+    }
+    while s.poll_message().unwrap().is_some() {}
+    let frames = sent_frames(&mut s);
+    let pongs: Vec<_> = frames.iter().map(|f| (f.0.opcode, f.1.clone())).collect();
+    let expected: Vec<_> = (0..10u8).map(|i| (OpCode::Pong, vec![i])).collect();
+    assert_eq!(pongs, expected);
+}
+
+#[test]
+fn ping_flood_from_a_peer_that_does_not_read_queues_bounded_pongs() {
+    let mut s = Connection::new(Role::Server, Config::default().write_buffer_limit(60));
+    for i in 0..10_000u32 {
         s.handle_bytes(&cframe(9, &i.to_be_bytes()));
         s.poll_message().unwrap();
     }
+    assert!(s.buffered_transmit() < 60 + 6, "{}", s.buffered_transmit());
     let frames = sent_frames(&mut s);
-    assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0].0.opcode, OpCode::Pong);
-    assert_eq!(frames[0].1, 999u32.to_be_bytes());
+    assert!(frames.iter().all(|f| f.0.opcode == OpCode::Pong));
+    assert!(frames.len() <= 11, "{}", frames.len());
+    // The newest ping is the one answered last.
+    assert_eq!(frames.last().unwrap().1, 9999u32.to_be_bytes());
 }
 
 #[test]
