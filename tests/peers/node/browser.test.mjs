@@ -1,0 +1,157 @@
+// Headless Chromium (Debian's /usr/bin/chromium driven by playwright-core) against the
+// chat page served by `ws-server --mode chat`: two pages, messages typed in one show up in both.
+//
+// Environment:
+//   CHROMIUM_PATH         default /usr/bin/chromium (never downloaded)
+//   WS_BROWSER_RUNTIMES   runtimes to test (default: WS_RUNTIMES, else all four)
+//   WS_BIN_DIR, WS_ARTIFACTS_DIR  as in lib.mjs
+// Screenshots: artifacts/screenshots/chat-a.png, chat-b.png (tokio), chat-{a,b}-<runtime>.png (others).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { ALL_RUNTIMES, artifactsDir, startServer } from './lib.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const TIMEOUT = 15000;
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  // belt and braces: no name resolves except loopback, so nothing can leave the machine
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost',
+];
+
+const browserRuntimes = (process.env.WS_BROWSER_RUNTIMES || process.env.WS_RUNTIMES || ALL_RUNTIMES.join(' '))
+  .split(/[\s,]+/)
+  .filter(Boolean);
+
+function isLoopback(url) {
+  try {
+    const u = new URL(url);
+    return ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || ['data:', 'about:', 'blob:'].includes(u.protocol);
+  } catch {
+    return false;
+  }
+}
+
+async function waitConnected(page, name) {
+  try {
+    await page.waitForFunction(
+      () => (document.querySelector('#status')?.textContent || '').trim().toLowerCase() === 'connected',
+      null,
+      { timeout: TIMEOUT, polling: 100 },
+    );
+  } catch (e) {
+    const st = await page.locator('#status').textContent().catch(() => '<no #status>');
+    throw new Error(`page ${name}: #status never read "connected" (it reads ${JSON.stringify(st)}): ${e.message}`);
+  }
+}
+
+async function waitMessage(page, name, text) {
+  try {
+    await page.waitForFunction(
+      (t) => [...document.querySelectorAll('#messages li')].some((li) => li.textContent.includes(t)),
+      text,
+      { timeout: TIMEOUT, polling: 100 },
+    );
+  } catch (e) {
+    const items = await page.locator('#messages li').allTextContents().catch(() => []);
+    throw new Error(`page ${name}: ${JSON.stringify(text)} not in #messages ${JSON.stringify(items)}: ${e.message}`);
+  }
+}
+
+for (const runtime of browserRuntimes) {
+  describe(`chromium chat page [${runtime}]`, () => {
+    let server;
+    let context;
+    let profile;
+    const problems = [];
+
+    before(async () => {
+      assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing (apt-get install chromium)`);
+      server = await startServer('chat', runtime);
+      profile = mkdtempSync(path.join(os.tmpdir(), 'ws-chromium-profile-'));
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ARGS,
+        timeout: 30000,
+        viewport: { width: 800, height: 600 },
+      });
+      context.setDefaultTimeout(TIMEOUT);
+      // Only loopback traffic: abort any other request.
+      await context.route('**/*', (route) =>
+        isLoopback(route.request().url()) ? route.continue() : (problems.push(`blocked ${route.request().url()}`), route.abort()),
+      );
+    });
+
+    after(async () => {
+      await context?.close().catch(() => {});
+      if (profile) rmSync(profile, { recursive: true, force: true });
+      await server?.stop();
+    });
+
+    it('two pages exchange messages through the chat server', { timeout: 120000 }, async () => {
+      const pageA = context.pages()[0] ?? (await context.newPage());
+      const pageB = await context.newPage();
+      for (const [name, page] of [['A', pageA], ['B', pageB]]) {
+        page.on('pageerror', (err) => problems.push(`page ${name} error: ${err.message}`));
+        page.on('console', (msg) => {
+          if (msg.type() === 'error') problems.push(`page ${name} console: ${msg.text()}`);
+        });
+      }
+
+      for (const [name, page] of [['A', pageA], ['B', pageB]]) {
+        const resp = await page.goto(`${server.http}/`, { waitUntil: 'load', timeout: TIMEOUT });
+        assert.equal(resp?.status(), 200, `page ${name}: GET / status`);
+      }
+      await waitConnected(pageA, 'A');
+      await waitConnected(pageB, 'B');
+
+      // 1) keyboard: type into A's #input, press Enter
+      const first = `hello from A via Enter ${runtime} ✓`;
+      await pageA.locator('#input').click();
+      await pageA.keyboard.type(first);
+      await pageA.keyboard.press('Enter');
+      await waitMessage(pageA, 'A', first);
+      await waitMessage(pageB, 'B', first);
+
+      // 2) button: fill B's #input and click #send
+      const second = `second message via #send 中文 ${runtime}`;
+      await pageB.locator('#input').fill(second);
+      await pageB.locator('#send').click();
+      await waitMessage(pageA, 'A', second);
+      await waitMessage(pageB, 'B', second);
+
+      // 3) and once more from A by clicking
+      const third = `third from A via click 😀 ${runtime}`;
+      await pageA.locator('#input').fill(third);
+      await pageA.locator('#send').click();
+      await waitMessage(pageA, 'A', third);
+      await waitMessage(pageB, 'B', third);
+
+      const shots = artifactsDir('screenshots');
+      const suffix = runtime === 'tokio' ? '' : `-${runtime}`;
+      await pageA.screenshot({ path: path.join(shots, `chat-a${suffix}.png`), fullPage: true });
+      await pageB.screenshot({ path: path.join(shots, `chat-b${suffix}.png`), fullPage: true });
+
+      // both pages saw the messages in the same order
+      const a = await pageA.locator('#messages li').allTextContents();
+      const b = await pageB.locator('#messages li').allTextContents();
+      const order = (items) => [first, second, third].map((t) => items.findIndex((x) => x.includes(t)));
+      assert.deepEqual(order(a), [...order(a)].sort((x, y) => x - y), `order in A: ${JSON.stringify(a)}`);
+      assert.deepEqual(order(b), [...order(b)].sort((x, y) => x - y), `order in B: ${JSON.stringify(b)}`);
+
+      assert.deepEqual(problems, [], 'page errors / blocked requests');
+      assert.ok(server.alive(), `ws-server died, see ${server.logPath}`);
+    });
+  });
+}
