@@ -792,3 +792,36 @@ mod prop {
         }
     }
 }
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Arbitrary bytes never panic either role, and after the first
+        /// error the connection is closed and stays quiet.
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..4096), server_role in any::<bool>()) {
+            let role = if server_role { Role::Server } else { Role::Client };
+            let mut conn = Connection::new(role, Config::default().max_frame_size(1 << 16));
+            conn.handle_bytes(&data);
+            let mut errors = 0;
+            for _ in 0..data.len() + 2 {
+                match conn.poll_message() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        errors += 1;
+                        prop_assert!(e.close_code().is_some());
+                    }
+                }
+            }
+            prop_assert!(errors <= 1);
+            if errors == 1 {
+                prop_assert_eq!(conn.state(), State::Closed);
+            }
+            prop_assert!(conn.buffered_transmit() <= 4096 + 256);
+        }
+    }
+}

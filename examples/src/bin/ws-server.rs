@@ -1,1 +1,36 @@
-fn main() {}
+//! The chat (or echo) server on the runtime of your choice.
+//!
+//! ```text
+//! cargo run --release --bin ws-server                       # chat on 127.0.0.1:8080, tokio
+//! cargo run --release --bin ws-server -- --mode echo --runtime smol --addr 127.0.0.1:9001
+//! ```
+
+use clap::Parser;
+use examples::{Mode, Runtime, run_server};
+
+/// A WebSocket chat/echo server: the test page on `/`, WebSocket on `/ws`.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// `chat`: page on `/`, every message on `/ws` broadcast to all clients.
+    /// `echo`: every path upgrades, every message goes back to its sender.
+    #[arg(long, value_enum, default_value_t = Mode::Chat)]
+    mode: Mode,
+    /// Which adapter crate and runtime to run on.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    /// Worker threads for the async runtimes (1 = single-threaded).
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    threads: usize,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run_server(args.runtime, &args.addr, args.mode.into(), args.threads) {
+        eprintln!("ws-server: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,221 @@
+//! Plumbing shared by the example binaries: choose a runtime with
+//! `--runtime`, and run the same program on it. Each runtime crate exposes
+//! the same `Server`/`Client` surface, so the per-runtime code below differs
+//! only in which crate it names.
+
+use std::io;
+
+use clap::ValueEnum;
+use ws_core::site::ServerMode;
+use ws_core::{CloseCode, Error, Message};
+
+/// Which adapter crate (and runtime) to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Runtime {
+    /// `ws-tokio` on tokio.
+    Tokio,
+    /// `ws-async-std` on async-std.
+    #[value(name = "async-std")]
+    AsyncStd,
+    /// `ws-async-std` on smol.
+    Smol,
+    /// `ws-blocking` on std::net and threads.
+    Blocking,
+}
+
+impl Runtime {
+    /// Every runtime, in the order the docs list them.
+    pub const ALL: [Runtime; 4] = [Runtime::Tokio, Runtime::AsyncStd, Runtime::Smol, Runtime::Blocking];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Tokio => "tokio",
+            Runtime::AsyncStd => "async-std",
+            Runtime::Smol => "smol",
+            Runtime::Blocking => "blocking",
+        }
+    }
+}
+
+/// The server's mode, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Test page on `/`, every message on `/ws` broadcast to all clients.
+    Chat,
+    /// Every path upgrades; every message goes back to its sender.
+    Echo,
+}
+
+impl From<Mode> for ServerMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Chat => ServerMode::Chat,
+            Mode::Echo => ServerMode::Echo,
+        }
+    }
+}
+
+fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr) {
+    let page = if mode == ServerMode::Chat { format!(", test page at http://{addr}/") } else { String::new() };
+    println!("ws-server ({mode:?}, {}) listening on ws://{addr}/{page}", rt.name());
+}
+
+/// Runs the server until the process is stopped. `threads` sets the worker
+/// count of the async runtimes (1 = single-threaded, as in the benchmarks);
+/// the blocking server always uses a thread per connection.
+pub fn run_server(rt: Runtime, addr: &str, mode: ServerMode, threads: usize) -> io::Result<()> {
+    let threads = threads.max(1);
+    match rt {
+        Runtime::Tokio => {
+            let mut builder = if threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(threads);
+                b
+            };
+            builder.enable_all().build()?.block_on(async {
+                let server = ws_tokio::Server::new(addr).mode(mode).start().await?;
+                announce(mode, rt, server.local_addr());
+                std::future::pending::<io::Result<()>>().await
+            })
+        }
+        Runtime::AsyncStd => {
+            // async-std sizes its global executor from this variable on first use.
+            set_env_once("ASYNC_STD_THREAD_COUNT", threads);
+            async_std::task::block_on(async {
+                let server = ws_async_std::Server::new(addr).mode(mode).start().await?;
+                announce(mode, rt, server.local_addr());
+                std::future::pending::<io::Result<()>>().await
+            })
+        }
+        Runtime::Smol => {
+            set_env_once("SMOL_THREADS", threads);
+            smol::block_on(async {
+                let server = ws_async_std::smol::Server::new(addr).mode(mode).start().await?;
+                announce(mode, rt, server.local_addr());
+                std::future::pending::<io::Result<()>>().await
+            })
+        }
+        Runtime::Blocking => {
+            let server = ws_blocking::Server::new(addr).mode(mode).start()?;
+            announce(mode, rt, server.local_addr());
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}
+
+/// Sets a runtime-sizing environment variable unless the user already did.
+fn set_env_once(name: &str, value: usize) {
+    if std::env::var_os(name).is_none() {
+        // SAFETY: called from main before any other thread is started, so no
+        // other thread can be reading the environment concurrently.
+        unsafe { std::env::set_var(name, value.to_string()) };
+    }
+}
+
+/// Connects to `url` and runs the interactive session: stdin lines out,
+/// received messages one per line on stdout, close 1000 at end of input.
+pub fn run_client(rt: Runtime, url: &str) -> Result<(), Error> {
+    match rt {
+        Runtime::Tokio => tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+            let mut client = ws_tokio::Client::new(url)?;
+            client.connect().await?;
+            client.run_interactive().await
+        }),
+        Runtime::AsyncStd => async_std::task::block_on(async {
+            let mut client = ws_async_std::Client::new(url)?;
+            client.connect().await?;
+            client.run_interactive().await
+        }),
+        Runtime::Smol => smol::block_on(async {
+            let mut client = ws_async_std::smol::Client::new(url)?;
+            client.connect().await?;
+            client.run_interactive().await
+        }),
+        Runtime::Blocking => {
+            let mut client = ws_blocking::Client::new(url)?;
+            client.connect()?;
+            client.run_interactive()
+        }
+    }
+}
+
+/// Parses the case count Autobahn sends on `/getCaseCount`.
+fn case_count(msg: Option<Result<Message, Error>>) -> Result<u32, Error> {
+    match msg {
+        Some(Ok(Message::Text(t))) => {
+            t.trim().parse().map_err(|_| Error::InvalidMessage("getCaseCount did not return a number"))
+        }
+        Some(Err(e)) => Err(e),
+        _ => Err(Error::InvalidMessage("getCaseCount returned no text message")),
+    }
+}
+
+/// The Autobahn client driver for the async adapters: `$ws` is the crate (or
+/// module) providing `connect`, with the same surface in each.
+macro_rules! autobahn_driver {
+    ($name:ident, $ws:path) => {
+        async fn $name(base: &str, agent: &str) -> Result<(), Error> {
+            use $ws as ws;
+            let (mut control, _) = ws::connect(&format!("{base}/getCaseCount")).await?;
+            let count = case_count(control.recv().await)?;
+            let _ = control.close(CloseCode::NORMAL, "").await;
+            for case in 1..=count {
+                let url = format!("{base}/runCase?case={case}&agent={agent}");
+                let Ok((mut stream, _)) = ws::connect(&url).await else { continue };
+                while let Some(Ok(msg)) = stream.recv().await {
+                    if msg.is_data() && stream.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let (mut report, _) = ws::connect(&format!("{base}/updateReports?agent={agent}")).await?;
+            let _ = report.close(CloseCode::NORMAL, "").await;
+            eprintln!("autobahn-client: ran {count} cases");
+            Ok(())
+        }
+    };
+}
+
+autobahn_driver!(autobahn_tokio, ws_tokio);
+autobahn_driver!(autobahn_async_std, ws_async_std);
+autobahn_driver!(autobahn_smol, ws_async_std::smol);
+
+fn autobahn_blocking(base: &str, agent: &str) -> Result<(), Error> {
+    let (mut control, _) = ws_blocking::connect(&format!("{base}/getCaseCount"))?;
+    let count = case_count(Some(control.read()))?;
+    let _ = control.close(CloseCode::NORMAL, "");
+    for case in 1..=count {
+        let url = format!("{base}/runCase?case={case}&agent={agent}");
+        let Ok((mut stream, _)) = ws_blocking::connect(&url) else { continue };
+        while let Ok(msg) = stream.read() {
+            if msg.is_data() && stream.send(msg).is_err() {
+                break;
+            }
+        }
+    }
+    let (mut report, _) = ws_blocking::connect(&format!("{base}/updateReports?agent={agent}"))?;
+    let _ = report.close(CloseCode::NORMAL, "");
+    eprintln!("autobahn-client: ran {count} cases");
+    Ok(())
+}
+
+/// Runs the standard Autobahn client protocol against `base`
+/// (e.g. `ws://127.0.0.1:9001`): getCaseCount, every runCase echoing each
+/// message, then updateReports.
+pub fn run_autobahn(rt: Runtime, base: &str, agent: &str) -> Result<(), Error> {
+    let base = base.trim_end_matches('/');
+    match rt {
+        Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(autobahn_tokio(base, agent)),
+        Runtime::AsyncStd => async_std::task::block_on(autobahn_async_std(base, agent)),
+        Runtime::Smol => smol::block_on(autobahn_smol(base, agent)),
+        Runtime::Blocking => autobahn_blocking(base, agent),
+    }
+}
