@@ -267,6 +267,11 @@ impl Connection {
     /// Reports that the transport reached end of stream.
     pub fn handle_eof(&mut self) {
         self.eof = true;
+        if self.close_timer == Timer::Off {
+            // Bytes may still be queued for a peer that stopped reading:
+            // bound how long the caller keeps trying to deliver them.
+            self.close_timer = Timer::Pending;
+        }
     }
 
     /// Decodes the next message from the bytes received so far.
@@ -721,16 +726,18 @@ impl Connection {
         .min()
     }
 
-    /// Fires the timers that expired at `now`: a close the peer never
+    /// Fires the timers that expired at `now` (a deadline fires when
+    /// `deadline <= now`; callers whose timers round, e.g. to milliseconds,
+    /// should pass `max(now, deadline)`): a close the peer never
     /// finished ends the connection, a keepalive ping is sent, a keepalive
     /// ping never answered ends the connection.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.close_timer.expired(now) {
             self.close_timer = Timer::Off;
-            if !(self.eof || self.timed_out) {
+            if !self.timed_out {
                 self.timed_out = true;
                 self.stop_receiving();
-                if !(self.received_close || self.failed) {
+                if !(self.received_close || self.failed || self.eof) {
                     self.pending_error = Some(Error::Timeout(TimeoutKind::Close));
                 }
             }

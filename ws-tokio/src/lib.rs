@@ -1,1 +1,62 @@
-//! Placeholder.
+//! # ws-tokio: WebSockets on tokio
+//!
+//! A thin binding of the sans-IO protocol core [`ws_core`] to tokio sockets
+//! and timers. All protocol decisions (framing, masking, UTF-8, ping/pong,
+//! the closing handshake, HTTP routing, broadcast bookkeeping) are made by
+//! ws-core; this crate only moves bytes between a socket and a
+//! [`ws_core::Connection`] and arms the timers the connection asks for.
+//!
+//! - [`WebSocketStream`]: one connection, as a
+//!   [`Stream`](futures_core::Stream) of messages and a
+//!   [`Sink`](futures_sink::Sink) for them, plus inherent `recv`/`send`/
+//!   `feed`/`flush`/`close`; [`WebSocketStream::split`] gives independent
+//!   read and write halves.
+//! - [`accept`], [`connect`] and friends: the opening handshake, bounded by
+//!   [`Config::handshake_timeout`].
+//! - [`Server`]: the demo echo/chat server (one task per connection,
+//!   broadcasts through a bounded per-client queue).
+//! - [`Client`]: a small convenience client, including an interactive
+//!   stdin/stdout mode.
+//!
+//! The server works on both the multi-thread and the `current_thread`
+//! runtime. The runtime must have the time driver enabled (the default with
+//! `#[tokio::main]`), because connections arm close and keepalive timers.
+//!
+//! ## Echo server and client
+//!
+//! ```
+//! use ws_tokio::{Message, Server, ServerMode};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> ws_tokio::Result<()> {
+//! let server = Server::new("127.0.0.1:0").mode(ServerMode::Echo).start().await?;
+//! let url = format!("ws://{}/", server.local_addr());
+//!
+//! let (mut ws, _response) = ws_tokio::connect(&url).await?;
+//! ws.send(Message::text("hello")).await?;
+//! let reply = ws.recv().await.expect("a reply")?;
+//! assert_eq!(reply, Message::text("hello"));
+//!
+//! ws.close(ws_tokio::CloseCode::NORMAL, "bye").await?;
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod handshake;
+mod server;
+mod stream;
+
+pub use client::Client;
+pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
+pub use server::{Server, ServerHandle};
+pub use stream::{WebSocketStream, WsReader, WsWriter};
+
+pub use ws_core::site::ServerMode;
+pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
+
+/// The result type of every fallible operation in this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -74,6 +74,13 @@ pub enum HandshakeError {
     /// The handshake already completed or failed; it accepts no more input.
     #[error("handshake already finished")]
     Finished,
+    /// The application looked at the request and refused it with this HTTP
+    /// status (the response was already written by the adapter).
+    #[error("request rejected by the application with HTTP status {status}")]
+    Rejected {
+        /// The status the application answered with.
+        status: u16,
+    },
 }
 
 impl HandshakeError {
@@ -93,6 +100,7 @@ impl HandshakeError {
             Self::MethodNotAllowed => 405,
             Self::UnsupportedVersion(_) => 426,
             Self::HeadersTooLarge { .. } => 431,
+            Self::Rejected { status } => *status,
             _ => 500,
         }
     }

@@ -45,7 +45,13 @@ impl HeadReader {
         self.max
     }
 
+    /// The buffer, with spare capacity for one read (never past the limit
+    /// by more than one read's worth).
     pub(crate) fn buf_mut(&mut self) -> &mut BytesMut {
+        const READ: usize = 4096;
+        if self.buf.capacity() - self.buf.len() < READ / 4 {
+            self.buf.reserve(READ);
+        }
         &mut self.buf
     }
 

@@ -1,0 +1,216 @@
+//! The opening handshake over tokio transports: [`accept`] /
+//! [`accept_with`] for servers, [`client_handshake`] / [`connect`] /
+//! [`connect_with`] for clients.
+//!
+//! ws-core parses and validates; this module only reads (straight into the
+//! handshake's buffer), writes, and bounds the whole exchange by
+//! [`Config::get_handshake_timeout`] (failing with
+//! [`TimeoutKind::Handshake`]). Bytes the peer sent right after its head are
+//! handed to the new [`WebSocketStream`], never dropped.
+//!
+//! None of these functions are cancel-safe in a useful sense: dropping one
+//! abandons the handshake, and the transport must be discarded.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ws_core::handshake::{
+    Accept, ClientHandshake, ClientRequest, Request, Response, ServerHandshake,
+};
+use ws_core::url::WsUrl;
+use ws_core::{Config, Error, Role, TimeoutKind};
+
+use crate::{Result, WebSocketStream};
+
+/// Spare room offered to each handshake read: a typical head fits in one.
+const HEAD_READ: usize = 4096;
+
+/// Runs `fut` within the configured handshake timeout.
+async fn bounded<T>(config: &Config, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(config.get_handshake_timeout(), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout(TimeoutKind::Handshake)),
+    }
+}
+
+fn eof_during_handshake() -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "peer closed the connection during the opening handshake",
+    ))
+}
+
+/// Reads a client's request head. On a malformed head, the matching error
+/// response is written and the transport shut down before returning.
+pub(crate) async fn read_request<S>(io: &mut S, hs: &mut ServerHandshake) -> Result<Request>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let buf = hs.read_buf();
+        if buf.capacity() - buf.len() < HEAD_READ / 4 {
+            buf.reserve(HEAD_READ);
+        }
+        if io.read_buf(buf).await? == 0 {
+            return Err(eof_during_handshake());
+        }
+        match hs.poll_request() {
+            Ok(Some(req)) => return Ok(req),
+            Ok(None) => {}
+            Err(e) => {
+                respond_and_close(io, &e.response()).await;
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+/// Writes a final HTTP response and shuts the transport down, ignoring
+/// errors: the connection is being abandoned either way.
+pub(crate) async fn respond_and_close<S: AsyncWrite + Unpin>(io: &mut S, response: &[u8]) {
+    if io.write_all(response).await.is_ok() {
+        let _ = io.shutdown().await;
+    }
+}
+
+/// Writes the `101` response.
+pub(crate) async fn write_upgrade<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    response: &[u8],
+) -> Result<()> {
+    io.write_all(response).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+/// Accepts a WebSocket connection on `io` with [`Config::default`], for any
+/// request path and without a subprotocol.
+pub async fn accept<S>(io: S) -> Result<WebSocketStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_with(io, Config::default(), |_| Ok(Accept::new())).await
+}
+
+/// Accepts a WebSocket connection on `io`, letting `decide` inspect the
+/// request (path, `Origin`, subprotocols...) and either accept it with
+/// options or answer with a complete HTTP response of its own.
+///
+/// On a failed handshake the error's HTTP response (or `decide`'s) is
+/// written and the transport shut down before the error is returned; a
+/// rejection by `decide` returns an [`io::ErrorKind::ConnectionRefused`]
+/// I/O error. Bounded by the handshake timeout.
+pub async fn accept_with<S, F>(mut io: S, config: Config, decide: F) -> Result<WebSocketStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> std::result::Result<Accept, Bytes>,
+{
+    let buffered = bounded(&config, async {
+        let mut hs = ServerHandshake::new();
+        let req = read_request(&mut io, &mut hs).await?;
+        let response = match decide(&req) {
+            Ok(opts) => match req.accept(&opts) {
+                Ok(response) => response,
+                Err(e) => {
+                    respond_and_close(&mut io, &e.response()).await;
+                    return Err(e.into());
+                }
+            },
+            Err(response) => {
+                respond_and_close(&mut io, &response).await;
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "the upgrade request was rejected by the application",
+                )));
+            }
+        };
+        write_upgrade(&mut io, &response).await?;
+        Ok(hs.take_remaining())
+    })
+    .await?;
+    Ok(WebSocketStream::from_raw(
+        io,
+        Role::Server,
+        config,
+        buffered,
+    ))
+}
+
+/// Performs the client side of the handshake on an already connected `io`:
+/// sends `req`, verifies the server's `101` answer, and returns the stream
+/// and the verified response (for its subprotocol and headers). Bounded by
+/// the handshake timeout.
+pub async fn client_handshake<S>(
+    mut io: S,
+    req: &ClientRequest,
+    config: Config,
+) -> Result<(WebSocketStream<S>, Response)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (response, buffered) = bounded(&config, client_exchange(&mut io, req)).await?;
+    Ok((
+        WebSocketStream::from_raw(io, Role::Client, config, buffered),
+        response,
+    ))
+}
+
+async fn client_exchange<S>(io: &mut S, req: &ClientRequest) -> Result<(Response, BytesMut)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut hs, request) = ClientHandshake::new(req);
+    io.write_all(&request).await?;
+    io.flush().await?;
+    loop {
+        let buf = hs.read_buf();
+        if buf.capacity() - buf.len() < HEAD_READ / 4 {
+            buf.reserve(HEAD_READ);
+        }
+        if io.read_buf(buf).await? == 0 {
+            return Err(eof_during_handshake());
+        }
+        if let Some(response) = hs.poll_response()? {
+            return Ok((response, hs.take_remaining()));
+        }
+    }
+}
+
+/// Connects to a `ws://` URL with [`Config::default`]. `wss://` fails with
+/// [`UrlError::TlsNotSupported`](ws_core::url::UrlError::TlsNotSupported).
+pub async fn connect(url: &str) -> Result<(WebSocketStream<TcpStream>, Response)> {
+    connect_with(url, Config::default()).await
+}
+
+/// Connects to a `ws://` URL with `config`. The TCP connect and the
+/// handshake together are bounded by the handshake timeout. Nagle's
+/// algorithm is disabled: this crate batches writes itself.
+pub async fn connect_with(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocketStream<TcpStream>, Response)> {
+    let url = WsUrl::parse(url)?;
+    connect_url(&url, config).await
+}
+
+/// [`connect_with`] for an already parsed URL.
+pub(crate) async fn connect_url(
+    url: &WsUrl,
+    config: Config,
+) -> Result<(WebSocketStream<TcpStream>, Response)> {
+    let req = ClientRequest::from_url(url);
+    let (io, response, buffered) = bounded(&config, async {
+        let mut io = TcpStream::connect(url.socket_addr_string()).await?;
+        // Latency matters more than packet count here; writes are batched.
+        let _ = io.set_nodelay(true);
+        let (response, buffered) = client_exchange(&mut io, &req).await?;
+        Ok((io, response, buffered))
+    })
+    .await?;
+    Ok((
+        WebSocketStream::from_raw(io, Role::Client, config, buffered),
+        response,
+    ))
+}

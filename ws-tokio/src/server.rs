@@ -1,0 +1,479 @@
+//! The demo [`Server`]: echo or chat (broadcast) over tokio, one task per
+//! connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use ws_core::handshake::{Accept, ServerHandshake};
+use ws_core::hub::{BroadcastReport, Hub, Outbox, PushError, SLOW_CLIENT_CLOSE};
+use ws_core::session::ServerSession;
+use ws_core::site::{Route, ServerMode, route};
+use ws_core::{CloseCode, Config, Connection, Error, Message, PreparedMessage, Role, TimeoutKind};
+
+use crate::Result;
+use crate::handshake::{read_request, respond_and_close, write_upgrade};
+
+/// Default bound of each client's broadcast queue, in messages.
+const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+
+/// A client's broadcast queue as the hub sees it: the sending end of a
+/// bounded tokio channel, plus a oneshot whose drop tells the connection
+/// task that the hub let go of it (even while the task is not taking
+/// messages, which is exactly when a slow client is dropped).
+#[derive(Debug)]
+struct TokioOutbox {
+    tx: mpsc::Sender<PreparedMessage>,
+    _dropped: oneshot::Sender<()>,
+}
+
+impl Outbox for TokioOutbox {
+    fn try_push(&self, msg: &PreparedMessage) -> std::result::Result<(), PushError> {
+        // Cloning a prepared message only bumps a reference count.
+        self.tx.try_send(msg.clone()).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => PushError::Full,
+            mpsc::error::TrySendError::Closed(_) => PushError::Closed,
+        })
+    }
+}
+
+/// State shared by the accept loop, the connection tasks and the handles.
+#[derive(Debug)]
+struct Shared {
+    hub: Hub<TokioOutbox>,
+    mode: ServerMode,
+    config: Config,
+    queue_capacity: usize,
+    shutting_down: AtomicBool,
+    stop: watch::Sender<bool>,
+    /// Running accept loop and connection tasks.
+    tasks: AtomicUsize,
+    idle: Notify,
+}
+
+impl Shared {
+    /// Counts a task until the returned guard is dropped.
+    fn track(self: &Arc<Self>) -> TaskGuard {
+        self.tasks.fetch_add(1, Ordering::SeqCst);
+        TaskGuard(self.clone())
+    }
+
+    /// Stops accepting and drops every client's queue, so each connection
+    /// task closes its client with 1001. Idempotent.
+    fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.stop.send_replace(true);
+        self.hub.clear();
+    }
+
+    /// The close code for a client whose queue was dropped.
+    fn dropped_close_code(&self) -> CloseCode {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            CloseCode::GOING_AWAY
+        } else {
+            SLOW_CLIENT_CLOSE
+        }
+    }
+}
+
+/// Keeps [`Shared::tasks`] accurate however a task ends.
+struct TaskGuard(Arc<Shared>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Shuts the server down if [`Server::run`]'s future is dropped, so its
+/// clients are closed with 1001 rather than left running.
+struct RunGuard(Arc<Shared>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0.begin_shutdown();
+    }
+}
+
+/// Builder for the demo WebSocket server. Nothing is bound until
+/// [`start`](Self::start) or [`run`](Self::run).
+///
+/// # How a connection is served
+///
+/// Each connection task does the opening handshake and routing with
+/// ws-core ([`ServerHandshake`], [`route`]), then runs one loop that
+/// `tokio::select!`s over:
+///
+/// - socket readable, while [`ServerSession::wants_read`]: read once straight
+///   into the connection's buffer, let the session process *every* complete
+///   message (echoes are queued, chat messages broadcast through the
+///   [`Hub`]), then write everything queued with a single `write` call;
+/// - socket writable, while bytes are queued: write them;
+/// - the client's broadcast queue, while [`ServerSession::wants_outbox`]:
+///   take one message plus whatever else is already queued, then write them
+///   all at once;
+/// - the client's queue being dropped by the hub (slow client: close 1013;
+///   shutdown: close 1001);
+/// - one timer at [`Connection::poll_timeout`].
+///
+/// Every branch is cancel-safe (`readable`, `writable`, `mpsc::Receiver::recv`,
+/// a oneshot receiver and a `Sleep` lose nothing when another branch wins),
+/// and all progress lives in ws-core's buffers, so the loop can be
+/// re-entered at any point. No branch blocks: reads and writes use
+/// `try_read_buf` / `try_write` after readiness. Nothing here needs a
+/// multi-threaded runtime; the server works the same on a `current_thread`
+/// runtime.
+#[derive(Debug, Clone)]
+pub struct Server {
+    addr: String,
+    mode: ServerMode,
+    config: Config,
+    queue_capacity: usize,
+}
+
+impl Server {
+    /// A server that will listen on `addr`, e.g. `"127.0.0.1:8080"` (port 0
+    /// picks a free port; see [`ServerHandle::local_addr`]).
+    pub fn new(addr: impl Into<String>) -> Self {
+        Server {
+            addr: addr.into(),
+            mode: ServerMode::Chat,
+            config: Config::default(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+
+    /// Echo each message back, or broadcast it to every client (chat, the
+    /// default).
+    pub fn mode(mut self, mode: ServerMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The configuration of every accepted connection (limits, timeouts).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How many broadcast messages may wait for one client (default 1024);
+    /// a client whose queue is full is dropped with close code 1013, so one
+    /// slow reader never holds up the others. At least 1.
+    pub fn queue_capacity(mut self, messages: usize) -> Self {
+        self.queue_capacity = messages.max(1);
+        self
+    }
+
+    fn into_shared(self) -> Arc<Shared> {
+        Arc::new(Shared {
+            hub: Hub::new(),
+            mode: self.mode,
+            config: self.config,
+            queue_capacity: self.queue_capacity,
+            shutting_down: AtomicBool::new(false),
+            stop: watch::Sender::new(false),
+            tasks: AtomicUsize::new(0),
+            idle: Notify::new(),
+        })
+    }
+
+    /// Binds and accepts connections in a background task; returns at once
+    /// with a handle for the address, broadcasts and shutdown. Dropping
+    /// every handle does not stop the server.
+    pub async fn start(self) -> io::Result<ServerHandle> {
+        let listener = TcpListener::bind(&self.addr).await?;
+        let local_addr = listener.local_addr()?;
+        let shared = self.into_shared();
+        let guard = shared.track();
+        tokio::spawn(accept_loop(listener, shared.clone(), guard));
+        Ok(ServerHandle { shared, local_addr })
+    }
+
+    /// Binds and accepts connections on the current task, forever. Accept
+    /// errors (e.g. out of file descriptors) are retried after a short
+    /// pause rather than ending the server. Dropping the future (e.g. from a
+    /// `select!` with Ctrl-C) stops accepting and closes every client with
+    /// 1001 without waiting; use [`start`](Self::start) and
+    /// [`ServerHandle::shutdown`] to wait for the clients.
+    pub async fn run(self) -> io::Result<()> {
+        let listener = TcpListener::bind(&self.addr).await?;
+        let shared = self.into_shared();
+        let _shutdown_on_drop = RunGuard(shared.clone());
+        let guard = shared.track();
+        accept_loop(listener, shared.clone(), guard).await;
+        Ok(())
+    }
+}
+
+/// A running server: its address, broadcasts, client count and shutdown.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+}
+
+impl ServerHandle {
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Queues `msg` for every connected client, encoding it once. Clients
+    /// whose queue is full are dropped (and closed with 1013).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] for anything but text or binary.
+    pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
+        Ok(self.shared.hub.broadcast(&PreparedMessage::new(msg)?))
+    }
+
+    /// Number of connected WebSocket clients (in either mode).
+    pub fn client_count(&self) -> usize {
+        self.shared.hub.len()
+    }
+
+    /// Stops accepting, closes every client with 1001 (going away), and
+    /// waits for the connection tasks to finish, at most the close timeout
+    /// plus one second. Idempotent. Cancel-safe: dropping it stops only the
+    /// waiting; the shutdown itself has started.
+    pub async fn shutdown(&self) {
+        self.shared.begin_shutdown();
+        let limit = self.shared.config.get_close_timeout() + Duration::from_secs(1);
+        let all_done = async {
+            loop {
+                let idle = self.shared.idle.notified();
+                let mut idle = std::pin::pin!(idle);
+                idle.as_mut().enable();
+                if self.shared.tasks.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all_done).await;
+    }
+}
+
+/// Accepts until shutdown, spawning one task per connection.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, _guard: TaskGuard) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            // The sender lives in `shared`, so this only reports a change.
+            _ = stop.changed() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _peer)) => {
+                    let guard = shared.track();
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        serve(&shared, tcp).await;
+                    });
+                }
+                // Per-connection failures: the next accept is fine.
+                Err(e) if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+                ) => {}
+                // Resource exhaustion (EMFILE...): pause instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            },
+        }
+    }
+}
+
+/// Removes a client from the hub however its task ends.
+struct Registration<'a> {
+    shared: &'a Shared,
+    id: ws_core::hub::ClientId,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.hub.unregister(self.id);
+    }
+}
+
+/// One connection: handshake and routing, then the session loop.
+async fn serve(shared: &Shared, mut tcp: TcpStream) {
+    // Latency matters more than packet count; the loop batches writes itself.
+    let _ = tcp.set_nodelay(true);
+    let config = shared.config.clone();
+    let handshake = tokio::time::timeout(
+        config.get_handshake_timeout(),
+        handshake(&mut tcp, shared.mode),
+    );
+    let buffered = match handshake.await {
+        Ok(Ok(Some(buffered))) => buffered,
+        // Answered with a page or an error, failed, or timed out.
+        _ => return,
+    };
+    let (tx, rx) = mpsc::channel(shared.queue_capacity);
+    let (dropped_tx, dropped_rx) = oneshot::channel();
+    let id = shared.hub.register(TokioOutbox {
+        tx,
+        _dropped: dropped_tx,
+    });
+    let _registration = Registration { shared, id };
+    if shared.shutting_down.load(Ordering::SeqCst) {
+        // Registered after the shutdown cleared the hub: close with 1001 too.
+        shared.hub.unregister(id);
+    }
+    let session = ServerSession::new(
+        Connection::with_buffered(Role::Server, config, buffered),
+        shared.mode,
+    );
+    let _ = drive(shared, session, tcp, rx, dropped_rx).await;
+}
+
+/// Reads the request and routes it; `Some(bytes after the head)` when it
+/// was upgraded to a WebSocket.
+async fn handshake(tcp: &mut TcpStream, mode: ServerMode) -> Result<Option<BytesMut>> {
+    let mut hs = ServerHandshake::new();
+    let req = read_request(tcp, &mut hs).await?;
+    match route(&req, mode, &Accept::new()) {
+        Route::Upgrade { response } => {
+            write_upgrade(tcp, &response).await?;
+            Ok(Some(hs.take_remaining()))
+        }
+        Route::Respond { response } => {
+            respond_and_close(tcp, &response).await;
+            Ok(None)
+        }
+    }
+}
+
+/// Writes as much of the queued output as the socket takes now, normally in
+/// one call. `Err` means the socket is unusable.
+fn write_queued(tcp: &TcpStream, conn: &mut Connection) -> io::Result<()> {
+    loop {
+        let buf = conn.pending_transmit();
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match tcp.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The session loop (see the module docs). Returns when the session is
+/// finished, the socket fails, or a peer that ended its side does not take
+/// our remaining bytes within the close timeout.
+async fn drive(
+    shared: &Shared,
+    mut session: ServerSession,
+    mut tcp: TcpStream,
+    mut outbox: mpsc::Receiver<PreparedMessage>,
+    mut dropped: oneshot::Receiver<()>,
+) -> Result<()> {
+    let close_timeout = shared.config.get_close_timeout();
+    let mut outbox_open = true;
+    let mut read_eof = false;
+    // After end of stream: the deadline for writing what is still queued.
+    let mut linger: Option<Instant> = None;
+    let timer = tokio::time::sleep(Duration::ZERO);
+    let mut timer = std::pin::pin!(timer);
+    let mut armed: Option<Instant> = None;
+
+    // Frames the client pipelined behind its handshake are already buffered.
+    let _ = session.process(|frame| {
+        shared.hub.broadcast(frame);
+    });
+    write_queued(&tcp, session.connection())?;
+
+    loop {
+        if session.is_finished() {
+            let _ = tcp.shutdown().await;
+            return Ok(());
+        }
+        let deadline = match (session.connection().poll_timeout(Instant::now()), linger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = deadline {
+            if armed != Some(d) {
+                timer.as_mut().reset(d.into());
+                armed = Some(d);
+            }
+        }
+        let want_write = session.connection().wants_write();
+        let want_read = !read_eof && session.wants_read();
+        let want_outbox = outbox_open && session.wants_outbox();
+
+        tokio::select! {
+            biased;
+            ready = tcp.writable(), if want_write => {
+                ready?;
+                write_queued(&tcp, session.connection())?;
+            }
+            ready = tcp.readable(), if want_read => {
+                ready?;
+                match tcp.try_read_buf(session.connection().read_buf()) {
+                    Ok(0) => {
+                        read_eof = true;
+                        linger = Some(Instant::now() + close_timeout);
+                        session.connection().handle_eof();
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                // Every complete message, then all echoes in one write. An
+                // error here (protocol violation, peer vanished) has already
+                // queued the right close frame; the loop flushes it.
+                let _ = session.process(|frame| {
+                    shared.hub.broadcast(frame);
+                });
+                write_queued(&tcp, session.connection())?;
+            }
+            msg = outbox.recv(), if want_outbox => match msg {
+                Some(frame) => {
+                    session.push_outbox(&frame);
+                    // Batch whatever else is already waiting.
+                    while session.wants_outbox() {
+                        match outbox.try_recv() {
+                            Ok(frame) => session.push_outbox(&frame),
+                            Err(_) => break,
+                        }
+                    }
+                    write_queued(&tcp, session.connection())?;
+                }
+                None => {
+                    outbox_open = false;
+                    session.outbox_closed(shared.dropped_close_code());
+                }
+            },
+            _ = &mut dropped, if outbox_open => {
+                outbox_open = false;
+                session.outbox_closed(shared.dropped_close_code());
+            }
+            () = &mut timer, if deadline.is_some() => {
+                let now = Instant::now().max(armed.unwrap_or_else(Instant::now));
+                if linger.is_some_and(|l| l <= now) {
+                    // The peer ended its side and does not read: give up.
+                    return Err(Error::Timeout(TimeoutKind::Close));
+                }
+                session.connection().handle_timeout(now);
+                write_queued(&tcp, session.connection())?;
+            }
+        }
+    }
+}
