@@ -124,10 +124,17 @@ run_server_suite() {
   port="$(free_port)"
   log "=== $name: ws-server --mode echo --runtime $rt on 127.0.0.1:$port ==="
   t=$(date +%s)
-  if [ ! -x "$BIN_DIR/ws-server" ]; then
-    log "missing $BIN_DIR/ws-server"; record "$name" 2 0 "$dir"; return
+  local cmd
+  if [ "$rt" = "core-loop" ]; then
+    # ws-core driven by the hand-written non-blocking loop, no runtime at all.
+    cmd=("$BIN_DIR/ws-core-loop" --addr "127.0.0.1:$port")
+  else
+    cmd=("$BIN_DIR/ws-server" --addr "127.0.0.1:$port" --mode echo --runtime "$rt")
   fi
-  "$BIN_DIR/ws-server" --addr "127.0.0.1:$port" --mode echo --runtime "$rt" >"$dir/ws-server.log" 2>&1 &
+  if [ ! -x "${cmd[0]}" ]; then
+    log "missing ${cmd[0]}"; record "$name" 2 0 "$dir"; return
+  fi
+  "${cmd[@]}" >"$dir/ws-server.log" 2>&1 &
   SERVER_PID=$!
   AUTOBAHN_AGENT="ws-$rt" AUTOBAHN_QUIET=1 AUTOBAHN_WAIT=30 \
     "$HARNESS/run-server-tests.sh" "ws://127.0.0.1:$port" "$CASES" "$dir" 2>&1 | tee "$dir/run.log" || rc=$?
@@ -174,6 +181,15 @@ for rt in $RUNTIMES; do
     esac
   done
 done
+
+# The sans-IO core in a hand-written loop, as a ninth (server-only) run.
+if [ "${AUTOBAHN_CORE_LOOP:-1}" = "1" ] && [[ " $SUITES " == *" server "* ]] && [ "$CASES" = "*" ] || [ "${AUTOBAHN_CORE_LOOP:-1}" = "force" ]; then
+  left=$(( BUDGET - ($(date +%s) - t0) ))
+  if [ "$left" -ge 60 ]; then
+    export AUTOBAHN_TIMEOUT="$left"
+    run_server_suite core-loop
+  fi
+fi
 
 {
   echo "Autobahn results (strict=$AUTOBAHN_STRICT, excluded: ${AUTOBAHN_EXCLUDE_CASES:-none}, cases: $CASES)"
