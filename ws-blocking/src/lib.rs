@@ -1,1 +1,57 @@
-//! Placeholder.
+//! # ws-blocking: RFC 6455 WebSockets on `std::net` and plain threads
+//!
+//! The blocking runtime adapter for [`ws_core`]: no async runtime, no
+//! executor, just `Read`/`Write` and one or two threads per connection. All
+//! protocol logic (framing, the handshakes, HTTP routing, the server's
+//! per-client behaviour and the broadcast registry) lives in `ws-core`; this
+//! crate only moves bytes and owns the clocks, with the same public surface as
+//! `ws-tokio` and `ws-async-std` minus `async`/`.await` (see
+//! `docs/adapters.md`).
+//!
+//! - [`WebSocketStream`]: one connection over any `Read + Write` transport,
+//!   with [`split`](WebSocketStream::split) into a reader and a writer half
+//!   for sockets, so two threads can read and write at once.
+//! - [`accept`], [`connect`] and friends: the opening handshake, bounded by
+//!   [`Config::get_handshake_timeout`].
+//! - [`Server`]: the demo chat/echo server (thread per connection).
+//! - [`Client`]: a convenience client, including an interactive stdin mode.
+//!
+//! ## Timers without a runtime
+//!
+//! ws-core tells the adapter when its next deadline is
+//! ([`ws_core::Connection::poll_timeout`]). Before every blocking read this
+//! crate sets the transport's read timeout to the time left until that
+//! deadline, through the [`SetReadTimeout`] trait (implemented for
+//! `TcpStream` and `UnixStream`), and fires the timers when the read times
+//! out. A transport without timeouts can implement it as a no-op (or be
+//! wrapped in [`NoReadTimeout`]); its timers then only fire when data arrives.
+//!
+//! ```no_run
+//! use ws_blocking::{connect, Message};
+//!
+//! let (mut ws, _response) = connect("ws://127.0.0.1:8080/ws")?;
+//! ws.send(Message::text("hello"))?;
+//! while let Ok(msg) = ws.read() {
+//!     println!("{msg:?}");
+//! }
+//! # Ok::<(), ws_blocking::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod handshake;
+pub mod server;
+pub mod stream;
+
+pub use client::Client;
+pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
+pub use server::{Server, ServerHandle};
+pub use stream::{
+    Messages, NoReadTimeout, SetReadTimeout, WebSocket, WebSocketStream, WsReader, WsWriter,
+};
+pub use ws_core::site::ServerMode;
+pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
+
+/// The result type of every fallible operation in this crate.
+pub type Result<T> = std::result::Result<T, Error>;

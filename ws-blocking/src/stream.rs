@@ -1,0 +1,932 @@
+//! [`WebSocketStream`]: one WebSocket connection over a blocking transport,
+//! and its [`WsReader`]/[`WsWriter`] halves for reading and writing from two
+//! threads.
+//!
+//! Everything protocol-related is [`ws_core::Connection`]; this module only
+//! reads into the connection's receive buffer, writes out what it queued, and
+//! turns its deadlines into transport read timeouts.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ws_core::{CloseCode, Config, Connection, Error, Message, Role, TimeoutKind};
+
+use crate::Result;
+
+// ------------------------------------------------------------- transports
+
+/// A transport whose blocking reads can be given a timeout, which is how this
+/// crate runs ws-core's timers (close handshake timeout, keepalive) without a
+/// runtime: before each blocking read the timeout is set to the time left
+/// until [`Connection::poll_timeout`], and when the read times out
+/// (`WouldBlock`/`TimedOut`) the timers fire.
+///
+/// Implemented for `TcpStream` and (on Unix) `UnixStream`, and for references
+/// and boxes of implementors. For a transport without read timeouts (an
+/// in-memory pipe, a TLS wrapper you cannot reach into), implement it with
+/// `Ok(())` bodies or wrap the transport in [`NoReadTimeout`]: everything
+/// still works, but timers only fire when the next read returns.
+pub trait SetReadTimeout {
+    /// Sets the timeout of subsequent blocking reads (`None`: block forever).
+    /// Never called with `Some(Duration::ZERO)`.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Shuts the transport down in both directions once the WebSocket is
+    /// finished, so the peer sees the end (a server closes TCP first, RFC
+    /// 6455 section 7.1.1) and a thread blocked reading it wakes up. The
+    /// default does nothing; dropping the transport then closes it.
+    fn close_transport(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SetReadTimeout for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+    fn close_transport(&self) -> io::Result<()> {
+        ignore_not_connected(self.shutdown(Shutdown::Both))
+    }
+}
+
+#[cfg(unix)]
+impl SetReadTimeout for std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
+    }
+    fn close_transport(&self) -> io::Result<()> {
+        ignore_not_connected(self.shutdown(Shutdown::Both))
+    }
+}
+
+impl<T: SetReadTimeout + ?Sized> SetReadTimeout for &T {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+    fn close_transport(&self) -> io::Result<()> {
+        (**self).close_transport()
+    }
+}
+
+impl<T: SetReadTimeout + ?Sized> SetReadTimeout for &mut T {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+    fn close_transport(&self) -> io::Result<()> {
+        (**self).close_transport()
+    }
+}
+
+impl<T: SetReadTimeout + ?Sized> SetReadTimeout for Box<T> {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+    fn close_transport(&self) -> io::Result<()> {
+        (**self).close_transport()
+    }
+}
+
+/// A shutdown racing the peer's own close reports `NotConnected`; the
+/// transport is finished either way.
+fn ignore_not_connected(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        r => r,
+    }
+}
+
+/// Wraps a transport that has no read timeouts so it can be used with
+/// [`WebSocketStream`]: timers then fire only when a read returns.
+#[derive(Debug, Clone, Default)]
+pub struct NoReadTimeout<S>(pub S);
+
+impl<S: Read> Read for NoReadTimeout<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<S: Write> Write for NoReadTimeout<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<S> SetReadTimeout for NoReadTimeout<S> {
+    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// Most bytes zeroed for one read: safe Rust must initialise the spare
+/// capacity before `Read::read` may fill it, so this caps that cost per
+/// syscall when the receive buffer has grown large for a big frame.
+const MAX_READ: usize = 256 * 1024;
+
+/// One `read` straight into the spare capacity of `buf` (no intermediate
+/// buffer, no copy); returns the transport's result.
+pub(crate) fn read_into<R: Read + ?Sized>(io: &mut R, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    let len = buf.len();
+    let room = (buf.capacity() - len).min(MAX_READ);
+    buf.resize(len + room, 0);
+    let result = io.read(&mut buf[len..]);
+    let n = result.as_ref().map_or(0, |n| (*n).min(room));
+    buf.truncate(len + n);
+    result
+}
+
+/// Whether a read error is a timeout (Unix reports `WouldBlock`, Windows
+/// `TimedOut`).
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn timed_out() -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no message within the read timeout",
+    ))
+}
+
+/// Remembers the read timeout last set on a transport, so a read whose
+/// deadline did not (meaningfully) change costs no extra `setsockopt`.
+#[derive(Debug, Default)]
+pub(crate) struct TimeoutCache {
+    set: Option<Option<Duration>>,
+}
+
+impl TimeoutCache {
+    /// Sets the read timeout for a read that should return by `deadline`.
+    /// Returns `Ok(false)` (and sets nothing) when the deadline has passed.
+    pub(crate) fn arm<T: SetReadTimeout + ?Sized>(
+        &mut self,
+        io: &T,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> io::Result<bool> {
+        let want = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(now);
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                Some(left)
+            }
+        };
+        // A timeout a little late or early is harmless (an early wake only
+        // re-arms), so keep the current one when it is close to the wanted.
+        let keep = match (self.set, want) {
+            (Some(None), None) => true,
+            (Some(Some(cur)), Some(w)) => {
+                cur >= w / 2 && cur <= w + (w / 16).max(Duration::from_millis(1))
+            }
+            _ => false,
+        };
+        if !keep {
+            self.set = None;
+            io.set_read_timeout(want)?;
+            self.set = Some(want);
+        }
+        Ok(true)
+    }
+}
+
+// ------------------------------------------------------------ the stream
+
+/// A WebSocket connection over a blocking transport `S` (after the opening
+/// handshake; see [`crate::accept`] and [`crate::connect`] to get one).
+///
+/// Reads block until a whole message arrived; writes are batched: [`feed`]
+/// only queues a message in the connection's output buffer, [`flush`] writes
+/// everything queued in as few `write` calls as the transport allows.
+/// Pings are answered and close frames replied to automatically while
+/// reading.
+///
+/// The I/O methods need `S: Read + Write + SetReadTimeout`; see
+/// [`SetReadTimeout`] for how timers work and for transports without
+/// timeouts.
+///
+/// [`feed`]: Self::feed
+/// [`flush`]: Self::flush
+#[derive(Debug)]
+pub struct WebSocketStream<S> {
+    io: S,
+    conn: Connection,
+    timeouts: TimeoutCache,
+    read_timeout: Option<Duration>,
+    ended: bool,
+}
+
+/// The tungstenite-style name of [`WebSocketStream`].
+pub type WebSocket<S> = WebSocketStream<S>;
+
+impl<S> WebSocketStream<S> {
+    /// Wraps a transport whose opening handshake was done elsewhere;
+    /// `buffered` holds bytes that arrived after the handshake (they are
+    /// decoded first).
+    pub fn from_raw(io: S, role: Role, config: Config, buffered: BytesMut) -> Self {
+        WebSocketStream {
+            io,
+            conn: Connection::with_buffered(role, config, buffered),
+            timeouts: TimeoutCache::default(),
+            read_timeout: None,
+            ended: false,
+        }
+    }
+
+    /// The protocol state (for inspection: state, close frames, buffered
+    /// bytes).
+    pub fn connection(&self) -> &ws_core::Connection {
+        &self.conn
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The transport, mutably. Reading or writing it directly corrupts the
+    /// WebSocket stream; its read timeout is managed by [`read`](Self::read)
+    /// (use [`set_read_timeout`](Self::set_read_timeout) instead).
+    pub fn get_mut(&mut self) -> &mut S {
+        // The caller may change the transport's timeout behind our back.
+        self.timeouts = TimeoutCache::default();
+        &mut self.io
+    }
+
+    /// Makes [`read`](Self::read) give up with an `Error::Io` of kind
+    /// `TimedOut` when no complete message arrived within `timeout` (`None`,
+    /// the default: wait as long as it takes). Nothing is lost when it does:
+    /// partial frames stay buffered in the connection and the next `read`
+    /// continues where this one stopped, so a timed-out read is the blocking
+    /// counterpart of a cancelled async `recv`.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout.filter(|d| !d.is_zero());
+    }
+}
+
+impl<S: Read + Write + SetReadTimeout> WebSocketStream<S> {
+    /// Blocks until the next message arrives, answering pings and close
+    /// frames on the way and firing timers when they are due.
+    ///
+    /// The peer's `Message::Close` is returned like any message; after it
+    /// (or any error that ends the connection) every call returns
+    /// `Err(Error::Closed)`. A timeout error from the transport itself (a
+    /// non-blocking socket, or the timeout of
+    /// [`set_read_timeout`](Self::set_read_timeout)) is returned without
+    /// losing anything; calling `read` again resumes.
+    pub fn read(&mut self) -> Result<Message> {
+        let user_deadline = self.read_timeout.map(|d| Instant::now() + d);
+        loop {
+            if self.ended {
+                return Err(Error::Closed);
+            }
+            match self.conn.poll_message() {
+                Ok(Some(msg)) => {
+                    if self.conn.wants_write() {
+                        // A fatal write error ends the stream; the next read reports it.
+                        let _ = self.write_out();
+                    }
+                    return Ok(msg);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = self.write_out();
+                    if self.conn.should_close_transport() {
+                        self.end();
+                    }
+                    return Err(e);
+                }
+            }
+            if self.conn.wants_write() {
+                self.write_out()?;
+            }
+            if self.conn.should_close_transport() {
+                self.end();
+                return Err(Error::Closed);
+            }
+            let now = Instant::now();
+            let timer = self.conn.poll_timeout(now);
+            if user_deadline.is_some_and(|d| d <= now) {
+                return Err(timed_out());
+            }
+            let deadline = earliest(timer, user_deadline);
+            if !self.timeouts.arm(&self.io, deadline, now)? {
+                self.conn.handle_timeout(now);
+                continue;
+            }
+            match read_into(&mut self.io, self.conn.read_buf()) {
+                Ok(0) => self.conn.handle_eof(),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    if deadline.is_none() {
+                        // Not our timeout (non-blocking transport): retryable.
+                        return Err(Error::Io(e));
+                    }
+                    self.conn.handle_timeout(Instant::now());
+                }
+                Err(e) => {
+                    self.conn.handle_eof();
+                    self.end();
+                    return Err(Error::Io(e));
+                }
+            }
+        }
+    }
+
+    /// Queues `msg` and writes out everything queued.
+    ///
+    /// Sending `Message::Close` starts the closing handshake; keep reading
+    /// to finish it, or use [`close`](Self::close).
+    pub fn send(&mut self, msg: Message) -> Result<()> {
+        self.feed(msg)?;
+        self.flush()
+    }
+
+    /// Queues `msg` without writing, so many messages leave in one write;
+    /// writes only when the queue exceeds `Config::write_buffer_limit`.
+    pub fn feed(&mut self, msg: Message) -> Result<()> {
+        self.queue(|c| c.send(&msg))
+    }
+
+    /// Queues and flushes a text message without building a [`Message`]
+    /// (no allocation for the payload).
+    pub fn send_text(&mut self, text: &str) -> Result<()> {
+        self.queue(|c| c.send_text(text))?;
+        self.flush()
+    }
+
+    /// Queues and flushes a binary message without building a [`Message`].
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<()> {
+        self.queue(|c| c.send_binary(data))?;
+        self.flush()
+    }
+
+    fn queue(&mut self, f: impl FnOnce(&mut Connection) -> Result<()>) -> Result<()> {
+        if self.ended {
+            return Err(Error::Closed);
+        }
+        f(&mut self.conn)?;
+        if self.conn.buffered_transmit() > self.conn.config().get_write_buffer_limit() {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Writes out everything queued (messages, pongs, close frames), in as
+    /// few `write` calls as the transport accepts.
+    ///
+    /// Bytes leave the queue only once written, so when the transport's own
+    /// write timeout expires (`Error::Io` of kind `WouldBlock`/`TimedOut`)
+    /// calling `flush` again continues exactly where it stopped; any other
+    /// write error ends the stream. Without a write timeout this blocks for
+    /// as long as the peer applies back-pressure.
+    pub fn flush(&mut self) -> Result<()> {
+        self.write_out()
+    }
+
+    /// Closes the connection: sends a close frame with `code` and `reason`
+    /// (at most 123 bytes), then reads (discarding messages) until the
+    /// peer's reply and the end of the transport, bounded by
+    /// `Config::close_timeout` (`Error::Timeout` when the peer never
+    /// answers). Returns `Ok(())` when the stream is already closed.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.conn.close(code, reason)?;
+        self.flush()?;
+        let user_timeout = self.read_timeout.take();
+        let result = loop {
+            match self.read() {
+                Ok(_) => {}
+                Err(Error::Closed) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.read_timeout = user_timeout;
+        result
+    }
+
+    /// An iterator over incoming messages: `read` until `Err(Error::Closed)`
+    /// (which ends the iteration; other errors are yielded).
+    pub fn messages(&mut self) -> Messages<'_, Self> {
+        Messages { source: self }
+    }
+
+    /// Writes the whole output buffer. Bytes leave the buffer only once
+    /// written, so a timeout of the caller's own write timeout is retryable;
+    /// any other error ends the stream.
+    fn write_out(&mut self) -> Result<()> {
+        loop {
+            let buf = self.conn.pending_transmit();
+            if buf.is_empty() {
+                break;
+            }
+            match self.io.write(buf) {
+                Ok(0) => return Err(self.write_failed(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.conn.advance_transmit(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => return Err(Error::Io(e)),
+                Err(e) => return Err(self.write_failed(e)),
+            }
+        }
+        self.io.flush().map_err(|e| self.write_failed(e))
+    }
+
+    fn write_failed(&mut self, e: io::Error) -> Error {
+        self.conn.handle_eof();
+        self.end();
+        Error::Io(e)
+    }
+
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            let _ = self.io.flush();
+            let _ = self.io.close_transport();
+        }
+    }
+}
+
+impl<S> WebSocketStream<S>
+where
+    S: SetReadTimeout,
+    for<'a> &'a S: Read + Write,
+{
+    /// Splits the connection into a reader and a writer half that can be
+    /// moved to different threads (for `TcpStream`, `UnixStream`: any
+    /// transport usable through a shared reference).
+    ///
+    /// Both halves share the transport and the protocol state (behind a
+    /// mutex held only while decoding or encoding, never during a blocking
+    /// read or write). The reader answers pings and close frames itself, so
+    /// a pong goes out even while the writer is idle; it also runs the
+    /// timers.
+    pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
+        let ended = self.ended;
+        let shared = Arc::new(Shared::new(
+            self.io,
+            SplitState {
+                conn: self.conn,
+                done: ended,
+            },
+        ));
+        (
+            WsReader {
+                shared: shared.clone(),
+                spare: BytesMut::new(),
+                timeouts: self.timeouts,
+                read_timeout: self.read_timeout,
+            },
+            WsWriter { shared },
+        )
+    }
+}
+
+/// Iterator over incoming messages, from [`WebSocketStream::messages`],
+/// [`WsReader::messages`] or [`crate::Client::messages`]: ends after the
+/// connection is closed, yields errors (including read timeouts) as items.
+#[derive(Debug)]
+pub struct Messages<'a, T> {
+    pub(crate) source: &'a mut T,
+}
+
+fn message_item(r: Result<Message>) -> Option<Result<Message>> {
+    match r {
+        Err(Error::Closed) => None,
+        r => Some(r),
+    }
+}
+
+impl<S: Read + Write + SetReadTimeout> Iterator for Messages<'_, WebSocketStream<S>> {
+    type Item = Result<Message>;
+    fn next(&mut self) -> Option<Self::Item> {
+        message_item(self.source.read())
+    }
+}
+
+impl<S> Iterator for Messages<'_, WsReader<S>>
+where
+    S: SetReadTimeout,
+    for<'a> &'a S: Read + Write,
+{
+    type Item = Result<Message>;
+    fn next(&mut self) -> Option<Self::Item> {
+        message_item(self.source.read())
+    }
+}
+
+// ------------------------------------------------ shared (split) plumbing
+
+/// Protocol state shared by the threads of one connection.
+pub(crate) trait SharedState {
+    /// The connection, once there is one.
+    fn conn(&mut self) -> Option<&mut Connection>;
+    /// Whether the reading side finished (the transport is done).
+    fn is_done(&self) -> bool;
+}
+
+/// A transport shared by a reading and a writing thread, the protocol state
+/// behind a mutex, and a write lock that keeps frames from interleaving.
+///
+/// Lock order: `write_lock` before `state`; `state` is never held during
+/// I/O.
+pub(crate) struct Shared<S, St> {
+    pub(crate) io: S,
+    state: Mutex<St>,
+    /// Notified when the reading side finishes (`is_done`).
+    done_cv: Condvar,
+    write_lock: Mutex<()>,
+}
+
+impl<S: fmt::Debug, St: fmt::Debug> fmt::Debug for Shared<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("io", &self.io)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one blocking read produced.
+pub(crate) enum Step {
+    Data,
+    Eof,
+    /// The read timed out, or the deadline had already passed.
+    TimedOut,
+    Interrupted,
+    Failed(io::Error),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The protected state stays consistent even if a holder panicked (no
+    // multi-step invariants span a panic point), so poisoning is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<S, St: SharedState> Shared<S, St> {
+    pub(crate) fn new(io: S, state: St) -> Self {
+        Shared {
+            io,
+            state: Mutex::new(state),
+            done_cv: Condvar::new(),
+            write_lock: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, St> {
+        lock(&self.state)
+    }
+
+    /// Wakes threads waiting in [`wait_done`](Self::wait_done); call after
+    /// making `is_done` true.
+    pub(crate) fn notify_done(&self) {
+        self.done_cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for the reading side to finish; returns whether
+    /// it did.
+    pub(crate) fn wait_done(&self, timeout: Duration) -> bool {
+        let guard = self.lock();
+        let (guard, _) = self
+            .done_cv
+            .wait_timeout_while(guard, timeout, |s| !s.is_done())
+            .unwrap_or_else(|p| p.into_inner());
+        guard.is_done()
+    }
+}
+
+impl<S, St: SharedState> Shared<S, St>
+where
+    for<'a> &'a S: Write,
+{
+    /// Writes out everything the connection has queued. Under the write
+    /// lock it repeatedly takes the whole output buffer (no copy) and writes
+    /// it, so bytes queued by another thread meanwhile leave in the same
+    /// pass. With `wait == false` it does not wait for the write lock: the
+    /// current holder re-checks for queued bytes after releasing it, so
+    /// nothing is stranded.
+    ///
+    /// An error means bytes were lost: the transport must be shut down.
+    pub(crate) fn flush(&self, wait: bool) -> io::Result<()> {
+        loop {
+            let guard = if wait {
+                lock(&self.write_lock)
+            } else {
+                match self.write_lock.try_lock() {
+                    Ok(g) => g,
+                    Err(TryLockError::WouldBlock) => return Ok(()),
+                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                }
+            };
+            let mut wrote = false;
+            loop {
+                let bytes = match self.lock().conn() {
+                    Some(c) => c.take_transmit(),
+                    None => break,
+                };
+                if bytes.is_empty() {
+                    break;
+                }
+                (&self.io).write_all(&bytes)?;
+                wrote = true;
+            }
+            if wrote {
+                (&self.io).flush()?;
+            }
+            drop(guard);
+            if !self.lock().conn().is_some_and(|c| c.wants_write()) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl<S, St: SharedState> Shared<S, St>
+where
+    S: SetReadTimeout,
+    for<'a> &'a S: Read,
+{
+    /// One blocking read straight into the connection's receive buffer,
+    /// without holding the state lock while blocked: the buffer is swapped
+    /// out (with `spare`, an empty buffer) for the duration of the read and
+    /// swapped back after. Only the reading thread touches the receive side,
+    /// so nothing else needs it meanwhile. Call without holding the lock.
+    pub(crate) fn read_once(
+        &self,
+        spare: &mut BytesMut,
+        timeouts: &mut TimeoutCache,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Step {
+        match self.lock().conn() {
+            Some(c) => std::mem::swap(c.read_buf(), spare),
+            None => return Step::Eof,
+        }
+        let step = match timeouts.arm(&self.io, deadline, now) {
+            Ok(false) => Step::TimedOut,
+            Err(e) => Step::Failed(e),
+            Ok(true) => match read_into(&mut &self.io, spare) {
+                Ok(0) => Step::Eof,
+                Ok(_) => Step::Data,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Interrupted,
+                Err(e) if is_timeout(&e) => Step::TimedOut,
+                Err(e) => Step::Failed(e),
+            },
+        };
+        if let Some(c) = self.lock().conn() {
+            std::mem::swap(c.read_buf(), spare);
+        }
+        step
+    }
+}
+
+/// The state shared by the halves of a split [`WebSocketStream`].
+#[derive(Debug)]
+pub(crate) struct SplitState {
+    conn: Connection,
+    done: bool,
+}
+
+impl SharedState for SplitState {
+    fn conn(&mut self) -> Option<&mut Connection> {
+        Some(&mut self.conn)
+    }
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+// ----------------------------------------------------------- the halves
+
+/// The reading half of a split [`WebSocketStream`]: receives messages,
+/// answers pings and close frames (writing the replies itself), and runs
+/// the connection's timers.
+#[derive(Debug)]
+pub struct WsReader<S> {
+    shared: Arc<Shared<S, SplitState>>,
+    /// The empty buffer swapped in while a read blocks (see `read_once`).
+    spare: BytesMut,
+    timeouts: TimeoutCache,
+    read_timeout: Option<Duration>,
+}
+
+impl<S> WsReader<S>
+where
+    S: SetReadTimeout,
+    for<'a> &'a S: Read + Write,
+{
+    /// Blocks until the next message; as [`WebSocketStream::read`]. The
+    /// state lock is not held while blocked, so the writer half keeps
+    /// sending meanwhile.
+    pub fn read(&mut self) -> Result<Message> {
+        let user_deadline = self.read_timeout.map(|d| Instant::now() + d);
+        loop {
+            let (timer, now) = {
+                let mut st = self.shared.lock();
+                if st.done {
+                    return Err(Error::Closed);
+                }
+                match st.conn.poll_message() {
+                    Ok(Some(msg)) => {
+                        let reply = st.conn.wants_write();
+                        drop(st);
+                        if reply {
+                            // A failed write shuts the transport down; the next read reports it.
+                            let _ = self.flush_shared();
+                        }
+                        return Ok(msg);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        drop(st);
+                        let _ = self.flush_shared();
+                        return Err(e);
+                    }
+                }
+                if st.conn.wants_write() {
+                    drop(st);
+                    self.flush_shared()?;
+                    continue;
+                }
+                if st.conn.should_close_transport() {
+                    st.done = true;
+                    drop(st);
+                    self.shared.notify_done();
+                    let _ = self.shared.io.close_transport();
+                    return Err(Error::Closed);
+                }
+                let now = Instant::now();
+                (st.conn.poll_timeout(now), now)
+            };
+            if user_deadline.is_some_and(|d| d <= now) {
+                return Err(timed_out());
+            }
+            let deadline = earliest(timer, user_deadline);
+            let step = self
+                .shared
+                .read_once(&mut self.spare, &mut self.timeouts, deadline, now);
+            let mut st = self.shared.lock();
+            match step {
+                Step::Data | Step::Interrupted => {}
+                Step::Eof => st.conn.handle_eof(),
+                Step::TimedOut if deadline.is_none() => {
+                    return Err(Error::Io(io::ErrorKind::WouldBlock.into()));
+                }
+                Step::TimedOut => st.conn.handle_timeout(Instant::now()),
+                Step::Failed(e) => {
+                    st.conn.handle_eof();
+                    st.done = true;
+                    drop(st);
+                    self.shared.notify_done();
+                    let _ = self.shared.io.close_transport();
+                    return Err(Error::Io(e));
+                }
+            }
+        }
+    }
+
+    /// As [`WebSocketStream::set_read_timeout`].
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout.filter(|d| !d.is_zero());
+    }
+
+    /// An iterator over incoming messages (see [`Messages`]).
+    pub fn messages(&mut self) -> Messages<'_, Self> {
+        Messages { source: self }
+    }
+
+    /// The transport shared by both halves.
+    pub fn get_ref(&self) -> &S {
+        &self.shared.io
+    }
+
+    fn flush_shared(&self) -> Result<()> {
+        self.shared.flush(true).map_err(|e| {
+            let _ = self.shared.io.close_transport();
+            Error::Io(e)
+        })
+    }
+}
+
+/// The writing half of a split [`WebSocketStream`]. Cloning it gives
+/// another handle to the same connection (for several producer threads);
+/// messages from different handles never interleave within a frame.
+#[derive(Debug)]
+pub struct WsWriter<S> {
+    shared: Arc<Shared<S, SplitState>>,
+}
+
+impl<S> Clone for WsWriter<S> {
+    fn clone(&self) -> Self {
+        WsWriter {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> WsWriter<S>
+where
+    S: SetReadTimeout,
+    for<'a> &'a S: Read + Write,
+{
+    /// Queues `msg` and writes out everything queued.
+    pub fn send(&mut self, msg: Message) -> Result<()> {
+        self.feed(msg)?;
+        self.flush()
+    }
+
+    /// Queues `msg` without writing (writes only above
+    /// `Config::write_buffer_limit`).
+    pub fn feed(&mut self, msg: Message) -> Result<()> {
+        self.queue(|c| c.send(&msg))
+    }
+
+    /// Queues and flushes a text message without building a [`Message`].
+    pub fn send_text(&mut self, text: &str) -> Result<()> {
+        self.queue(|c| c.send_text(text))?;
+        self.flush()
+    }
+
+    /// Queues and flushes a binary message without building a [`Message`].
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<()> {
+        self.queue(|c| c.send_binary(data))?;
+        self.flush()
+    }
+
+    /// Writes out everything queued. A write error shuts the transport down
+    /// (bytes may have been lost), which also ends the reader half.
+    pub fn flush(&mut self) -> Result<()> {
+        self.shared.flush(true).map_err(|e| {
+            let _ = self.shared.io.close_transport();
+            Error::Io(e)
+        })
+    }
+
+    /// Sends a close frame, then waits until the reader half has seen the
+    /// peer's reply and the end of the transport, bounded by
+    /// `Config::close_timeout`. The reply is read by whoever reads the
+    /// [`WsReader`]; if nobody does (or the peer never answers), the
+    /// transport is shut down at the timeout and `Error::Timeout` returned.
+    ///
+    /// To send a close frame without waiting, `send(Message::Close(..))`.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        let timeout = {
+            let mut st = self.shared.lock();
+            if st.done {
+                return Ok(());
+            }
+            st.conn.close(code, reason)?;
+            st.conn.config().get_close_timeout()
+        };
+        self.flush()?;
+        if self.shared.wait_done(timeout) {
+            Ok(())
+        } else {
+            let _ = self.shared.io.close_transport();
+            Err(Error::Timeout(TimeoutKind::Close))
+        }
+    }
+
+    /// The transport shared by both halves.
+    pub fn get_ref(&self) -> &S {
+        &self.shared.io
+    }
+
+    fn queue(&mut self, f: impl FnOnce(&mut Connection) -> Result<()>) -> Result<()> {
+        let over = {
+            let mut st = self.shared.lock();
+            if st.done {
+                return Err(Error::Closed);
+            }
+            f(&mut st.conn)?;
+            st.conn.buffered_transmit() > st.conn.config().get_write_buffer_limit()
+        };
+        if over { self.flush() } else { Ok(()) }
+    }
+}
