@@ -1,0 +1,177 @@
+//! Opening handshakes over a futures-io transport: [`accept`] /
+//! [`accept_with`] for servers, [`client_handshake`] and (per runtime)
+//! `connect` / `connect_with` for clients. The HTTP parsing and validation
+//! are ws-core's; this module only reads, writes and bounds the time.
+
+use crate::io::{handshake_timeout, read_into, respond_and_close, write_all};
+use crate::stream::WebSocketStream;
+use crate::{Config, Error, Result, Role};
+use bytes::Bytes;
+use futures_io::{AsyncRead, AsyncWrite};
+use std::io;
+use ws_core::handshake::{
+    Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
+};
+
+/// The transport ended before the peer's handshake head was complete.
+fn eof_during_handshake() -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed during the opening handshake",
+    ))
+}
+
+/// Accepts a WebSocket upgrade on `io` with [`Config::default()`] and no
+/// subprotocol. See [`accept_with`].
+///
+/// Dropping the future abandons the handshake.
+pub async fn accept<S>(io: S) -> Result<WebSocketStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_with(io, Config::default(), |_| Ok(Accept::new())).await
+}
+
+/// Reads the client's upgrade request from `io`, lets `decide` accept it
+/// (choosing subprotocol and extra headers) or reject it with a complete
+/// HTTP response, and answers.
+///
+/// Bounded by [`Config::handshake_timeout`] ([`Error::Timeout`] with
+/// [`TimeoutKind::Handshake`](ws_core::TimeoutKind::Handshake)). An invalid
+/// request is answered with its error response
+/// ([`HandshakeError::response`](ws_core::handshake::HandshakeError::response),
+/// e.g. 426 with `Sec-WebSocket-Version: 13`) before the
+/// [`Error::Handshake`] is returned. A rejection by `decide` writes its
+/// response, shuts the transport down and returns
+/// [`HandshakeError::Rejected`] with the response's status. Dropping the
+/// future abandons the handshake.
+pub async fn accept_with<S, F>(mut io: S, config: Config, decide: F) -> Result<WebSocketStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> std::result::Result<Accept, Bytes>,
+{
+    let limit = config.get_handshake_timeout();
+    let buffered = handshake_timeout(limit, async {
+        let mut hs = ServerHandshake::new();
+        let req = read_request(&mut io, &mut hs).await?;
+        let accept = match decide(&req) {
+            Ok(a) => a,
+            Err(response) => {
+                respond_and_close(&mut io, &response).await;
+                let status = response_status(&response);
+                return Err(HandshakeError::Rejected { status }.into());
+            }
+        };
+        match req.accept(&accept) {
+            Ok(response) => write_all(&mut io, &response).await?,
+            Err(e) => {
+                respond_and_close(&mut io, &e.response()).await;
+                return Err(e.into());
+            }
+        }
+        Ok(hs.take_remaining())
+    })
+    .await?;
+    Ok(WebSocketStream::from_raw(
+        io,
+        Role::Server,
+        config,
+        buffered,
+    ))
+}
+
+/// The status code of a complete HTTP response written by an application
+/// (500 if it does not start with a status line).
+fn response_status(response: &[u8]) -> u16 {
+    response
+        .split(|&b| b == b' ')
+        .nth(1)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(500)
+}
+
+/// Reads until a complete request head; a malformed one is answered with
+/// its error response. Shared with the server.
+pub(crate) async fn read_request<S>(io: &mut S, hs: &mut ServerHandshake) -> Result<Request>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        if read_into(io, hs.read_buf()).await? == 0 {
+            return Err(eof_during_handshake());
+        }
+        match hs.poll_request() {
+            Ok(Some(req)) => return Ok(req),
+            Ok(None) => {}
+            Err(e) => {
+                respond_and_close(io, &e.response()).await;
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+/// Performs the client side of the opening handshake for `req` on an
+/// already connected `io`, returning the stream and the server's 101
+/// response (subprotocol, headers).
+///
+/// Dropping the future abandons the handshake (the transport with it).
+///
+/// Bounded by [`Config::handshake_timeout`]. A non-101 answer is
+/// [`HandshakeError::UnexpectedStatus`](ws_core::handshake::HandshakeError::UnexpectedStatus).
+pub async fn client_handshake<S>(
+    io: S,
+    req: &ClientRequest,
+    config: Config,
+) -> Result<(WebSocketStream<S>, Response)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limit = config.get_handshake_timeout();
+    handshake_timeout(limit, client_handshake_untimed(io, req, config)).await
+}
+
+async fn client_handshake_untimed<S>(
+    mut io: S,
+    req: &ClientRequest,
+    config: Config,
+) -> Result<(WebSocketStream<S>, Response)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut hs, request) = ClientHandshake::new(req);
+    write_all(&mut io, &request).await?;
+    let response = loop {
+        if read_into(&mut io, hs.read_buf()).await? == 0 {
+            return Err(eof_during_handshake());
+        }
+        if let Some(r) = hs.poll_response()? {
+            break r;
+        }
+    };
+    let buffered = hs.take_remaining();
+    Ok((
+        WebSocketStream::from_raw(io, Role::Client, config, buffered),
+        response,
+    ))
+}
+
+/// `connect`/`connect_with` for runtime `R`: parse the URL (`wss://` is
+/// [`UrlError::TlsNotSupported`](ws_core::url::UrlError::TlsNotSupported)),
+/// connect TCP, handshake; the last two bounded together by the handshake
+/// timeout.
+#[cfg(any(feature = "async-std", feature = "smol"))]
+pub(crate) async fn connect_on<R: crate::runtime::Runtime>(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocketStream<R::TcpStream>, Response)> {
+    let url = ws_core::url::WsUrl::parse(url)?;
+    let req = ClientRequest::from_url(&url);
+    let limit = config.get_handshake_timeout();
+    handshake_timeout(limit, async {
+        let tcp = R::connect_tcp(url.host(), url.port()).await?;
+        client_handshake_untimed(tcp, &req, config).await
+    })
+    .await
+}

@@ -1,0 +1,134 @@
+//! Byte-moving helpers shared by the stream, the handshakes and the server:
+//! read straight into a ws-core buffer, write a Connection's queued bytes,
+//! and bound a future by a deadline.
+
+use bytes::BytesMut;
+use futures_io::{AsyncRead, AsyncWrite};
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use ws_core::{Connection, Error, TimeoutKind};
+
+/// Most bytes one transport read asks for. futures-io reads need an
+/// initialised slice, and this crate has no `unsafe`, so the spare capacity
+/// offered to a read is zeroed first; capping it keeps that cost proportional
+/// to what a read can return rather than to a large frame's reservation.
+const MAX_READ: usize = 64 * 1024;
+/// Reserve more when less spare capacity than this is left (handshake
+/// buffers do not reserve on their own).
+const MIN_SPARE: usize = 1024;
+/// How much a handshake buffer grows by.
+const GROW: usize = 4 * 1024;
+
+/// Reads once from `io` into the spare capacity of `buf` (no intermediate
+/// copy) and appends what arrived. `Ok(0)` is end of stream.
+///
+/// Cancel-safe: on `Pending` or error nothing is appended.
+pub(crate) fn poll_read_into<S: AsyncRead + Unpin + ?Sized>(
+    io: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < MIN_SPARE {
+        buf.reserve(GROW);
+    }
+    let len = buf.len();
+    let spare = (buf.capacity() - len).min(MAX_READ);
+    // Within capacity: no reallocation, only zeroing.
+    buf.resize(len + spare, 0);
+    let res = Pin::new(io).poll_read(cx, &mut buf[len..]);
+    let n = match res {
+        Poll::Ready(Ok(n)) => n.min(spare),
+        _ => 0,
+    };
+    buf.truncate(len + n);
+    res
+}
+
+/// Writes everything `conn` has queued (one write call per contiguous
+/// batch, so many small messages leave in one syscall), then flushes `io`.
+///
+/// Cancel-safe: progress is recorded in the Connection as it happens.
+pub(crate) fn poll_write_conn<S: AsyncWrite + Unpin + ?Sized>(
+    io: &mut S,
+    conn: &mut Connection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let out = conn.pending_transmit();
+        if out.is_empty() {
+            return Pin::new(&mut *io).poll_flush(cx);
+        }
+        match ready!(Pin::new(&mut *io).poll_write(cx, out)) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => conn.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Reads once into `buf`; `Ok(0)` is end of stream. Cancel-safe.
+pub(crate) async fn read_into<S: AsyncRead + Unpin + ?Sized>(
+    io: &mut S,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        loop {
+            match ready!(poll_read_into(io, cx, buf)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    })
+    .await
+}
+
+/// Writes a whole HTTP response (or request) and flushes it.
+pub(crate) async fn write_all<S: AsyncWrite + Unpin + ?Sized>(
+    io: &mut S,
+    bytes: &[u8],
+) -> io::Result<()> {
+    use futures_util::io::AsyncWriteExt;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+/// Writes a final HTTP response and shuts the write side down; errors are
+/// ignored because the connection is being abandoned either way.
+pub(crate) async fn respond_and_close<S: AsyncWrite + Unpin + ?Sized>(io: &mut S, bytes: &[u8]) {
+    use futures_util::io::AsyncWriteExt;
+    if write_all(io, bytes).await.is_ok() {
+        let _ = io.close().await;
+    }
+}
+
+/// Runs `fut` for at most `limit`; `None` if time ran out first (the
+/// future is then dropped).
+pub(crate) async fn timeout<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let mut timer = async_io::Timer::after(limit);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        match Pin::new(&mut timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Bounds an opening handshake: on expiry,
+/// [`Error::Timeout`]`(`[`TimeoutKind::Handshake`]`)`.
+pub(crate) async fn handshake_timeout<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    timeout(limit, fut)
+        .await
+        .unwrap_or(Err(Error::Timeout(TimeoutKind::Handshake)))
+}
