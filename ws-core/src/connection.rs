@@ -658,6 +658,27 @@ impl Connection {
         self.out.len()
     }
 
+    /// Frees the receive and send buffers if they are empty, so an idle
+    /// connection holds no buffer memory at all. Call it before waiting for
+    /// the transport to become readable (the next [`read_buf`](Self::read_buf)
+    /// allocates again); returns the number of bytes of capacity released.
+    pub fn release_idle_buffers(&mut self) -> usize {
+        let mut freed = 0;
+        if self.rbuf.is_empty() && self.frame.is_none() && self.rbuf.capacity() > 0 {
+            freed += self.rbuf.capacity();
+            self.rbuf = BytesMut::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            freed += self.out.capacity();
+            self.out = BytesMut::new();
+        }
+        if self.msg_buf.is_empty() && self.msg_buf.capacity() > 0 {
+            freed += self.msg_buf.capacity();
+            self.msg_buf = BytesMut::new();
+        }
+        freed
+    }
+
     // ---------------------------------------------------------------- state
 
     /// The lifecycle state.

@@ -839,3 +839,21 @@ fn peer_that_hung_up_without_reading_is_given_up_after_the_close_timeout() {
     assert!(s.should_close_transport());
     assert_eq!(s.poll_message().unwrap(), None, "the abnormal closure was already reported");
 }
+
+#[test]
+fn idle_connection_can_release_all_buffer_memory() {
+    let mut s = server();
+    s.read_buf().extend_from_slice(&cframe(1, b"hello"));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::text("hello")));
+    s.send_text("reply").unwrap();
+    // Pending output is kept, drained buffers are freed.
+    s.release_idle_buffers();
+    assert_eq!(s.pending_transmit().len(), 7);
+    let n = s.pending_transmit().len();
+    s.advance_transmit(n);
+    assert!(s.release_idle_buffers() > 0);
+    assert_eq!(s.release_idle_buffers(), 0, "nothing left to free");
+    // And the connection keeps working.
+    s.handle_bytes(&cframe(2, b"again"));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::binary(&b"again"[..])));
+}
