@@ -155,6 +155,8 @@ pub struct Connection {
     /// buffer is over its limit: only the most recent ping needs a pong
     /// (section 5.5.3), which bounds what a ping flood can queue.
     pong_due: Option<Bytes>,
+    /// Largest `out.len()` seen since the output buffer was last empty.
+    out_peak: usize,
 
     // Closing.
     sent_close: bool,
@@ -196,6 +198,7 @@ impl Connection {
             utf8: Utf8Validator::new(),
             out: BytesMut::new(),
             pong_due: None,
+            out_peak: 0,
             sent_close: false,
             received_close: false,
             recv_done: false,
@@ -369,7 +372,11 @@ impl Connection {
             let payload = self.rbuf.split_to(len).freeze();
             self.frame = None;
             self.unmasked = 0;
-            if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE {
+            // Give a large buffer back once it is far larger than the traffic
+            // (a burst is over), but keep it while same-sized frames keep
+            // coming: re-growing it for every 1 MiB message cost a full extra
+            // copy per message.
+            if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE.max(4 * len) {
                 self.rbuf = BytesMut::new();
             }
             if let Some(m) = self.complete_frame(header, payload)? {
@@ -560,7 +567,7 @@ impl Connection {
     /// Queues any message; `Message::Close` starts the closing handshake.
     pub fn send(&mut self, msg: &Message) -> Result<(), Error> {
         match msg {
-            Message::Text(t) => self.send_text(t),
+            Message::Text(t) => self.send_data(OpCode::Text, t.as_bytes()),
             Message::Binary(b) => self.send_binary(b),
             Message::Ping(p) => self.send_ping(p),
             Message::Pong(p) => self.send_pong(p),
@@ -642,9 +649,15 @@ impl Connection {
 
     /// Marks `n` bytes of [`pending_transmit`](Self::pending_transmit) as written.
     pub fn advance_transmit(&mut self, n: usize) {
+        self.out_peak = self.out_peak.max(self.out.len());
         self.out.advance(n);
-        if self.out.is_empty() && self.out.capacity() > SHRINK_ABOVE {
-            self.out = BytesMut::new();
+        if self.out.is_empty() {
+            // Same hysteresis as the receive buffer: release only when the
+            // capacity dwarfs what was recently queued.
+            if self.out.capacity() > SHRINK_ABOVE.max(4 * self.out_peak) {
+                self.out = BytesMut::new();
+            }
+            self.out_peak = 0;
         }
     }
 

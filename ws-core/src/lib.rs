@@ -40,7 +40,8 @@
 //! client.handle_bytes(&server.take_transmit());
 //! assert_eq!(client.poll_message().unwrap(), Some(Message::binary(&b"\x00\x01"[..])));
 //! ```
-#![forbid(unsafe_code)]
+// One audited exception: `Utf8Bytes::as_str` (see its SAFETY comment).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod close;

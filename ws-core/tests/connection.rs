@@ -829,15 +829,25 @@ mod garbage {
 #[test]
 fn peer_that_hung_up_without_reading_is_given_up_after_the_close_timeout() {
     let t0 = Instant::now();
-    let mut s = Connection::new(Role::Server, Config::default().close_timeout(Duration::from_secs(2)));
+    let mut s = Connection::new(
+        Role::Server,
+        Config::default().close_timeout(Duration::from_secs(2)),
+    );
     s.send_binary(&[0; 1000]).unwrap();
     s.handle_eof();
     assert!(matches!(s.poll_message(), Err(Error::AbnormalClosure)));
-    assert!(!s.should_close_transport(), "queued bytes are still being delivered");
+    assert!(
+        !s.should_close_transport(),
+        "queued bytes are still being delivered"
+    );
     assert_eq!(s.poll_timeout(t0), Some(t0 + Duration::from_secs(2)));
     s.handle_timeout(t0 + Duration::from_secs(2));
     assert!(s.should_close_transport());
-    assert_eq!(s.poll_message().unwrap(), None, "the abnormal closure was already reported");
+    assert_eq!(
+        s.poll_message().unwrap(),
+        None,
+        "the abnormal closure was already reported"
+    );
 }
 
 #[test]
@@ -855,5 +865,8 @@ fn idle_connection_can_release_all_buffer_memory() {
     assert_eq!(s.release_idle_buffers(), 0, "nothing left to free");
     // And the connection keeps working.
     s.handle_bytes(&cframe(2, b"again"));
-    assert_eq!(s.poll_message().unwrap(), Some(Message::binary(&b"again"[..])));
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(Message::binary(&b"again"[..]))
+    );
 }
