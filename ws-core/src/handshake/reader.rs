@@ -81,9 +81,10 @@ impl HeadReader {
         {
             self.bytes_examined += window.len();
         }
-        let found = window
-            .windows(TERMINATOR.len())
-            .position(|w| w == TERMINATOR);
+        // memchr's SIMD substring search: a byte-wise `windows(4)` scan was
+        // most of the handshake's parsing cost (measured 1.04 us vs 0.16 us
+        // for httparse itself on a browser request).
+        let found = memchr::memmem::find(window, TERMINATOR);
         let result = match found {
             Some(pos) if start + pos + TERMINATOR.len() <= self.max => {
                 #[cfg(test)]
