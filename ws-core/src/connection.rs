@@ -21,6 +21,9 @@ use std::time::Instant;
 
 /// Smallest spare capacity offered to a transport read.
 const MIN_READ: usize = 4 * 1024;
+/// Largest spare capacity offered to a transport read when the peer keeps
+/// filling the buffer.
+const MAX_READ_HINT: usize = 64 * 1024;
 /// Buffers larger than this are released once empty, so memory returns to
 /// its idle size after a burst of large messages.
 const SHRINK_ABOVE: usize = 64 * 1024;
@@ -177,6 +180,10 @@ pub struct Connection {
     activity: bool,
     /// `rbuf.len()` after the last decode, to notice newly arrived bytes.
     seen_len: usize,
+    /// Spare capacity the next read is offered (adapts to the traffic).
+    read_hint: usize,
+    /// Spare capacity the last `read_buf` offered, 0 once accounted for.
+    offered: usize,
 }
 
 impl Connection {
@@ -211,6 +218,8 @@ impl Connection {
             pong_timer: Timer::Off,
             activity: false,
             seen_len: 0,
+            read_hint: MIN_READ,
+            offered: 0,
         }
     }
 
@@ -248,14 +257,32 @@ impl Connection {
         let want = match self.frame {
             Some(h) => {
                 let remaining = (h.payload_len as usize).saturating_sub(self.rbuf.len());
-                remaining.clamp(MIN_READ, MIN_READ.max(self.rbuf.len()))
+                remaining.clamp(MIN_READ, self.read_hint.max(self.rbuf.len()))
             }
-            None => MIN_READ,
+            None => self.read_hint,
         };
         if self.rbuf.capacity() - self.rbuf.len() < want / 2 {
             self.rbuf.reserve(want);
         }
+        self.offered = self.rbuf.capacity() - self.rbuf.len();
         &mut self.rbuf
+    }
+
+    /// Adapts the read size to the traffic: a read that filled everything
+    /// offered means the peer has more queued (pipelining, bulk data), so
+    /// offer twice as much next time, up to [`MAX_READ_HINT`]; reads that use
+    /// little of it bring it back down. Fewer, larger reads under load; a
+    /// small buffer when the traffic is light.
+    fn adapt_read_hint(&mut self, arrived: usize) {
+        if self.offered == 0 {
+            return;
+        }
+        if arrived >= self.offered {
+            self.read_hint = (self.read_hint * 2).min(MAX_READ_HINT);
+        } else if arrived < self.offered / 8 {
+            self.read_hint = (self.read_hint / 2).max(MIN_READ);
+        }
+        self.offered = 0;
     }
 
     /// Feeds received bytes by copying them (see [`read_buf`](Self::read_buf)
@@ -292,6 +319,7 @@ impl Connection {
         }
         if self.rbuf.len() != self.seen_len {
             self.activity = true;
+            self.adapt_read_hint(self.rbuf.len().saturating_sub(self.seen_len));
         }
         let result = self.decode();
         self.seen_len = self.rbuf.len();

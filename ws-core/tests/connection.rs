@@ -870,3 +870,43 @@ fn idle_connection_can_release_all_buffer_memory() {
         Some(Message::binary(&b"again"[..]))
     );
 }
+
+#[test]
+fn read_size_grows_while_reads_fill_the_buffer_and_shrinks_back() {
+    let mut s = server();
+    let frame = cframe(2, &[0u8; 100]);
+    let offered = |s: &mut Connection| {
+        let b = s.read_buf();
+        b.capacity() - b.len()
+    };
+    let first = offered(&mut s);
+    assert!(first >= 4096 && first < 16 * 1024, "{first}");
+    // A busy peer: every read fills all the offered space from an endless
+    // stream of frames (the last one of each read is cut short).
+    let mut pos = 0;
+    for _ in 0..6 {
+        let spare = offered(&mut s);
+        let buf = s.read_buf();
+        for _ in 0..spare {
+            buf.extend_from_slice(&[frame[pos]]);
+            pos = (pos + 1) % frame.len();
+        }
+        while s.poll_message().unwrap().is_some() {}
+    }
+    // Finish the cut frame so the stream is back on a frame boundary.
+    s.handle_bytes(&frame[pos..]);
+    while s.poll_message().unwrap().is_some() {}
+    let busy = offered(&mut s);
+    assert!(busy >= 32 * 1024, "grew to {busy}");
+    assert!(busy <= 128 * 1024, "bounded: {busy}");
+    // Light traffic: small reads bring the offer back down.
+    for _ in 0..10 {
+        let spare = offered(&mut s);
+        let _ = spare;
+        s.read_buf().extend_from_slice(&cframe(1, b"hi"));
+        while s.poll_message().unwrap().is_some() {}
+    }
+    s.release_idle_buffers();
+    let light = offered(&mut s);
+    assert!(light < 16 * 1024, "shrank back to {light}");
+}
