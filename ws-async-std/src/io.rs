@@ -31,6 +31,28 @@ pub(crate) fn poll_read_into<S: AsyncRead + Unpin + ?Sized>(
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
+    let mut pending = false;
+    let res = read_spare(buf, |spare| match Pin::new(io).poll_read(cx, spare) {
+        Poll::Ready(r) => r,
+        Poll::Pending => {
+            pending = true;
+            Ok(0)
+        }
+    });
+    if pending {
+        Poll::Pending
+    } else {
+        Poll::Ready(res)
+    }
+}
+
+/// Offers the spare capacity of `buf` (zeroed, at most [`MAX_READ`] bytes,
+/// reserved first if little is left) to one read, and appends what it
+/// returned. Nothing is appended on an error.
+pub(crate) fn read_spare(
+    buf: &mut BytesMut,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<usize> {
     if buf.capacity() - buf.len() < MIN_SPARE {
         buf.reserve(GROW);
     }
@@ -38,11 +60,8 @@ pub(crate) fn poll_read_into<S: AsyncRead + Unpin + ?Sized>(
     let spare = (buf.capacity() - len).min(MAX_READ);
     // Within capacity: no reallocation, only zeroing.
     buf.resize(len + spare, 0);
-    let res = Pin::new(io).poll_read(cx, &mut buf[len..]);
-    let n = match res {
-        Poll::Ready(Ok(n)) => n.min(spare),
-        _ => 0,
-    };
+    let res = read(&mut buf[len..]);
+    let n = res.as_ref().map_or(0, |&n| n.min(spare));
     buf.truncate(len + n);
     res
 }

@@ -7,24 +7,24 @@
 //! with one bounded `async_channel` per client.
 
 use crate::io::{
-    handshake_timeout, poll_read_into, poll_write_conn, respond_and_close, timeout, write_all,
+    handshake_timeout, poll_write_conn, read_spare, respond_and_close, timeout, write_all,
 };
 use crate::runtime::Runtime;
 use crate::{Config, Message, Result, ServerMode};
 use async_channel::{Receiver, Sender, TrySendError};
-use async_io::Timer;
-use async_net::{TcpListener, TcpStream};
+use async_io::{Async, Timer};
+use async_net::TcpListener;
 use bytes::BytesMut;
 use futures_core::Stream;
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::io;
+use std::io::{self, Read};
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use ws_core::handshake::{Accept, ServerHandshake};
 use ws_core::hub::{BroadcastReport, ClientId, Hub, Outbox, PushError, SLOW_CLIENT_CLOSE};
@@ -41,17 +41,33 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Extra time `shutdown` waits beyond the close timeout.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// A client's broadcast queue as the hub sees it: a bounded channel, plus a
-/// second channel that only signals (by closing) that the hub let go of this
-/// client, which the connection task can notice even while it is not taking
-/// broadcasts (it is behind on writing).
+/// A client's broadcast queue as the hub sees it: a channel bounded to
+/// `capacity` messages, plus a second channel that only signals (by
+/// closing) that the hub let go of this client, which the connection task
+/// can notice even while it is not taking broadcasts (it is behind on
+/// writing).
+///
+/// The queue is an *unbounded* `async_channel` with the bound checked here:
+/// a bounded one preallocates (and initialises) all its slots, about 40 KiB
+/// per client for the default 1024, while the unbounded one allocates small
+/// blocks only while messages are queued. The check cannot overshoot: the
+/// hub pushes under its lock, and the connection task only takes messages
+/// out.
 struct ChannelOutbox {
     queue: Sender<PreparedMessage>,
+    capacity: usize,
     _alive: Sender<()>,
 }
 
 impl Outbox for ChannelOutbox {
     fn try_push(&self, msg: &PreparedMessage) -> std::result::Result<(), PushError> {
+        if self.queue.len() >= self.capacity {
+            return Err(if self.queue.is_closed() {
+                PushError::Closed
+            } else {
+                PushError::Full
+            });
+        }
         // A PreparedMessage clone shares the encoded bytes: no allocation.
         self.queue.try_send(msg.clone()).map_err(|e| match e {
             TrySendError::Full(_) => PushError::Full,
@@ -209,15 +225,26 @@ impl<R: Runtime> ServerHandle<R> {
         self.local_addr
     }
 
-    /// Queues a text or binary message for every connected client, encoded
-    /// once. Clients whose queue is full are dropped (and closed with 1013).
+    /// Queues `msg` (text or binary) for every registered client (in either
+    /// mode), encoding it once. Clients whose queue is full are dropped (and
+    /// closed with 1013); the report lists them.
     /// Never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
+    /// but text or binary.
     pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
         let prepared = PreparedMessage::new(msg)?;
         Ok(self.shared.hub.broadcast(&prepared))
     }
 
-    /// Number of connected WebSocket clients (after their handshake).
+    /// Number of clients currently in the broadcast registry (the hub), in
+    /// either mode: a client is registered once its upgrade succeeded and
+    /// removed when its connection ends, or at once when the hub drops it
+    /// for being too slow (its queue was full) or the server shuts down;
+    /// such a connection is then closed (1013 or 1001) in the background,
+    /// bounded by the timeouts, without being counted here.
     pub fn client_count(&self) -> usize {
         self.shared.hub.len()
     }
@@ -286,23 +313,33 @@ impl Drop for Registration<'_> {
 
 /// One TCP connection: HTTP handshake and routing, then the WebSocket
 /// session. `_done` is dropped when the task ends (see `shutdown`).
-async fn serve_connection(shared: Arc<Shared>, mut tcp: TcpStream, _done: Sender<()>) {
-    let _ = tcp.set_nodelay(true);
+async fn serve_connection(shared: Arc<Shared>, tcp: async_net::TcpStream, _done: Sender<()>) {
+    // The async-io handle underneath, for readiness without a read buffer
+    // (see `SessionDriver::poll_read`). Nothing else holds it right after
+    // `accept`.
+    let Some(mut tcp) = Arc::into_inner(Arc::<Async<std::net::TcpStream>>::from(tcp)) else {
+        return;
+    };
+    let _ = tcp.get_ref().set_nodelay(true);
     let limit = shared.config.get_handshake_timeout();
-    let hs = unless_stopped(
+    // Boxed: the handshake's state (parser, timer, stop listener) is large
+    // and short-lived; inline, it would size every connection's task for
+    // its whole life.
+    let hs = Box::pin(unless_stopped(
         &shared.stop_rx,
         handshake_timeout(limit, http_exchange(&mut tcp, shared.mode)),
-    )
+    ))
     .await;
     let buffered = match hs {
         Some(Ok(Some(buffered))) => buffered,
         _ => return, // answered over HTTP, failed, timed out, or stopping
     };
 
-    let (queue_tx, queue_rx) = async_channel::bounded(shared.queue_capacity);
+    let (queue_tx, queue_rx) = async_channel::unbounded();
     let (alive_tx, alive_rx) = async_channel::bounded(1);
     let id = shared.hub.register(ChannelOutbox {
         queue: queue_tx,
+        capacity: shared.queue_capacity,
         _alive: alive_tx,
     });
     let _registration = Registration {
@@ -327,6 +364,7 @@ async fn serve_connection(shared: Arc<Shared>, mut tcp: TcpStream, _done: Sender
         timer: Timer::never(),
         deadline: None,
         read_eof: false,
+        read_parked: false,
         shared: &shared,
     };
     poll_fn(|cx| driver.poll_drive(cx)).await;
@@ -336,7 +374,10 @@ async fn serve_connection(shared: Arc<Shared>, mut tcp: TcpStream, _done: Sender
 
 /// Reads the request and answers it as ws-core's router says. Returns the
 /// bytes after the request head when the connection became a WebSocket.
-async fn http_exchange(io: &mut TcpStream, mode: ServerMode) -> Result<Option<BytesMut>> {
+async fn http_exchange(
+    io: &mut Async<std::net::TcpStream>,
+    mode: ServerMode,
+) -> Result<Option<BytesMut>> {
     let mut hs = ServerHandshake::new();
     let req = crate::handshake::read_request(io, &mut hs).await?;
     match route(&req, mode, &Accept::new()) {
@@ -354,7 +395,7 @@ async fn http_exchange(io: &mut TcpStream, mode: ServerMode) -> Result<Option<By
 /// One upgraded client, driven by a single poll loop (so there is nothing
 /// to cancel half-way): decode and dispatch, write, timer, outbox, read.
 struct SessionDriver<'a> {
-    io: TcpStream,
+    io: Async<std::net::TcpStream>,
     session: ServerSession,
     queue: Pin<&'a mut Receiver<PreparedMessage>>,
     alive: Pin<&'a mut Receiver<()>>,
@@ -362,6 +403,9 @@ struct SessionDriver<'a> {
     timer: Timer,
     deadline: Option<Instant>,
     read_eof: bool,
+    /// A read found the socket empty: wait for readiness (without a buffer)
+    /// before reading again.
+    read_parked: bool,
     shared: &'a Shared,
 }
 
@@ -371,6 +415,43 @@ impl SessionDriver<'_> {
             CloseCode::GOING_AWAY
         } else {
             SLOW_CLIENT_CLOSE
+        }
+    }
+
+    /// One read step: `Ready(Ok)` when something happened (bytes, end of
+    /// stream, an interrupted read), `Pending` when the socket is empty.
+    ///
+    /// Once a read would block, the connection's empty buffers are released
+    /// ([`Connection::release_idle_buffers`]) and readiness is awaited with
+    /// [`Async::poll_readable`], which needs no buffer (and no syscall while
+    /// nothing arrived): an idle client holds no buffer memory, and wakes
+    /// for other reasons (broadcasts, timers) do not read. A busy
+    /// connection keeps its buffers: they are released only when the
+    /// socket runs dry, never after every message.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.read_parked {
+                ready!(self.io.poll_readable(cx))?;
+                self.read_parked = false;
+            }
+            let conn = self.session.connection();
+            let mut tcp = self.io.get_ref();
+            match read_spare(conn.read_buf(), |spare| tcp.read(spare)) {
+                Ok(0) => {
+                    self.read_eof = true;
+                    conn.handle_eof();
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.release_idle_buffers();
+                    // The next turn registers for readiness (or finds that
+                    // it came meanwhile).
+                    self.read_parked = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 
@@ -444,17 +525,8 @@ impl SessionDriver<'_> {
             }
 
             if !self.read_eof && self.session.wants_read() {
-                let conn = self.session.connection();
-                match poll_read_into(&mut self.io, cx, conn.read_buf()) {
-                    Poll::Ready(Ok(0)) => {
-                        self.read_eof = true;
-                        conn.handle_eof();
-                        progressed = true;
-                    }
-                    Poll::Ready(Ok(_)) => progressed = true,
-                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
-                        progressed = true;
-                    }
+                match self.poll_read(cx) {
+                    Poll::Ready(Ok(())) => progressed = true,
                     Poll::Ready(Err(_)) => return Poll::Ready(()),
                     Poll::Pending => {}
                 }

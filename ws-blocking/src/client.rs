@@ -7,6 +7,8 @@
 
 use std::io::{self, BufRead, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use ws_core::handshake::Response;
@@ -161,9 +163,16 @@ impl Client {
 
     /// Reads lines from stdin and sends each as a text message while
     /// printing every received message as one line on stdout
-    /// ([`display_line`]). At the end of stdin it closes with 1000, waits
-    /// for the server's reply, and returns `Ok(())`; it also returns when
-    /// the server ends the connection.
+    /// ([`display_line`]). At the end of stdin it sends a close (1000) and
+    /// keeps printing what still arrives (echoes in flight) until the
+    /// server's reply ends the connection, bounded by the close timeout;
+    /// it returns `Ok(())` then, or when the server closes first. The
+    /// server's reply to our own close is not printed.
+    ///
+    /// # Errors
+    ///
+    /// An error writing the output, or the first receive error (reported
+    /// once the connection has ended).
     pub fn run_interactive(&mut self) -> Result<()> {
         self.run_interactive_with(io::BufReader::new(io::stdin()), io::stdout())
     }
@@ -183,6 +192,10 @@ impl Client {
             };
         };
         let mut lines_writer = writer.clone();
+        // Set once the input ended and our close is about to leave: a close
+        // received after that is the server's reply, not news.
+        let closing = Arc::new(AtomicBool::new(false));
+        let input_closing = closing.clone();
         let input_thread = thread::Builder::new()
             .name("ws-stdin".into())
             .spawn(move || {
@@ -192,13 +205,19 @@ impl Client {
                         return;
                     }
                 }
-                // Waits (bounded) for the main thread to read the reply.
-                let _ = lines_writer.close(CloseCode::NORMAL, "");
+                input_closing.store(true, Ordering::SeqCst);
+                // Queue the close and return: the main thread keeps reading
+                // (echoes in flight arrive before the reply), and the
+                // connection's close timer bounds its wait.
+                let close = ws_core::CloseFrame::new(CloseCode::NORMAL, "");
+                let _ = lines_writer.send(Message::Close(Some(close)));
             })?;
+        let mut first_err = None;
         let result = loop {
             match reader.read() {
                 Ok(msg) => {
-                    if let Some(line) = display_line(&msg) {
+                    let reply = matches!(msg, Message::Close(_)) && closing.load(Ordering::SeqCst);
+                    if let Some(line) = display_line(&msg).filter(|_| !reply) {
                         let printed = writeln!(output, "{line}").and_then(|()| output.flush());
                         if let Err(e) = printed {
                             let _ = writer.send(Message::Close(None));
@@ -206,8 +225,10 @@ impl Client {
                         }
                     }
                 }
-                Err(Error::Closed) => break Ok(()),
-                Err(e) => break Err(e),
+                Err(Error::Closed) => break first_err.map_or(Ok(()), Err),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         };
         if input_thread.is_finished() {

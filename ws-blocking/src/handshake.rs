@@ -103,9 +103,12 @@ where
 /// or answer with a complete HTTP response of its own.
 ///
 /// Bounded by `config`'s handshake timeout for reading the request. When
-/// `decide` rejects, its response is written and an `Error::Io` of kind
-/// `PermissionDenied` returned; an invalid request gets ws-core's error
-/// response and returns `Error::Handshake`.
+/// `decide` rejects, its response is written, the transport is dropped
+/// (which closes a socket) and
+/// `Error::Handshake(HandshakeError::Rejected { status })` is returned with
+/// the response's status (500 if it does not start with a status line); an
+/// invalid request gets ws-core's error response and returns
+/// `Error::Handshake`.
 pub fn accept_with<S, F>(mut io: S, config: Config, decide: F) -> Result<WebSocketStream<S>>
 where
     S: Read + Write + SetReadTimeout,
@@ -125,10 +128,8 @@ where
         Ok(accept) => accept,
         Err(response) => {
             let _ = write_flush(&mut io, &response);
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "the upgrade request was rejected",
-            )));
+            let status = response_status(&response);
+            return Err(HandshakeError::Rejected { status }.into());
         }
     };
     match req.accept(&accept) {
@@ -144,6 +145,17 @@ where
         config,
         hs.take_remaining(),
     ))
+}
+
+/// The status code of a complete HTTP response written by an application
+/// (500 if it does not start with a status line).
+fn response_status(response: &[u8]) -> u16 {
+    response
+        .split(|&b| b == b' ')
+        .nth(1)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(500)
 }
 
 /// Performs the client side of the handshake on an already connected `io`:

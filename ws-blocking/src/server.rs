@@ -1,6 +1,8 @@
 //! The demo chat/echo [`Server`] on threads: an accept thread, one thread
-//! per connection, and in chat mode one writer thread per client draining
-//! its bounded broadcast queue.
+//! per connection, and one writer thread per client draining its bounded
+//! broadcast queue (in chat mode started with the client; in echo mode,
+//! where broadcasts only come from [`ServerHandle::broadcast`], started by
+//! the first broadcast, so idle echo clients cost one thread).
 //!
 //! The per-client behaviour (echo or broadcast, back-pressure, the slow
 //! client close) is [`ws_core::session::ServerSession`], HTTP routing is
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -119,17 +121,26 @@ impl ServerHandle {
         self.inner.local_addr
     }
 
-    /// Sends `msg` (text or binary) to every chat client, encoding it once.
-    /// Clients whose queue is full are dropped (and closed with 1013); the
-    /// report lists them. Echo-mode clients take no broadcasts.
+    /// Queues `msg` (text or binary) for every registered client (in either
+    /// mode), encoding it once. Clients whose queue is full are dropped (and
+    /// closed with 1013); the report lists them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
+    /// but text or binary.
     pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
         Ok(self.inner.hub.broadcast(&PreparedMessage::new(msg)?))
     }
 
-    /// The number of connected WebSocket clients (after their handshake,
-    /// until their connection ended), in either mode.
+    /// Number of clients currently in the broadcast registry (the hub), in
+    /// either mode: a client is registered once its upgrade succeeded and
+    /// removed when its connection ends, or at once when the hub drops it
+    /// for being too slow (its queue was full) or the server shuts down;
+    /// such a connection is then closed (1013 or 1001) in the background,
+    /// bounded by the timeouts, without being counted here.
     pub fn client_count(&self) -> usize {
-        self.inner.clients.load(Ordering::SeqCst)
+        self.inner.hub.len()
     }
 
     /// Stops accepting, closes every client with 1001 (Going Away), and
@@ -216,18 +227,121 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A client's broadcast queue as the hub sees it: a bounded channel whose
-/// sender never blocks (a full queue gets the client dropped).
+/// A client's broadcast queue as the hub sees it: a channel bounded to
+/// `capacity` messages whose sender never blocks (a full queue gets the
+/// client dropped), and the client's writer thread, started by the first
+/// message if it is not running yet (echo mode).
+///
+/// The channel is std's unbounded one with the bound counted here: a
+/// `sync_channel` preallocates (and initialises) all its slots, about
+/// 40 KiB per client for the default 1024, while the unbounded one
+/// allocates small blocks only while messages are queued. The count cannot
+/// overshoot: the hub pushes under its lock, and the writer only takes
+/// messages out.
 #[derive(Debug)]
-struct ChannelOutbox(SyncSender<PreparedMessage>);
+struct ChannelOutbox {
+    tx: Sender<PreparedMessage>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    writer: Arc<WriterThread>,
+}
 
 impl Outbox for ChannelOutbox {
     fn try_push(&self, msg: &PreparedMessage) -> std::result::Result<(), PushError> {
+        if self.queued.load(Ordering::SeqCst) >= self.capacity {
+            return Err(PushError::Full);
+        }
+        self.queued.fetch_add(1, Ordering::SeqCst);
         // Cloning a prepared message shares its bytes; nothing is copied.
-        self.0.try_send(msg.clone()).map_err(|e| match e {
-            TrySendError::Full(_) => PushError::Full,
-            TrySendError::Disconnected(_) => PushError::Closed,
-        })
+        if self.tx.send(msg.clone()).is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(PushError::Closed);
+        }
+        if self.writer.ensure_started() {
+            Ok(())
+        } else {
+            Err(PushError::Closed)
+        }
+    }
+}
+
+/// The receiving end of a [`ChannelOutbox`], keeping its count.
+#[derive(Debug)]
+struct OutboxQueue {
+    rx: mpsc::Receiver<PreparedMessage>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OutboxQueue {
+    /// The next message; `None` once the hub dropped the sender.
+    fn recv(&self) -> Option<PreparedMessage> {
+        let msg = self.rx.recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        Some(msg)
+    }
+
+    /// A message if one is waiting.
+    fn try_recv(&self) -> Option<PreparedMessage> {
+        let msg = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        Some(msg)
+    }
+}
+
+/// The writer thread of one client: not started yet (holding what it
+/// needs), running, or over.
+#[derive(Debug)]
+enum WriterState {
+    Idle {
+        inner: Arc<Inner>,
+        conn: Arc<ServerConn>,
+        rx: OutboxQueue,
+    },
+    Running(JoinHandle<()>),
+    Over,
+}
+
+#[derive(Debug)]
+struct WriterThread(Mutex<WriterState>);
+
+impl WriterThread {
+    /// Starts the writer unless it runs (or ran) already. Returns `false`
+    /// if no thread could be started: the connection is then cut (there
+    /// is nobody to deliver its broadcasts or close it politely).
+    fn ensure_started(&self) -> bool {
+        let mut state = lock(&self.0);
+        if !matches!(*state, WriterState::Idle { .. }) {
+            return true;
+        }
+        let WriterState::Idle { inner, conn, rx } =
+            std::mem::replace(&mut *state, WriterState::Over)
+        else {
+            unreachable!()
+        };
+        let c = conn.clone();
+        let spawned = thread::Builder::new()
+            .name("ws-writer".into())
+            .stack_size(THREAD_STACK)
+            .spawn(move || writer_loop(&inner, &c, rx));
+        match spawned {
+            Ok(handle) => {
+                *state = WriterState::Running(handle);
+                true
+            }
+            Err(_) => {
+                let _ = conn.io.shutdown(Shutdown::Both);
+                false
+            }
+        }
+    }
+
+    /// After the client left the hub (nothing can start the writer any
+    /// more): waits for the writer thread, if one was started.
+    fn join(&self) {
+        let state = std::mem::replace(&mut *lock(&self.0), WriterState::Over);
+        if let WriterState::Running(handle) = state {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -258,8 +372,6 @@ struct Inner {
     queue_capacity: usize,
     hub: Hub<ChannelOutbox>,
     shutting_down: AtomicBool,
-    /// Upgraded, not yet finished connections.
-    clients: AtomicUsize,
     /// Every connection with a thread, upgraded or not, for shutdown.
     conns: Mutex<HashMap<u64, Arc<ServerConn>>>,
     conns_cv: Condvar,
@@ -278,7 +390,6 @@ impl Inner {
             queue_capacity: server.queue_capacity,
             hub: Hub::new(),
             shutting_down: AtomicBool::new(false),
-            clients: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
             conns_cv: Condvar::new(),
             next_conn: AtomicU64::new(0),
@@ -353,22 +464,6 @@ fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream) {
     }
 }
 
-/// Counts an upgraded client for as long as it lives.
-struct ClientGuard<'a>(&'a AtomicUsize);
-
-impl<'a> ClientGuard<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        ClientGuard(count)
-    }
-}
-
-impl Drop for ClientGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Writes a plain HTTP response and closes gracefully: shut down our
 /// sending side, then drain briefly so unread request bytes do not turn
 /// the close into a reset that could destroy the response.
@@ -415,30 +510,33 @@ fn serve(inner: &Arc<Inner>, conn: &Arc<ServerConn>) {
     );
     conn.lock().session = Some(session);
 
-    let mut registration = None;
-    if inner.mode == ServerMode::Chat {
-        let (tx, rx) = sync_channel(inner.queue_capacity);
-        let id = inner.hub.register(ChannelOutbox(tx));
-        let (server, c) = (inner.clone(), conn.clone());
-        let writer = thread::Builder::new()
-            .name("ws-writer".into())
-            .stack_size(THREAD_STACK)
-            .spawn(move || writer_loop(&server, &c, rx));
-        match writer {
-            Ok(writer) => registration = Some((id, writer)),
-            Err(_) => {
-                inner.hub.unregister(id);
-                if let Some(s) = conn.lock().session.as_mut() {
-                    s.outbox_closed(CloseCode::INTERNAL_ERROR);
-                }
-            }
-        }
+    // Every upgraded client is registered, in both modes, so that
+    // `ServerHandle::broadcast` reaches it and `client_count` counts it.
+    let (tx, rx) = mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let rx = OutboxQueue {
+        rx,
+        queued: queued.clone(),
+    };
+    let writer = Arc::new(WriterThread(Mutex::new(WriterState::Idle {
+        inner: inner.clone(),
+        conn: conn.clone(),
+        rx,
+    })));
+    let id = inner.hub.register(ChannelOutbox {
+        tx,
+        queued,
+        capacity: inner.queue_capacity,
+        writer: writer.clone(),
+    });
+    // Chat clients take broadcasts from the start; an echo client's writer
+    // is started by the first broadcast that reaches it.
+    if inner.mode == ServerMode::Chat && !writer.ensure_started() {
+        inner.hub.unregister(id);
     }
-    // Counted once registered, so a broadcast after `client_count` saw us
-    // reaches us.
-    let _client = ClientGuard::new(&inner.clients);
     // A shutdown that started while we were upgrading may have missed us.
     if inner.shutting_down.load(Ordering::SeqCst) {
+        inner.hub.unregister(id);
         if let Some(s) = conn.lock().session.as_mut() {
             s.outbox_closed(CloseCode::GOING_AWAY);
         }
@@ -449,11 +547,10 @@ fn serve(inner: &Arc<Inner>, conn: &Arc<ServerConn>) {
     let _ = conn.io.shutdown(Shutdown::Both);
     conn.lock().done = true;
     conn.notify_done();
-    if let Some((id, writer)) = registration {
-        // Drops our sender, which wakes the writer thread so it exits.
-        inner.hub.unregister(id);
-        let _ = writer.join();
-    }
+    // Drops our sender (if the hub still had it), which wakes the writer
+    // thread so it exits; once unregistered nothing can start it any more.
+    inner.hub.unregister(id);
+    writer.join();
 }
 
 /// Reads from the client and feeds the session (echoes are batched: all
@@ -495,10 +592,10 @@ fn reader_loop(inner: &Inner, conn: &ServerConn) {
     }
 }
 
-/// Chat mode: moves broadcasts from the client's queue to its socket, in
+/// Moves broadcasts from the client's queue to its socket, in
 /// batches (everything waiting leaves in one write), and closes the client
 /// when the hub drops it (1013) or the server shuts down (1001).
-fn writer_loop(inner: &Inner, conn: &ServerConn, rx: Receiver<PreparedMessage>) {
+fn writer_loop(inner: &Inner, conn: &ServerConn, rx: OutboxQueue) {
     let close_timeout = inner.config.get_close_timeout();
     loop {
         let (open, wants) = {
@@ -520,7 +617,7 @@ fn writer_loop(inner: &Inner, conn: &ServerConn, rx: Receiver<PreparedMessage>) 
             }
             continue;
         }
-        let Ok(first) = rx.recv() else { break };
+        let Some(first) = rx.recv() else { break };
         {
             let mut st = conn.lock();
             if st.done {
@@ -530,8 +627,8 @@ fn writer_loop(inner: &Inner, conn: &ServerConn, rx: Receiver<PreparedMessage>) 
             s.push_outbox(&first);
             while s.wants_outbox() {
                 match rx.try_recv() {
-                    Ok(msg) => s.push_outbox(&msg),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    Some(msg) => s.push_outbox(&msg),
+                    None => break,
                 }
             }
         }

@@ -192,9 +192,63 @@ fn run_interactive_sends_lines_prints_replies_and_closes_on_eof() {
         server.shutdown();
         String::from_utf8(out).unwrap()
     });
+    // Every echo is printed; the server's reply to our own close is not
+    // (as in ws-tokio and ws-async-std).
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(&lines[..2], ["hello", "world"], "{out:?}");
-    assert!(lines[2].starts_with("[closed by peer: 1000"), "{out:?}");
+    assert_eq!(lines, ["hello", "world"], "{out:?}");
+}
+
+#[test]
+fn echo_clients_are_registered_and_reached_by_broadcast() {
+    with_timeout(20, || {
+        let server = start(ServerMode::Echo, Config::default(), 16);
+        let mut a = Client::new(&url(&server, "/")).unwrap();
+        let mut b = Client::new(&url(&server, "/any/path")).unwrap();
+        a.connect().unwrap();
+        b.connect().unwrap();
+        assert!(wait_until(Duration::from_secs(2), || server.client_count() == 2));
+        let report = server.broadcast(&Message::text("to all")).unwrap();
+        assert_eq!(report.delivered, 2);
+        for c in [&mut a, &mut b] {
+            assert_eq!(c.recv().unwrap().unwrap(), Message::text("to all"));
+            // Echo still works once the client's writer runs.
+            c.send_message("mine").unwrap();
+            assert_eq!(c.recv().unwrap().unwrap(), Message::text("mine"));
+        }
+        a.close().unwrap();
+        assert!(wait_until(Duration::from_secs(2), || server.client_count() == 1));
+        b.close().unwrap();
+        assert!(wait_until(Duration::from_secs(2), || server.client_count() == 0));
+        server.shutdown();
+    });
+}
+
+#[test]
+fn accept_with_rejection_is_a_rejected_handshake_error() {
+    use ws_core::handshake::{Accept, HandshakeError};
+    with_timeout(20, || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            ws_blocking::accept_with(sock, Config::default(), |req| {
+                assert_eq!(req.path(), "/private");
+                Err::<Accept, _>(ws_core::Bytes::from_static(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ))
+            })
+            .map(|_| ())
+        });
+        let err = connect(&format!("ws://{addr}/private")).unwrap_err();
+        match err {
+            Error::Handshake(HandshakeError::UnexpectedStatus(r)) => assert_eq!(r.status(), 403),
+            other => panic!("expected a 403, got {other:?}"),
+        }
+        match server.join().unwrap() {
+            Err(Error::Handshake(HandshakeError::Rejected { status: 403 })) => {}
+            other => panic!("expected Rejected {{ status: 403 }}, got {other:?}"),
+        }
+    });
 }
 
 #[test]

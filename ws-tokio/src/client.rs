@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use ws_core::session::display_line;
 use ws_core::url::WsUrl;
-use ws_core::{Bytes, CloseCode, Config, Error, Message};
+use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message};
 
 use crate::handshake::connect_url;
 use crate::{Result, WebSocketStream};
@@ -101,35 +101,65 @@ impl Client {
     }
 
     /// Sends each line of stdin as a text message and prints each received
-    /// message as one line on stdout ([`display_line`]). At end of input,
-    /// closes with 1000, waits for the closing handshake, and returns
-    /// `Ok(())`; it also returns when the server ends the connection.
+    /// message as one line on stdout ([`display_line`]). At end of input it
+    /// sends a close (1000) and keeps printing what still arrives (echoes in
+    /// flight) until the server's reply ends the connection, bounded by the
+    /// close timeout; it returns `Ok(())` then, or when the server closes
+    /// first. The server's reply to our own close is not printed.
     ///
-    /// tokio reads stdin on a blocking thread; a line being read when this
-    /// returns keeps that thread busy until the line (or EOF) arrives.
+    /// # Errors
+    ///
+    /// An error reading stdin or writing stdout, or the first receive error
+    /// (reported once the connection has ended).
+    ///
+    /// Not cancel-safe: a line read but not yet sent is lost if the future is
+    /// dropped. tokio reads stdin on a blocking thread; a line being read
+    /// when this returns keeps that thread busy until the line (or EOF)
+    /// arrives.
     pub async fn run_interactive(&mut self) -> Result<()> {
+        self.ws()?;
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         let mut stdout = tokio::io::stdout();
+        let mut input_open = true;
+        let mut first_err = None;
         loop {
             let ws = self.ws()?;
             tokio::select! {
-                // Both branches are cancel-safe (`next_line` and `recv`).
-                line = lines.next_line() => match line? {
-                    Some(line) => ws.send(Message::text(line)).await?,
+                // Both branches are cancel-safe (`next_line` and `recv`), so
+                // racing them loses nothing.
+                line = lines.next_line(), if input_open => match line? {
+                    Some(line) => match ws.send(Message::text(line)).await {
+                        // The server closed first: keep receiving to show
+                        // its close and end normally.
+                        Err(e) if e.is_closed() => {}
+                        r => r?,
+                    },
                     None => {
-                        ws.close(CloseCode::NORMAL, "").await?;
-                        return Ok(());
+                        // Queue the close and keep receiving: echoes still in
+                        // flight arrive before the server's reply, and the
+                        // connection's close timer bounds the wait.
+                        input_open = false;
+                        let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+                        match ws.send(close).await {
+                            Err(e) if e.is_closed() => {}
+                            r => r?,
+                        }
                     }
                 },
                 msg = ws.recv() => match msg {
-                    Some(msg) => {
-                        if let Some(mut line) = display_line(&msg?) {
+                    Some(Ok(msg)) => {
+                        // The server's reply to our own close is not news.
+                        let reply = !input_open && matches!(msg, Message::Close(_));
+                        if let Some(mut line) = display_line(&msg).filter(|_| !reply) {
                             line.push('\n');
                             stdout.write_all(line.as_bytes()).await?;
                             stdout.flush().await?;
                         }
                     }
-                    None => return Ok(()),
+                    Some(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    None => return first_err.map_or(Ok(()), Err),
                 },
             }
         }

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_core::handshake::{
-    Accept, ClientHandshake, ClientRequest, Request, Response, ServerHandshake,
+    Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
 };
 use ws_core::url::WsUrl;
 use ws_core::{Config, Error, Role, TimeoutKind};
@@ -100,8 +100,10 @@ where
 ///
 /// On a failed handshake the error's HTTP response (or `decide`'s) is
 /// written and the transport shut down before the error is returned; a
-/// rejection by `decide` returns an [`io::ErrorKind::ConnectionRefused`]
-/// I/O error. Bounded by the handshake timeout.
+/// rejection by `decide` returns [`Error::Handshake`] with
+/// [`HandshakeError::Rejected`] carrying the response's status (500 if the
+/// response does not start with a status line). Bounded by the handshake
+/// timeout.
 pub async fn accept_with<S, F>(mut io: S, config: Config, decide: F) -> Result<WebSocketStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -120,10 +122,8 @@ where
             },
             Err(response) => {
                 respond_and_close(&mut io, &response).await;
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    "the upgrade request was rejected by the application",
-                )));
+                let status = response_status(&response);
+                return Err(HandshakeError::Rejected { status }.into());
             }
         };
         write_upgrade(&mut io, &response).await?;
@@ -136,6 +136,17 @@ where
         config,
         buffered,
     ))
+}
+
+/// The status code of a complete HTTP response written by an application
+/// (500 if it does not start with a status line).
+fn response_status(response: &[u8]) -> u16 {
+    response
+        .split(|&b| b == b' ')
+        .nth(1)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(500)
 }
 
 /// Performs the client side of the handshake on an already connected `io`:

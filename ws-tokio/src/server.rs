@@ -115,7 +115,10 @@ impl Drop for RunGuard {
 /// - socket readable, while [`ServerSession::wants_read`]: read once straight
 ///   into the connection's buffer, let the session process *every* complete
 ///   message (echoes are queued, chat messages broadcast through the
-///   [`Hub`]), then write everything queued with a single `write` call;
+///   [`Hub`]), then write everything queued with a single `write` call; when
+///   a read would block, the connection's empty buffers are released
+///   ([`Connection::release_idle_buffers`]) before the task parks, so an
+///   idle client holds no buffer memory;
 /// - socket writable, while bytes are queued: write them;
 /// - the client's broadcast queue, while [`ServerSession::wants_outbox`]:
 ///   take one message plus whatever else is already queued, then write them
@@ -227,17 +230,24 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Queues `msg` for every connected client, encoding it once. Clients
-    /// whose queue is full are dropped (and closed with 1013).
+    /// Queues `msg` (text or binary) for every registered client (in either
+    /// mode), encoding it once. Clients whose queue is full are dropped (and
+    /// closed with 1013); the report lists them.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidMessage`] for anything but text or binary.
+    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
+    /// but text or binary.
     pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
         Ok(self.shared.hub.broadcast(&PreparedMessage::new(msg)?))
     }
 
-    /// Number of connected WebSocket clients (in either mode).
+    /// Number of clients currently in the broadcast registry (the hub), in
+    /// either mode: a client is registered once its upgrade succeeded and
+    /// removed when its connection ends, or at once when the hub drops it
+    /// for being too slow (its queue was full) or the server shuts down;
+    /// such a connection is then closed (1013 or 1001) in the background,
+    /// bounded by the timeouts, without being counted here.
     pub fn client_count(&self) -> usize {
         self.shared.hub.len()
     }
@@ -398,6 +408,10 @@ async fn drive(
         shared.hub.broadcast(frame);
     });
     write_queued(&tcp, session.connection())?;
+    // The handshake's reads may have left the socket's readiness cleared
+    // (tokio clears it on a short read), so the first wait can park without
+    // a would-block read: release the (empty) handshake buffer now.
+    session.connection().release_idle_buffers();
 
     loop {
         if session.is_finished() {
@@ -433,7 +447,15 @@ async fn drive(
                         session.connection().handle_eof();
                     }
                     Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Drained: the loop now parks until readable. Free
+                        // the empty buffers so an idle connection holds
+                        // none (the next read allocates again). Only here,
+                        // not after every message, so a busy connection
+                        // keeps its buffers.
+                        session.connection().release_idle_buffers();
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 // Every complete message, then all echoes in one write. An

@@ -800,3 +800,136 @@ async fn protocol_error_from_peer_is_reported_then_stream_ends() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn accept_with_rejection_is_a_rejected_handshake_error() {
+    use ws_core::handshake::HandshakeError;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        ws_tokio::accept_with(tcp, Config::default(), |req| {
+            assert_eq!(req.path(), "/private");
+            Err(Bytes::from_static(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ))
+        })
+        .await
+        .map(|_| ())
+    });
+    let err = bounded(5, ws_tokio::connect(&ws_url(addr, "/private")))
+        .await
+        .unwrap_err();
+    match err {
+        Error::Handshake(HandshakeError::UnexpectedStatus(r)) => assert_eq!(r.status(), 403),
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    match bounded(5, server).await.unwrap() {
+        Err(Error::Handshake(HandshakeError::Rejected { status: 403 })) => {}
+        other => panic!("expected Rejected {{ status: 403 }}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn echo_clients_are_registered_and_reached_by_broadcast() {
+    let server = echo_server().await;
+    bounded(10, async {
+        let (mut a, _) = ws_tokio::connect(&ws_url(server.local_addr(), "/"))
+            .await
+            .unwrap();
+        let (mut b, _) = ws_tokio::connect(&ws_url(server.local_addr(), "/any"))
+            .await
+            .unwrap();
+        wait_until(5, || server.client_count() == 2).await;
+        let report = server.broadcast(&Message::text("to all")).unwrap();
+        assert_eq!(report.delivered, 2);
+        for ws in [&mut a, &mut b] {
+            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("to all"));
+            ws.send(Message::text("mine")).await.unwrap();
+            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("mine"));
+        }
+        a.close(CloseCode::NORMAL, "").await.unwrap();
+        wait_until(5, || server.client_count() == 1).await;
+        b.close(CloseCode::NORMAL, "").await.unwrap();
+        wait_until(5, || server.client_count() == 0).await;
+    })
+    .await;
+    server.shutdown().await;
+}
+
+/// Runs this very test binary as the interactive client (child mode,
+/// selected by an environment variable) with piped stdin: at EOF every
+/// echo still in flight is printed before the client closes and exits.
+#[test]
+fn run_interactive_prints_every_echo_then_closes_on_eof() {
+    const URL_VAR: &str = "WS_TOKIO_TEST_INTERACTIVE_URL";
+    if let Ok(url) = std::env::var(URL_VAR) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut client = Client::new(&url).unwrap();
+            client.connect().await.unwrap();
+            client.run_interactive().await.unwrap();
+        });
+        println!("interactive-done");
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    // The server keeps running on its own worker while this thread waits.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(echo_server());
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "run_interactive_prints_every_echo_then_closes_on_eof",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(URL_VAR, ws_url(server.local_addr(), "/"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\nsecond line\nthird\n").unwrap();
+    drop(stdin); // EOF: the client closes with 1000
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("interactive client did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "{out}");
+    // libtest prints "test <name> ... " just before the output; the
+    // server's reply to our close is not printed.
+    assert!(
+        out.contains("hello\nsecond line\nthird\ninteractive-done\n"),
+        "{out}"
+    );
+    rt.block_on(async {
+        wait_until(5, || server.client_count() == 0).await;
+        server.shutdown().await;
+    });
+}
