@@ -121,11 +121,18 @@ fn set_env_once(name: &str, value: usize) {
 /// received messages one per line on stdout, close 1000 at end of input.
 pub fn run_client(rt: Runtime, url: &str) -> Result<(), Error> {
     match rt {
-        Runtime::Tokio => tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-            let mut client = ws_tokio::Client::new(url)?;
-            client.connect().await?;
-            client.run_interactive().await
-        }),
+        Runtime::Tokio => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let result = rt.block_on(async {
+                let mut client = ws_tokio::Client::new(url)?;
+                client.connect().await?;
+                client.run_interactive().await
+            });
+            // tokio reads stdin on a blocking thread that cannot be cancelled;
+            // don't wait for it when the server ended the session first.
+            rt.shutdown_background();
+            result
+        }
         Runtime::AsyncStd => async_std::task::block_on(async {
             let mut client = ws_async_std::Client::new(url)?;
             client.connect().await?;

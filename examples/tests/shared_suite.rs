@@ -261,8 +261,8 @@ macro_rules! suite {
 }
 
 suite! {
-    tokio => Runtime::Tokio,
-    async_std => Runtime::AsyncStd,
-    smol => Runtime::Smol,
-    blocking => Runtime::Blocking,
+    on_tokio => Runtime::Tokio,
+    on_async_std => Runtime::AsyncStd,
+    on_smol => Runtime::Smol,
+    on_blocking => Runtime::Blocking,
 }
