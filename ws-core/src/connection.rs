@@ -21,6 +21,9 @@ use std::time::Instant;
 
 /// Smallest spare capacity offered to a transport read.
 const MIN_READ: usize = 4 * 1024;
+/// How long large buffers outlive the traffic that grew them (see
+/// [`Connection::release_idle_buffers`]).
+pub const IDLE_SHRINK_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Largest spare capacity offered to a transport read when the peer keeps
 /// filling the buffer.
 const MAX_READ_HINT: usize = 64 * 1024;
@@ -177,6 +180,11 @@ pub struct Connection {
     close_timer: Timer,
     ping_timer: Timer,
     pong_timer: Timer,
+    /// Frees large idle buffers a while after traffic stopped.
+    shrink_timer: Timer,
+    /// The receive buffer was grown past `SHRINK_ABOVE` and may hold (or
+    /// reclaim) that much even when `capacity()` says otherwise.
+    rbuf_large: bool,
     activity: bool,
     /// `rbuf.len()` after the last decode, to notice newly arrived bytes.
     seen_len: usize,
@@ -216,6 +224,8 @@ impl Connection {
             close_timer: Timer::Off,
             ping_timer,
             pong_timer: Timer::Off,
+            shrink_timer: Timer::Off,
+            rbuf_large: false,
             activity: false,
             seen_len: 0,
             read_hint: MIN_READ,
@@ -264,6 +274,9 @@ impl Connection {
         if self.rbuf.capacity() - self.rbuf.len() < want / 2 {
             self.rbuf.reserve(want);
         }
+        if self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf_large = true;
+        }
         self.offered = self.rbuf.capacity() - self.rbuf.len();
         &mut self.rbuf
     }
@@ -292,6 +305,9 @@ impl Connection {
             return;
         }
         self.rbuf.extend_from_slice(data);
+        if self.rbuf.capacity() > SHRINK_ABOVE {
+            self.rbuf_large = true;
+        }
     }
 
     /// Reports that the transport reached end of stream.
@@ -406,6 +422,7 @@ impl Connection {
             // copy per message.
             if self.rbuf.is_empty() && self.rbuf.capacity() > SHRINK_ABOVE.max(4 * len) {
                 self.rbuf = BytesMut::new();
+                self.rbuf_large = false;
             }
             if let Some(m) = self.complete_frame(header, payload)? {
                 return Ok(Some(m));
@@ -678,7 +695,13 @@ impl Connection {
     /// Marks `n` bytes of [`pending_transmit`](Self::pending_transmit) as written.
     pub fn advance_transmit(&mut self, n: usize) {
         self.out_peak = self.out_peak.max(self.out.len());
-        self.out.advance(n);
+        if n >= self.out.len() {
+            // `clear` rather than `advance`: the buffer restarts at the front of
+            // its allocation, and `capacity()` keeps showing what it holds.
+            self.out.clear();
+        } else {
+            self.out.advance(n);
+        }
         if self.out.is_empty() {
             // Same hysteresis as the receive buffer: release only when the
             // capacity dwarfs what was recently queued.
@@ -703,21 +726,49 @@ impl Connection {
     /// connection holds no buffer memory at all. Call it before waiting for
     /// the transport to become readable (the next [`read_buf`](Self::read_buf)
     /// allocates again); returns the number of bytes of capacity released.
+    ///
+    /// Small buffers go at once (re-allocating them is cheap). Large ones,
+    /// grown by bulk traffic, are kept for [`IDLE_SHRINK_DELAY`] and freed
+    /// by [`handle_timeout`](Self::handle_timeout) if they are still empty
+    /// then: freeing and re-growing a 1 MiB buffer between every two messages
+    /// of a stream cost page faults and a copy per message.
     pub fn release_idle_buffers(&mut self) -> usize {
-        let mut freed = 0;
-        if self.rbuf.is_empty() && self.frame.is_none() && self.rbuf.capacity() > 0 {
-            freed += self.rbuf.capacity();
-            self.rbuf = BytesMut::new();
-        }
-        if self.out.is_empty() && self.out.capacity() > 0 {
-            freed += self.out.capacity();
-            self.out = BytesMut::new();
-        }
-        if self.msg_buf.is_empty() && self.msg_buf.capacity() > 0 {
-            freed += self.msg_buf.capacity();
-            self.msg_buf = BytesMut::new();
+        let (freed, kept_large) = self.free_empty_buffers(SHRINK_ABOVE);
+        if kept_large && self.shrink_timer == Timer::Off {
+            self.shrink_timer = Timer::Pending;
         }
         freed
+    }
+
+    /// Frees the empty buffers whose capacity is at most `limit`; returns
+    /// the bytes freed and whether a larger empty buffer was kept.
+    fn free_empty_buffers(&mut self, limit: usize) -> (usize, bool) {
+        let mut freed = 0;
+        let mut kept = false;
+        let receiving = self.frame.is_some();
+        // After `split_to` hands a payload out, the receive buffer's
+        // `capacity()` no longer shows the allocation it will reclaim once the
+        // payload is dropped; `rbuf_large` remembers that it was grown.
+        let rbuf_large = self.rbuf_large;
+        for (buf, idle, large) in [
+            (&mut self.rbuf, !receiving, rbuf_large),
+            (&mut self.out, true, false),
+            (&mut self.msg_buf, true, false),
+        ] {
+            if !buf.is_empty() || !idle {
+                continue;
+            }
+            if buf.capacity() <= limit && !(large && limit != usize::MAX) {
+                freed += buf.capacity();
+                *buf = BytesMut::new();
+            } else {
+                kept = true;
+            }
+        }
+        if self.rbuf.capacity() == 0 {
+            self.rbuf_large = false;
+        }
+        (freed, kept)
     }
 
     // ---------------------------------------------------------------- state
@@ -775,6 +826,7 @@ impl Connection {
             self.ping_timer.arm(now, interval);
             self.pong_timer.arm(now, self.config.keepalive_timeout);
         }
+        self.shrink_timer.arm(now, IDLE_SHRINK_DELAY);
         if self.state() == State::Closed && self.close_timer == Timer::Off {
             return None;
         }
@@ -782,6 +834,7 @@ impl Connection {
             self.close_timer.at(),
             self.ping_timer.at(),
             self.pong_timer.at(),
+            self.shrink_timer.at(),
         ]
         .into_iter()
         .flatten()
@@ -794,6 +847,10 @@ impl Connection {
     /// finished ends the connection, a keepalive ping is sent, a keepalive
     /// ping never answered ends the connection.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.shrink_timer.expired(now) {
+            self.shrink_timer = Timer::Off;
+            self.free_empty_buffers(usize::MAX);
+        }
         if self.close_timer.expired(now) {
             self.close_timer = Timer::Off;
             if !self.timed_out {

@@ -880,7 +880,7 @@ fn read_size_grows_while_reads_fill_the_buffer_and_shrinks_back() {
         b.capacity() - b.len()
     };
     let first = offered(&mut s);
-    assert!(first >= 4096 && first < 16 * 1024, "{first}");
+    assert!((4096..16 * 1024).contains(&first), "{first}");
     // A busy peer: every read fills all the offered space from an endless
     // stream of frames (the last one of each read is cut short).
     let mut pos = 0;
@@ -909,4 +909,31 @@ fn read_size_grows_while_reads_fill_the_buffer_and_shrinks_back() {
     s.release_idle_buffers();
     let light = offered(&mut s);
     assert!(light < 16 * 1024, "shrank back to {light}");
+}
+
+#[test]
+fn large_buffers_are_kept_during_bulk_traffic_and_freed_after_idling() {
+    let t0 = Instant::now();
+    let mut s = server();
+    let big = cframe(2, &vec![5u8; 300_000]);
+    s.handle_bytes(&big);
+    assert!(matches!(
+        s.poll_message().unwrap(),
+        Some(Message::Binary(_))
+    ));
+    s.send_binary(&[0; 300_000]).unwrap();
+    let n = s.pending_transmit().len();
+    s.advance_transmit(n);
+    // Between two large messages: the buffers stay (no re-growth per message).
+    s.release_idle_buffers();
+    let kept = s.read_buf().capacity();
+    assert!(kept >= 64 * 1024, "large receive buffer kept, got {kept}");
+    let deadline = s.poll_timeout(t0).expect("a shrink deadline is armed");
+    assert_eq!(deadline, t0 + ws_core::connection::IDLE_SHRINK_DELAY);
+    // Still idle when the deadline passes: everything is freed.
+    s.handle_timeout(deadline);
+    assert_eq!(s.release_idle_buffers(), 0);
+    assert!(s.read_buf().capacity() <= 16 * 1024);
+    s.handle_bytes(&cframe(1, b"small"));
+    assert_eq!(s.poll_message().unwrap(), Some(Message::text("small")));
 }
