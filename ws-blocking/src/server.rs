@@ -577,6 +577,9 @@ fn reader_loop(inner: &Inner, conn: &ServerConn) {
             if s.is_finished() {
                 return;
             }
+            // Nothing buffered: let ws-core drop what a burst grew (large
+            // buffers after its idle delay, via the timer armed below).
+            s.connection().release_idle_buffers();
             let now = Instant::now();
             (s.connection().poll_timeout(now), now)
         };
