@@ -195,7 +195,9 @@ if [ "$IDLE" = 1 ]; then
                 rss1=$(awk '/^VmRSS/ {print $2}' "/proc/$SPID/status")
             fi
             if grep -q '^BURST-DONE' "$log"; then
-                sleep 0.5
+                # ws-core frees buffers grown by a burst after 1 s of idleness
+                # (IDLE_SHRINK_DELAY); measure every server after the same settle.
+                sleep "${BURST_SETTLE:-2}"
                 rss2=$(awk '/^VmRSS/ {print $2}' "/proc/$SPID/status")
                 break
             fi

@@ -25,7 +25,12 @@ pub enum Runtime {
 
 impl Runtime {
     /// Every runtime, in the order the docs list them.
-    pub const ALL: [Runtime; 4] = [Runtime::Tokio, Runtime::AsyncStd, Runtime::Smol, Runtime::Blocking];
+    pub const ALL: [Runtime; 4] = [
+        Runtime::Tokio,
+        Runtime::AsyncStd,
+        Runtime::Smol,
+        Runtime::Blocking,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -57,8 +62,15 @@ impl From<Mode> for ServerMode {
 }
 
 fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr) {
-    let page = if mode == ServerMode::Chat { format!(", test page at http://{addr}/") } else { String::new() };
-    println!("ws-server ({mode:?}, {}) listening on ws://{addr}/{page}", rt.name());
+    let page = if mode == ServerMode::Chat {
+        format!(", test page at http://{addr}/")
+    } else {
+        String::new()
+    };
+    println!(
+        "ws-server ({mode:?}, {}) listening on ws://{addr}/{page}",
+        rt.name()
+    );
 }
 
 /// Runs the server until the process is stopped. `threads` sets the worker
@@ -93,7 +105,10 @@ pub fn run_server(rt: Runtime, addr: &str, mode: ServerMode, threads: usize) -> 
         Runtime::Smol => {
             set_env_once("SMOL_THREADS", threads);
             smol::block_on(async {
-                let server = ws_async_std::smol::Server::new(addr).mode(mode).start().await?;
+                let server = ws_async_std::smol::Server::new(addr)
+                    .mode(mode)
+                    .start()
+                    .await?;
                 announce(mode, rt, server.local_addr());
                 std::future::pending::<io::Result<()>>().await
             })
@@ -122,7 +137,9 @@ fn set_env_once(name: &str, value: usize) {
 pub fn run_client(rt: Runtime, url: &str) -> Result<(), Error> {
     match rt {
         Runtime::Tokio => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let result = rt.block_on(async {
                 let mut client = ws_tokio::Client::new(url)?;
                 client.connect().await?;
@@ -154,11 +171,14 @@ pub fn run_client(rt: Runtime, url: &str) -> Result<(), Error> {
 /// Parses the case count Autobahn sends on `/getCaseCount`.
 fn case_count(msg: Option<Result<Message, Error>>) -> Result<u32, Error> {
     match msg {
-        Some(Ok(Message::Text(t))) => {
-            t.trim().parse().map_err(|_| Error::InvalidMessage("getCaseCount did not return a number"))
-        }
+        Some(Ok(Message::Text(t))) => t
+            .trim()
+            .parse()
+            .map_err(|_| Error::InvalidMessage("getCaseCount did not return a number")),
         Some(Err(e)) => Err(e),
-        _ => Err(Error::InvalidMessage("getCaseCount returned no text message")),
+        _ => Err(Error::InvalidMessage(
+            "getCaseCount returned no text message",
+        )),
     }
 }
 
@@ -173,14 +193,17 @@ macro_rules! autobahn_driver {
             let _ = control.close(CloseCode::NORMAL, "").await;
             for case in 1..=count {
                 let url = format!("{base}/runCase?case={case}&agent={agent}");
-                let Ok((mut stream, _)) = ws::connect(&url).await else { continue };
+                let Ok((mut stream, _)) = ws::connect(&url).await else {
+                    continue;
+                };
                 while let Some(Ok(msg)) = stream.recv().await {
                     if msg.is_data() && stream.send(msg).await.is_err() {
                         break;
                     }
                 }
             }
-            let (mut report, _) = ws::connect(&format!("{base}/updateReports?agent={agent}")).await?;
+            let (mut report, _) =
+                ws::connect(&format!("{base}/updateReports?agent={agent}")).await?;
             let _ = report.close(CloseCode::NORMAL, "").await;
             eprintln!("autobahn-client: ran {count} cases");
             Ok(())
@@ -198,7 +221,9 @@ fn autobahn_blocking(base: &str, agent: &str) -> Result<(), Error> {
     let _ = control.close(CloseCode::NORMAL, "");
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={agent}");
-        let Ok((mut stream, _)) = ws_blocking::connect(&url) else { continue };
+        let Ok((mut stream, _)) = ws_blocking::connect(&url) else {
+            continue;
+        };
         while let Ok(msg) = stream.read() {
             if msg.is_data() && stream.send(msg).is_err() {
                 break;

@@ -35,7 +35,11 @@ fn echo_of_every_size(rt: Runtime) {
 
 fn fragmented_input_is_reassembled(rt: Runtime) {
     let server = TestServer::start(rt, ServerMode::Echo, 1024);
-    let mut c = RawClient::connect_with(server.addr(), "/", Config::default().fragment_size(Some(1000)));
+    let mut c = RawClient::connect_with(
+        server.addr(),
+        "/",
+        Config::default().fragment_size(Some(1000)),
+    );
     let text = Message::text("fragmented ☃ ".repeat(5000));
     c.send(&text);
     assert_eq!(c.recv_data(), text);
@@ -46,7 +50,9 @@ fn fragmented_input_is_reassembled(rt: Runtime) {
 
 fn broadcast_reaches_three_clients(rt: Runtime) {
     let server = TestServer::start(rt, ServerMode::Chat, 1024);
-    let mut clients: Vec<_> = (0..3).map(|_| RawClient::connect(server.addr(), "/ws")).collect();
+    let mut clients: Vec<_> = (0..3)
+        .map(|_| RawClient::connect(server.addr(), "/ws"))
+        .collect();
     server.wait_for_clients(3);
     for (i, c) in clients.iter_mut().enumerate() {
         c.send(&Message::text(format!("from {i}")));
@@ -77,7 +83,9 @@ fn client_dropping_tcp_is_removed(rt: Runtime) {
 
 fn shutdown_closes_every_client(rt: Runtime) {
     let server = TestServer::start(rt, ServerMode::Chat, 1024);
-    let mut clients: Vec<_> = (0..3).map(|_| RawClient::connect(server.addr(), "/ws")).collect();
+    let mut clients: Vec<_> = (0..3)
+        .map(|_| RawClient::connect(server.addr(), "/ws"))
+        .collect();
     server.wait_for_clients(3);
     server.shutdown();
     for c in &mut clients {
@@ -94,23 +102,35 @@ fn shutdown_closes_every_client(rt: Runtime) {
         let mut buf = [0u8; 16];
         std::io::Read::read(&mut s, &mut buf).unwrap_or(0)
     });
-    assert!(matches!(refused, Err(_) | Ok(0)), "server still answers after shutdown");
+    assert!(
+        matches!(refused, Err(_) | Ok(0)),
+        "server still answers after shutdown"
+    );
 }
 
 fn slow_client_is_dropped_and_others_keep_receiving(rt: Runtime) {
     let server = TestServer::start(rt, ServerMode::Chat, 8);
     // The slow client completes its handshake, then never reads again.
     let slow = RawClient::connect(server.addr(), "/ws");
-    slow.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    slow.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut fast = RawClient::connect(server.addr(), "/ws");
     server.wait_for_clients(2);
     let big = Message::binary(payload(256 * 1024));
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut sent = 0;
     while server.client_count() == 2 {
-        assert!(Instant::now() < deadline, "slow client never dropped after {sent} broadcasts");
+        assert!(
+            Instant::now() < deadline,
+            "slow client never dropped after {sent} broadcasts"
+        );
         fast.send(&big);
-        assert_eq!(fast.recv_data(), big, "the fast client receives every broadcast");
+        assert_eq!(
+            fast.recv_data(),
+            big,
+            "the fast client receives every broadcast"
+        );
         sent += 1;
         assert!(sent < 2000, "slow client never dropped");
     }
@@ -138,13 +158,20 @@ fn handshake_rejections_keep_the_server_serving(rt: Runtime) {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
     );
     assert!(v8.starts_with("HTTP/1.1 426"), "{v8}");
-    assert!(v8.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{v8}");
+    assert!(
+        v8.to_ascii_lowercase()
+            .contains("sec-websocket-version: 13"),
+        "{v8}"
+    );
     let plain = raw_http(addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(plain.starts_with("HTTP/1.1 426"), "{plain}");
     let missing = raw_http(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     let page = raw_http(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(page.starts_with("HTTP/1.1 200") && page.contains("text/html"), "{page}");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("text/html"),
+        "{page}"
+    );
     let garbage = raw_http(addr, "\x16\x03\x01 not http at all\r\n\r\n");
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
     let mut c = RawClient::connect(addr, "/ws");
@@ -168,7 +195,11 @@ fn interactive_client_through_a_pipe(rt: Runtime) {
     }
     drop(stdin); // end of input: the client closes with 1000 and exits
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let got: Vec<String> = stdout.lines().map(|l| l.unwrap()).filter(|l| !l.starts_with('[')).collect();
+    let got: Vec<String> = stdout
+        .lines()
+        .map(|l| l.unwrap())
+        .filter(|l| !l.starts_with('['))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -186,16 +217,20 @@ fn client_surface_sends_and_receives(rt: Runtime) {
     let server = TestServer::start(rt, ServerMode::Echo, 1024);
     let url = server.url("/");
     let got: Vec<Message> = match rt {
-        Runtime::Tokio => tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-            let mut c = ws_tokio::Client::new(&url).unwrap();
-            c.connect().await.unwrap();
-            c.send_message("text").await.unwrap();
-            c.send_binary(&[1, 2, 3]).await.unwrap();
-            let a = c.recv().await.unwrap().unwrap();
-            let b = c.recv().await.unwrap().unwrap();
-            c.close().await.unwrap();
-            vec![a, b]
-        }),
+        Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut c = ws_tokio::Client::new(&url).unwrap();
+                c.connect().await.unwrap();
+                c.send_message("text").await.unwrap();
+                c.send_binary(&[1, 2, 3]).await.unwrap();
+                let a = c.recv().await.unwrap().unwrap();
+                let b = c.recv().await.unwrap().unwrap();
+                c.close().await.unwrap();
+                vec![a, b]
+            }),
         Runtime::AsyncStd => async_std::task::block_on(async {
             let mut c = ws_async_std::Client::new(&url).unwrap();
             c.connect().await.unwrap();
@@ -227,7 +262,10 @@ fn client_surface_sends_and_receives(rt: Runtime) {
             vec![a, b]
         }
     };
-    assert_eq!(got, vec![Message::text("text"), Message::binary(vec![1u8, 2, 3])]);
+    assert_eq!(
+        got,
+        vec![Message::text("text"), Message::binary(vec![1u8, 2, 3])]
+    );
     server.wait_for_clients(0);
 }
 
@@ -239,7 +277,10 @@ fn wss_urls_are_refused_clearly(rt: Runtime) {
         Runtime::Blocking => ws_blocking::Client::new("wss://127.0.0.1:1/").err(),
     };
     let err = err.expect("wss:// must be refused");
-    assert!(matches!(err, Error::Url(ws_core::url::UrlError::TlsNotSupported)), "{err}");
+    assert!(
+        matches!(err, Error::Url(ws_core::url::UrlError::TlsNotSupported)),
+        "{err}"
+    );
 }
 
 macro_rules! suite {

@@ -76,11 +76,14 @@ pub(crate) fn poll_write_conn<S: AsyncWrite + Unpin + ?Sized>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     loop {
-        let out = conn.pending_transmit();
-        if out.is_empty() {
+        // One vectored write for the batched frames and any payload ws-core
+        // queued by reference.
+        let mut slices = [io::IoSlice::new(&[]); 16];
+        let count = conn.transmit_slices(&mut slices);
+        if count == 0 {
             return Pin::new(&mut *io).poll_flush(cx);
         }
-        match ready!(Pin::new(&mut *io).poll_write(cx, out)) {
+        match ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])) {
             Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Ok(n) => conn.advance_transmit(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

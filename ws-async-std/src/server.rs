@@ -445,9 +445,11 @@ impl SessionDriver<'_> {
                 Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.release_idle_buffers();
-                    // The next turn registers for readiness (or finds that
-                    // it came meanwhile).
+                    // The next turn arms any timer the release started (large
+                    // buffers are freed after an idle delay), then registers
+                    // for readiness (or finds that it came meanwhile).
                     self.read_parked = true;
+                    return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Poll::Ready(Ok(())),
                 Err(e) => return Poll::Ready(Err(e)),

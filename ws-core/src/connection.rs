@@ -17,10 +17,16 @@ use crate::mask::{apply_mask, extend_masked};
 use crate::message::{Message, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::time::Instant;
 
 /// Smallest spare capacity offered to a transport read.
 const MIN_READ: usize = 4 * 1024;
+/// Payloads at least this large are queued by reference (a `Bytes` clone)
+/// rather than copied into the output buffer, when no masking is needed: the
+/// copy cost more than the extra iovec in a vectored write.
+const ZERO_COPY_MIN: usize = 8 * 1024;
 /// How long large buffers outlive the traffic that grew them (see
 /// [`Connection::release_idle_buffers`]).
 pub const IDLE_SHRINK_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -155,8 +161,13 @@ pub struct Connection {
     msg_buf: BytesMut,
     utf8: Utf8Validator,
 
-    // Sending.
+    // Sending. Bytes leave in order: the `sealed` chunks, then `out`.
     out: BytesMut,
+    /// Chunks queued ahead of `out`: large payloads shared with the caller
+    /// (no copy), and the bytes of `out` that preceded them.
+    sealed: VecDeque<Bytes>,
+    /// Total length of `sealed`.
+    sealed_len: usize,
     /// Payload of the newest unanswered ping, kept aside while the output
     /// buffer is over its limit: only the most recent ping needs a pong
     /// (section 5.5.3), which bounds what a ping flood can queue.
@@ -212,6 +223,8 @@ impl Connection {
             msg_buf: BytesMut::new(),
             utf8: Utf8Validator::new(),
             out: BytesMut::new(),
+            sealed: VecDeque::new(),
+            sealed_len: 0,
             pong_due: None,
             out_peak: 0,
             sent_close: false,
@@ -609,11 +622,47 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a data message whose payload is already shared (`Bytes`): a
+    /// server queues a large one by reference instead of copying it.
+    fn send_shared(&mut self, opcode: OpCode, payload: &Bytes) -> Result<(), Error> {
+        let whole = self
+            .config
+            .fragment_size
+            .is_none_or(|max| payload.len() <= max);
+        if self.role == Role::Client || !whole || payload.len() < ZERO_COPY_MIN {
+            return self.send_data(opcode, payload);
+        }
+        self.check_can_send()?;
+        self.flush_pong();
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut hb = [0u8; MAX_HEADER_LEN];
+        let n = header.emit(&mut hb);
+        self.out.extend_from_slice(&hb[..n]);
+        let head = self.out.split().freeze();
+        self.seal(head);
+        self.seal(payload.clone());
+        Ok(())
+    }
+
+    fn seal(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.sealed_len += chunk.len();
+            self.sealed.push_back(chunk);
+        }
+    }
+
     /// Queues any message; `Message::Close` starts the closing handshake.
+    /// A server sends large text and binary payloads without copying them.
     pub fn send(&mut self, msg: &Message) -> Result<(), Error> {
         match msg {
-            Message::Text(t) => self.send_data(OpCode::Text, t.as_bytes()),
-            Message::Binary(b) => self.send_binary(b),
+            Message::Text(t) => self.send_shared(OpCode::Text, t.shared()),
+            Message::Binary(b) => self.send_shared(OpCode::Binary, b),
             Message::Ping(p) => self.send_ping(p),
             Message::Pong(p) => self.send_pong(p),
             Message::Close(Some(f)) => self.close(f.code, &f.reason),
@@ -675,25 +724,76 @@ impl Connection {
         }
     }
 
-    /// Bytes waiting to be written to the transport (empty when none).
+    /// Bytes waiting to be written to the transport (empty when none): the
+    /// next contiguous chunk. Write it, call
+    /// [`advance_transmit`](Self::advance_transmit), and repeat while
+    /// [`wants_write`](Self::wants_write); or use
+    /// [`transmit_slices`](Self::transmit_slices) for one vectored write.
     pub fn pending_transmit(&mut self) -> &[u8] {
         if !self.sent_close {
             self.flush_pong();
         }
-        &self.out
+        match self.sealed.front() {
+            Some(chunk) => chunk,
+            None => &self.out,
+        }
     }
 
-    /// Takes all bytes waiting to be written as one owned buffer, for
-    /// transports that need owned data (no copy).
+    /// Fills `dst` with the queued chunks in order, for one vectored write
+    /// (`write_vectored`); returns how many slices it filled.
+    pub fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        if !self.sent_close {
+            self.flush_pong();
+        }
+        let this: &'a Self = self;
+        let chunks = this
+            .sealed
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&this.out[..]));
+        let mut n = 0;
+        for chunk in chunks.filter(|c| !c.is_empty()) {
+            if n == dst.len() {
+                break;
+            }
+            dst[n] = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Takes the next chunk of bytes waiting to be written as an owned
+    /// buffer, for transports that need owned data (no copy). Call it until
+    /// it returns an empty buffer.
     pub fn take_transmit(&mut self) -> Bytes {
         if !self.sent_close {
             self.flush_pong();
         }
+        if let Some(chunk) = self.sealed.pop_front() {
+            self.sealed_len -= chunk.len();
+            return chunk;
+        }
         self.out.split().freeze()
     }
 
-    /// Marks `n` bytes of [`pending_transmit`](Self::pending_transmit) as written.
-    pub fn advance_transmit(&mut self, n: usize) {
+    /// Marks `n` bytes as written: of [`pending_transmit`](Self::pending_transmit),
+    /// or across the slices of [`transmit_slices`](Self::transmit_slices).
+    pub fn advance_transmit(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.sealed.front_mut() else {
+                break;
+            };
+            let step = n.min(front.len());
+            front.advance(step);
+            self.sealed_len -= step;
+            n -= step;
+            if front.is_empty() {
+                self.sealed.pop_front();
+            }
+        }
+        if n == 0 && !self.out.is_empty() {
+            return;
+        }
         self.out_peak = self.out_peak.max(self.out.len());
         if n >= self.out.len() {
             // `clear` rather than `advance`: the buffer restarts at the front of
@@ -712,14 +812,24 @@ impl Connection {
         }
     }
 
+    /// Drops everything queued for writing (the transport is gone).
+    pub fn discard_transmit(&mut self) {
+        self.sealed.clear();
+        self.sealed_len = 0;
+        self.out.clear();
+        self.pong_due = None;
+    }
+
     /// Whether bytes are waiting to be written.
     pub fn wants_write(&self) -> bool {
-        !self.out.is_empty() || (self.pong_due.is_some() && !self.sent_close)
+        !self.out.is_empty()
+            || !self.sealed.is_empty()
+            || (self.pong_due.is_some() && !self.sent_close)
     }
 
     /// Number of bytes queued for writing (for back-pressure decisions).
     pub fn buffered_transmit(&self) -> usize {
-        self.out.len()
+        self.out.len() + self.sealed_len
     }
 
     /// Frees the receive and send buffers if they are empty, so an idle

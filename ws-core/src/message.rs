@@ -46,6 +46,11 @@ impl Utf8Bytes {
         &self.0
     }
 
+    /// The underlying shared buffer.
+    pub(crate) fn shared(&self) -> &Bytes {
+        &self.0
+    }
+
     /// Converts into the underlying bytes without copying.
     pub fn into_bytes(self) -> Bytes {
         self.0

@@ -54,8 +54,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     /// Drops everything queued for writing: the transport is unusable.
     fn abandon_output(&mut self) {
-        let n = self.conn.pending_transmit().len();
-        self.conn.advance_transmit(n);
+        self.conn.discard_transmit();
     }
 
     /// The transport failed: make the connection refuse further sends and
@@ -70,11 +69,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// allows (normally one), then flushes the transport.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let buf = self.conn.pending_transmit();
-            if buf.is_empty() {
+            let mut slices = [io::IoSlice::new(&[]); 16];
+            let count = self.conn.transmit_slices(&mut slices);
+            if count == 0 {
                 break;
             }
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

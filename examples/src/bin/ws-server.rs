@@ -27,7 +27,25 @@ struct Args {
     threads: usize,
 }
 
+/// glibc raises its mmap threshold each time it frees a large mmapped
+/// block; after that, the buffers of a burst of large messages come from the
+/// heap and stay there once freed. Pinning the threshold (which also turns
+/// that adjustment off) lets the server's RSS fall back to its idle size
+/// after a burst, as ws-core releases the buffers.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only sets an allocator tunable; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn pin_mmap_threshold() {}
+
 fn main() {
+    pin_mmap_threshold();
     let args = Args::parse();
     if let Err(e) = run_server(args.runtime, &args.addr, args.mode.into(), args.threads) {
         eprintln!("ws-server: {e}");

@@ -32,24 +32,45 @@ impl TestServer {
         let addr = "127.0.0.1:0";
         let inner = match rt {
             Runtime::Tokio => {
-                let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 let h = runtime
-                    .block_on(ws_tokio::Server::new(addr).mode(mode).queue_capacity(queue_capacity).start())
+                    .block_on(
+                        ws_tokio::Server::new(addr)
+                            .mode(mode)
+                            .queue_capacity(queue_capacity)
+                            .start(),
+                    )
                     .unwrap();
                 Inner::Tokio(runtime, h)
             }
             Runtime::AsyncStd => Inner::AsyncStd(
                 async_std::task::block_on(
-                    ws_async_std::Server::new(addr).mode(mode).queue_capacity(queue_capacity).start(),
+                    ws_async_std::Server::new(addr)
+                        .mode(mode)
+                        .queue_capacity(queue_capacity)
+                        .start(),
                 )
                 .unwrap(),
             ),
             Runtime::Smol => Inner::Smol(
-                smol::block_on(ws_async_std::smol::Server::new(addr).mode(mode).queue_capacity(queue_capacity).start())
-                    .unwrap(),
+                smol::block_on(
+                    ws_async_std::smol::Server::new(addr)
+                        .mode(mode)
+                        .queue_capacity(queue_capacity)
+                        .start(),
+                )
+                .unwrap(),
             ),
             Runtime::Blocking => Inner::Blocking(
-                ws_blocking::Server::new(addr).mode(mode).queue_capacity(queue_capacity).start().unwrap(),
+                ws_blocking::Server::new(addr)
+                    .mode(mode)
+                    .queue_capacity(queue_capacity)
+                    .start()
+                    .unwrap(),
             ),
         };
         let addr = match &inner {
@@ -82,7 +103,11 @@ impl TestServer {
     pub fn wait_for_clients(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.client_count() != n {
-            assert!(Instant::now() < deadline, "client_count stayed {} (wanted {n})", self.client_count());
+            assert!(
+                Instant::now() < deadline,
+                "client_count stayed {} (wanted {n})",
+                self.client_count()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -111,7 +136,9 @@ impl RawClient {
     pub fn connect_with(addr: SocketAddr, path: &str, config: Config) -> RawClient {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let req = ClientRequest::new(&addr.ip().to_string(), addr.port(), path);
         let (mut hs, bytes) = ClientHandshake::new(&req);
         stream.write_all(&bytes).unwrap();
