@@ -429,31 +429,29 @@ impl SessionDriver<'_> {
     /// connection keeps its buffers: they are released only when the
     /// socket runs dry, never after every message.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            if self.read_parked {
-                ready!(self.io.poll_readable(cx))?;
-                self.read_parked = false;
+        if self.read_parked {
+            ready!(self.io.poll_readable(cx))?;
+            self.read_parked = false;
+        }
+        let conn = self.session.connection();
+        let mut tcp = self.io.get_ref();
+        match read_spare(conn.read_buf(), |spare| tcp.read(spare)) {
+            Ok(0) => {
+                self.read_eof = true;
+                conn.handle_eof();
+                Poll::Ready(Ok(()))
             }
-            let conn = self.session.connection();
-            let mut tcp = self.io.get_ref();
-            match read_spare(conn.read_buf(), |spare| tcp.read(spare)) {
-                Ok(0) => {
-                    self.read_eof = true;
-                    conn.handle_eof();
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.release_idle_buffers();
-                    // The next turn arms any timer the release started (large
-                    // buffers are freed after an idle delay), then registers
-                    // for readiness (or finds that it came meanwhile).
-                    self.read_parked = true;
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Poll::Ready(Ok(())),
-                Err(e) => return Poll::Ready(Err(e)),
+            Ok(_) => Poll::Ready(Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.release_idle_buffers();
+                // The next turn arms any timer the release started (large
+                // buffers are freed after an idle delay), then registers for
+                // readiness (or finds that it came meanwhile).
+                self.read_parked = true;
+                Poll::Ready(Ok(()))
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 
