@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, watch};
 use ws_core::handshake::{Accept, ServerHandshake};
 use ws_core::hub::{BroadcastReport, Hub, Outbox, PushError, SLOW_CLIENT_CLOSE};
 use ws_core::session::ServerSession;
@@ -23,23 +23,91 @@ use crate::handshake::{read_request, respond_and_close, write_upgrade};
 /// Default bound of each client's broadcast queue, in messages.
 const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
-/// A client's broadcast queue as the hub sees it: the sending end of a
-/// bounded tokio channel, plus a oneshot whose drop tells the connection
-/// task that the hub let go of it (even while the task is not taking
-/// messages, which is exactly when a slow client is dropped).
-#[derive(Debug)]
-struct TokioOutbox {
-    tx: mpsc::Sender<PreparedMessage>,
-    _dropped: oneshot::Sender<()>,
+/// A client's broadcast queue. A `VecDeque` under a mutex that allocates
+/// only once a broadcast arrives: tokio's bounded channel allocated a
+/// 32-slot block per client up front (~1 KiB of the idle footprint).
+#[derive(Debug, Default)]
+struct ClientQueue {
+    state: std::sync::Mutex<QueueState>,
+    /// Wakes the connection task when a message arrives.
+    ready: Notify,
+    /// Wakes the connection task when the hub drops its outbox (slow client
+    /// or shutdown), even while it is not taking messages.
+    dropped: Notify,
 }
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: std::collections::VecDeque<PreparedMessage>,
+    capacity: usize,
+    closed: bool,
+}
+
+impl ClientQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next message; `None` once the hub let go and the queue is empty.
+    /// Cancel-safe: a message is only taken inside the lock, never lost.
+    async fn recv(&self) -> Option<PreparedMessage> {
+        loop {
+            {
+                let mut st = self.lock();
+                if let Some(m) = st.items.pop_front() {
+                    return Some(m);
+                }
+                if st.closed {
+                    return None;
+                }
+            }
+            // `notify_one` stores a permit, so a push between the check and
+            // this await is not missed.
+            self.ready.notified().await;
+        }
+    }
+
+    fn try_recv(&self) -> Option<PreparedMessage> {
+        self.lock().items.pop_front()
+    }
+
+    /// Resolves once the hub has dropped this client.
+    async fn closed(&self) {
+        loop {
+            if self.lock().closed {
+                return;
+            }
+            self.dropped.notified().await;
+        }
+    }
+}
+
+/// The hub's end of a [`ClientQueue`]; dropping it closes the queue.
+#[derive(Debug)]
+struct TokioOutbox(Arc<ClientQueue>);
 
 impl Outbox for TokioOutbox {
     fn try_push(&self, msg: &PreparedMessage) -> std::result::Result<(), PushError> {
+        let mut st = self.0.lock();
+        if st.closed {
+            return Err(PushError::Closed);
+        }
+        if st.items.len() >= st.capacity {
+            return Err(PushError::Full);
+        }
         // Cloning a prepared message only bumps a reference count.
-        self.tx.try_send(msg.clone()).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => PushError::Full,
-            mpsc::error::TrySendError::Closed(_) => PushError::Closed,
-        })
+        st.items.push_back(msg.clone());
+        drop(st);
+        self.0.ready.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for TokioOutbox {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_one();
+        self.0.dropped.notify_one();
     }
 }
 
@@ -127,8 +195,8 @@ impl Drop for RunGuard {
 ///   shutdown: close 1001);
 /// - one timer at [`Connection::poll_timeout`].
 ///
-/// Every branch is cancel-safe (`readable`, `writable`, `mpsc::Receiver::recv`,
-/// a oneshot receiver and a `Sleep` lose nothing when another branch wins),
+/// Every branch is cancel-safe (`readable`, `writable`, the client queue's
+/// `recv` and `closed`, and a `Sleep` lose nothing when another branch wins),
 /// and all progress lives in ws-core's buffers, so the loop can be
 /// re-entered at any point. No branch blocks: reads and writes use
 /// `try_read_buf` / `try_write` after readiness. Nothing here needs a
@@ -332,12 +400,9 @@ async fn serve(shared: &Shared, mut tcp: TcpStream) {
         // Answered with a page or an error, failed, or timed out.
         _ => return,
     };
-    let (tx, rx) = mpsc::channel(shared.queue_capacity);
-    let (dropped_tx, dropped_rx) = oneshot::channel();
-    let id = shared.hub.register(TokioOutbox {
-        tx,
-        _dropped: dropped_tx,
-    });
+    let queue = Arc::new(ClientQueue::default());
+    queue.lock().capacity = shared.queue_capacity;
+    let id = shared.hub.register(TokioOutbox(queue.clone()));
     let _registration = Registration { shared, id };
     if shared.shutting_down.load(Ordering::SeqCst) {
         // Registered after the shutdown cleared the hub: close with 1001 too.
@@ -347,7 +412,7 @@ async fn serve(shared: &Shared, mut tcp: TcpStream) {
         Connection::with_buffered(Role::Server, config, buffered),
         shared.mode,
     );
-    let _ = drive(shared, session, tcp, rx, dropped_rx).await;
+    let _ = drive(shared, session, tcp, &queue).await;
 }
 
 /// Reads the request and routes it; `Some(bytes after the head)` when it
@@ -397,8 +462,7 @@ async fn drive(
     shared: &Shared,
     mut session: ServerSession,
     mut tcp: TcpStream,
-    mut outbox: mpsc::Receiver<PreparedMessage>,
-    mut dropped: oneshot::Receiver<()>,
+    outbox: &ClientQueue,
 ) -> Result<()> {
     let close_timeout = shared.config.get_close_timeout();
     let mut outbox_open = true;
@@ -478,8 +542,8 @@ async fn drive(
                     // Batch whatever else is already waiting.
                     while session.wants_outbox() {
                         match outbox.try_recv() {
-                            Ok(frame) => session.push_outbox(&frame),
-                            Err(_) => break,
+                            Some(frame) => session.push_outbox(&frame),
+                            None => break,
                         }
                     }
                     write_queued(&tcp, session.connection())?;
@@ -489,7 +553,7 @@ async fn drive(
                     session.outbox_closed(shared.dropped_close_code());
                 }
             },
-            _ = &mut dropped, if outbox_open => {
+            () = outbox.closed(), if outbox_open => {
                 outbox_open = false;
                 session.outbox_closed(shared.dropped_close_code());
             }
