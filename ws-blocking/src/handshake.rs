@@ -128,8 +128,7 @@ where
         Ok(accept) => accept,
         Err(response) => {
             let _ = write_flush(&mut io, &response);
-            let status = response_status(&response);
-            return Err(HandshakeError::Rejected { status }.into());
+            return Err(HandshakeError::rejected_by(&response).into());
         }
     };
     match req.accept(&accept) {
@@ -145,17 +144,6 @@ where
         config,
         hs.take_remaining(),
     ))
-}
-
-/// The status code of a complete HTTP response written by an application
-/// (500 if it does not start with a status line).
-fn response_status(response: &[u8]) -> u16 {
-    response
-        .split(|&b| b == b' ')
-        .nth(1)
-        .and_then(|code| std::str::from_utf8(code).ok())
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(500)
 }
 
 /// Performs the client side of the handshake on an already connected `io`:

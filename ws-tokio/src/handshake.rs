@@ -122,8 +122,7 @@ where
             },
             Err(response) => {
                 respond_and_close(&mut io, &response).await;
-                let status = response_status(&response);
-                return Err(HandshakeError::Rejected { status }.into());
+                return Err(HandshakeError::rejected_by(&response).into());
             }
         };
         write_upgrade(&mut io, &response).await?;
@@ -136,17 +135,6 @@ where
         config,
         buffered,
     ))
-}
-
-/// The status code of a complete HTTP response written by an application
-/// (500 if it does not start with a status line).
-fn response_status(response: &[u8]) -> u16 {
-    response
-        .split(|&b| b == b' ')
-        .nth(1)
-        .and_then(|code| std::str::from_utf8(code).ok())
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(500)
 }
 
 /// Performs the client side of the handshake on an already connected `io`:

@@ -84,6 +84,19 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The error for an application that answered a request with its own
+    /// complete HTTP `response` instead of accepting it: [`Rejected`](Self::Rejected)
+    /// with the response's status (500 if it has no status line).
+    pub fn rejected_by(response: &[u8]) -> Self {
+        let status = response
+            .split(|&b| b == b' ')
+            .nth(1)
+            .and_then(|code| std::str::from_utf8(code).ok())
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(500);
+        HandshakeError::Rejected { status }
+    }
+
     /// The HTTP status a server should answer this failure with.
     ///
     /// Only request-side failures have a meaningful status; client-side and
@@ -154,5 +167,19 @@ impl UnexpectedResponse {
     /// All response headers in the order received.
     pub fn headers(&self) -> HeaderIter<'_> {
         self.headers.iter()
+    }
+}
+
+#[cfg(test)]
+mod rejection_tests {
+    use super::HandshakeError;
+
+    #[test]
+    fn rejection_carries_the_status_of_the_applications_response() {
+        let e = HandshakeError::rejected_by(b"HTTP/1.1 403 Forbidden\r\n\r\n");
+        assert!(matches!(e, HandshakeError::Rejected { status: 403 }));
+        assert_eq!(e.http_status(), 403);
+        let e = HandshakeError::rejected_by(b"garbage");
+        assert!(matches!(e, HandshakeError::Rejected { status: 500 }));
     }
 }
