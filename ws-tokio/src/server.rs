@@ -15,7 +15,7 @@ use ws_core::handshake::{Accept, ServerHandshake};
 use ws_core::hub::{BroadcastReport, Hub, Outbox, PushError, SLOW_CLIENT_CLOSE};
 use ws_core::session::ServerSession;
 use ws_core::site::{Route, ServerMode, route};
-use ws_core::{CloseCode, Config, Connection, Error, Message, PreparedMessage, Role, TimeoutKind};
+use ws_core::{CloseCode, Config, Connection, Message, PreparedMessage, Role};
 
 use crate::Result;
 use crate::handshake::{read_request, respond_and_close, write_upgrade};
@@ -485,11 +485,8 @@ async fn drive(
     mut tcp: TcpStream,
     outbox: &ClientQueue,
 ) -> Result<()> {
-    let close_timeout = shared.config.get_close_timeout();
     let mut outbox_open = true;
     let mut read_eof = false;
-    // After end of stream: the deadline for writing what is still queued.
-    let mut linger: Option<Instant> = None;
     let timer = tokio::time::sleep(Duration::ZERO);
     let mut timer = std::pin::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -509,10 +506,10 @@ async fn drive(
             let _ = tcp.shutdown().await;
             return Ok(());
         }
-        let deadline = match (session.connection().poll_timeout(Instant::now()), linger) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // After the peer ended its side, ws-core's close timer (armed by
+        // `handle_eof`) bounds how long queued bytes wait for a peer that does
+        // not read; when it fires the session is finished.
+        let deadline = session.connection().poll_timeout(Instant::now());
         if let Some(d) = deadline {
             if armed != Some(d) {
                 timer.as_mut().reset(d.into());
@@ -535,7 +532,6 @@ async fn drive(
                 match read_ready(&mut tcp, session.connection()) {
                     Ok((0, _)) => {
                         read_eof = true;
-                        linger = Some(Instant::now() + close_timeout);
                         session.connection().handle_eof();
                     }
                     Ok((_, short)) => drained = short,
@@ -586,10 +582,6 @@ async fn drive(
             }
             () = &mut timer, if deadline.is_some() => {
                 let now = Instant::now().max(armed.unwrap_or_else(Instant::now));
-                if linger.is_some_and(|l| l <= now) {
-                    // The peer ended its side and does not read: give up.
-                    return Err(Error::Timeout(TimeoutKind::Close));
-                }
                 session.connection().handle_timeout(now);
                 write_queued(&tcp, session.connection())?;
             }

@@ -28,10 +28,6 @@ struct Inner<S> {
     timer_at: Option<Instant>,
     /// The transport reported end of stream.
     read_eof: bool,
-    /// After end of stream, how long we keep trying to write what is
-    /// queued before giving up (so a half-closed peer that never reads cannot
-    /// pin the task forever).
-    linger: Option<Instant>,
     /// A transport read or write failed; nothing more will be done with it.
     io_failed: bool,
     /// The stream yielded its end.
@@ -46,7 +42,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             timer: None,
             timer_at: None,
             read_eof: false,
-            linger: None,
             io_failed: false,
             ended: false,
         }
@@ -107,12 +102,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Returns whether a timeout was handled (state may have changed).
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let now = Instant::now();
-        let deadline = match (self.conn.poll_timeout(now), self.linger) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(d) => d,
-                None => return false,
-            },
+        // After the peer ended its side, ws-core's close timer also bounds how
+        // long queued bytes may wait for a peer that does not read.
+        let Some(deadline) = self.conn.poll_timeout(now) else {
+            return false;
         };
         if deadline > now {
             let sleep = self
@@ -130,8 +123,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         // the deadline it fired for, or the timer would fire again at once.
         let now = Instant::now().max(deadline);
         self.conn.handle_timeout(now);
-        if self.linger.is_some_and(|l| l <= now) {
-            self.linger = None;
+        if self.conn.should_close_transport() && self.conn.wants_write() {
+            // Timed out with bytes the peer never took: drop them.
             self.abandon_output();
         }
         true
@@ -185,7 +178,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             match ready!(read) {
                 Ok(0) => {
                     self.read_eof = true;
-                    self.linger = Some(Instant::now() + self.conn.config().get_close_timeout());
                     self.conn.handle_eof();
                 }
                 Ok(_) => {}
