@@ -147,20 +147,10 @@ pub fn put_header(out: &mut Vec<u8>, opcode: u8, len: usize, mask: Option<[u8; 4
     }
 }
 
-/// XORs `buf` with `key` starting at key phase 0, a word at a time.
+/// XORs `buf` with `key` starting at key phase 0 (ws-core's masking).
 #[inline]
 pub fn xor_mask(buf: &mut [u8], key: [u8; 4]) {
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let mut chunks = buf.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let v = u64::from_ne_bytes(c.try_into().expect("8 bytes")) ^ word;
-        c.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i & 3];
-    }
+    ws_core::mask::apply_mask(buf, key, 0);
 }
 
 /// Appends one complete frame (header and payload, masked if `mask`).
@@ -200,15 +190,7 @@ pub fn payload(size: usize, text: bool, mixed: bool) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// `Sec-WebSocket-Accept` for `key` (RFC 6455 section 4.2.2).
-pub fn accept_key(key: &[u8]) -> String {
-    use base64::Engine;
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
+pub use ws_core::handshake::accept_key;
 
 /// Finds the end of an HTTP head (`\r\n\r\n`); returns its length.
 pub fn head_end(buf: &[u8]) -> Option<usize> {
