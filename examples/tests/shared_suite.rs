@@ -213,6 +213,21 @@ fn interactive_client_through_a_pipe(rt: Runtime) {
     server.wait_for_clients(0);
 }
 
+/// The async `Client` scenario, the same text for each async adapter crate.
+macro_rules! async_client_exchange {
+    ($ws:path, $url:expr) => {{
+        use $ws as ws;
+        let mut c = ws::Client::new($url).unwrap();
+        c.connect().await.unwrap();
+        c.send_message("text").await.unwrap();
+        c.send_binary(&[1, 2, 3]).await.unwrap();
+        let a = c.recv().await.unwrap().unwrap();
+        let b = c.recv().await.unwrap().unwrap();
+        c.close().await.unwrap();
+        vec![a, b]
+    }};
+}
+
 fn client_surface_sends_and_receives(rt: Runtime) {
     let server = TestServer::start(rt, ServerMode::Echo, 1024);
     let url = server.url("/");
@@ -221,36 +236,11 @@ fn client_surface_sends_and_receives(rt: Runtime) {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(async {
-                let mut c = ws_tokio::Client::new(&url).unwrap();
-                c.connect().await.unwrap();
-                c.send_message("text").await.unwrap();
-                c.send_binary(&[1, 2, 3]).await.unwrap();
-                let a = c.recv().await.unwrap().unwrap();
-                let b = c.recv().await.unwrap().unwrap();
-                c.close().await.unwrap();
-                vec![a, b]
-            }),
-        Runtime::AsyncStd => async_std::task::block_on(async {
-            let mut c = ws_async_std::Client::new(&url).unwrap();
-            c.connect().await.unwrap();
-            c.send_message("text").await.unwrap();
-            c.send_binary(&[1, 2, 3]).await.unwrap();
-            let a = c.recv().await.unwrap().unwrap();
-            let b = c.recv().await.unwrap().unwrap();
-            c.close().await.unwrap();
-            vec![a, b]
-        }),
-        Runtime::Smol => smol::block_on(async {
-            let mut c = ws_async_std::smol::Client::new(&url).unwrap();
-            c.connect().await.unwrap();
-            c.send_message("text").await.unwrap();
-            c.send_binary(&[1, 2, 3]).await.unwrap();
-            let a = c.recv().await.unwrap().unwrap();
-            let b = c.recv().await.unwrap().unwrap();
-            c.close().await.unwrap();
-            vec![a, b]
-        }),
+            .block_on(async { async_client_exchange!(ws_tokio, &url) }),
+        Runtime::AsyncStd => {
+            async_std::task::block_on(async { async_client_exchange!(ws_async_std, &url) })
+        }
+        Runtime::Smol => smol::block_on(async { async_client_exchange!(ws_async_std::smol, &url) }),
         Runtime::Blocking => {
             let mut c = ws_blocking::Client::new(&url).unwrap();
             c.connect().unwrap();
