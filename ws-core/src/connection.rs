@@ -19,7 +19,11 @@ use crate::utf8::Utf8Validator;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::Instant;
+
+pub mod split;
+use split::Link;
 
 /// Smallest spare capacity offered to a transport read.
 const MIN_READ: usize = 4 * 1024;
@@ -30,6 +34,8 @@ const ZERO_COPY_MIN: usize = 8 * 1024;
 /// How long large buffers outlive the traffic that grew them (see
 /// [`Connection::release_idle_buffers`]).
 pub const IDLE_SHRINK_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Payload of the pings [`Config::keepalive`] sends.
+const KEEPALIVE_PAYLOAD: &[u8] = b"keepalive";
 /// Largest spare capacity offered to a transport read when the peer keeps
 /// filling the buffer.
 const MAX_READ_HINT: usize = 64 * 1024;
@@ -203,6 +209,11 @@ pub struct Connection {
     read_hint: usize,
     /// Spare capacity the last `read_buf` offered, 0 once accounted for.
     offered: usize,
+
+    /// Set on the receiving half of a split connection: control replies
+    /// (pongs, close replies, keepalive pings) go to the sending half
+    /// through this link instead of into `out`.
+    link: Option<Arc<Link>>,
 }
 
 impl Connection {
@@ -243,6 +254,7 @@ impl Connection {
             seen_len: 0,
             read_hint: MIN_READ,
             offered: 0,
+            link: None,
         }
     }
 
@@ -510,7 +522,9 @@ impl Connection {
             }
             OpCode::Ping => {
                 if self.config.auto_pong && !self.sent_close {
-                    if self.out.len() < self.config.write_buffer_limit {
+                    if let Some(link) = &self.link {
+                        link.push_pong(payload.clone(), self.config.write_buffer_limit);
+                    } else if self.out.len() < self.config.write_buffer_limit {
                         // Answer every ping while the peer keeps reading.
                         self.pong_due = None;
                         self.write_frame(true, OpCode::Pong, &payload);
@@ -707,12 +721,24 @@ impl Connection {
     }
 
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        if let Some(link) = &self.link {
+            // Split: the sending half encodes and writes it.
+            link.push_close(frame.cloned());
+            self.mark_close_sent();
+            return;
+        }
         self.flush_pong();
         let mut payload = BytesMut::with_capacity(frame.map_or(0, |f| f.payload_len()));
         if let Some(f) = frame {
             f.write_payload(&mut payload);
         }
         self.write_frame(true, OpCode::Close, &payload);
+        self.mark_close_sent();
+    }
+
+    /// Records that a close frame is on its way: no more pongs, and the
+    /// peer's reply is awaited for at most the close timeout.
+    fn mark_close_sent(&mut self) {
         self.sent_close = true;
         self.pong_due = None;
         self.close_timer = Timer::Pending;
@@ -983,7 +1009,10 @@ impl Connection {
         if self.ping_timer.expired(now) {
             self.ping_timer = Timer::Off;
             if self.state() == State::Open && self.config.keepalive.is_some() {
-                self.write_frame(true, OpCode::Ping, b"keepalive");
+                match &self.link {
+                    Some(link) => link.push_ping(),
+                    None => self.write_frame(true, OpCode::Ping, KEEPALIVE_PAYLOAD),
+                }
                 self.pong_timer = Timer::At(now + self.config.keepalive_timeout);
             }
         }

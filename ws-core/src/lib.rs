@@ -9,7 +9,9 @@
 //! - [`handshake`]: the opening handshake, both roles ([`handshake::ClientHandshake`],
 //!   [`handshake::ServerHandshake`]), as its own layer.
 //! - [`Connection`]: framing, masking, fragmentation, UTF-8 validation,
-//!   ping/pong, the closing handshake, limits and timers.
+//!   ping/pong, the closing handshake, limits and timers; [`Connection::split`]
+//!   into a [`Receiver`] and a [`Sender`] for two tasks, with [`handoff`] for
+//!   sharing the write side.
 //! - [`frame`], [`mask`], [`utf8`]: the wire pieces, usable on their own.
 //! - [`url`], [`site`], [`hub`]: what the runtime adapters share (URL
 //!   parsing, the test page and HTTP routing, the broadcast registry).
@@ -40,7 +42,8 @@
 //! client.handle_bytes(&server.take_transmit());
 //! assert_eq!(client.poll_message().unwrap(), Some(Message::binary(&b"\x00\x01"[..])));
 //! ```
-// One audited exception: `Utf8Bytes::as_str` (see its SAFETY comment).
+// Audited exceptions, each with a SAFETY comment: `Utf8Bytes::as_str`, and
+// the `Handoff` cell's `Sync` impl and guard.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -49,6 +52,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod handoff;
 pub mod handshake;
 pub mod hub;
 pub mod mask;
@@ -61,6 +65,7 @@ pub mod utf8;
 pub use bytes::{Bytes, BytesMut};
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
+pub use connection::split::{self, Receiver, Sender};
 pub use connection::{Connection, PreparedMessage, State};
 pub use error::{Error, ProtocolError, TimeoutKind};
 pub use message::{Message, Utf8Bytes};

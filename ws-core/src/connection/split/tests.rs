@@ -1,0 +1,300 @@
+use super::*;
+use crate::error::TimeoutKind;
+use std::time::Duration;
+
+/// A client connection as the peer, and a server connection split in two.
+fn server_pair(config: Config) -> (Connection, Receiver, Sender) {
+    let peer = Connection::new(Role::Client, config.clone());
+    let (rx, tx) = Connection::new(Role::Server, config).split();
+    (peer, rx, tx)
+}
+
+/// Moves everything the peer queued into the receiver.
+fn peer_to_rx(peer: &mut Connection, rx: &mut Receiver) {
+    loop {
+        let chunk = peer.take_transmit();
+        if chunk.is_empty() {
+            break;
+        }
+        rx.handle_bytes(&chunk);
+    }
+}
+
+/// Moves everything the sender queued into the peer and decodes it.
+fn tx_to_peer(tx: &mut Sender, peer: &mut Connection) -> Vec<Message> {
+    loop {
+        let chunk = tx.take_transmit();
+        if chunk.is_empty() {
+            break;
+        }
+        peer.handle_bytes(&chunk);
+    }
+    let mut got = Vec::new();
+    while let Some(m) = peer.poll_message().unwrap() {
+        got.push(m);
+    }
+    got
+}
+
+fn drain_rx(rx: &mut Receiver) -> Vec<Message> {
+    let mut got = Vec::new();
+    while let Some(m) = rx.poll_message().unwrap() {
+        got.push(m);
+    }
+    got
+}
+
+#[test]
+fn data_flows_both_ways_without_control_traffic() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    peer.send_text("up").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    assert_eq!(drain_rx(&mut rx), vec![Message::text("up")]);
+    assert!(!rx.control_pending(), "a data frame needs no reply");
+    tx.send_binary(b"down").unwrap();
+    assert_eq!(
+        tx_to_peer(&mut tx, &mut peer),
+        vec![Message::binary(&b"down"[..])]
+    );
+    assert_eq!(rx.state(), State::Open);
+    assert_eq!(tx.state(), State::Open);
+}
+
+#[test]
+fn every_ping_on_the_receiver_is_answered_by_the_sender_in_order() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    for p in [&b"a"[..], b"bb", b"ccc"] {
+        peer.send_ping(p).unwrap();
+    }
+    peer_to_rx(&mut peer, &mut rx);
+    assert_eq!(
+        drain_rx(&mut rx).len(),
+        3,
+        "pings are reported to the caller"
+    );
+    assert!(rx.control_pending());
+    assert!(tx.wants_write(), "the sender knows it has bytes to write");
+    let got = tx_to_peer(&mut tx, &mut peer);
+    assert_eq!(
+        got,
+        vec![
+            Message::Pong(Bytes::from_static(b"a")),
+            Message::Pong(Bytes::from_static(b"bb")),
+            Message::Pong(Bytes::from_static(b"ccc")),
+        ]
+    );
+    assert!(!rx.control_pending());
+}
+
+#[test]
+fn pongs_go_out_between_whole_frames_not_inside_one() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    tx.send_binary(&[7u8; 1000]).unwrap();
+    // Half of the data frame is written before the ping arrives.
+    let first = tx.pending_transmit().len();
+    assert!(first > 500);
+    let half = tx.pending_transmit()[..500].to_vec();
+    tx.advance_transmit(500);
+    peer.handle_bytes(&half);
+    peer.send_ping(b"p").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    let got = tx_to_peer(&mut tx, &mut peer);
+    assert_eq!(
+        got,
+        vec![
+            Message::binary(vec![7u8; 1000]),
+            Message::Pong(Bytes::from_static(b"p"))
+        ]
+    );
+}
+
+#[test]
+fn a_close_from_the_peer_is_answered_once_and_ends_both_halves() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    peer.close(CloseCode::GOING_AWAY, "bye").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    let got = drain_rx(&mut rx);
+    assert!(matches!(&got[..], [Message::Close(Some(f))] if f.code == CloseCode::GOING_AWAY));
+    assert!(
+        !rx.should_close_transport(),
+        "the receiver waits until the reply is written"
+    );
+    assert!(matches!(tx.send_text("late"), Err(Error::Closed)));
+    let replies = tx_to_peer(&mut tx, &mut peer);
+    assert!(matches!(&replies[..], [Message::Close(Some(f))] if f.code == CloseCode::GOING_AWAY));
+    assert!(tx.should_close_transport(), "a server closes TCP first");
+    assert!(rx.should_close_transport());
+    assert_eq!(rx.state(), State::Closed);
+    assert_eq!(tx.state(), State::Closed);
+}
+
+#[test]
+fn a_close_sent_by_the_sender_starts_the_receivers_close_timer() {
+    let config = Config::default().close_timeout(Duration::from_secs(3));
+    let (mut peer, mut rx, mut tx) = server_pair(config);
+    let now = Instant::now();
+    assert_eq!(rx.poll_timeout(now), None);
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    assert!(rx.close_sent());
+    assert_eq!(rx.poll_timeout(now), Some(now + Duration::from_secs(3)));
+    // The peer pings instead of answering: no pong after our close.
+    peer.send_ping(b"x").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert!(!rx.control_pending());
+    rx.handle_timeout(now + Duration::from_secs(3));
+    assert!(
+        matches!(rx.poll_message(), Err(Error::Timeout(TimeoutKind::Close))),
+        "an unanswered close times out"
+    );
+    assert!(rx.should_close_transport());
+    assert!(tx.should_close_transport());
+}
+
+#[test]
+fn a_protocol_violation_makes_the_sender_send_its_close_code() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    // A frame with a reserved bit set.
+    rx.handle_bytes(&[0x91, 0x80, 0, 0, 0, 0]);
+    assert!(matches!(rx.poll_message(), Err(Error::Protocol(_))));
+    assert!(matches!(tx.send_text("after"), Err(Error::Closed)));
+    let got = tx_to_peer(&mut tx, &mut peer);
+    assert!(
+        matches!(&got[..], [Message::Close(Some(f))] if f.code == CloseCode::PROTOCOL_ERROR),
+        "{got:?}"
+    );
+    assert!(tx.should_close_transport());
+    assert!(rx.should_close_transport());
+}
+
+#[test]
+fn a_sender_that_never_drains_keeps_the_ping_flood_bounded() {
+    let limit = 4096;
+    let config = Config::default().write_buffer_limit(limit);
+    let (mut peer, mut rx, mut tx) = server_pair(config);
+    for i in 0..10_000u32 {
+        peer.send_ping(&i.to_be_bytes()).unwrap();
+        peer_to_rx(&mut peer, &mut rx);
+        drain_rx(&mut rx);
+    }
+    let wire = {
+        let mut n = 0;
+        loop {
+            let c = tx.take_transmit();
+            if c.is_empty() {
+                break n;
+            }
+            peer.handle_bytes(&c);
+            n += c.len();
+        }
+    };
+    assert!(wire <= 2 * limit, "{wire} bytes of pongs queued");
+    let mut last = None;
+    while let Some(m) = peer.poll_message().unwrap() {
+        last = Some(m);
+    }
+    assert_eq!(
+        last,
+        Some(Message::Pong(Bytes::copy_from_slice(
+            &9_999u32.to_be_bytes()
+        ))),
+        "the newest ping is always answered"
+    );
+}
+
+#[test]
+fn keepalive_pings_leave_through_the_sender() {
+    let config = Config::default().keepalive(Some(Duration::from_secs(10)));
+    let (mut peer, mut rx, mut tx) = server_pair(config);
+    let now = Instant::now();
+    let at = rx.poll_timeout(now).expect("keepalive armed");
+    rx.handle_timeout(at);
+    assert!(rx.control_pending());
+    let got = tx_to_peer(&mut tx, &mut peer);
+    assert_eq!(got, vec![Message::Ping(Bytes::from_static(b"keepalive"))]);
+}
+
+#[test]
+fn end_of_stream_makes_the_sender_refuse_new_messages() {
+    let (_peer, mut rx, mut tx) = server_pair(Config::default());
+    rx.handle_eof();
+    assert!(matches!(rx.poll_message(), Err(Error::AbnormalClosure)));
+    assert!(matches!(tx.send_text("x"), Err(Error::Closed)));
+    assert!(rx.should_close_transport());
+}
+
+#[test]
+fn reunite_keeps_queued_bytes_and_unsent_replies() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    tx.send_text("queued").unwrap();
+    peer.send_ping(b"r").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    let (_, other_tx) = Connection::new(Role::Server, Config::default()).split();
+    let (rx, _other_tx) = rx
+        .reunite(other_tx)
+        .expect_err("halves of different connections");
+    let mut whole = rx.reunite(tx).expect("halves of one connection");
+    let wire = whole.take_transmit();
+    peer.handle_bytes(&wire);
+    assert_eq!(peer.poll_message().unwrap(), Some(Message::text("queued")));
+    assert_eq!(
+        peer.poll_message().unwrap(),
+        Some(Message::Pong(Bytes::from_static(b"r")))
+    );
+    whole.send_text("again").unwrap();
+    peer.handle_bytes(&whole.take_transmit());
+    assert_eq!(peer.poll_message().unwrap(), Some(Message::text("again")));
+}
+
+#[test]
+fn halves_on_two_threads_lose_no_pong_and_interleave_no_frame() {
+    // The receiver decodes pings and data on one thread while the sender
+    // streams data frames on another; the peer must see well-formed frames,
+    // every data message, and one pong per ping.
+    const PINGS: u32 = 2_000;
+    const SENDS: u32 = 2_000;
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    let mut input = Vec::new();
+    for i in 0..PINGS {
+        peer.send_ping(&i.to_be_bytes()).unwrap();
+        input.extend_from_slice(&peer.take_transmit());
+    }
+    let reader = std::thread::spawn(move || {
+        for chunk in input.chunks(7) {
+            rx.handle_bytes(chunk);
+            drain_rx(&mut rx);
+        }
+        rx
+    });
+    let mut wire = Vec::new();
+    for i in 0..SENDS {
+        tx.send_binary(&i.to_be_bytes()).unwrap();
+        wire.extend_from_slice(&tx.take_transmit());
+    }
+    let _rx = reader.join().unwrap();
+    loop {
+        let c = tx.take_transmit();
+        if c.is_empty() {
+            break;
+        }
+        wire.extend_from_slice(&c);
+    }
+    peer.handle_bytes(&wire);
+    let (mut data, mut pongs) = (0u32, 0u32);
+    while let Some(m) = peer.poll_message().expect("well-formed frames") {
+        match m {
+            Message::Binary(b) => {
+                assert_eq!(&b[..], &data.to_be_bytes());
+                data += 1;
+            }
+            Message::Pong(p) => {
+                assert_eq!(&p[..], &pongs.to_be_bytes());
+                pongs += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((data, pongs), (SENDS, PINGS));
+}
