@@ -1018,3 +1018,32 @@ impl Connection {
         }
     }
 }
+
+/// What hands out queued bytes for a transport write: a whole [`Connection`]
+/// or a split [`Sender`](split::Sender), so an adapter writes either with
+/// one loop.
+pub trait Transmit {
+    /// The queued chunks, in order, for one vectored write (see
+    /// [`Connection::transmit_slices`]).
+    fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize;
+    /// Marks `n` bytes as written (see [`Connection::advance_transmit`]).
+    fn advance_transmit(&mut self, n: usize);
+}
+
+impl Transmit for Connection {
+    fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        Connection::transmit_slices(self, dst)
+    }
+    fn advance_transmit(&mut self, n: usize) {
+        Connection::advance_transmit(self, n)
+    }
+}
+
+impl Transmit for split::Sender {
+    fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        split::Sender::transmit_slices(self, dst)
+    }
+    fn advance_transmit(&mut self, n: usize) {
+        split::Sender::advance_transmit(self, n)
+    }
+}

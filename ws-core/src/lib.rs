@@ -66,6 +66,6 @@ pub use bytes::{Bytes, BytesMut};
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
 pub use connection::split::{self, Receiver, Sender};
-pub use connection::{Connection, PreparedMessage, State};
+pub use connection::{Connection, PreparedMessage, State, Transmit};
 pub use error::{Error, ProtocolError, TimeoutKind};
 pub use message::{Message, Utf8Bytes};

@@ -354,42 +354,63 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Takes the receiver's news: one atomic load when there is none.
-    fn sync(&mut self) {
+    /// Mirrors the receiver's lifecycle news: one atomic load when there is
+    /// none. Returns the flags it read.
+    fn mirror(&mut self) -> u32 {
         let flags = self.link.flags();
         let news = flags & RECEIVER_BITS & !self.seen;
-        if news == 0 && flags & CONTROL == 0 {
-            return;
+        if news != 0 {
+            let c = &mut self.conn;
+            c.received_close |= news & CLOSE_RECEIVED != 0;
+            c.eof |= news & EOF != 0;
+            c.failed |= news & FAILED != 0;
+            c.timed_out |= news & TIMED_OUT != 0;
+            self.seen |= news;
         }
+        if flags & (CONTROL | CLOSE_SENT) == CONTROL | CLOSE_SENT && !self.conn.sent_close {
+            // The receiver queued a close reply: take it now, so that the
+            // sender refuses new messages exactly as an unsplit connection
+            // does once its reply is queued.
+            self.drain();
+        }
+        flags
+    }
+
+    /// [`mirror`](Self::mirror), then takes the control replies waiting in
+    /// the mailbox into the output queue. Only the paths that hand out bytes
+    /// to write do this, so a reply is taken only by whoever is about to
+    /// write it (queueing a message never swallows a pong that then waits
+    /// for the next flush).
+    fn sync(&mut self) {
+        if self.mirror() & CONTROL != 0 {
+            self.drain();
+        }
+    }
+
+    /// Moves the mailbox's control replies into the output queue.
+    fn drain(&mut self) {
         let c = &mut self.conn;
-        c.received_close |= news & CLOSE_RECEIVED != 0;
-        c.eof |= news & EOF != 0;
-        c.failed |= news & FAILED != 0;
-        c.timed_out |= news & TIMED_OUT != 0;
-        self.seen |= news;
-        if flags & CONTROL != 0 {
-            let m = self.link.take();
-            let limit = c.config.write_buffer_limit;
-            for payload in m.pongs {
-                if c.sent_close {
-                    break;
-                }
-                // Same bound as an unsplit connection: past the limit only
-                // the newest ping is answered.
-                if c.out.len() < limit {
-                    c.pong_due = None;
-                    c.write_frame(true, OpCode::Pong, &payload);
-                } else {
-                    c.pong_due = Some(payload);
-                }
+        let m = self.link.take();
+        let limit = c.config.write_buffer_limit;
+        for payload in m.pongs {
+            if c.sent_close {
+                break;
             }
-            if m.ping && !c.sent_close && !c.timed_out {
-                c.write_frame(true, OpCode::Ping, KEEPALIVE_PAYLOAD);
+            // Same bound as an unsplit connection: past the limit only
+            // the newest ping is answered.
+            if c.out.len() < limit {
+                c.pong_due = None;
+                c.write_frame(true, OpCode::Pong, &payload);
+            } else {
+                c.pong_due = Some(payload);
             }
-            if let Some(frame) = m.close {
-                if !c.sent_close {
-                    c.queue_close(frame.as_ref());
-                }
+        }
+        if m.ping && !c.sent_close && !c.timed_out {
+            c.write_frame(true, OpCode::Ping, KEEPALIVE_PAYLOAD);
+        }
+        if let Some(frame) = m.close {
+            if !c.sent_close {
+                c.queue_close(frame.as_ref());
             }
         }
         self.publish();
@@ -434,45 +455,45 @@ impl Sender {
     /// As [`Connection::send`]; a `Close` message starts the closing
     /// handshake, whose reply arrives on the [`Receiver`].
     pub fn send(&mut self, msg: &Message) -> Result<(), Error> {
-        self.sync();
+        self.mirror();
         let r = self.conn.send(msg);
         self.after(r)
     }
 
     /// As [`Connection::send_text`].
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.sync();
+        self.mirror();
         self.conn.send_text(text)
     }
 
     /// As [`Connection::send_binary`].
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.sync();
+        self.mirror();
         self.conn.send_binary(data)
     }
 
     /// As [`Connection::send_ping`].
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.sync();
+        self.mirror();
         self.conn.send_ping(payload)
     }
 
     /// As [`Connection::send_pong`].
     pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.sync();
+        self.mirror();
         self.conn.send_pong(payload)
     }
 
     /// As [`Connection::send_prepared`].
     pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
-        self.sync();
+        self.mirror();
         self.conn.send_prepared(msg)
     }
 
     /// As [`Connection::close`]. The receiver's close timer starts the next
     /// time the receiver is polled: wake whoever drives it.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        self.sync();
+        self.mirror();
         let r = self.conn.close(code, reason);
         self.after(r)
     }
@@ -544,7 +565,9 @@ impl Sender {
     /// As [`Connection::should_close_transport`], for the writing side: shut
     /// the transport's write direction down once this is true.
     pub fn should_close_transport(&mut self) -> bool {
-        self.sync();
+        if self.mirror() & CONTROL != 0 && !self.conn.timed_out {
+            return false;
+        }
         self.conn.should_close_transport()
     }
 }

@@ -298,3 +298,21 @@ fn halves_on_two_threads_lose_no_pong_and_interleave_no_frame() {
     }
     assert_eq!((data, pongs), (SENDS, PINGS));
 }
+
+#[test]
+fn queueing_a_message_leaves_pending_pongs_flagged_for_the_next_write() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    peer.send_ping(b"q").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    tx.send_text("data").unwrap();
+    assert!(
+        rx.control_pending(),
+        "only a write takes the pong, so the reader still knows one is owed"
+    );
+    let got = tx_to_peer(&mut tx, &mut peer);
+    assert_eq!(
+        got,
+        vec![Message::text("data"), Message::Pong(Bytes::from_static(b"q"))]
+    );
+}
