@@ -48,12 +48,14 @@
 mod client;
 mod handshake;
 mod server;
+mod split;
 mod stream;
 
 pub use client::Client;
 pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
 pub use server::{Server, ServerHandle};
-pub use stream::{WebSocketStream, WsReader, WsWriter};
+pub use split::{SplitIo, WsReader, WsWriter};
+pub use stream::WebSocketStream;
 
 pub use ws_core::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};

@@ -4,8 +4,7 @@
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Wake, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -13,8 +12,9 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Sleep;
-use ws_core::{CloseCode, Config, Connection, Message, Role};
+use ws_core::{CloseCode, Config, Connection, Message, Role, Transmit};
 
+use crate::split::{SplitIo, WsReader, WsWriter};
 use crate::{Error, Result};
 
 /// Everything one connection needs: protocol state, transport and timer.
@@ -22,10 +22,7 @@ use crate::{Error, Result};
 struct Inner<S> {
     conn: Connection,
     io: S,
-    /// Created on first use (inside the runtime), then reset in place.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The deadline `timer` is currently set to.
-    timer_at: Option<Instant>,
+    deadline: Deadline,
     /// The transport reported end of stream.
     read_eof: bool,
     /// A transport read or write failed; nothing more will be done with it.
@@ -39,8 +36,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Inner {
             conn: Connection::with_buffered(role, config, buffered),
             io,
-            timer: None,
-            timer_at: None,
+            deadline: Deadline::default(),
             read_eof: false,
             io_failed: false,
             ended: false,
@@ -63,19 +59,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Writes everything queued, in as few `write` calls as the transport
     /// allows (normally one), then flushes the transport.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            let mut slices = [io::IoSlice::new(&[]); 16];
-            let count = self.conn.transmit_slices(&mut slices);
-            if count == 0 {
-                break;
-            }
-            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.conn.advance_transmit(n);
-        }
-        Pin::new(&mut self.io).poll_flush(cx)
+        poll_write_all(&mut self.io, &mut self.conn, cx)
     }
 
     /// [`poll_write_out`](Self::poll_write_out), turning an I/O failure into
@@ -107,17 +91,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         let Some(deadline) = self.conn.poll_timeout(now) else {
             return false;
         };
-        if deadline > now {
-            let sleep = self
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
-            if self.timer_at != Some(deadline) {
-                sleep.as_mut().reset(deadline.into());
-                self.timer_at = Some(deadline);
-            }
-            if sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
+        if deadline > now && !self.deadline.poll(cx, deadline) {
+            return false;
         }
         // The sleep may round to the millisecond: never report a time before
         // the deadline it fired for, or the timer would fire again at once.
@@ -338,46 +313,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         &mut self.inner.io
     }
 
-    /// Splits into a reading and a writing half that can be used from
-    /// different tasks.
+    /// Wraps a connection already under way (used to rejoin split halves).
+    pub(crate) fn from_parts(conn: Connection, io: S, deadline: Deadline) -> Self {
+        WebSocketStream {
+            inner: Inner {
+                conn,
+                io,
+                deadline,
+                read_eof: false,
+                io_failed: false,
+                ended: false,
+            },
+        }
+    }
+}
+
+impl<S: SplitIo> WebSocketStream<S> {
+    /// Splits into a reading and a writing half that can live in different
+    /// tasks, with no lock on the data path.
     ///
-    /// This moves the connection, transport and timer into an
-    /// `Arc<std::sync::Mutex<..>>` shared by a [`WsReader`] and a
-    /// [`WsWriter`]. The lock is held only for the duration of one
-    /// non-blocking poll call (never across an `.await`), so the halves can
-    /// live in different tasks. When the reader decodes a ping or a close,
-    /// the reply is queued in the shared connection and the reader writes it
-    /// itself, so a pong goes out even while the writer is idle; whichever
-    /// half polls next writes whatever is pending.
+    /// The [`WsReader`] owns the transport's read half and the receive state
+    /// ([`ws_core::Receiver`]); receiving never touches what the writer
+    /// uses. The [`WsWriter`] owns the send state ([`ws_core::Sender`]) and
+    /// the write half, kept in a [`ws_core::handoff::Handoff`] that it claims
+    /// with one compare-and-swap per send or flush. When the reader decodes a
+    /// ping or a close, the reply goes to the writer's queue; if the writer
+    /// is busy it writes the reply with its next flush, and if not the reader
+    /// claims the write side and writes the reply itself. So pongs go out
+    /// even while the application never sends, and a pong never lands inside
+    /// a half-written frame.
     ///
-    /// The cost, honestly:
+    /// Other things to know:
     ///
-    /// - every poll takes an (almost always uncontended) mutex;
-    /// - the transport keeps one waker per direction, but both halves may
-    ///   wait to write, so the halves poll the transport with a shared waker
-    ///   that wakes *both* halves' tasks (one more small mutex). A half may
-    ///   therefore be woken spuriously (it re-polls and goes back to sleep);
-    ///   no wakeup is ever lost;
-    /// - because the reader writes out everything pending, bytes the writer
-    ///   only [`feed`](WsWriter::feed)s may leave before its `flush`;
-    /// - timers (close timeout, keepalive) are driven by the reader only:
-    ///   keep polling it;
-    /// - [`WsWriter::close`] sends the close frame and flushes, but the reply
+    /// - the transport must implement [`SplitIo`]: `TcpStream` and
+    ///   `UnixStream` split without a lock; see the trait for others;
+    /// - a control reply the reader queues may also carry out bytes the
+    ///   writer only [`feed`](WsWriter::feed)s, since they share one ordered
+    ///   queue;
+    /// - timers (close timeout, keepalive) are driven by the reader: keep
+    ///   polling it;
+    /// - [`WsWriter::close`] sends the close frame and flushes; the reply
     ///   arrives on the reader, which ends after the closing handshake.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let shared = Arc::new(Mutex::new(self.inner));
-        let slots = Arc::new(WakerSlots::default());
-        let waker = Waker::from(slots.clone());
-        let half = |slot| Half {
-            shared: shared.clone(),
-            slots: slots.clone(),
-            waker: waker.clone(),
-            slot,
-        };
-        (
-            WsReader { half: half(READER) },
-            WsWriter { half: half(WRITER) },
-        )
+        let Inner {
+            conn, io, deadline, ..
+        } = self.inner;
+        crate::split::split(conn, io, deadline)
     }
 }
 
@@ -415,192 +396,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     }
 }
 
-// ------------------------------------------------------------------ split
+/// Writes everything `t` has queued to `io`, in as few `write` calls as the
+/// transport allows (normally one vectored write), then flushes `io`.
+pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    t: &mut impl Transmit,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let mut slices = [io::IoSlice::new(&[]); 16];
+        let count = t.transmit_slices(&mut slices);
+        if count == 0 {
+            break;
+        }
+        let n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        t.advance_transmit(n);
+    }
+    Pin::new(io).poll_flush(cx)
+}
 
-const READER: usize = 0;
-const WRITER: usize = 1;
-
-/// The wakers of the tasks driving each half; the transport and timer are
-/// polled with a waker that wakes both (see the module docs).
+/// One tokio sleep per connection, created on first use (inside the
+/// runtime) and reset in place.
 #[derive(Debug, Default)]
-struct WakerSlots {
-    slots: Mutex<[Option<Waker>; 2]>,
+pub(crate) struct Deadline {
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The instant `sleep` is currently set to.
+    at: Option<Instant>,
 }
 
-impl WakerSlots {
-    fn lock(&self) -> MutexGuard<'_, [Option<Waker>; 2]> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn register(&self, slot: usize, waker: &Waker) {
-        let mut slots = self.lock();
-        match &mut slots[slot] {
-            Some(w) if w.will_wake(waker) => {}
-            other => *other = Some(waker.clone()),
+impl Deadline {
+    /// Waits for `at`; true once it has passed.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, at: Instant) -> bool {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+        if self.at != Some(at) {
+            sleep.as_mut().reset(at.into());
+            self.at = Some(at);
         }
-    }
-}
-
-impl Wake for WakerSlots {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let [a, b] = {
-            let mut slots = self.lock();
-            [slots[0].take(), slots[1].take()]
-        };
-        // Woken outside the lock: a waker may run arbitrary code.
-        a.into_iter().chain(b).for_each(Waker::wake);
-    }
-}
-
-/// What both halves hold.
-#[derive(Debug)]
-struct Half<S> {
-    shared: Arc<Mutex<Inner<S>>>,
-    slots: Arc<WakerSlots>,
-    waker: Waker,
-    slot: usize,
-}
-
-impl<S> Half<S> {
-    /// Runs one non-blocking poll step on the shared state, with the waker
-    /// that wakes both halves. The lock is released before returning.
-    fn with<R>(
-        &self,
-        cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Inner<S>, &mut Context<'_>) -> R,
-    ) -> R {
-        self.slots.register(self.slot, cx.waker());
-        let mut shared_cx = Context::from_waker(&self.waker);
-        // Nothing panics while holding the lock, but a poisoned lock would
-        // still hold consistent state: every step leaves it valid.
-        let mut inner = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut inner, &mut shared_cx)
-    }
-
-    /// Runs a synchronous step on the shared state.
-    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
-        self.shared.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The receiving half of a split [`WebSocketStream`].
-///
-/// It also writes control replies (pongs, close replies) itself and drives
-/// the connection's timers, so keep polling it even if you only send.
-#[derive(Debug)]
-pub struct WsReader<S> {
-    half: Half<S>,
-}
-
-/// The sending half of a split [`WebSocketStream`].
-#[derive(Debug)]
-pub struct WsWriter<S> {
-    half: Half<S>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
-    /// Receives the next message, as [`WebSocketStream::recv`]. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Message>> {
-        poll_fn(|cx| self.half.with(cx, Inner::poll_recv)).await
-    }
-
-    /// Rejoins the halves into one stream; gives them back if they do not
-    /// belong together.
-    pub fn reunite(
-        self,
-        writer: WsWriter<S>,
-    ) -> std::result::Result<WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
-        if !Arc::ptr_eq(&self.half.shared, &writer.half.shared) {
-            return Err((self, writer));
-        }
-        drop(writer);
-        let shared = self.half.shared;
-        match Arc::try_unwrap(shared) {
-            Ok(m) => Ok(WebSocketStream {
-                inner: m.into_inner().unwrap_or_else(|p| p.into_inner()),
-            }),
-            // Unreachable: both halves were given and the writer was dropped.
-            Err(shared) => {
-                let half = |slot| Half {
-                    shared: shared.clone(),
-                    slots: self.half.slots.clone(),
-                    waker: self.half.waker.clone(),
-                    slot,
-                };
-                Err((
-                    WsReader { half: half(READER) },
-                    WsWriter { half: half(WRITER) },
-                ))
-            }
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
-    type Item = Result<Message>;
-
-    /// Cancel-safe, as [`WebSocketStream::recv`].
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.half.with(cx, Inner::poll_recv)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
-    /// Queues `msg` and writes everything queued, as
-    /// [`WebSocketStream::send`]. Not cancel-safe.
-    pub async fn send(&mut self, msg: Message) -> Result<()> {
-        self.feed(msg).await?;
-        self.flush().await
-    }
-
-    /// Queues `msg`, writing first only above the write buffer limit, as
-    /// [`WebSocketStream::feed`]. Not cancel-safe.
-    pub async fn feed(&mut self, msg: Message) -> Result<()> {
-        poll_fn(|cx| self.half.with(cx, Inner::poll_ready)).await?;
-        self.half.lock().conn.send(&msg)
-    }
-
-    /// Writes everything queued. Not cancel-safe (see
-    /// [`WebSocketStream::flush`]).
-    pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.half.with(cx, Inner::poll_flush)).await
-    }
-
-    /// Sends a close frame and flushes it. The peer's reply arrives on the
-    /// [`WsReader`], which ends once the closing handshake is over (bounded
-    /// by the close timeout, which the reader drives). Not cancel-safe: if
-    /// dropped, the close frame stays queued.
-    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.half.lock().start_close(code, reason)?;
-        self.flush().await
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.half.with(cx, Inner::poll_ready)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.half.lock().conn.send(&item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.half.with(cx, Inner::poll_flush)
-    }
-
-    /// Sends a normal (1000) close frame and flushes; the reply arrives on
-    /// the [`WsReader`].
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.half.with(cx, |inner, cx| {
-            inner.start_close(CloseCode::NORMAL, "")?;
-            inner.poll_flush(cx)
-        })
+        sleep.as_mut().poll(cx).is_ready()
     }
 }

@@ -621,6 +621,139 @@ async fn split_halves_work_from_different_tasks() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_writer_close_starts_the_readers_close_timeout() {
+    // The peer takes our close frame but never answers it: the reader, parked
+    // in a read, must be woken to start its close timer, and end.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(async move {
+        let mut peer = RawPeer::server(&listener).await;
+        let mut n = 0;
+        while n == 0 || peer.conn.poll_message().unwrap().is_none() {
+            n += peer.tcp.read_buf(peer.conn.read_buf()).await.unwrap();
+        }
+        // Holds the socket open without replying until the test ends.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(peer);
+    });
+    let config = Config::default().close_timeout(Duration::from_millis(300));
+    let (ws, _) = ws_tokio::connect_with(&ws_url(addr, "/"), config)
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let reading = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(r) = reader.recv().await {
+            seen.push(r);
+        }
+        seen
+    });
+    // Let the reader park in its read first.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    writer.close(CloseCode::NORMAL, "bye").await.unwrap();
+    let seen = bounded(5, reading).await.unwrap();
+    assert!(
+        matches!(&seen[..], [Err(Error::Timeout(_))]),
+        "the unanswered close times out: {seen:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    peer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_reader_answers_every_ping_while_the_writer_streams_from_another_task() {
+    const DATA: usize = 2_000;
+    const EVERY: usize = 10;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(async move {
+        let mut peer = RawPeer::server(&listener).await;
+        let (mut data, mut pongs, mut pings) = (0usize, 0usize, 0usize);
+        while data < DATA || pongs < pings {
+            match peer.next().await.expect("connection open") {
+                Message::Binary(b) => {
+                    assert_eq!(b.len(), 1024);
+                    assert!(b.iter().all(|&x| x == (data % 251) as u8), "frame intact");
+                    data += 1;
+                    if data % EVERY == 0 {
+                        peer.conn.send_ping(&pings.to_be_bytes()).unwrap();
+                        peer.flush().await;
+                        pings += 1;
+                    }
+                }
+                Message::Pong(p) => {
+                    assert_eq!(&p[..], &pongs.to_be_bytes(), "pongs in order");
+                    pongs += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        peer.conn.close(CloseCode::NORMAL, "").unwrap();
+        peer.flush().await;
+        while peer.next().await.is_some() {}
+        (data, pings, pongs)
+    });
+    let (ws, _) = ws_tokio::connect(&ws_url(addr, "/")).await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let writing = tokio::spawn(async move {
+        for i in 0..DATA {
+            writer
+                .send(Message::binary(vec![(i % 251) as u8; 1024]))
+                .await
+                .unwrap();
+        }
+        writer
+    });
+    let reading = tokio::spawn(async move {
+        let mut pings = 0;
+        while let Some(m) = reader.recv().await {
+            if let Message::Ping(_) = m.unwrap() {
+                pings += 1;
+            }
+        }
+        pings
+    });
+    let (data, pings, pongs) = bounded(20, peer).await.unwrap();
+    assert_eq!((data, pongs), (DATA, pings));
+    assert_eq!(bounded(5, reading).await.unwrap(), pings);
+    drop(bounded(5, writing).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_writer_works_as_a_sink_and_refuses_after_the_peer_closed() {
+    let server = echo_server().await;
+    bounded(10, async {
+        let (ws, _) = ws_tokio::connect(&ws_url(server.local_addr(), "/"))
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let msgs: Vec<_> = (0..100)
+            .map(|i| Ok(Message::text(format!("m{i}"))))
+            .collect();
+        writer
+            .send_all(&mut futures_util::stream::iter(msgs))
+            .await
+            .unwrap();
+        for i in 0..100 {
+            assert_eq!(
+                reader.next().await.unwrap().unwrap(),
+                Message::text(format!("m{i}"))
+            );
+        }
+        SinkExt::close(&mut writer).await.unwrap();
+        assert!(matches!(reader.next().await, Some(Ok(Message::Close(_)))));
+        assert!(reader.next().await.is_none());
+        assert!(matches!(
+            writer.send(Message::text("late")).await,
+            Err(Error::Closed)
+        ));
+    })
+    .await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn recv_is_cancel_safe() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -313,6 +313,9 @@ fn queueing_a_message_leaves_pending_pongs_flagged_for_the_next_write() {
     let got = tx_to_peer(&mut tx, &mut peer);
     assert_eq!(
         got,
-        vec![Message::text("data"), Message::Pong(Bytes::from_static(b"q"))]
+        vec![
+            Message::text("data"),
+            Message::Pong(Bytes::from_static(b"q"))
+        ]
     );
 }
