@@ -52,6 +52,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod halves;
 pub mod handoff;
 pub mod handshake;
 pub mod hub;

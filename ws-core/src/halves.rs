@@ -1,0 +1,299 @@
+//! The runtime-independent part of an async adapter's split halves: the
+//! write side kept in a [`Handoff`], the writing half's operations
+//! ([`SplitWriter`]) and the reading half's control-reply writing
+//! ([`ReplyWriter`]).
+//!
+//! An adapter supplies only the transport's write calls
+//! ([`WriteTransport`]) and its own read loop and timer; everything about
+//! who writes what, and when each half wakes the other, lives here once.
+//!
+//! - The writer claims the write side for each send or flush (one
+//!   compare-and-swap); a message a `Sink::start_send` cannot queue at that
+//!   instant (the reader holds the write side) is staged and queued, in
+//!   order, by the next operation, so `start_send` never waits.
+//! - The reader claims the write side only when the [`Receiver`] reports
+//!   control replies ([`Receiver::control_pending`]) or when its own last
+//!   write of them was incomplete; so pongs leave even while the
+//!   application's writing task is idle.
+//! - The writer wakes the reader when it sends a close (the reader's close
+//!   timer starts) and once the close frame is written (the reader may be
+//!   waiting for that to end); the reader wakes the writer when the
+//!   connection ends under it (a flush waiting on a vanished peer stops).
+
+use crate::close::CloseCode;
+use crate::connection::split::{Receiver, Sender};
+use crate::error::Error;
+use crate::handoff::{Handoff, HandoffGuard, Side};
+use crate::message::Message;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+/// A transport's write direction, as the halves use it.
+pub trait WriteTransport {
+    /// Writes everything `tx` has queued (see
+    /// [`Transmit`](crate::Transmit)), then flushes the transport.
+    fn poll_write_queued(&mut self, tx: &mut Sender, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Shuts the write direction down (TCP FIN).
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// The [`Sender`] and the transport's write direction: what the writer owns
+/// and lends the reader for control replies.
+#[derive(Debug)]
+pub struct WriteSide<W> {
+    tx: Sender,
+    io: W,
+    /// The write direction was shut down.
+    shut_down: bool,
+    /// A write failed; nothing more is written.
+    io_failed: bool,
+}
+
+impl<W: WriteTransport> WriteSide<W> {
+    /// Writes everything queued (control replies included), then shuts the
+    /// write direction down if the connection is over.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.io_failed {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if self.tx.should_close_transport() && self.tx.wants_write() {
+            // Timed out with bytes the peer never took: drop them.
+            self.tx.discard_transmit();
+        }
+        if let Err(e) = ready!(self.io.poll_write_queued(&mut self.tx, cx)) {
+            self.io_failed = true;
+            self.tx.discard_transmit();
+            return Poll::Ready(Err(Error::Io(e)));
+        }
+        if !self.shut_down && self.tx.should_close_transport() {
+            // A failed shutdown changes nothing: the connection is over.
+            let _ = ready!(self.io.poll_shutdown(cx));
+            self.shut_down = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes first if the queue reached the write buffer limit.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.tx.buffered_transmit() >= self.tx.config().get_write_buffer_limit() {
+            ready!(self.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+type Shared<W> = Arc<Handoff<WriteSide<W>>>;
+
+/// Puts `tx` and the transport's write direction in a shared write side, and
+/// returns the reader's and the writer's handles on it.
+pub fn write_halves<W>(tx: Sender, io: W) -> (ReplyWriter<W>, SplitWriter<W>) {
+    let shared = Arc::new(Handoff::new(WriteSide {
+        tx,
+        io,
+        shut_down: false,
+        io_failed: false,
+    }));
+    (
+        ReplyWriter {
+            shared: shared.clone(),
+            owes_write: false,
+        },
+        SplitWriter {
+            shared,
+            staged: VecDeque::new(),
+            staged_error: None,
+        },
+    )
+}
+
+/// The reading half's handle on the write side: writes the control replies
+/// its [`Receiver`] handed over, when the writer is not around to.
+pub struct ReplyWriter<W> {
+    shared: Shared<W>,
+    /// Control replies this half started writing are not all written yet.
+    owes_write: bool,
+}
+
+impl<W: WriteTransport> ReplyWriter<W> {
+    /// Writes the control replies `rx` handed to the sender, unless the
+    /// writer is doing it: claims the write side (or is woken when the writer
+    /// releases it, having written them) and writes everything queued. A
+    /// write that would block leaves the bytes queued and arranges for `cx`
+    /// to be woken on writability; an error ends the write side (the writer
+    /// sees it), not the reader.
+    pub fn write_replies(&mut self, rx: &Receiver, cx: &mut Context<'_>) {
+        if !rx.control_pending() && !self.owes_write {
+            return;
+        }
+        let Poll::Ready(mut side) = self.shared.poll_claim(Side::Reader, cx) else {
+            return;
+        };
+        self.owes_write = side.poll_write_out(cx).is_pending();
+    }
+
+    /// Registers `cx` to be woken by the writer's lifecycle news (a close
+    /// sent, the close frame written). Call it before checking
+    /// [`Receiver::poll_timeout`] and [`Receiver::should_close_transport`],
+    /// so that news arriving after the check still wakes the task.
+    pub fn register(&self, cx: &mut Context<'_>) {
+        self.shared.register(Side::Reader, cx);
+    }
+
+    /// Wakes the writer: the connection ended under it (end of stream, an
+    /// error, a timeout, the closing handshake finished).
+    pub fn wake_writer(&self) {
+        self.shared.wake(Side::Writer);
+    }
+
+    /// Whether `writer` shares this write side.
+    pub fn belongs_with(&self, writer: &SplitWriter<W>) -> bool {
+        Arc::ptr_eq(&self.shared, &writer.shared)
+    }
+
+    /// Takes the write side back from both handles: the [`Sender`] (with any
+    /// staged messages queued) and the transport's write direction. Gives
+    /// the handles back if they share different write sides.
+    #[allow(clippy::result_large_err)]
+    pub fn reunite(
+        self,
+        mut writer: SplitWriter<W>,
+    ) -> Result<(Sender, W), (Self, SplitWriter<W>)> {
+        if !self.belongs_with(&writer) {
+            return Err((self, writer));
+        }
+        {
+            // Both handles are here and no guard outlives an operation.
+            let mut side = self
+                .shared
+                .try_claim()
+                .expect("nobody holds the write side");
+            // A staged message the connection refuses here (it closed) is
+            // dropped, as it would be had the writer been dropped unflushed.
+            writer.unstage(&mut side);
+        }
+        drop(writer);
+        let Ok(cell) = Arc::try_unwrap(self.shared) else {
+            unreachable!("the two handles were the only owners")
+        };
+        let side = cell.into_inner();
+        Ok((side.tx, side.io))
+    }
+}
+
+/// The writing half's handle on the write side: the operations behind an
+/// adapter's `send`/`feed`/`flush`/`close` and its `Sink` impl.
+pub struct SplitWriter<W> {
+    shared: Shared<W>,
+    /// Messages [`start_send`](Self::start_send) accepted while the reader
+    /// held the write side; queued, in order, before anything else.
+    staged: VecDeque<Message>,
+    /// An error queueing a staged message, reported by the next operation.
+    staged_error: Option<Error>,
+}
+
+impl<W: WriteTransport> SplitWriter<W> {
+    /// Claims the write side, first queueing what `start_send` staged.
+    fn poll_claim(&mut self, cx: &mut Context<'_>) -> Poll<Result<Guard<'_, W>, Error>> {
+        let mut side = ready!(self.shared.poll_claim(Side::Writer, cx));
+        while let Some(msg) = self.staged.pop_front() {
+            if let Err(e) = side.tx.send(&msg) {
+                self.staged_error.get_or_insert(e);
+            }
+        }
+        match self.staged_error.take() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(side)),
+        }
+    }
+
+    fn unstage(&mut self, side: &mut WriteSide<W>) {
+        while let Some(msg) = self.staged.pop_front() {
+            if let Err(e) = side.tx.send(&msg) {
+                self.staged_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Waits until a message may be queued: writes first if the queue
+    /// reached [`Config::write_buffer_limit`](crate::Config::write_buffer_limit).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut side = ready!(self.poll_claim(cx))?;
+        side.poll_ready(cx)
+    }
+
+    /// [`poll_ready`](Self::poll_ready), then queues `msg`: an async `feed`.
+    pub fn poll_feed(&mut self, cx: &mut Context<'_>, msg: &Message) -> Poll<Result<(), Error>> {
+        let mut side = ready!(self.poll_claim(cx))?;
+        ready!(side.poll_ready(cx))?;
+        Poll::Ready(side.tx.send(msg))
+    }
+
+    /// Queues `msg` without waiting (a `Sink::start_send`): if the reader
+    /// holds the write side at this instant, the message is staged and
+    /// queued by the next operation.
+    pub fn start_send(&mut self, msg: Message) -> Result<(), Error> {
+        if self.staged.is_empty() {
+            if let Some(mut side) = self.shared.try_claim() {
+                return side.tx.send(&msg);
+            }
+        }
+        self.staged.push_back(msg);
+        Ok(())
+    }
+
+    /// Writes everything queued.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut side = ready!(self.poll_claim(cx))?;
+        let r = side.poll_write_out(cx);
+        let closing = side.tx.close_sent();
+        drop(side);
+        if r.is_pending() {
+            // Lets the reader wake us when the connection ends under us.
+            self.shared.register(Side::Writer, cx);
+        } else if closing {
+            // The close frame is written: the reader may be waiting for it.
+            self.shared.wake(Side::Reader);
+        }
+        r
+    }
+
+    /// Queues a close frame with `code` and `reason` unless one was sent,
+    /// then flushes. The reply arrives on the reader.
+    pub fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Poll<Result<(), Error>> {
+        {
+            let mut side = ready!(self.poll_claim(cx))?;
+            if !side.tx.close_sent() {
+                side.tx.close(code, reason)?;
+                drop(side);
+                // The reader's close timer starts now.
+                self.shared.wake(Side::Reader);
+            }
+        }
+        self.poll_flush(cx)
+    }
+}
+
+type Guard<'a, W> = HandoffGuard<'a, WriteSide<W>>;
+
+impl<W> std::fmt::Debug for ReplyWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyWriter")
+            .field("owes_write", &self.owes_write)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W> std::fmt::Debug for SplitWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitWriter")
+            .field("staged", &self.staged.len())
+            .finish_non_exhaustive()
+    }
+}
