@@ -9,7 +9,7 @@ use std::io;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use ws_core::{Connection, Error, TimeoutKind};
+use ws_core::{Error, TimeoutKind, Transmit};
 
 /// Most bytes one transport read asks for (the size of the per-thread read
 /// buffer).
@@ -85,13 +85,14 @@ pub(crate) fn read_spare(
     })
 }
 
-/// Writes everything `conn` has queued (one write call per contiguous
-/// batch, so many small messages leave in one syscall), then flushes `io`.
+/// Writes everything `conn` (a Connection or a split Sender) has queued
+/// (one write call per contiguous batch, so many small messages leave in
+/// one syscall), then flushes `io`.
 ///
-/// Cancel-safe: progress is recorded in the Connection as it happens.
+/// Cancel-safe: progress is recorded in `conn` as it happens.
 pub(crate) fn poll_write_conn<S: AsyncWrite + Unpin + ?Sized>(
     io: &mut S,
-    conn: &mut Connection,
+    conn: &mut impl Transmit,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     loop {

@@ -46,10 +46,12 @@ mod io;
 mod runtime;
 #[cfg(any(feature = "async-std", feature = "smol"))]
 mod server;
+mod split;
 mod stream;
 
 pub use handshake::{accept, accept_with, client_handshake};
-pub use stream::{WebSocketStream, WsReader, WsWriter};
+pub use split::{SplitIo, WsReader, WsWriter};
+pub use stream::WebSocketStream;
 pub use ws_core::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
 

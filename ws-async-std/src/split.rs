@@ -1,27 +1,17 @@
 //! The halves of a split [`WebSocketStream`](crate::WebSocketStream):
 //! [`WsReader`] and [`WsWriter`], with no lock on the data path.
 //!
-//! The same design as ws-tokio's, over futures-io:
-//!
-//! - The reader owns a handle for reading and a [`ws_core::Receiver`]:
-//!   receiving touches nothing the writer uses.
-//! - The writer side, a [`ws_core::Sender`] and a handle for writing, sits
-//!   in a [`ws_core::handoff::Handoff`]. The writer claims it for each send
-//!   or flush with one compare-and-swap; the reader claims it only to write
-//!   a control reply (a pong, a close reply) while the writer's task is
-//!   elsewhere. A claim never blocks a thread: it returns `Pending`, and the
-//!   holder's release wakes the claimer.
-//! - Each half wakes the other only on lifecycle changes: the writer wakes
-//!   the reader when it sends a close (to start the close timer) and when
-//!   the close frame is written; the reader wakes the writer when the
-//!   connection ends under it.
+//! The same design as ws-tokio's, over futures-io: the reader owns a
+//! handle for reading and a [`ws_core::Receiver`]; the writer's side (a
+//! [`ws_core::Sender`] and a handle for writing) is shared through
+//! [`ws_core::halves`], which decides who writes what and when each half
+//! wakes the other. This file is only the futures-io calls: the read loop,
+//! the timer, and the write handle's `poll_write`/`poll_close`.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -29,7 +19,7 @@ use async_io::Timer;
 use futures_core::{FusedStream, Stream};
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
-use ws_core::handoff::{Handoff, HandoffGuard, Side};
+use ws_core::halves::{ReplyWriter, SplitWriter, WriteTransport, write_halves};
 use ws_core::{CloseCode, Message, Receiver, Sender};
 
 use crate::io::{poll_read_into, poll_write_conn};
@@ -84,50 +74,26 @@ split_by_clone!(
     async_std::os::unix::net::UnixStream,
 );
 
-/// What the writer owns and lends the reader for control replies.
-pub(crate) struct WriteSide<W> {
-    tx: Sender,
-    io: W,
-    /// The write direction was shut down.
-    shut_down: bool,
-    /// A write failed; nothing more is written.
-    io_failed: bool,
-}
+/// The transport's write handle, as ws-core's halves write through it.
+pub struct WriteIo<W>(W);
 
-impl<W: AsyncWrite + Unpin> WriteSide<W> {
-    /// Writes everything queued (control replies included), then shuts the
-    /// write direction down if the connection is over.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.io_failed {
-            return Poll::Ready(Err(Error::Closed));
-        }
-        if self.tx.should_close_transport() && self.tx.wants_write() {
-            // Timed out with bytes the peer never took: drop them.
-            self.tx.discard_transmit();
-        }
-        if let Err(e) = ready!(poll_write_conn(&mut self.io, &mut self.tx, cx)) {
-            self.io_failed = true;
-            self.tx.discard_transmit();
-            return Poll::Ready(Err(Error::Io(e)));
-        }
-        if !self.shut_down && self.tx.should_close_transport() {
-            // A failed shutdown changes nothing: the connection is over.
-            let _ = ready!(Pin::new(&mut self.io).poll_close(cx));
-            self.shut_down = true;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Writes first if the queue reached the write buffer limit.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.tx.buffered_transmit() >= self.tx.config().get_write_buffer_limit() {
-            ready!(self.poll_write_out(cx))?;
-        }
-        Poll::Ready(Ok(()))
+impl<W> fmt::Debug for WriteIo<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteIo").finish_non_exhaustive()
     }
 }
 
-type Shared<S> = Arc<Handoff<WriteSide<<S as SplitIo>::WriteHalf>>>;
+impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
+    fn poll_write_queued(&mut self, tx: &mut Sender, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_write_conn(&mut self.0, tx, cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
@@ -137,12 +103,7 @@ pub(crate) fn split<S: SplitIo>(
 ) -> (WsReader<S>, WsWriter<S>) {
     let (rx, tx) = conn.split();
     let (read_io, write_io) = io.split_io();
-    let shared = Arc::new(Handoff::new(WriteSide {
-        tx,
-        io: write_io,
-        shut_down: false,
-        io_failed: false,
-    }));
+    let (replies, writer) = write_halves(tx, WriteIo(write_io));
     (
         WsReader {
             rx,
@@ -151,14 +112,9 @@ pub(crate) fn split<S: SplitIo>(
             deadline: None,
             read_eof: false,
             ended: false,
-            owes_write: false,
-            shared: shared.clone(),
+            replies,
         },
-        WsWriter {
-            shared,
-            staged: VecDeque::new(),
-            staged_error: None,
-        },
+        WsWriter { writer },
     )
 }
 
@@ -175,9 +131,7 @@ pub struct WsReader<S: SplitIo> {
     deadline: Option<Instant>,
     read_eof: bool,
     ended: bool,
-    /// Control replies this half started writing are not all written yet.
-    owes_write: bool,
-    shared: Shared<S>,
+    replies: ReplyWriter<Write<S>>,
 }
 
 impl<S: SplitIo> fmt::Debug for WsReader<S> {
@@ -202,25 +156,37 @@ impl<S: SplitIo> WsReader<S> {
     #[allow(clippy::result_large_err)]
     pub fn reunite(
         self,
-        mut writer: WsWriter<S>,
+        writer: WsWriter<S>,
     ) -> std::result::Result<crate::WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
-        if !Arc::ptr_eq(&self.shared, &writer.shared) {
-            return Err((self, writer));
-        }
-        // A staged message the connection refuses here (it closed) is
-        // dropped, as it would be had the writer been dropped unflushed.
-        writer.unstage_now();
-        drop(writer);
-        let side = match Arc::try_unwrap(self.shared) {
-            Ok(cell) => cell.into_inner(),
-            Err(_) => unreachable!("both halves were given and the writer was dropped"),
+        let WsReader {
+            rx,
+            io,
+            timer,
+            deadline,
+            read_eof,
+            ended,
+            replies,
+        } = self;
+        let (tx, write_io) = match replies.reunite(writer.writer) {
+            Ok(parts) => parts,
+            Err((replies, writer)) => {
+                let reader = WsReader {
+                    rx,
+                    io,
+                    timer,
+                    deadline,
+                    read_eof,
+                    ended,
+                    replies,
+                };
+                return Err((reader, WsWriter { writer }));
+            }
         };
-        let conn = match self.rx.reunite(side.tx) {
-            Ok(conn) => conn,
-            Err(_) => unreachable!("the halves share their link"),
-        };
-        let io = S::unsplit_io(self.io, side.io);
-        Ok(crate::WebSocketStream::from_parts(conn, io, self.timer))
+        let conn = rx
+            .reunite(tx)
+            .unwrap_or_else(|_| unreachable!("the halves share their link"));
+        let io = S::unsplit_io(io, write_io.0);
+        Ok(crate::WebSocketStream::from_parts(conn, io, timer))
     }
 
     /// One receive step: decode, fire timers, write owed control replies,
@@ -232,28 +198,24 @@ impl<S: SplitIo> WsReader<S> {
             }
             match self.rx.poll_message() {
                 Ok(Some(msg)) => {
-                    self.write_replies(cx);
+                    self.replies.write_replies(&self.rx, cx);
                     return Poll::Ready(Some(Ok(msg)));
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    self.write_replies(cx);
-                    self.shared.wake(Side::Writer);
+                    self.replies.write_replies(&self.rx, cx);
+                    self.replies.wake_writer();
                     return Poll::Ready(Some(Err(e)));
                 }
             }
-            // Registered before the checks below, so a close the writer
-            // sends from now on wakes this task (and one sent before is seen
-            // by `poll_timer`).
-            self.shared.register(Side::Reader, cx);
+            self.replies.register(cx);
             if self.poll_timer(cx) {
                 continue;
             }
-            self.write_replies(cx);
+            self.replies.write_replies(&self.rx, cx);
             if self.rx.should_close_transport() {
                 self.ended = true;
-                // A writer waiting on a peer that is gone learns it.
-                self.shared.wake(Side::Writer);
+                self.replies.wake_writer();
                 return Poll::Ready(None);
             }
             if self.read_eof {
@@ -264,14 +226,14 @@ impl<S: SplitIo> WsReader<S> {
                 Ok(0) => {
                     self.read_eof = true;
                     self.rx.handle_eof();
-                    self.shared.wake(Side::Writer);
+                    self.replies.wake_writer();
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.rx.handle_eof();
                     self.ended = true;
-                    self.shared.wake(Side::Writer);
+                    self.replies.wake_writer();
                     return Poll::Ready(Some(Err(Error::Io(e))));
                 }
             }
@@ -296,25 +258,7 @@ impl<S: SplitIo> WsReader<S> {
         }
         self.deadline = None;
         self.rx.handle_timeout(Instant::now().max(at));
-        if self.rx.should_close_transport() {
-            self.shared.wake(Side::Writer);
-        }
         true
-    }
-
-    /// Writes the control replies the receiver handed to the sender, unless
-    /// the writer is doing it: claim the write side (or be woken when the
-    /// writer releases it, having written them) and write everything queued.
-    fn write_replies(&mut self, cx: &mut Context<'_>) {
-        if !self.rx.control_pending() && !self.owes_write {
-            return;
-        }
-        let Poll::Ready(mut side) = self.shared.poll_claim(Side::Reader, cx) else {
-            return;
-        };
-        // Pending: the bytes stay queued and writability wakes this task. An
-        // error ends the write side; the reader goes on until its own end.
-        self.owes_write = side.poll_write_out(cx).is_pending();
     }
 }
 
@@ -335,19 +279,14 @@ impl<S: SplitIo> FusedStream for WsReader<S> {
 
 /// The sending half of a split [`WebSocketStream`](crate::WebSocketStream).
 pub struct WsWriter<S: SplitIo> {
-    shared: Shared<S>,
-    /// Messages [`Sink::start_send`] accepted while the reader held the
-    /// write side for a control reply; queued, in order, before anything else.
-    staged: VecDeque<Message>,
-    /// An error queueing a staged message, reported by the next poll.
-    staged_error: Option<Error>,
+    writer: SplitWriter<Write<S>>,
 }
 
 impl<S: SplitIo> fmt::Debug for WsWriter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WsWriter")
-            .field("staged", &self.staged.len())
-            .finish_non_exhaustive()
+            .field("writer", &self.writer)
+            .finish()
     }
 }
 
@@ -363,17 +302,12 @@ impl<S: SplitIo> WsWriter<S> {
     /// Queues `msg`, flushing first only above the write buffer limit. Not
     /// cancel-safe: if dropped while waiting, the message was not queued.
     pub async fn feed(&mut self, msg: Message) -> Result<()> {
-        poll_fn(|cx| {
-            let mut side = ready!(self.poll_claim(cx))?;
-            ready!(side.poll_ready(cx))?;
-            Poll::Ready(side.tx.send(&msg))
-        })
-        .await
+        poll_fn(|cx| self.writer.poll_feed(cx, &msg)).await
     }
 
     /// Writes everything queued (no byte lost if dropped early).
     pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.poll_flush_inner(cx)).await
+        poll_fn(|cx| self.writer.poll_flush(cx)).await
     }
 
     /// Sends a close frame with `code` and `reason` and flushes it. Unlike
@@ -382,60 +316,7 @@ impl<S: SplitIo> WsWriter<S> {
     /// end (bounded by the close timeout, which the reader drives). Not
     /// cancel-safe.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        poll_fn(|cx| {
-            let mut side = ready!(self.poll_claim(cx))?;
-            Poll::Ready(side.tx.close(code, reason))
-        })
-        .await?;
-        self.shared.wake(Side::Reader);
-        self.flush().await
-    }
-
-    /// Claims the write side, first queueing what `start_send` staged.
-    fn poll_claim(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<HandoffGuard<'_, WriteSide<S::WriteHalf>>>> {
-        let mut side = ready!(self.shared.poll_claim(Side::Writer, cx));
-        while let Some(msg) = self.staged.pop_front() {
-            if let Err(e) = side.tx.send(&msg) {
-                self.staged_error.get_or_insert(e);
-            }
-        }
-        if let Some(e) = self.staged_error.take() {
-            return Poll::Ready(Err(e));
-        }
-        Poll::Ready(Ok(side))
-    }
-
-    /// Queues staged messages when the write side is free right now.
-    fn unstage_now(&mut self) {
-        if self.staged.is_empty() {
-            return;
-        }
-        let Some(mut side) = self.shared.try_claim() else {
-            return;
-        };
-        while let Some(msg) = self.staged.pop_front() {
-            if let Err(e) = side.tx.send(&msg) {
-                self.staged_error.get_or_insert(e);
-            }
-        }
-    }
-
-    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let mut side = ready!(self.poll_claim(cx))?;
-        let r = side.poll_write_out(cx);
-        let closing = side.tx.close_sent();
-        drop(side);
-        if r.is_pending() {
-            // Lets the reader wake us when the connection ends under us.
-            self.shared.register(Side::Writer, cx);
-        } else if closing {
-            // The close frame is written: the reader may be waiting for it.
-            self.shared.wake(Side::Reader);
-        }
-        r
+        poll_fn(|cx| self.writer.poll_close(cx, code, reason)).await
     }
 }
 
@@ -443,41 +324,23 @@ impl<S: SplitIo> Sink<Message> for WsWriter<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        let mut side = ready!(this.poll_claim(cx))?;
-        side.poll_ready(cx)
+        self.get_mut().writer.poll_ready(cx)
     }
 
     /// Queues `item`. Never waits: if the reader holds the write side for a
     /// control reply at this instant, the message is staged and queued, in
     /// order, by the next poll.
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        let this = self.get_mut();
-        if this.staged.is_empty() {
-            if let Some(mut side) = this.shared.try_claim() {
-                return side.tx.send(&item);
-            }
-        }
-        this.staged.push_back(item);
-        Ok(())
+        self.get_mut().writer.start_send(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_flush_inner(cx)
+        self.get_mut().writer.poll_flush(cx)
     }
 
     /// Sends a normal close (1000) if none was sent, and flushes; the reply
     /// arrives through the [`WsReader`].
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        {
-            let mut side = ready!(this.poll_claim(cx))?;
-            if !side.tx.close_sent() {
-                side.tx.close(CloseCode::NORMAL, "")?;
-                drop(side);
-                this.shared.wake(Side::Reader);
-            }
-        }
-        this.poll_flush_inner(cx)
+        self.get_mut().writer.poll_close(cx, CloseCode::NORMAL, "")
     }
 }

@@ -3,66 +3,30 @@
 //!
 //! The stream owns a ws-core [`Connection`], the transport and one timer.
 //! Every operation is a non-blocking poll over those three, so all progress
-//! lives in the Connection's buffers: that is what makes `recv` cancel-safe
-//! and lets the split halves share one state behind a mutex held only for
-//! the length of a poll.
+//! lives in the Connection's buffers: that is what makes `recv` cancel-safe.
+//! The split halves live in [`crate::split`].
 
 use crate::io::{poll_read_into, poll_write_conn};
+use crate::split::{SplitIo, WsReader, WsWriter};
 use crate::{CloseCode, Config, Error, Message, Result, Role};
 use async_io::Timer;
 use bytes::BytesMut;
 use futures_core::{FusedStream, Stream};
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
-use futures_util::task::AtomicWaker;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Wake, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 use ws_core::{Connection, State};
 
 /// How many read/timer steps one poll takes before yielding to the
 /// executor, so a peer flooding us cannot starve other tasks.
-const POLL_BUDGET: usize = 64;
+pub(crate) const POLL_BUDGET: usize = 64;
 
-/// Which half is polling (matters only once split).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Reader,
-    Writer,
-}
-
-/// Wakes both halves when the transport becomes writable. futures-io
-/// transports (async-io's `Async`) remember one waker per direction, and
-/// both halves may wait to write (the reader flushing a pong, the writer its
-/// messages); registering this combined waker means neither is forgotten.
-#[derive(Default)]
-struct WriteWakers {
-    reader: AtomicWaker,
-    writer: AtomicWaker,
-}
-
-impl Wake for WriteWakers {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.reader.wake();
-        self.writer.wake();
-    }
-}
-
-/// Present once split: the per-half wakers and the combined waker handed to
-/// the transport (built once, so polls do not allocate).
-struct Split {
-    wakers: Arc<WriteWakers>,
-    combined: Waker,
-}
-
-/// The state shared by a stream or by its two halves.
+/// The stream's state.
 struct Core<S> {
     io: S,
     conn: Connection,
@@ -73,7 +37,6 @@ struct Core<S> {
     read_eof: bool,
     /// The stream has ended (yielded `None`): transport shut down or failed.
     ended: bool,
-    split: Option<Split>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
@@ -85,30 +48,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
             deadline: None,
             read_eof: false,
             ended: false,
-            split: None,
         }
     }
 
-    /// Writes all queued bytes. Once split, the transport is given the
-    /// combined waker so whichever half waits is woken.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<io::Result<()>> {
-        match &self.split {
-            None => poll_write_conn(&mut self.io, &mut self.conn, cx),
-            Some(split) => {
-                match side {
-                    Side::Reader => split.wakers.reader.register(cx.waker()),
-                    Side::Writer => split.wakers.writer.register(cx.waker()),
-                }
-                let mut cx = Context::from_waker(&split.combined);
-                poll_write_conn(&mut self.io, &mut self.conn, &mut cx)
-            }
-        }
+    /// Writes all queued bytes.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_write_conn(&mut self.io, &mut self.conn, cx)
     }
 
     /// Flush for the sending side: queued bytes out, or an error. A failed
     /// transport also fails the connection so later sends see `Closed`.
-    fn poll_flush_out(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<()>> {
-        match ready!(self.poll_write_out(cx, side)) {
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match ready!(self.poll_write_out(cx)) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => {
                 self.conn.handle_eof();
@@ -118,9 +69,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     }
 
     /// Waits until the queue is below the write buffer limit.
-    fn poll_send_ready(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<()>> {
+    fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.conn.buffered_transmit() >= self.conn.config().get_write_buffer_limit() {
-            ready!(self.poll_flush_out(cx, side))?;
+            ready!(self.poll_flush_out(cx))?;
         }
         Poll::Ready(Ok(()))
     }
@@ -128,7 +79,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     /// The receive loop: decode, flush control replies, end the transport
     /// when the connection says so, fire timers, read more.
     fn poll_next_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        let side = Side::Reader;
         for _ in 0..POLL_BUDGET {
             if self.ended {
                 return Poll::Ready(None);
@@ -145,7 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
                 Ok(None) => {}
             }
             if self.conn.wants_write() {
-                match self.poll_write_out(cx, side) {
+                match self.poll_write_out(cx) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
                     Poll::Ready(Err(e)) => {
                         let was_closed = self.conn.state() == State::Closed;
@@ -209,7 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
     /// again. A pending or failed write is picked up by the next poll.
     fn flush_replies(&mut self, cx: &mut Context<'_>) {
         if self.conn.wants_write() {
-            let _ = self.poll_write_out(cx, Side::Reader);
+            let _ = self.poll_write_out(cx);
         }
     }
 
@@ -219,9 +169,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
 
     /// Sink-style close: queue a normal close frame (if none was sent) and
     /// flush; the closing handshake then finishes on the receive side.
-    fn poll_close_sink(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<()>> {
+    fn poll_close_sink(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.conn.close(CloseCode::NORMAL, "")?;
-        self.poll_flush_out(cx, side)
+        self.poll_flush_out(cx)
     }
 }
 
@@ -290,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// is queued on the first poll.
     pub async fn feed(&mut self, msg: Message) -> Result<()> {
         self.core.start_send(&msg)?;
-        poll_fn(|cx| self.core.poll_send_ready(cx, Side::Writer)).await
+        poll_fn(|cx| self.core.poll_send_ready(cx)).await
     }
 
     /// Queues through `queue` (a ws-core send on the Connection, e.g.
@@ -307,7 +257,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// Writes everything queued. Cancel-safe in that no byte is lost or
     /// duplicated: whatever was not written stays queued.
     pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.core.poll_flush_out(cx, Side::Writer)).await
+        poll_fn(|cx| self.core.poll_flush_out(cx)).await
     }
 
     /// Starts the closing handshake with `code` and `reason`, then keeps
@@ -350,23 +300,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         &mut self.core.io
     }
 
+    /// Wraps a connection already under way (rejoined split halves).
+    pub(crate) fn from_parts(conn: Connection, io: S, timer: Timer) -> Self {
+        let mut core = Core::new(io, conn);
+        core.timer = timer;
+        WebSocketStream { core }
+    }
+}
+
+impl<S: SplitIo> WebSocketStream<S> {
     /// Splits into a receiving and a sending half that can live in
-    /// different tasks. They share the state behind a mutex that is held
-    /// only for one non-blocking poll, never across an await. The reader
-    /// writes automatic replies itself, so pongs go out even while the
-    /// writer is idle.
+    /// different tasks, with no lock on the data path.
+    ///
+    /// The [`WsReader`] owns a read handle and the receive state
+    /// ([`ws_core::Receiver`]); receiving never touches what the writer
+    /// uses. The [`WsWriter`] owns the send state ([`ws_core::Sender`]) and
+    /// a write handle, kept in a [`ws_core::handoff::Handoff`] that it claims
+    /// with one compare-and-swap per send or flush. When the reader decodes
+    /// a ping or a close, the reply goes to the writer's queue; if the writer
+    /// is busy it writes the reply with its next flush, and if not the
+    /// reader claims the write side and writes it itself, so pongs go out
+    /// even while the application never sends.
+    ///
+    /// The transport must implement [`SplitIo`] (async-std's and smol's
+    /// sockets do, by cloning the handle). Timers (close timeout,
+    /// keepalive) are driven by the reader: keep polling it.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let mut core = self.core;
-        let wakers = Arc::new(WriteWakers::default());
-        let combined = Waker::from(wakers.clone());
-        core.split = Some(Split { wakers, combined });
-        let shared = Arc::new(Mutex::new(core));
-        (
-            WsReader {
-                shared: shared.clone(),
-            },
-            WsWriter { shared },
-        )
+        let Core {
+            io, conn, timer, ..
+        } = self.core;
+        crate::split::split(conn, io, timer)
     }
 }
 
@@ -389,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().core.poll_send_ready(cx, Side::Writer)
+        self.get_mut().core.poll_send_ready(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
@@ -397,134 +360,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().core.poll_flush_out(cx, Side::Writer)
+        self.get_mut().core.poll_flush_out(cx)
     }
 
     /// Sends a normal close (1000) if no close was sent yet, and flushes.
     /// The peer's reply is received through the `Stream` side.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().core.poll_close_sink(cx, Side::Writer)
-    }
-}
-
-/// Locks the shared state; a panic elsewhere cannot leave it half-updated
-/// (every poll leaves the Connection consistent), so poisoning is ignored.
-fn lock<S>(shared: &Mutex<Core<S>>) -> MutexGuard<'_, Core<S>> {
-    shared.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The receiving half of a split [`WebSocketStream`]; also writes the
-/// automatic replies (pongs, the close echo) itself.
-pub struct WsReader<S> {
-    shared: Arc<Mutex<Core<S>>>,
-}
-
-/// The sending half of a split [`WebSocketStream`].
-pub struct WsWriter<S> {
-    shared: Arc<Mutex<Core<S>>>,
-}
-
-impl<S> fmt::Debug for WsReader<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WsReader").finish_non_exhaustive()
-    }
-}
-
-impl<S> fmt::Debug for WsWriter<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WsWriter").finish_non_exhaustive()
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
-    /// As [`WebSocketStream::recv`]; cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Message>> {
-        poll_fn(|cx| lock(&self.shared).poll_next_msg(cx)).await
-    }
-
-    /// Puts the halves back together; fails (returning both) if they come
-    /// from different streams.
-    #[allow(clippy::result_large_err)]
-    pub fn reunite(
-        self,
-        writer: WsWriter<S>,
-    ) -> std::result::Result<WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
-        if !Arc::ptr_eq(&self.shared, &writer.shared) {
-            return Err((self, writer));
-        }
-        drop(writer);
-        match Arc::try_unwrap(self.shared) {
-            Ok(m) => {
-                let mut core = m.into_inner().unwrap_or_else(|p| p.into_inner());
-                core.split = None;
-                Ok(WebSocketStream { core })
-            }
-            // Unreachable: both halves were the only owners.
-            Err(shared) => Err((
-                WsReader {
-                    shared: shared.clone(),
-                },
-                WsWriter { shared },
-            )),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
-    type Item = Result<Message>;
-
-    /// As [`WebSocketStream::recv`]; cancel-safe.
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        lock(&self.shared).poll_next_msg(cx)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
-    /// Queues `msg` and flushes; as [`WebSocketStream::send`] (not cancel-safe).
-    pub async fn send(&mut self, msg: Message) -> Result<()> {
-        self.feed(msg).await?;
-        self.flush().await
-    }
-
-    /// Queues `msg`, flushing only above the write buffer limit; as
-    /// [`WebSocketStream::feed`] (not cancel-safe).
-    pub async fn feed(&mut self, msg: Message) -> Result<()> {
-        lock(&self.shared).start_send(&msg)?;
-        poll_fn(|cx| lock(&self.shared).poll_send_ready(cx, Side::Writer)).await
-    }
-
-    /// Writes everything queued (no byte lost if dropped early).
-    pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| lock(&self.shared).poll_flush_out(cx, Side::Writer)).await
-    }
-
-    /// Sends a close frame with `code` and `reason` and flushes it. Unlike
-    /// [`WebSocketStream::close`] it does not wait for the reply: the
-    /// [`WsReader`] receives it and sees the stream end. Not cancel-safe.
-    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        lock(&self.shared).conn.close(code, reason)?;
-        self.flush().await
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        lock(&self.shared).poll_send_ready(cx, Side::Writer)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        lock(&self.shared).start_send(&item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        lock(&self.shared).poll_flush_out(cx, Side::Writer)
-    }
-
-    /// Sends a normal close (1000) if none was sent, and flushes; the reply
-    /// arrives through the [`WsReader`].
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        lock(&self.shared).poll_close_sink(cx, Side::Writer)
+        self.get_mut().core.poll_close_sink(cx)
     }
 }

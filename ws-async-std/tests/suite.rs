@@ -527,6 +527,134 @@ macro_rules! suite {
             }
 
             #[test]
+            fn split_writer_close_starts_the_readers_close_timeout() {
+                // The peer takes our close frame but never answers it: the
+                // reader, parked in a read, must be woken to start its close
+                // timer, and end.
+                rt::block_on(within(10, "split close timeout", async {
+                    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let addr = listener.local_addr().unwrap();
+                    let peer = rt::spawn(async move {
+                        let (mut tcp, _) = listener.accept().await.unwrap();
+                        let mut hs = ws_core::handshake::ServerHandshake::new();
+                        let mut buf = [0u8; 4096];
+                        let req = loop {
+                            let n = tcp.read(&mut buf).await.unwrap();
+                            assert!(n > 0);
+                            if let Some(r) = hs.feed(&buf[..n]).unwrap() {
+                                break r;
+                            }
+                        };
+                        let accept = ws_core::handshake::Accept::new();
+                        tcp.write_all(&req.accept(&accept).unwrap()).await.unwrap();
+                        let mut conn = Connection::new(Role::Server, Config::default());
+                        let got = raw_recv(&mut tcp, &mut conn).await;
+                        assert!(matches!(got, Some(Message::Close(_))), "{got:?}");
+                        // Hold the socket open without replying.
+                        async_io::Timer::after(Duration::from_secs(3)).await;
+                        drop(tcp);
+                    });
+                    let config = Config::default().close_timeout(Duration::from_millis(300));
+                    let (ws, _) = connect_with(&format!("ws://{addr}/"), config).await.unwrap();
+                    let (mut reader, mut writer) = ws.split();
+                    let reading = rt::spawn(async move {
+                        let mut seen = Vec::new();
+                        while let Some(r) = reader.recv().await {
+                            seen.push(r);
+                        }
+                        seen
+                    });
+                    // Let the reader park in its read first.
+                    async_io::Timer::after(Duration::from_millis(50)).await;
+                    let started = Instant::now();
+                    writer.close(CloseCode::NORMAL, "bye").await.unwrap();
+                    let seen = within(2, "reader ends", reading).await;
+                    assert!(
+                        matches!(&seen[..], [Err(Error::Timeout(_))]),
+                        "the unanswered close times out: {seen:?}"
+                    );
+                    assert!(started.elapsed() >= Duration::from_millis(250));
+                    peer.await;
+                }));
+            }
+
+            #[test]
+            fn split_reader_answers_every_ping_while_the_writer_streams_from_another_task() {
+                const DATA: usize = 2_000;
+                const EVERY: usize = 10;
+                rt::block_on(within(20, "pings during a stream", async {
+                    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let addr = listener.local_addr().unwrap();
+                    let server = rt::spawn(async move {
+                        let (tcp, _) = listener.accept().await.unwrap();
+                        let ws = accept(tcp).await.unwrap();
+                        let (mut reader, mut writer) = ws.split();
+                        let writing = rt::spawn(async move {
+                            for i in 0..DATA {
+                                let msg = Message::binary(vec![(i % 251) as u8; 1024]);
+                                writer.send(msg).await.unwrap();
+                            }
+                            writer
+                        });
+                        let mut pings = 0;
+                        while let Some(m) = reader.recv().await {
+                            if let Message::Ping(_) = m.unwrap() {
+                                pings += 1;
+                            }
+                        }
+                        drop(writing.await);
+                        pings
+                    });
+                    let (mut tcp, rest) = raw_ws(addr, "/").await;
+                    let mut conn = Connection::with_buffered(Role::Client, Config::default(), rest);
+                    let (mut data, mut pings, mut pongs) = (0usize, 0usize, 0usize);
+                    while data < DATA || pongs < pings {
+                        match raw_recv(&mut tcp, &mut conn).await.expect("open") {
+                            Message::Binary(b) => {
+                                assert_eq!(b.len(), 1024);
+                                assert!(b.iter().all(|&x| x == (data % 251) as u8), "frame intact");
+                                data += 1;
+                                if data % EVERY == 0 {
+                                    conn.send_ping(&pings.to_be_bytes()).unwrap();
+                                    tcp.write_all(&conn.take_transmit()).await.unwrap();
+                                    pings += 1;
+                                }
+                            }
+                            Message::Pong(p) => {
+                                assert_eq!(&p[..], &pongs.to_be_bytes(), "pongs in order");
+                                pongs += 1;
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    assert_eq!((data, pongs), (DATA, pings));
+                    conn.close(CloseCode::NORMAL, "").unwrap();
+                    tcp.write_all(&conn.take_transmit()).await.unwrap();
+                    assert_eq!(server.await, pings);
+                }));
+            }
+
+            #[test]
+            fn split_writer_works_as_a_sink_and_refuses_after_the_peer_closed() {
+                rt::block_on(within(10, "split sink", async {
+                    let server = echo_server().await;
+                    let (ws, _) = connect(&url(&server, "/")).await.unwrap();
+                    let (mut reader, mut writer) = ws.split();
+                    let msgs: Vec<_> =
+                        (0..100).map(|i| Ok(Message::text(format!("m{i}")))).collect();
+                    writer.send_all(&mut futures_util::stream::iter(msgs)).await.unwrap();
+                    for i in 0..100 {
+                        assert_eq!(reader.next().await.unwrap().unwrap(), Message::text(format!("m{i}")));
+                    }
+                    SinkExt::close(&mut writer).await.unwrap();
+                    assert!(matches!(reader.next().await, Some(Ok(Message::Close(_)))));
+                    assert!(reader.next().await.is_none());
+                    assert!(matches!(writer.send(Message::text("late")).await, Err(Error::Closed)));
+                    server.shutdown().await;
+                }));
+            }
+
+            #[test]
             fn recv_is_cancel_safe() {
                 rt::block_on(within(20, "cancel safety", async {
                     let server = chat_server(Config::default(), 4096).await;
