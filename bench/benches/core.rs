@@ -384,5 +384,59 @@ fn handshake(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, encode, mask, utf8, handshake);
+/// What splitting a connection costs per message on the data path: the same
+/// work through a whole `Connection` and through its `Receiver` / `Sender`
+/// halves (one atomic load per call, no lock).
+fn split(c: &mut Criterion) {
+    const FRAMES: usize = 1024;
+    let wire = batch(20, FRAMES, false);
+    let mut g = c.benchmark_group("split/decode-20B");
+    g.throughput(Throughput::Elements(FRAMES as u64));
+    let mut whole = Connection::new(Role::Server, Config::default());
+    g.bench_function("Connection", |b| {
+        b.iter(|| {
+            whole.handle_bytes(&wire);
+            let mut n = 0;
+            while let Some(m) = whole.poll_message().expect("valid frames") {
+                n += black_box(m.payload().len());
+            }
+            assert_eq!(n, 20 * FRAMES);
+        })
+    });
+    let (mut rx, _tx) = Connection::new(Role::Server, Config::default()).split();
+    g.bench_function("Receiver", |b| {
+        b.iter(|| {
+            rx.handle_bytes(&wire);
+            let mut n = 0;
+            while let Some(m) = rx.poll_message().expect("valid frames") {
+                n += black_box(m.payload().len());
+            }
+            assert_eq!(n, 20 * FRAMES);
+        })
+    });
+    g.finish();
+
+    let p = payload(20, false, false);
+    let mut g = c.benchmark_group("split/encode-20B");
+    g.throughput(Throughput::Elements(1));
+    let mut whole = Connection::new(Role::Server, Config::default());
+    g.bench_function("Connection", |b| {
+        b.iter(|| {
+            whole.send_binary(black_box(&p)).expect("open");
+            let n = whole.pending_transmit().len();
+            whole.advance_transmit(n);
+        })
+    });
+    let (_rx, mut tx) = Connection::new(Role::Server, Config::default()).split();
+    g.bench_function("Sender", |b| {
+        b.iter(|| {
+            tx.send_binary(black_box(&p)).expect("open");
+            let n = tx.pending_transmit().len();
+            tx.advance_transmit(n);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, encode, mask, utf8, handshake, split);
 criterion_main!(benches);
