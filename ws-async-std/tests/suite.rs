@@ -635,6 +635,60 @@ macro_rules! suite {
             }
 
             #[test]
+            fn split_halves_recover_when_a_pinging_peer_stops_reading_then_resumes() {
+                // The writer fills the socket and waits for writability while
+                // the reader must write pongs through the same full socket:
+                // when the peer reads again, the writer's flush and every
+                // pong must complete (neither half's wakeup may be lost).
+                const DATA: usize = 200;
+                const PINGS: usize = 5;
+                rt::block_on(within(20, "full socket with pings", async {
+                    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let addr = listener.local_addr().unwrap();
+                    let server = rt::spawn(async move {
+                        let (tcp, _) = listener.accept().await.unwrap();
+                        let (mut reader, mut writer) = accept(tcp).await.unwrap().split();
+                        let writing = rt::spawn(async move {
+                            for _ in 0..DATA {
+                                writer.send(Message::binary(vec![1u8; 64 * 1024])).await.unwrap();
+                            }
+                            writer
+                        });
+                        let mut pings = 0;
+                        while pings < PINGS {
+                            if let Message::Ping(_) = reader.recv().await.unwrap().unwrap() {
+                                pings += 1;
+                            }
+                        }
+                        drop(writing.await);
+                        reader
+                    });
+                    let (mut tcp, rest) = raw_ws(addr, "/").await;
+                    let mut conn = Connection::with_buffered(Role::Client, Config::default(), rest);
+                    for i in 0..PINGS {
+                        conn.send_ping(&[i as u8]).unwrap();
+                        tcp.write_all(&conn.take_transmit()).await.unwrap();
+                        async_io::Timer::after(Duration::from_millis(60)).await;
+                    }
+                    let (mut data, mut pongs) = (0, 0);
+                    while data < DATA || pongs < PINGS {
+                        match raw_recv(&mut tcp, &mut conn).await.expect("open") {
+                            Message::Binary(b) => {
+                                assert_eq!(b.len(), 64 * 1024);
+                                data += 1;
+                            }
+                            Message::Pong(p) => {
+                                assert_eq!(&p[..], &[pongs as u8]);
+                                pongs += 1;
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    drop(within(5, "server halves", server).await);
+                }));
+            }
+
+            #[test]
             fn split_writer_works_as_a_sink_and_refuses_after_the_peer_closed() {
                 rt::block_on(within(10, "split sink", async {
                     let server = echo_server().await;

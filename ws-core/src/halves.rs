@@ -130,7 +130,18 @@ impl<W: WriteTransport> ReplyWriter<W> {
         let Poll::Ready(mut side) = self.shared.poll_claim(Side::Reader, cx) else {
             return;
         };
-        self.owes_write = side.poll_write_out(cx).is_pending();
+        // The writer may be waiting for writability on this same transport,
+        // which keeps one waker per direction: poll with a waker that wakes
+        // both halves, so neither wakeup is displaced.
+        self.shared.register(Side::Reader, cx);
+        let mut both = Context::from_waker(self.shared.both());
+        self.owes_write = side.poll_write_out(&mut both).is_pending();
+        drop(side);
+        if !self.owes_write {
+            // A writer that waited for writability may find its bytes
+            // written by us and no readiness edge left to wake it.
+            self.shared.wake(Side::Writer);
+        }
     }
 
     /// Registers `cx` to be woken by the writer's lifecycle news (a close

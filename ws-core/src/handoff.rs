@@ -19,8 +19,9 @@
 use atomic_waker::AtomicWaker;
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
 /// Which half is claiming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,22 @@ const WANT: u8 = 2;
 pub struct Handoff<T> {
     state: AtomicU8,
     value: UnsafeCell<T>,
-    wakers: [AtomicWaker; 2],
+    wakers: Arc<Wakers>,
+    /// Wakes both sides (see [`Handoff::both`]); built once.
+    both: Waker,
+}
+
+/// The task last registered for each side.
+#[derive(Default)]
+struct Wakers([AtomicWaker; 2]);
+
+impl Wake for Wakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.iter().for_each(AtomicWaker::wake);
+    }
 }
 
 // SAFETY: the value is only reached through a `HandoffGuard`, and at most
@@ -76,10 +92,12 @@ impl<T> std::fmt::Debug for Handoff<T> {
 impl<T> Handoff<T> {
     /// A free cell holding `value`.
     pub fn new(value: T) -> Self {
+        let wakers = Arc::new(Wakers::default());
         Handoff {
             state: AtomicU8::new(0),
             value: UnsafeCell::new(value),
-            wakers: [AtomicWaker::new(), AtomicWaker::new()],
+            both: Waker::from(wakers.clone()),
+            wakers,
         }
     }
 
@@ -108,7 +126,7 @@ impl<T> Handoff<T> {
         if let Some(guard) = self.try_claim() {
             return Poll::Ready(guard);
         }
-        self.wakers[side.index()].register(cx.waker());
+        self.wakers.0[side.index()].register(cx.waker());
         self.state.fetch_or(side.want(), Ordering::AcqRel);
         // The holder may have released it between the failed claim and the
         // want bit, in which case nobody would wake us: try once more.
@@ -122,12 +140,21 @@ impl<T> Handoff<T> {
     /// claiming anything (e.g. the reader, so that a close sent by the
     /// writer can start the reader's close timer).
     pub fn register(&self, side: Side, cx: &mut Context<'_>) {
-        self.wakers[side.index()].register(cx.waker());
+        self.wakers.0[side.index()].register(cx.waker());
     }
 
     /// Wakes the task last registered for `side`.
     pub fn wake(&self, side: Side) {
-        self.wakers[side.index()].wake();
+        self.wakers.0[side.index()].wake();
+    }
+
+    /// A waker that wakes the tasks last registered for both sides. A
+    /// transport remembers one waker per direction, so a side that polls the
+    /// shared write half with its own waker may displace the other side's;
+    /// polling with this one (after [`register`](Self::register)ing) loses
+    /// nobody's wakeup.
+    pub fn both(&self) -> &Waker {
+        &self.both
     }
 
     /// The value, when nobody else can hold the cell.

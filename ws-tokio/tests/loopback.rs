@@ -754,6 +754,64 @@ async fn split_writer_works_as_a_sink_and_refuses_after_the_peer_closed() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_recover_when_a_pinging_peer_stops_reading_then_resumes() {
+    // The writer fills the socket and waits for writability while the
+    // reader must write pongs through the same full socket: when the peer
+    // reads again, both the writer's flush and every pong must complete
+    // (neither half's wakeup may be lost).
+    const DATA: usize = 200;
+    const PINGS: usize = 5;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(async move {
+        let mut peer = RawPeer::server(&listener).await;
+        for i in 0..PINGS {
+            peer.conn.send_ping(&[i as u8]).unwrap();
+            peer.flush().await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        let (mut data, mut pongs) = (0, 0);
+        while data < DATA || pongs < PINGS {
+            match peer.next().await.expect("open") {
+                Message::Binary(b) => {
+                    assert_eq!(b.len(), 64 * 1024);
+                    data += 1;
+                }
+                Message::Pong(p) => {
+                    assert_eq!(&p[..], &[pongs as u8]);
+                    pongs += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (data, pongs)
+    });
+    let (ws, _) = ws_tokio::connect(&ws_url(addr, "/")).await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let writing = tokio::spawn(async move {
+        for _ in 0..DATA {
+            writer
+                .send(Message::binary(vec![1u8; 64 * 1024]))
+                .await
+                .unwrap();
+        }
+        writer
+    });
+    let reading = tokio::spawn(async move {
+        let mut pings = 0;
+        while pings < PINGS {
+            if let Message::Ping(_) = reader.recv().await.unwrap().unwrap() {
+                pings += 1;
+            }
+        }
+        reader
+    });
+    assert_eq!(bounded(20, peer).await.unwrap(), (DATA, PINGS));
+    let _writer = bounded(5, writing).await.unwrap();
+    let _reader = bounded(5, reading).await.unwrap();
+}
+
 #[tokio::test]
 async fn recv_is_cancel_safe() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
