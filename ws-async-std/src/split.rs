@@ -18,9 +18,8 @@ use std::time::Instant;
 use async_io::Timer;
 use futures_core::{FusedStream, Stream};
 use futures_io::{AsyncRead, AsyncWrite};
-use futures_sink::Sink;
 use ws_core::halves::{ReplyWriter, SplitWriter, WriteTransport, write_halves};
-use ws_core::{CloseCode, Message, Receiver, Sender};
+use ws_core::{Message, Receiver, Sender};
 
 use crate::io::{poll_read_into, poll_write_conn};
 use crate::stream::POLL_BUDGET;
@@ -93,7 +92,8 @@ impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
     }
 }
 
-type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
+/// The write half of `S`, as the writer holds it.
+pub type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
@@ -114,7 +114,7 @@ pub(crate) fn split<S: SplitIo>(
             ended: false,
             replies,
         },
-        WsWriter { writer },
+        writer,
     )
 }
 
@@ -151,7 +151,7 @@ impl<S: SplitIo> WsReader<S> {
     }
 
     /// Puts the halves back together; fails (returning both) if they come
-    /// from different streams. Messages a [`Sink::start_send`] could not
+    /// from different streams. Messages a [`Sink::start_send`](futures_sink::Sink::start_send) could not
     /// queue yet are queued first.
     #[allow(clippy::result_large_err)]
     pub fn reunite(
@@ -167,7 +167,7 @@ impl<S: SplitIo> WsReader<S> {
             ended,
             replies,
         } = self;
-        let (tx, write_io) = match replies.reunite(writer.writer) {
+        let (tx, write_io) = match replies.reunite(writer) {
             Ok(parts) => parts,
             Err((replies, writer)) => {
                 let reader = WsReader {
@@ -179,7 +179,7 @@ impl<S: SplitIo> WsReader<S> {
                     ended,
                     replies,
                 };
-                return Err((reader, WsWriter { writer }));
+                return Err((reader, writer));
             }
         };
         let conn = rx
@@ -277,70 +277,7 @@ impl<S: SplitIo> FusedStream for WsReader<S> {
     }
 }
 
-/// The sending half of a split [`WebSocketStream`](crate::WebSocketStream).
-pub struct WsWriter<S: SplitIo> {
-    writer: SplitWriter<Write<S>>,
-}
-
-impl<S: SplitIo> fmt::Debug for WsWriter<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WsWriter")
-            .field("writer", &self.writer)
-            .finish()
-    }
-}
-
-impl<S: SplitIo> WsWriter<S> {
-    /// Queues `msg` and flushes; as
-    /// [`WebSocketStream::send`](crate::WebSocketStream::send) (not
-    /// cancel-safe).
-    pub async fn send(&mut self, msg: Message) -> Result<()> {
-        self.feed(msg).await?;
-        self.flush().await
-    }
-
-    /// Queues `msg`, flushing first only above the write buffer limit. Not
-    /// cancel-safe: if dropped while waiting, the message was not queued.
-    pub async fn feed(&mut self, msg: Message) -> Result<()> {
-        poll_fn(|cx| self.writer.poll_feed(cx, &msg)).await
-    }
-
-    /// Writes everything queued (no byte lost if dropped early).
-    pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.writer.poll_flush(cx)).await
-    }
-
-    /// Sends a close frame with `code` and `reason` and flushes it. Unlike
-    /// [`WebSocketStream::close`](crate::WebSocketStream::close) it does not
-    /// wait for the reply: the [`WsReader`] receives it and sees the stream
-    /// end (bounded by the close timeout, which the reader drives). Not
-    /// cancel-safe.
-    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        poll_fn(|cx| self.writer.poll_close(cx, code, reason)).await
-    }
-}
-
-impl<S: SplitIo> Sink<Message> for WsWriter<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().writer.poll_ready(cx)
-    }
-
-    /// Queues `item`. Never waits: if the reader holds the write side for a
-    /// control reply at this instant, the message is staged and queued, in
-    /// order, by the next poll.
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.get_mut().writer.start_send(item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().writer.poll_flush(cx)
-    }
-
-    /// Sends a normal close (1000) if none was sent, and flushes; the reply
-    /// arrives through the [`WsReader`].
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().writer.poll_close(cx, CloseCode::NORMAL, "")
-    }
-}
+/// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
+/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written once in ws-core
+/// for every async adapter (see [`SplitWriter`]).
+pub type WsWriter<S> = SplitWriter<Write<S>>;

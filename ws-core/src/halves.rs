@@ -26,7 +26,9 @@ use crate::error::Error;
 use crate::handoff::{Handoff, HandoffGuard, Side};
 use crate::message::Message;
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
@@ -193,8 +195,15 @@ impl<W: WriteTransport> ReplyWriter<W> {
     }
 }
 
-/// The writing half's handle on the write side: the operations behind an
-/// adapter's `send`/`feed`/`flush`/`close` and its `Sink` impl.
+/// The sending half of a split WebSocket stream: each async adapter's
+/// `WsWriter` is this type over its transport's write half.
+///
+/// Send with [`send`](Self::send) / [`feed`](Self::feed) /
+/// [`flush`](Self::flush), or use it as a [`Sink`](futures_sink::Sink) of
+/// messages. Every operation claims the write side with one
+/// compare-and-swap (see [`Handoff`]); the reader half answers pings and
+/// closes through the same queue, writing the replies itself when this half
+/// is idle.
 pub struct SplitWriter<W> {
     shared: Shared<W>,
     /// Messages [`start_send`](Self::start_send) accepted while the reader
@@ -234,6 +243,43 @@ impl<W: WriteTransport> SplitWriter<W> {
         side.poll_ready(cx)
     }
 
+    /// Queues `msg` and writes everything queued.
+    ///
+    /// Not cancel-safe: if dropped, the message may be queued but unwritten
+    /// (the next `flush` or `send` writes it).
+    pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+
+    /// Queues `msg` without writing, so many messages leave in one write;
+    /// writes first only if the queue reached
+    /// [`Config::write_buffer_limit`](crate::Config::write_buffer_limit).
+    ///
+    /// Not cancel-safe: if dropped while waiting for that write, the message
+    /// was not queued.
+    pub async fn feed(&mut self, msg: Message) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_feed(cx, &msg)).await
+    }
+
+    /// Writes everything queued.
+    ///
+    /// Not cancel-safe: if dropped, part of the queue may be written; the
+    /// rest stays queued, in order.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Sends a close frame with `code` and `reason` (unless one was sent)
+    /// and flushes it. The peer's reply arrives on the reading half, which
+    /// ends once the closing handshake is over (bounded by the close
+    /// timeout, which the reader drives).
+    ///
+    /// Not cancel-safe: if dropped, the close frame stays queued.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_close(cx, code, reason)).await
+    }
+
     /// [`poll_ready`](Self::poll_ready), then queues `msg`: an async `feed`.
     pub fn poll_feed(&mut self, cx: &mut Context<'_>, msg: &Message) -> Poll<Result<(), Error>> {
         let mut side = ready!(self.poll_claim(cx))?;
@@ -241,7 +287,7 @@ impl<W: WriteTransport> SplitWriter<W> {
         Poll::Ready(side.tx.send(msg))
     }
 
-    /// Queues `msg` without waiting (a `Sink::start_send`): if the reader
+    /// Queues `msg` without waiting (`Sink::start_send`): if the reader
     /// holds the write side at this instant, the message is staged and
     /// queued by the next operation.
     pub fn start_send(&mut self, msg: Message) -> Result<(), Error> {
@@ -292,6 +338,31 @@ impl<W: WriteTransport> SplitWriter<W> {
 }
 
 type Guard<'a, W> = HandoffGuard<'a, WriteSide<W>>;
+
+impl<W: WriteTransport> futures_sink::Sink<Message> for SplitWriter<W> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        SplitWriter::poll_ready(self.get_mut(), cx)
+    }
+
+    /// Queues `item`. Never waits: if the reader holds the write side for a
+    /// control reply at this instant, the message is staged and queued, in
+    /// order, by the next poll.
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        SplitWriter::start_send(self.get_mut(), item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        SplitWriter::poll_flush(self.get_mut(), cx)
+    }
+
+    /// Sends a normal (1000) close frame unless one was sent, and flushes;
+    /// the reply arrives on the reading half.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        SplitWriter::poll_close(self.get_mut(), cx, CloseCode::NORMAL, "")
+    }
+}
 
 impl<W> std::fmt::Debug for ReplyWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -14,10 +14,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use futures_core::Stream;
-use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use ws_core::halves::{ReplyWriter, SplitWriter, WriteTransport, write_halves};
-use ws_core::{CloseCode, Message, Receiver, Sender};
+use ws_core::{Message, Receiver, Sender};
 
 use crate::stream::{Deadline, poll_write_all};
 use crate::{Error, Result};
@@ -93,7 +92,8 @@ impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
     }
 }
 
-type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
+/// The write half of `S`, as the writer holds it.
+pub type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
@@ -113,7 +113,7 @@ pub(crate) fn split<S: SplitIo>(
             ended: false,
             replies,
         },
-        WsWriter { writer },
+        writer,
     )
 }
 
@@ -142,7 +142,7 @@ impl<S: SplitIo> WsReader<S> {
     }
 
     /// Rejoins the halves into one stream; gives them back if they do not
-    /// belong together. Messages a [`Sink::start_send`] could not queue yet
+    /// belong together. Messages a [`Sink::start_send`](futures_sink::Sink::start_send) could not queue yet
     /// are queued first.
     #[allow(clippy::result_large_err)]
     pub fn reunite(
@@ -157,7 +157,7 @@ impl<S: SplitIo> WsReader<S> {
             ended,
             replies,
         } = self;
-        let (tx, write_io) = match replies.reunite(writer.writer) {
+        let (tx, write_io) = match replies.reunite(writer) {
             Ok(parts) => parts,
             Err((replies, writer)) => {
                 let reader = WsReader {
@@ -168,7 +168,7 @@ impl<S: SplitIo> WsReader<S> {
                     ended,
                     replies,
                 };
-                return Err((reader, WsWriter { writer }));
+                return Err((reader, writer));
             }
         };
         let conn = rx
@@ -256,64 +256,7 @@ impl<S: SplitIo> Stream for WsReader<S> {
     }
 }
 
-/// The sending half of a split [`WebSocketStream`](crate::WebSocketStream).
-#[derive(Debug)]
-pub struct WsWriter<S: SplitIo> {
-    writer: SplitWriter<Write<S>>,
-}
-
-impl<S: SplitIo> WsWriter<S> {
-    /// Queues `msg` and writes everything queued, as
-    /// [`WebSocketStream::send`](crate::WebSocketStream::send). Not
-    /// cancel-safe.
-    pub async fn send(&mut self, msg: Message) -> Result<()> {
-        self.feed(msg).await?;
-        self.flush().await
-    }
-
-    /// Queues `msg`, writing first only above the write buffer limit, as
-    /// [`WebSocketStream::feed`](crate::WebSocketStream::feed). Not
-    /// cancel-safe: if dropped while waiting, the message was not queued.
-    pub async fn feed(&mut self, msg: Message) -> Result<()> {
-        poll_fn(|cx| self.writer.poll_feed(cx, &msg)).await
-    }
-
-    /// Writes everything queued. Not cancel-safe: if dropped, part of the
-    /// queue may be written and the rest stays queued, in order.
-    pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.writer.poll_flush(cx)).await
-    }
-
-    /// Sends a close frame and flushes it. The peer's reply arrives on the
-    /// [`WsReader`], which ends once the closing handshake is over (bounded
-    /// by the close timeout, which the reader drives). Not cancel-safe: if
-    /// dropped, the close frame stays queued.
-    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        poll_fn(|cx| self.writer.poll_close(cx, code, reason)).await
-    }
-}
-
-impl<S: SplitIo> Sink<Message> for WsWriter<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().writer.poll_ready(cx)
-    }
-
-    /// Queues `item`. Never waits: if the reader holds the write side for a
-    /// control reply at this instant, the message is staged and queued, in
-    /// order, by the next poll.
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.get_mut().writer.start_send(item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().writer.poll_flush(cx)
-    }
-
-    /// Sends a normal (1000) close frame unless one was sent, and flushes;
-    /// the reply arrives on the [`WsReader`].
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().writer.poll_close(cx, CloseCode::NORMAL, "")
-    }
-}
+/// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
+/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written once in ws-core
+/// for every async adapter (see [`SplitWriter`]).
+pub type WsWriter<S> = SplitWriter<Write<S>>;
