@@ -151,37 +151,27 @@ impl<S: SplitIo> WsReader<S> {
     }
 
     /// Puts the halves back together; fails (returning both) if they come
-    /// from different streams. Messages a [`Sink::start_send`](futures_sink::Sink::start_send) could not
-    /// queue yet are queued first.
+    /// from different streams. Messages a
+    /// [`Sink::start_send`](futures_sink::Sink::start_send) could not queue
+    /// yet are queued first.
     #[allow(clippy::result_large_err)]
     pub fn reunite(
         self,
         writer: WsWriter<S>,
     ) -> std::result::Result<crate::WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
+        if !self.replies.belongs_with(&writer) {
+            return Err((self, writer));
+        }
         let WsReader {
             rx,
             io,
             timer,
-            deadline,
-            read_eof,
-            ended,
             replies,
+            ..
         } = self;
-        let (tx, write_io) = match replies.reunite(writer) {
-            Ok(parts) => parts,
-            Err((replies, writer)) => {
-                let reader = WsReader {
-                    rx,
-                    io,
-                    timer,
-                    deadline,
-                    read_eof,
-                    ended,
-                    replies,
-                };
-                return Err((reader, writer));
-            }
-        };
+        let (tx, write_io) = replies
+            .reunite(writer)
+            .unwrap_or_else(|_| unreachable!("checked above"));
         let conn = rx
             .reunite(tx)
             .unwrap_or_else(|_| unreachable!("the halves share their link"));

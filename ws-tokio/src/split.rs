@@ -149,28 +149,19 @@ impl<S: SplitIo> WsReader<S> {
         self,
         writer: WsWriter<S>,
     ) -> std::result::Result<crate::WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
+        if !self.replies.belongs_with(&writer) {
+            return Err((self, writer));
+        }
         let WsReader {
             rx,
             io,
             deadline,
-            read_eof,
-            ended,
             replies,
+            ..
         } = self;
-        let (tx, write_io) = match replies.reunite(writer) {
-            Ok(parts) => parts,
-            Err((replies, writer)) => {
-                let reader = WsReader {
-                    rx,
-                    io,
-                    deadline,
-                    read_eof,
-                    ended,
-                    replies,
-                };
-                return Err((reader, writer));
-            }
-        };
+        let (tx, write_io) = replies
+            .reunite(writer)
+            .unwrap_or_else(|_| unreachable!("checked above"));
         let conn = rx
             .reunite(tx)
             .unwrap_or_else(|_| unreachable!("the halves share their link"));
