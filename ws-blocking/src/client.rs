@@ -24,7 +24,8 @@ use crate::stream::{Messages, WsReader, WsWriter};
 enum Conn {
     Idle,
     Open {
-        reader: WsReader<TcpStream>,
+        // Boxed: the reader holds the whole receiving state.
+        reader: Box<WsReader<TcpStream>>,
         writer: WsWriter<TcpStream>,
     },
     Closed,
@@ -83,7 +84,10 @@ impl Client {
     pub fn connect(&mut self) -> Result<()> {
         let (ws, response) = connect_url(&self.url, self.config.clone())?;
         let (reader, writer) = ws.split();
-        self.conn = Conn::Open { reader, writer };
+        self.conn = Conn::Open {
+            reader: Box::new(reader),
+            writer,
+        };
         self.response = Some(response);
         Ok(())
     }

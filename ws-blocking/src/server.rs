@@ -590,7 +590,7 @@ fn reader_loop(inner: &Inner, conn: &ServerConn) {
             Step::Data | Step::Interrupted => {}
             Step::Eof => s.connection().handle_eof(),
             Step::TimedOut => s.connection().handle_timeout(Instant::now()),
-            Step::Failed(_) => return,
+            Step::Failed => return,
         }
     }
 }

@@ -2,18 +2,21 @@
 //! and its [`WsReader`]/[`WsWriter`] halves for reading and writing from two
 //! threads.
 //!
-//! Everything protocol-related is [`ws_core::Connection`]; this module only
-//! reads into the connection's receive buffer, writes out what it queued, and
-//! turns its deadlines into transport read timeouts.
+//! Everything protocol-related is [`ws_core::Connection`] (split into a
+//! [`ws_core::Receiver`] and a [`ws_core::Sender`] for the halves); this
+//! module only reads into the receive buffer, writes out what is queued, and
+//! turns the connection's deadlines into transport read timeouts.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ws_core::{CloseCode, Config, Connection, Error, Message, Role, TimeoutKind};
+use ws_core::{CloseCode, Config, Connection, Error, Message, Receiver, Role, Sender, TimeoutKind};
 
 use crate::Result;
 
@@ -482,28 +485,45 @@ where
     /// moved to different threads (for `TcpStream`, `UnixStream`: any
     /// transport usable through a shared reference).
     ///
-    /// Both halves share the transport and the protocol state (behind a
-    /// mutex held only while decoding or encoding, never during a blocking
-    /// read or write). The reader answers pings and close frames itself, so
-    /// a pong goes out even while the writer is idle; it also runs the
-    /// timers.
+    /// The halves share the transport, not the protocol state. The
+    /// [`WsReader`] owns the receiving side ([`ws_core::Receiver`]): reading
+    /// and decoding take no lock. The sending side ([`ws_core::Sender`]) is
+    /// behind a write mutex that writers (every clone of the [`WsWriter`])
+    /// hold while queueing and while writing, so frames never interleave; a
+    /// writer blocked by back-pressure holds it that long.
+    ///
+    /// The reader answers pings and close frames and runs the timers (close
+    /// timeout, keepalive). For a control reply it only *tries* the write
+    /// mutex: when it is free, the reader writes the reply (and anything
+    /// queued before it) itself, a write that blocks while the peer applies
+    /// back-pressure; when a writer holds it, that writer writes the reply
+    /// before it returns. So a pong goes out even while every writer is
+    /// idle, and the reader never waits for the write mutex. Keep reading
+    /// the [`WsReader`] even if you only send.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let ended = self.ended;
-        let shared = Arc::new(Shared::new(
-            self.io,
-            SplitState {
-                conn: self.conn,
-                done: ended,
-            },
-        ));
+        let (rx, tx) = self.conn.split();
+        let split = Arc::new(Split {
+            io: self.io,
+            write: Mutex::new(WriteSide {
+                tx,
+                failed: false,
+                shut_down: false,
+            }),
+            owed: AtomicBool::new(false),
+            ended: AtomicBool::new(self.ended),
+            done: Mutex::new(self.ended),
+            done_cv: Condvar::new(),
+        });
         (
             WsReader {
-                shared: shared.clone(),
-                spare: BytesMut::new(),
+                rx,
+                split: split.clone(),
                 timeouts: self.timeouts,
                 read_timeout: self.read_timeout,
+                read_eof: false,
+                ended: self.ended,
             },
-            WsWriter { shared },
+            WsWriter { split },
         )
     }
 }
@@ -541,9 +561,12 @@ where
     }
 }
 
-// ------------------------------------------------ shared (split) plumbing
+// ------------------------------------------------ the server's plumbing
 
-/// Protocol state shared by the threads of one connection.
+/// Protocol state shared by the threads of one server connection (the
+/// blocking server's per-connection state; the halves of a split
+/// [`WebSocketStream`] use [`ws_core::Receiver`]/[`ws_core::Sender`]
+/// instead, see below).
 pub(crate) trait SharedState {
     /// The connection, once there is one.
     fn conn(&mut self) -> Option<&mut Connection>;
@@ -551,8 +574,9 @@ pub(crate) trait SharedState {
     fn is_done(&self) -> bool;
 }
 
-/// A transport shared by a reading and a writing thread, the protocol state
-/// behind a mutex, and a write lock that keeps frames from interleaving.
+/// A transport shared by a server connection's reading and writing threads,
+/// the protocol state behind a mutex, and a write lock that keeps frames from
+/// interleaving.
 ///
 /// Lock order: `write_lock` before `state`; `state` is never held during
 /// I/O.
@@ -580,7 +604,8 @@ pub(crate) enum Step {
     /// The read timed out, or the deadline had already passed.
     TimedOut,
     Interrupted,
-    Failed(io::Error),
+    /// The read (or setting its timeout) failed: the transport is done.
+    Failed,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -690,13 +715,13 @@ where
         }
         let step = match timeouts.arm(&self.io, deadline, now) {
             Ok(false) => Step::TimedOut,
-            Err(e) => Step::Failed(e),
+            Err(_) => Step::Failed,
             Ok(true) => match read_into(&mut &self.io, spare) {
                 Ok(0) => Step::Eof,
                 Ok(_) => Step::Data,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Interrupted,
                 Err(e) if is_timeout(&e) => Step::TimedOut,
-                Err(e) => Step::Failed(e),
+                Err(_) => Step::Failed,
             },
         };
         if let Some(c) = self.lock().conn() {
@@ -706,105 +731,315 @@ where
     }
 }
 
-/// The state shared by the halves of a split [`WebSocketStream`].
-#[derive(Debug)]
-pub(crate) struct SplitState {
-    conn: Connection,
-    done: bool,
-}
-
-impl SharedState for SplitState {
-    fn conn(&mut self) -> Option<&mut Connection> {
-        Some(&mut self.conn)
-    }
-    fn is_done(&self) -> bool {
-        self.done
-    }
-}
-
 // ----------------------------------------------------------- the halves
 
+/// What the halves of a split [`WebSocketStream`] share: the transport, the
+/// sending side behind the write mutex, and the reader's lifecycle.
+///
+/// The reader never blocks on `write`: it only `try_lock`s it to write
+/// control replies, after raising `owed`. Whoever releases `write` checks
+/// `owed` afterwards and writes them if so (see [`write_owed`]), so a reply
+/// the reader could not write is written by the holder that kept it out.
+///
+/// [`write_owed`]: Split::write_owed
+struct Split<S> {
+    io: S,
+    /// The sending side: held to queue and to write.
+    write: Mutex<WriteSide>,
+    /// The reader handed control replies to the sender (or waits for its
+    /// close frame to be written): they must be written by whoever holds, or
+    /// next gets, `write`.
+    owed: AtomicBool,
+    /// The reader has ended (a lock-free check for the writers).
+    ended: AtomicBool,
+    /// The same, for [`WsWriter::close`] to wait on with `done_cv`.
+    done: Mutex<bool>,
+    done_cv: Condvar,
+}
+
+/// The sending side of a split stream, behind [`Split::write`].
+#[derive(Debug)]
+struct WriteSide {
+    tx: Sender,
+    /// A write failed (bytes may be lost): the transport was shut down and
+    /// nothing more is written.
+    failed: bool,
+    /// The transport was shut down because the connection is finished.
+    shut_down: bool,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Split<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Split")
+            .field("io", &self.io)
+            .field("write", &self.write)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SetReadTimeout> Split<S> {
+    /// Marks the reading side finished: shuts the transport down (the peer
+    /// sees the end; a writer blocked on it wakes up) and wakes
+    /// [`WsWriter::close`].
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        let _ = self.io.close_transport();
+        *lock(&self.done) = true;
+        self.done_cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for the reader to end; returns whether it did.
+    fn wait_done(&self, timeout: Duration) -> bool {
+        let guard = lock(&self.done);
+        let (guard, _) = self
+            .done_cv
+            .wait_timeout_while(guard, timeout, |done| !*done)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+}
+
+impl<S> Split<S>
+where
+    S: SetReadTimeout,
+    for<'a> &'a S: Write,
+{
+    /// Locks the write side (blocking); the guard writes what the reader
+    /// owes when it is dropped.
+    fn claim(&self) -> WriteGuard<'_, S> {
+        WriteGuard {
+            side: Some(lock(&self.write)),
+            split: self,
+        }
+    }
+
+    /// Writes everything `side` has queued, control replies included, then
+    /// shuts the transport down if the connection is finished. Bytes leave
+    /// the queue only once written, so the reader does not see our close
+    /// frame as sent before it is. A write error is fatal: the queue is
+    /// dropped and the transport shut down (which also ends the reader).
+    fn write_out(&self, side: &mut WriteSide) -> Result<()> {
+        // Everything owed so far leaves in this pass (the reader raises
+        // `owed` after handing the replies over, so this swap sees them).
+        self.owed.swap(false, Ordering::AcqRel);
+        if side.failed {
+            return Err(Error::Closed);
+        }
+        if side.tx.should_close_transport() && side.tx.wants_write() {
+            // Timed out with bytes the peer never took: drop them.
+            side.tx.discard_transmit();
+        }
+        let mut wrote = false;
+        let result = loop {
+            let mut slices = [IoSlice::new(&[]); 16];
+            let count = side.tx.transmit_slices(&mut slices);
+            if count == 0 {
+                break Ok(());
+            }
+            match (&self.io).write_vectored(&slices[..count]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    side.tx.advance_transmit(n);
+                    wrote = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let result = result.and_then(|()| if wrote { (&self.io).flush() } else { Ok(()) });
+        if let Err(e) = result {
+            side.failed = true;
+            side.tx.discard_transmit();
+            let _ = self.io.close_transport();
+            return Err(Error::Io(e));
+        }
+        if !side.shut_down && side.tx.should_close_transport() {
+            // Finished (e.g. a server's close reply is written): shutting the
+            // transport down wakes the reader, which may be blocked reading.
+            side.shut_down = true;
+            let _ = self.io.close_transport();
+        }
+        Ok(())
+    }
+
+    /// The reader's side of the hand-over: raises `owed`, then writes what is
+    /// owed unless the write side is held (its holder then does it).
+    fn owe(&self) -> Result<()> {
+        self.owed.store(true, Ordering::Release);
+        self.write_owed()
+    }
+
+    /// Writes what the reader owes if the write side is free; if it is held,
+    /// returns at once: the holder calls this after releasing it. Returns the
+    /// error of a write done here.
+    ///
+    /// The `SeqCst` fences make the raise-then-try of [`owe`](Self::owe) and
+    /// the release-then-check of a holder see each other: either the holder
+    /// sees `owed` raised, or the reader's `try_lock` sees the write side
+    /// free (or held by a later holder, which checks in turn).
+    fn write_owed(&self) -> Result<()> {
+        let mut result = Ok(());
+        loop {
+            fence(Ordering::SeqCst);
+            if !self.owed.load(Ordering::Acquire) {
+                return result;
+            }
+            let mut side = match self.write.try_lock() {
+                Ok(side) => side,
+                Err(TryLockError::WouldBlock) => return result,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            };
+            let r = self.write_out(&mut side);
+            drop(side);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+    }
+}
+
+/// The write side, locked; dropping it unlocks it and then writes what the
+/// reader owes meanwhile (see [`Split::write_owed`]).
+struct WriteGuard<'a, S: SetReadTimeout>
+where
+    for<'b> &'b S: Write,
+{
+    side: Option<MutexGuard<'a, WriteSide>>,
+    split: &'a Split<S>,
+}
+
+impl<S: SetReadTimeout> std::ops::Deref for WriteGuard<'_, S>
+where
+    for<'b> &'b S: Write,
+{
+    type Target = WriteSide;
+    fn deref(&self) -> &WriteSide {
+        self.side.as_ref().expect("held until dropped")
+    }
+}
+
+impl<S: SetReadTimeout> std::ops::DerefMut for WriteGuard<'_, S>
+where
+    for<'b> &'b S: Write,
+{
+    fn deref_mut(&mut self) -> &mut WriteSide {
+        self.side.as_mut().expect("held until dropped")
+    }
+}
+
+impl<S: SetReadTimeout> Drop for WriteGuard<'_, S>
+where
+    for<'b> &'b S: Write,
+{
+    fn drop(&mut self) {
+        drop(self.side.take());
+        // A failed write here shut the transport down; the halves' next
+        // operations report it.
+        let _ = self.split.write_owed();
+    }
+}
+
 /// The reading half of a split [`WebSocketStream`]: receives messages,
-/// answers pings and close frames (writing the replies itself), and runs
-/// the connection's timers.
+/// answers pings and close frames, and runs the connection's timers. It owns
+/// the receiving side of the connection, so reading takes no lock (see
+/// [`WebSocketStream::split`]).
 #[derive(Debug)]
 pub struct WsReader<S> {
-    shared: Arc<Shared<S, SplitState>>,
-    /// The empty buffer swapped in while a read blocks (see `read_once`).
-    spare: BytesMut,
+    rx: Receiver,
+    split: Arc<Split<S>>,
     timeouts: TimeoutCache,
     read_timeout: Option<Duration>,
+    /// The transport reached end of stream.
+    read_eof: bool,
+    ended: bool,
 }
+
+/// Longest nap while, after end of stream, the reader waits for a writer to
+/// finish writing our close frame.
+const MAX_NAP: Duration = Duration::from_millis(10);
 
 impl<S> WsReader<S>
 where
     S: SetReadTimeout,
     for<'a> &'a S: Read + Write,
 {
-    /// Blocks until the next message; as [`WebSocketStream::read`]. The
-    /// state lock is not held while blocked, so the writer half keeps
-    /// sending meanwhile.
+    /// Blocks until the next message; as [`WebSocketStream::read`]. No lock
+    /// is taken to read or decode, so the writer half keeps sending
+    /// meanwhile; control replies are written as [`WebSocketStream::split`]
+    /// describes.
     pub fn read(&mut self) -> Result<Message> {
         let user_deadline = self.read_timeout.map(|d| Instant::now() + d);
+        let mut nap = Duration::from_millis(1);
         loop {
-            let (timer, now) = {
-                let mut st = self.shared.lock();
-                if st.done {
-                    return Err(Error::Closed);
+            if self.ended {
+                return Err(Error::Closed);
+            }
+            match self.rx.poll_message() {
+                Ok(Some(msg)) => {
+                    // A failed write shuts the transport down; the next read
+                    // reports the end.
+                    let _ = self.write_replies();
+                    return Ok(msg);
                 }
-                match st.conn.poll_message() {
-                    Ok(Some(msg)) => {
-                        let reply = st.conn.wants_write();
-                        drop(st);
-                        if reply {
-                            // A failed write shuts the transport down; the next read reports it.
-                            let _ = self.flush_shared();
-                        }
-                        return Ok(msg);
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = self.write_replies();
+                    if self.rx.should_close_transport() {
+                        self.end();
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        drop(st);
-                        let _ = self.flush_shared();
-                        return Err(e);
-                    }
+                    return Err(e);
                 }
-                if st.conn.wants_write() {
-                    drop(st);
-                    self.flush_shared()?;
-                    continue;
-                }
-                if st.conn.should_close_transport() {
-                    st.done = true;
-                    drop(st);
-                    self.shared.notify_done();
-                    let _ = self.shared.io.close_transport();
-                    return Err(Error::Closed);
-                }
-                let now = Instant::now();
-                (st.conn.poll_timeout(now), now)
-            };
+            }
+            self.write_replies()?;
+            if self.rx.should_close_transport() {
+                self.end();
+                return Err(Error::Closed);
+            }
+            let now = Instant::now();
+            let timer = self.rx.poll_timeout(now);
             if user_deadline.is_some_and(|d| d <= now) {
                 return Err(timed_out());
             }
             let deadline = earliest(timer, user_deadline);
-            let step = self
-                .shared
-                .read_once(&mut self.spare, &mut self.timeouts, deadline, now);
-            let mut st = self.shared.lock();
-            match step {
-                Step::Data | Step::Interrupted => {}
-                Step::Eof => st.conn.handle_eof(),
-                Step::TimedOut if deadline.is_none() => {
-                    return Err(Error::Io(io::ErrorKind::WouldBlock.into()));
+            if self.read_eof {
+                // Nothing more to read; only our close frame is still to be
+                // written, by the writer holding the write side or here once
+                // it is free. The close timer bounds the wait.
+                let _ = self.split.owe();
+                if !self.rx.should_close_transport() {
+                    let left = deadline.map_or(nap, |d| d.saturating_duration_since(now));
+                    thread::sleep(nap.min(left));
+                    nap = (nap * 2).min(MAX_NAP);
+                    self.rx.handle_timeout(Instant::now());
                 }
-                Step::TimedOut => st.conn.handle_timeout(Instant::now()),
-                Step::Failed(e) => {
-                    st.conn.handle_eof();
-                    st.done = true;
-                    drop(st);
-                    self.shared.notify_done();
-                    let _ = self.shared.io.close_transport();
+                continue;
+            }
+            match self.timeouts.arm(&self.split.io, deadline, now) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.rx.handle_timeout(now);
+                    continue;
+                }
+                Err(e) => return Err(Error::Io(e)),
+            }
+            match read_into(&mut &self.split.io, self.rx.read_buf()) {
+                Ok(0) => {
+                    self.read_eof = true;
+                    self.rx.handle_eof();
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    if deadline.is_none() {
+                        // Not our timeout (non-blocking transport): retryable.
+                        return Err(Error::Io(e));
+                    }
+                    self.rx.handle_timeout(Instant::now());
+                }
+                Err(e) => {
+                    self.rx.handle_eof();
+                    self.end();
                     return Err(Error::Io(e));
                 }
             }
@@ -823,14 +1058,24 @@ where
 
     /// The transport shared by both halves.
     pub fn get_ref(&self) -> &S {
-        &self.shared.io
+        &self.split.io
     }
 
-    fn flush_shared(&self) -> Result<()> {
-        self.shared.flush(true).map_err(|e| {
-            let _ = self.shared.io.close_transport();
-            Error::Io(e)
-        })
+    /// Writes the control replies the receiver handed to the sender, unless
+    /// a writer holds the write side (it writes them when it lets go).
+    fn write_replies(&self) -> Result<()> {
+        if self.rx.control_pending() {
+            self.split.owe()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.split.end();
+        }
     }
 }
 
@@ -839,13 +1084,13 @@ where
 /// messages from different handles never interleave within a frame.
 #[derive(Debug)]
 pub struct WsWriter<S> {
-    shared: Arc<Shared<S, SplitState>>,
+    split: Arc<Split<S>>,
 }
 
 impl<S> Clone for WsWriter<S> {
     fn clone(&self) -> Self {
         WsWriter {
-            shared: self.shared.clone(),
+            split: self.split.clone(),
         }
     }
 }
@@ -864,28 +1109,27 @@ where
     /// Queues `msg` without writing (writes only above
     /// `Config::write_buffer_limit`).
     pub fn feed(&mut self, msg: Message) -> Result<()> {
-        self.queue(|c| c.send(&msg))
+        self.queue(|tx| tx.send(&msg))
     }
 
     /// Queues and flushes a text message without building a [`Message`].
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.queue(|c| c.send_text(text))?;
+        self.queue(|tx| tx.send_text(text))?;
         self.flush()
     }
 
     /// Queues and flushes a binary message without building a [`Message`].
     pub fn send_binary(&mut self, data: &[u8]) -> Result<()> {
-        self.queue(|c| c.send_binary(data))?;
+        self.queue(|tx| tx.send_binary(data))?;
         self.flush()
     }
 
-    /// Writes out everything queued. A write error shuts the transport down
-    /// (bytes may have been lost), which also ends the reader half.
+    /// Writes out everything queued (control replies the reader handed over
+    /// included). A write error shuts the transport down (bytes may have
+    /// been lost), which also ends the reader half.
     pub fn flush(&mut self) -> Result<()> {
-        self.shared.flush(true).map_err(|e| {
-            let _ = self.shared.io.close_transport();
-            Error::Io(e)
-        })
+        let mut side = self.split.claim();
+        self.split.write_out(&mut side)
     }
 
     /// Sends a close frame, then waits until the reader half has seen the
@@ -896,37 +1140,139 @@ where
     ///
     /// To send a close frame without waiting, `send(Message::Close(..))`.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        if self.split.ended.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let timeout = {
-            let mut st = self.shared.lock();
-            if st.done {
-                return Ok(());
-            }
-            st.conn.close(code, reason)?;
-            st.conn.config().get_close_timeout()
+            let mut side = self.split.claim();
+            side.tx.close(code, reason)?;
+            self.split.write_out(&mut side)?;
+            side.tx.config().get_close_timeout()
         };
-        self.flush()?;
-        if self.shared.wait_done(timeout) {
+        if self.split.wait_done(timeout) {
             Ok(())
         } else {
-            let _ = self.shared.io.close_transport();
+            let _ = self.split.io.close_transport();
             Err(Error::Timeout(TimeoutKind::Close))
         }
     }
 
     /// The transport shared by both halves.
     pub fn get_ref(&self) -> &S {
-        &self.shared.io
+        &self.split.io
     }
 
-    fn queue(&mut self, f: impl FnOnce(&mut Connection) -> Result<()>) -> Result<()> {
-        let over = {
-            let mut st = self.shared.lock();
-            if st.done {
-                return Err(Error::Closed);
+    fn queue(&mut self, f: impl FnOnce(&mut Sender) -> Result<()>) -> Result<()> {
+        let mut side = self.split.claim();
+        if side.failed || self.split.ended.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        f(&mut side.tx)?;
+        if side.tx.buffered_transmit() > side.tx.config().get_write_buffer_limit() {
+            self.split.write_out(&mut side)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A connected pair of sockets on 127.0.0.1, with bounded reads.
+    fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (ours, peer)
+    }
+
+    /// Reads from the raw peer socket until `dec` decodes a message.
+    fn peer_read(sock: &mut TcpStream, dec: &mut Connection) -> io::Result<Message> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(msg) = dec.poll_message().unwrap() {
+                return Ok(msg);
             }
-            f(&mut st.conn)?;
-            st.conn.buffered_transmit() > st.conn.config().get_write_buffer_limit()
-        };
-        if over { self.flush() } else { Ok(()) }
+            let n = sock.read(&mut buf)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            dec.handle_bytes(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn a_pong_the_reader_cannot_write_is_written_when_the_writer_lets_go() {
+        let (ours, mut peer) = socket_pair();
+        let ws = WebSocketStream::from_raw(ours, Role::Client, Config::default(), BytesMut::new());
+        let (mut reader, writer) = ws.split();
+        reader.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut enc = Connection::new(Role::Server, Config::default());
+        enc.send_ping(b"x").unwrap();
+        peer.write_all(&enc.take_transmit()).unwrap();
+
+        // A writer holds the write side (as while queueing or writing).
+        let held = writer.split.claim();
+        assert_eq!(reader.read().unwrap(), Message::Ping("x".into()));
+        peer.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let r = peer_read(&mut peer, &mut enc);
+        assert!(
+            r.as_ref().is_err_and(is_timeout),
+            "the reader did not write past the holder: {r:?}"
+        );
+
+        // Letting go writes the pong, though no writer does anything more.
+        drop(held);
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(
+            peer_read(&mut peer, &mut enc).unwrap(),
+            Message::Pong("x".into())
+        );
+    }
+
+    #[test]
+    fn a_server_reader_ends_once_a_writer_has_written_the_close_reply() {
+        let (ours, mut peer) = socket_pair();
+        let config = Config::default().close_timeout(Duration::from_secs(10));
+        let ws = WebSocketStream::from_raw(ours, Role::Server, config, BytesMut::new());
+        let (mut reader, writer) = ws.split();
+        reader.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut enc = Connection::new(Role::Client, Config::default());
+        enc.close(CloseCode::NORMAL, "").unwrap();
+        peer.write_all(&enc.take_transmit()).unwrap();
+
+        // The close arrives while a writer holds the write side: the writer
+        // writes the reply when it lets go.
+        let held = writer.split.claim();
+        assert!(matches!(reader.read().unwrap(), Message::Close(Some(_))));
+        let (done, wait_done) = mpsc::channel();
+        let reader_thread = thread::spawn(move || {
+            let t = Instant::now();
+            let r = reader.read();
+            let _ = done.send(());
+            (r, t.elapsed())
+        });
+        thread::sleep(Duration::from_millis(50));
+        drop(held);
+
+        // The client gets the reply and then the end of the stream, and the
+        // reader (blocked reading) ends at once, not at the close timeout.
+        assert!(matches!(
+            peer_read(&mut peer, &mut enc).unwrap(),
+            Message::Close(Some(f)) if f.code == CloseCode::NORMAL
+        ));
+        wait_done
+            .recv_timeout(Duration::from_secs(3))
+            .expect("the reader ended");
+        let (r, took) = reader_thread.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        let mut rest = Vec::new();
+        assert_eq!(peer.read_to_end(&mut rest).unwrap(), 0, "then the end");
     }
 }

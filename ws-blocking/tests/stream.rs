@@ -272,3 +272,155 @@ fn works_over_any_read_write_with_no_read_timeout() {
         let _: &WebSocketStream<NoReadTimeout<TcpStream>> = &ws;
     });
 }
+
+/// The 1 KiB payload of message `i`: its index, then a byte pattern that
+/// depends on it (so a corrupted or misplaced frame shows).
+fn payload(i: usize) -> Vec<u8> {
+    let mut p = (i as u64).to_le_bytes().to_vec();
+    p.extend((8..1024).map(|j| (i.wrapping_mul(31) + j) as u8));
+    p
+}
+
+#[test]
+fn every_ping_gets_one_pong_in_order_while_a_writer_streams() {
+    const N: usize = 2000;
+    const PINGS: usize = 200;
+    with_timeout(60, || {
+        let (url, peer) = raw_peer(|sock, rest| {
+            sock.set_nodelay(true).unwrap();
+            let mut ping_sock = sock.try_clone().unwrap();
+            let mut pinger = Some(thread::spawn(move || {
+                let mut enc = Connection::new(Role::Server, Config::default());
+                for i in 0..PINGS {
+                    enc.send_ping(format!("p{i}").as_bytes()).unwrap();
+                    ping_sock.write_all(&enc.take_transmit()).unwrap();
+                    thread::sleep(Duration::from_micros(300));
+                }
+            }));
+            let mut sock = sock;
+            let mut dec = Connection::new(Role::Server, Config::default());
+            dec.handle_bytes(&rest);
+            let mut data = 0;
+            let mut pongs = 0;
+            // How many data frames had arrived when the first pong did.
+            let mut first_pong_at = None;
+            let mut buf = vec![0u8; 4096];
+            let mut closing = false;
+            loop {
+                while let Some(msg) = dec.poll_message().unwrap() {
+                    match msg {
+                        Message::Binary(b) => {
+                            assert_eq!(&b[..], &payload(data)[..], "frame {data} intact");
+                            data += 1;
+                        }
+                        Message::Pong(p) => {
+                            assert_eq!(&p[..], format!("p{pongs}").as_bytes(), "in order");
+                            first_pong_at.get_or_insert(data);
+                            pongs += 1;
+                        }
+                        Message::Close(_) => {
+                            assert!(closing, "the client only replies to our close");
+                            sock.shutdown(std::net::Shutdown::Both).unwrap();
+                            return (data, pongs, first_pong_at);
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                if !closing && data == N && pongs == PINGS {
+                    pinger.take().unwrap().join().unwrap();
+                    dec.close(CloseCode::NORMAL, "").unwrap();
+                    sock.write_all(&dec.take_transmit()).unwrap();
+                    closing = true;
+                }
+                let n = sock.read(&mut buf).unwrap();
+                assert!(n > 0, "the client vanished ({data} frames, {pongs} pongs)");
+                dec.handle_bytes(&buf[..n]);
+                if data < N {
+                    // Read slowly, so the writer blocks holding the write side
+                    // while pings arrive.
+                    thread::sleep(Duration::from_micros(200));
+                }
+            }
+        });
+        let (ws, _) = connect(&url).unwrap();
+        let (mut reader, mut writer) = ws.split();
+        reader.set_read_timeout(Some(Duration::from_secs(20)));
+        let reader_thread = thread::spawn(move || {
+            let mut pings = Vec::new();
+            for msg in reader.messages() {
+                match msg.unwrap() {
+                    Message::Ping(p) => pings.push(p),
+                    Message::Close(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            pings
+        });
+        let writer_thread = thread::spawn(move || {
+            for i in 0..N {
+                writer.send_binary(&payload(i)).unwrap();
+            }
+        });
+        writer_thread.join().unwrap();
+        let (data, pongs, first_pong_at) = peer.join().unwrap();
+        assert_eq!((data, pongs), (N, PINGS));
+        assert!(
+            first_pong_at.is_some_and(|at| at < N),
+            "pongs went out between the data frames ({first_pong_at:?})"
+        );
+        let pings = reader_thread.join().unwrap();
+        assert_eq!(pings.len(), PINGS);
+    });
+}
+
+#[test]
+fn split_close_times_out_while_the_reader_is_blocked_in_read() {
+    with_timeout(20, || {
+        let (url, peer) = raw_peer(|mut sock, _| {
+            // Read everything, answer nothing, until the client gives up.
+            let mut sink = Vec::new();
+            let _ = sock.read_to_end(&mut sink);
+            sink
+        });
+        let config = Config::default().close_timeout(Duration::from_millis(300));
+        let (ws, _) = connect_with(&url, config).unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let (woke, wait_woke) = std::sync::mpsc::channel();
+        let reader_thread = thread::spawn(move || {
+            let first = reader.read();
+            let _ = woke.send(());
+            (first, reader.read())
+        });
+        thread::sleep(Duration::from_millis(50));
+        assert!(
+            wait_woke.try_recv().is_err(),
+            "the reader is blocked in read"
+        );
+        let t = Instant::now();
+        let r = writer.close(CloseCode::NORMAL, "");
+        let took = t.elapsed();
+        assert!(
+            matches!(r, Err(Error::Timeout(TimeoutKind::Close))),
+            "{r:?}"
+        );
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        wait_woke
+            .recv_timeout(Duration::from_secs(2))
+            .expect("the blocked reader wakes up once the transport is shut down");
+        let (first, second) = reader_thread.join().unwrap();
+        assert!(first.is_err(), "{first:?}");
+        assert!(matches!(second, Err(Error::Closed)), "{second:?}");
+        assert!(matches!(
+            writer.send(Message::text("late")),
+            Err(Error::Closed)
+        ));
+        // The peer saw our close frame, then the end of the connection.
+        let wire = peer.join().unwrap();
+        let mut dec = Connection::new(Role::Server, Config::default());
+        dec.handle_bytes(&wire);
+        assert!(
+            matches!(dec.poll_message().unwrap(), Some(Message::Close(Some(f))) if f.code == CloseCode::NORMAL)
+        );
+    });
+}
