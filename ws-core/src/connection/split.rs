@@ -510,7 +510,12 @@ impl Sender {
         self.conn.transmit_slices(dst)
     }
 
-    /// As [`Connection::take_transmit`], control replies included.
+    /// As [`Connection::take_transmit`], control replies included. Taken
+    /// bytes count as written: a close frame taken here lets the
+    /// [`Receiver`] finish, so a caller that must not end the receiving side
+    /// before the frame is on the wire uses
+    /// [`transmit_slices`](Self::transmit_slices) and
+    /// [`advance_transmit`](Self::advance_transmit) instead.
     pub fn take_transmit(&mut self) -> Bytes {
         self.sync();
         let b = self.conn.take_transmit();
