@@ -319,3 +319,124 @@ fn queueing_a_message_leaves_pending_pongs_flagged_for_the_next_write() {
         ]
     );
 }
+
+mod interleavings {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One step of a client peer talking to a split server.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The peer queues a text message of this length.
+        PeerText(usize),
+        /// The peer queues a ping.
+        PeerPing,
+        /// The server's sender queues a binary message of this length.
+        ServerBinary(usize),
+        /// Up to this many bytes travel peer -> receiver, then it decodes.
+        ToServer(usize),
+        /// Up to this many bytes travel sender -> peer (possibly mid-frame).
+        ToPeer(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0usize..300).prop_map(Step::PeerText),
+            Just(Step::PeerPing),
+            (0usize..20_000).prop_map(Step::ServerBinary),
+            (1usize..4000).prop_map(Step::ToServer),
+            (1usize..30_000).prop_map(Step::ToPeer),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Whatever the order of reads, writes and partial transmissions,
+        /// the split halves deliver every message both ways in order,
+        /// answer every ping exactly once, and never put a pong inside a
+        /// data frame; then a close from the peer ends both halves.
+        #[test]
+        fn split_halves_match_the_protocol_under_any_interleaving(
+            steps in proptest::collection::vec(step(), 1..60),
+        ) {
+            let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+            let (mut up, mut down) = (Vec::<u8>::new(), Vec::<u8>::new());
+            let (mut sent_up, mut sent_down, mut pings) = (Vec::new(), Vec::new(), 0u32);
+            let (mut got_up, mut got_down, mut pongs) = (Vec::new(), Vec::new(), 0u32);
+            let decode_rx = |rx: &mut Receiver, got: &mut Vec<Message>| {
+                while let Some(m) = rx.poll_message().expect("valid frames") {
+                    if m.is_data() {
+                        got.push(m);
+                    }
+                }
+            };
+            let decode_peer = |peer: &mut Connection, got: &mut Vec<Message>, pongs: &mut u32| {
+                while let Some(m) = peer.poll_message().expect("well-formed frames") {
+                    match m {
+                        Message::Pong(_) => *pongs += 1,
+                        m => got.push(m),
+                    }
+                }
+            };
+            for s in steps {
+                match s {
+                    Step::PeerText(n) => {
+                        let m = Message::text("x".repeat(n));
+                        peer.send(&m).unwrap();
+                        sent_up.push(m);
+                        up.extend_from_slice(&peer.take_transmit());
+                    }
+                    Step::PeerPing => {
+                        peer.send_ping(&pings.to_be_bytes()).unwrap();
+                        pings += 1;
+                        up.extend_from_slice(&peer.take_transmit());
+                    }
+                    Step::ServerBinary(n) => {
+                        let m = Message::binary(vec![(n % 251) as u8; n]);
+                        tx.send(&m).unwrap();
+                        sent_down.push(m);
+                    }
+                    Step::ToServer(n) => {
+                        let n = n.min(up.len());
+                        rx.handle_bytes(&up[..n]);
+                        up.drain(..n);
+                        decode_rx(&mut rx, &mut got_up);
+                    }
+                    Step::ToPeer(n) => {
+                        let chunk = tx.pending_transmit();
+                        let n = n.min(chunk.len());
+                        peer.handle_bytes(&chunk[..n]);
+                        tx.advance_transmit(n);
+                        decode_peer(&mut peer, &mut got_down, &mut pongs);
+                    }
+                }
+            }
+            // The peer closes; everything still in flight is delivered.
+            peer.close(CloseCode::NORMAL, "").unwrap();
+            up.extend_from_slice(&peer.take_transmit());
+            rx.handle_bytes(&up);
+            decode_rx(&mut rx, &mut got_up);
+            loop {
+                let chunk = tx.take_transmit();
+                if chunk.is_empty() {
+                    break;
+                }
+                peer.handle_bytes(&chunk);
+            }
+            let mut closed = false;
+            while let Some(m) = peer.poll_message().expect("well-formed frames") {
+                match m {
+                    Message::Pong(_) => pongs += 1,
+                    Message::Close(_) => closed = true,
+                    m => got_down.push(m),
+                }
+            }
+            prop_assert_eq!(got_up, sent_up);
+            prop_assert_eq!(got_down, sent_down);
+            prop_assert_eq!(pongs, pings);
+            prop_assert!(closed, "the close is answered");
+            prop_assert!(tx.should_close_transport());
+            prop_assert!(rx.should_close_transport());
+        }
+    }
+}
