@@ -360,7 +360,7 @@ mod interleavings {
             steps in proptest::collection::vec(step(), 1..60),
         ) {
             let (mut peer, mut rx, mut tx) = server_pair(Config::default());
-            let (mut up, mut down) = (Vec::<u8>::new(), Vec::<u8>::new());
+            let mut up = Vec::<u8>::new();
             let (mut sent_up, mut sent_down, mut pings) = (Vec::new(), Vec::new(), 0u32);
             let (mut got_up, mut got_down, mut pongs) = (Vec::new(), Vec::new(), 0u32);
             let decode_rx = |rx: &mut Receiver, got: &mut Vec<Message>| {
