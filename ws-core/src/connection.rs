@@ -8,6 +8,8 @@
 //! [`Connection::pending_transmit`] / [`Connection::advance_transmit`]. Time
 //! comes in through [`Connection::poll_timeout`] and
 //! [`Connection::handle_timeout`]; the connection has no clock of its own.
+//! [`Connection::split`] divides it into a receiving and a sending half for
+//! two tasks (see [`split`]).
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};

@@ -10,8 +10,10 @@
 //!   [`handshake::ServerHandshake`]), as its own layer.
 //! - [`Connection`]: framing, masking, fragmentation, UTF-8 validation,
 //!   ping/pong, the closing handshake, limits and timers; [`Connection::split`]
-//!   into a [`Receiver`] and a [`Sender`] for two tasks, with [`handoff`] for
-//!   sharing the write side.
+//!   into a [`Receiver`] and a [`Sender`] for two tasks; [`handoff`] and
+//!   [`halves`] are the runtime-independent part of the async adapters'
+//!   split halves (the write side both halves share, the split writer, the
+//!   reader's control-reply writing).
 //! - [`frame`], [`mask`], [`utf8`]: the wire pieces, usable on their own.
 //! - [`url`], [`site`], [`hub`]: what the runtime adapters share (URL
 //!   parsing, the test page and HTTP routing, the broadcast registry).
