@@ -703,6 +703,7 @@ macro_rules! suite {
                     SinkExt::close(&mut writer).await.unwrap();
                     assert!(matches!(reader.next().await, Some(Ok(Message::Close(_)))));
                     assert!(reader.next().await.is_none());
+                    assert!(futures_core::FusedStream::is_terminated(&reader));
                     assert!(matches!(writer.send(Message::text("late")).await, Err(Error::Closed)));
                     server.shutdown().await;
                 }));

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use futures_core::Stream;
+use futures_core::{FusedStream, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use ws_core::halves::{ReplyWriter, SplitWriter, WriteTransport, write_halves};
 use ws_core::{Message, Receiver, Sender};
@@ -244,6 +244,12 @@ impl<S: SplitIo> Stream for WsReader<S> {
     /// Cancel-safe, as [`WsReader::recv`].
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S: SplitIo> FusedStream for WsReader<S> {
+    fn is_terminated(&self) -> bool {
+        self.ended
     }
 }
 

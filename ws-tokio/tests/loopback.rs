@@ -745,6 +745,7 @@ async fn split_writer_works_as_a_sink_and_refuses_after_the_peer_closed() {
         SinkExt::close(&mut writer).await.unwrap();
         assert!(matches!(reader.next().await, Some(Ok(Message::Close(_)))));
         assert!(reader.next().await.is_none());
+        assert!(futures_core::FusedStream::is_terminated(&reader));
         assert!(matches!(
             writer.send(Message::text("late")).await,
             Err(Error::Closed)
