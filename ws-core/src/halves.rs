@@ -58,6 +58,8 @@ impl<W: WriteTransport> WriteSide<W> {
     /// write direction down if the connection is over.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.io_failed {
+            // Replies the reader handed over since cannot leave either.
+            self.tx.discard_transmit();
             return Poll::Ready(Err(Error::Closed));
         }
         if self.tx.should_close_transport() && self.tx.wants_write() {

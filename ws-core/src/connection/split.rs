@@ -529,8 +529,13 @@ impl Sender {
     }
 
     /// As [`Connection::discard_transmit`]: the transport is gone, so the
-    /// receiver stops waiting for a close frame to be written.
+    /// receiver stops waiting for a close frame to be written, and control
+    /// replies it hands over are dropped too
+    /// ([`Receiver::control_pending`] turns false).
     pub fn discard_transmit(&mut self) {
+        if self.link.flags() & CONTROL != 0 {
+            drop(self.link.take());
+        }
         self.conn.discard_transmit();
         self.discarded = true;
         self.publish();

@@ -440,3 +440,19 @@ mod interleavings {
         }
     }
 }
+
+#[test]
+fn discarding_the_queue_drops_pending_control_replies_and_releases_the_receiver() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    peer.send_ping(b"lost").unwrap();
+    peer.close(CloseCode::NORMAL, "").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert!(rx.control_pending());
+    assert!(!rx.should_close_transport(), "the close reply is owed");
+    // The transport failed: nothing more can be written.
+    tx.discard_transmit();
+    assert!(!rx.control_pending(), "nobody is left to write the replies");
+    assert!(!tx.wants_write());
+    assert!(rx.should_close_transport());
+}
