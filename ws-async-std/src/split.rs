@@ -1,29 +1,28 @@
 //! The halves of a split [`WebSocketStream`](crate::WebSocketStream):
 //! [`WsReader`] and [`WsWriter`], with no lock on the data path.
 //!
-//! The same design as ws-tokio's, over futures-io: the reader owns a
-//! handle for reading and a [`ws_core::Receiver`]; the writer's side (a
-//! [`ws_core::Sender`] and a handle for writing) is shared through
-//! [`ws_core::halves`], which decides who writes what and when each half
-//! wakes the other. This file is only the futures-io calls: the read loop,
-//! the timer, and the write handle's `poll_write`/`poll_close`.
+//! The halves themselves live in [`ws_core::halves`] (the receive loop,
+//! the writer's operations, who writes a control reply and when each half
+//! wakes the other), shared with ws-tokio. This file is only the futures-io
+//! calls they run on: one read, one vectored write and a `poll_close`, and
+//! an async-io `Timer`.
 
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_io::Timer;
 use futures_core::{FusedStream, Stream};
 use futures_io::{AsyncRead, AsyncWrite};
-use ws_core::halves::{ReplyWriter, SplitWriter, WriteTransport, write_halves};
-use ws_core::{Message, Receiver, Sender};
+use ws_core::halves::{
+    ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
+};
+use ws_core::{BytesMut, Message, Sender};
 
+use crate::Result;
 use crate::io::{poll_read_into, poll_write_conn};
-use crate::stream::POLL_BUDGET;
-use crate::{Error, Result};
 
 /// A transport that splits into a handle for reading and a handle for
 /// writing, usable from different tasks, as
@@ -73,14 +72,21 @@ split_by_clone!(
     async_std::os::unix::net::UnixStream,
 );
 
-/// The transport's write handle, as ws-core's halves write through it.
-pub struct WriteIo<W>(W);
+/// The transport's read handle, as ws-core's reader reads from it.
+pub struct ReadIo<R>(R);
 
-impl<W> fmt::Debug for WriteIo<W> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WriteIo").finish_non_exhaustive()
+impl<R: AsyncRead + Unpin> ReadTransport for ReadIo<R> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        poll_read_into(&mut self.0, cx, buf)
     }
 }
+
+/// The transport's write handle, as ws-core's halves write through it.
+pub struct WriteIo<W>(W);
 
 impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
     fn poll_write_queued(&mut self, tx: &mut Sender, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -92,54 +98,64 @@ impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
     }
 }
 
-/// The write half of `S`, as the writer holds it.
+/// async-io's timer, re-armed in place when the deadline moves.
+pub(crate) struct Alarm {
+    timer: async_io::Timer,
+    /// The instant `timer` is armed for.
+    at: Option<Instant>,
+}
+
+impl Alarm {
+    pub(crate) fn new(timer: async_io::Timer) -> Self {
+        Alarm { timer, at: None }
+    }
+}
+
+impl Timer for Alarm {
+    fn poll_at(&mut self, cx: &mut Context<'_>, at: Instant) -> bool {
+        if self.at != Some(at) {
+            self.timer.set_at(at);
+            self.at = Some(at);
+        }
+        let fired = Pin::new(&mut self.timer).poll(cx).is_ready();
+        if fired {
+            self.at = None;
+        }
+        fired
+    }
+}
+
+/// The write handle of `S`, as the writer holds it.
 pub type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
+
+type Reader<S> = SplitReader<ReadIo<<S as SplitIo>::ReadHalf>, Alarm, Write<S>>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
     conn: ws_core::Connection,
     io: S,
-    timer: Timer,
+    timer: async_io::Timer,
 ) -> (WsReader<S>, WsWriter<S>) {
-    let (rx, tx) = conn.split();
-    let (read_io, write_io) = io.split_io();
-    let (replies, writer) = write_halves(tx, WriteIo(write_io));
-    (
-        WsReader {
-            rx,
-            io: read_io,
-            timer,
-            deadline: None,
-            read_eof: false,
-            ended: false,
-            replies,
-        },
-        writer,
-    )
+    let (read, write) = io.split_io();
+    let (inner, writer) = split_halves(conn, ReadIo(read), WriteIo(write), Alarm::new(timer));
+    (WsReader { inner }, writer)
 }
 
-/// The receiving half of a split [`WebSocketStream`](crate::WebSocketStream).
+/// The receiving half of a split [`WebSocketStream`](crate::WebSocketStream):
+/// ws-core's [`SplitReader`] over a read handle.
 ///
 /// It answers pings and closes itself (through the writer's queue, writing
 /// them when the writer is not), and drives the close and keepalive timers,
 /// so keep polling it even if you only send.
 pub struct WsReader<S: SplitIo> {
-    rx: Receiver,
-    io: S::ReadHalf,
-    timer: Timer,
-    /// The instant `timer` is armed for.
-    deadline: Option<Instant>,
-    read_eof: bool,
-    ended: bool,
-    replies: ReplyWriter<Write<S>>,
+    inner: Reader<S>,
 }
 
 impl<S: SplitIo> fmt::Debug for WsReader<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WsReader")
-            .field("rx", &self.rx)
-            .field("ended", &self.ended)
-            .finish_non_exhaustive()
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
@@ -147,7 +163,7 @@ impl<S: SplitIo> WsReader<S> {
     /// As [`WebSocketStream::recv`](crate::WebSocketStream::recv);
     /// cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+        self.inner.recv().await
     }
 
     /// Puts the halves back together; fails (returning both) if they come
@@ -159,96 +175,13 @@ impl<S: SplitIo> WsReader<S> {
         self,
         writer: WsWriter<S>,
     ) -> std::result::Result<crate::WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
-        if !self.replies.belongs_with(&writer) {
-            return Err((self, writer));
+        match self.inner.reunite(writer) {
+            Ok((conn, read, write, alarm)) => {
+                let io = S::unsplit_io(read.0, write.0);
+                Ok(crate::WebSocketStream::from_parts(conn, io, alarm.timer))
+            }
+            Err((inner, writer)) => Err((WsReader { inner }, writer)),
         }
-        let WsReader {
-            rx,
-            io,
-            timer,
-            replies,
-            ..
-        } = self;
-        let (tx, write_io) = replies
-            .reunite(writer)
-            .unwrap_or_else(|_| unreachable!("checked above"));
-        let conn = rx
-            .reunite(tx)
-            .unwrap_or_else(|_| unreachable!("the halves share their link"));
-        let io = S::unsplit_io(io, write_io.0);
-        Ok(crate::WebSocketStream::from_parts(conn, io, timer))
-    }
-
-    /// One receive step: decode, fire timers, write owed control replies,
-    /// read.
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        for _ in 0..POLL_BUDGET {
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            match self.rx.poll_message() {
-                Ok(Some(msg)) => {
-                    self.replies.write_replies(&self.rx, cx);
-                    return Poll::Ready(Some(Ok(msg)));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.replies.write_replies(&self.rx, cx);
-                    self.replies.wake_writer();
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-            self.replies.register(cx);
-            if self.poll_timer(cx) {
-                continue;
-            }
-            self.replies.write_replies(&self.rx, cx);
-            if self.rx.should_close_transport() {
-                self.ended = true;
-                self.replies.wake_writer();
-                return Poll::Ready(None);
-            }
-            if self.read_eof {
-                // Waiting for the close frame to be written, or a timer.
-                return Poll::Pending;
-            }
-            match ready!(poll_read_into(&mut self.io, cx, self.rx.read_buf())) {
-                Ok(0) => {
-                    self.read_eof = true;
-                    self.rx.handle_eof();
-                    self.replies.wake_writer();
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.rx.handle_eof();
-                    self.ended = true;
-                    self.replies.wake_writer();
-                    return Poll::Ready(Some(Err(Error::Io(e))));
-                }
-            }
-        }
-        // A peer flooding us must not starve other tasks.
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-
-    /// Fires the receiver's timers; true if one fired.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(at) = self.rx.poll_timeout(Instant::now()) else {
-            self.deadline = None;
-            return false;
-        };
-        if self.deadline != Some(at) {
-            self.timer.set_at(at);
-            self.deadline = Some(at);
-        }
-        if Pin::new(&mut self.timer).poll(cx).is_pending() {
-            return false;
-        }
-        self.deadline = None;
-        self.rx.handle_timeout(Instant::now().max(at));
-        true
     }
 }
 
@@ -257,17 +190,17 @@ impl<S: SplitIo> Stream for WsReader<S> {
 
     /// As [`WsReader::recv`]; cancel-safe.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_recv(cx)
+        self.get_mut().inner.poll_recv(cx)
     }
 }
 
 impl<S: SplitIo> FusedStream for WsReader<S> {
     fn is_terminated(&self) -> bool {
-        self.ended
+        self.inner.is_terminated()
     }
 }
 
 /// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
-/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written once in ws-core
-/// for every async adapter (see [`SplitWriter`]).
+/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written
+/// once in ws-core for every async adapter (see [`SplitWriter`]).
 pub type WsWriter<S> = SplitWriter<Write<S>>;

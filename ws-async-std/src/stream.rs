@@ -24,7 +24,7 @@ use ws_core::{Connection, State};
 
 /// How many read/timer steps one poll takes before yielding to the
 /// executor, so a peer flooding us cannot starve other tasks.
-pub(crate) const POLL_BUDGET: usize = 64;
+const POLL_BUDGET: usize = 64;
 
 /// The stream's state.
 struct Core<S> {

@@ -1,36 +1,65 @@
 //! The runtime-independent part of an async adapter's split halves: the
-//! write side kept in a [`Handoff`], the writing half's operations
-//! ([`SplitWriter`]) and the reading half's control-reply writing
-//! ([`ReplyWriter`]).
+//! reading half's receive loop ([`SplitReader`]), the writing half's
+//! operations ([`SplitWriter`]), and the write side they share in a
+//! [`Handoff`].
 //!
-//! An adapter supplies only the transport's write calls
-//! ([`WriteTransport`]) and its own read loop and timer; everything about
-//! who writes what, and when each half wakes the other, lives here once.
+//! An adapter supplies only its runtime's calls: one read
+//! ([`ReadTransport`]), a write and a shutdown ([`WriteTransport`]), and a
+//! timer ([`Timer`]). Everything about who writes what, and when each half
+//! wakes the other, lives here once.
 //!
 //! - The writer claims the write side for each send or flush (one
 //!   compare-and-swap); a message a `Sink::start_send` cannot queue at that
 //!   instant (the reader holds the write side) is staged and queued, in
 //!   order, by the next operation, so `start_send` never waits.
-//! - The reader claims the write side only when the [`Receiver`] reports
-//!   control replies ([`Receiver::control_pending`]) or when its own last
-//!   write of them was incomplete; so pongs leave even while the
-//!   application's writing task is idle.
+//! - The reader owns the [`Receiver`] and the transport's read direction:
+//!   receiving a data message touches nothing the writer uses. It claims the
+//!   write side only when the receiver reports control replies
+//!   ([`Receiver::control_pending`]) or when its own last write of them was
+//!   incomplete; so pongs leave even while the application's writing task
+//!   is idle.
 //! - The writer wakes the reader when it sends a close (the reader's close
 //!   timer starts) and once the close frame is written (the reader may be
 //!   waiting for that to end); the reader wakes the writer when the
 //!   connection ends under it (a flush waiting on a vanished peer stops).
 
 use crate::close::CloseCode;
+use crate::connection::Connection;
 use crate::connection::split::{Receiver, Sender};
 use crate::error::Error;
 use crate::handoff::{Handoff, HandoffGuard, Side};
 use crate::message::Message;
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+/// How many read and timer steps one receive poll takes before yielding to
+/// the executor, so a peer flooding us cannot starve other tasks.
+const POLL_BUDGET: usize = 64;
+
+/// A transport's read direction, as the reading half uses it.
+pub trait ReadTransport {
+    /// Reads once, appending to `buf` (whose spare capacity
+    /// [`Receiver::read_buf`] sized); `Ok(0)` is end of stream. Cancel-safe:
+    /// nothing is appended unless bytes arrived.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>>;
+}
+
+/// A runtime timer, armed at the connection's next deadline.
+pub trait Timer {
+    /// Waits for `at` (re-arming if it changed); true once it has passed,
+    /// otherwise `cx` is woken then.
+    fn poll_at(&mut self, cx: &mut Context<'_>, at: Instant) -> bool;
+}
 
 /// A transport's write direction, as the halves use it.
 pub trait WriteTransport {
@@ -90,19 +119,32 @@ impl<W: WriteTransport> WriteSide<W> {
 
 type Shared<W> = Arc<Handoff<WriteSide<W>>>;
 
-/// Puts `tx` and the transport's write direction in a shared write side, and
-/// returns the reader's and the writer's handles on it.
-pub fn write_halves<W>(tx: Sender, io: W) -> (ReplyWriter<W>, SplitWriter<W>) {
+/// Splits `conn` into the two async halves over a transport's read and
+/// write directions, with `timer` for the reader's deadlines.
+pub fn split_halves<R, T, W>(
+    conn: Connection,
+    read: R,
+    write: W,
+    timer: T,
+) -> (SplitReader<R, T, W>, SplitWriter<W>) {
+    let (rx, tx) = conn.split();
     let shared = Arc::new(Handoff::new(WriteSide {
         tx,
-        io,
+        io: write,
         shut_down: false,
         io_failed: false,
     }));
     (
-        ReplyWriter {
-            shared: shared.clone(),
-            owes_write: false,
+        SplitReader {
+            rx,
+            io: read,
+            timer,
+            read_eof: false,
+            ended: false,
+            replies: ReplyWriter {
+                shared: shared.clone(),
+                owes_write: false,
+            },
         },
         SplitWriter {
             shared,
@@ -112,9 +154,156 @@ pub fn write_halves<W>(tx: Sender, io: W) -> (ReplyWriter<W>, SplitWriter<W>) {
     )
 }
 
+/// The receiving half of a split WebSocket stream: the receive loop every
+/// async adapter's `WsReader` runs.
+///
+/// It answers pings and closes itself (through the writer's queue, writing
+/// them when the writer is not), and drives the close and keepalive timers,
+/// so keep polling it even if you only send.
+pub struct SplitReader<R, T, W> {
+    rx: Receiver,
+    io: R,
+    timer: T,
+    read_eof: bool,
+    ended: bool,
+    replies: ReplyWriter<W>,
+}
+
+impl<R: ReadTransport, T: Timer, W: WriteTransport> SplitReader<R, T, W> {
+    /// Receives the next message; pings and closes are answered on the way.
+    /// Yields the peer's `Close`, then `None` once the closing handshake is
+    /// over. An error (protocol violation, timeout, I/O) is yielded once.
+    ///
+    /// Cancel-safe: every byte read is in the receiver's buffer before a
+    /// future can be dropped.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Whether the stream has ended (yielded `None`).
+    pub fn is_terminated(&self) -> bool {
+        self.ended
+    }
+
+    /// One receive step: decode, fire timers, write owed control replies,
+    /// read; as [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        for _ in 0..POLL_BUDGET {
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match self.rx.poll_message() {
+                Ok(Some(msg)) => {
+                    self.replies.write_replies(&self.rx, cx);
+                    return Poll::Ready(Some(Ok(msg)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.replies.write_replies(&self.rx, cx);
+                    self.replies.wake_writer();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            // Registered before the checks below, so a close the writer
+            // sends from now on wakes this task (and one sent before is seen
+            // by the timer step).
+            self.replies.register(cx);
+            if self.poll_timer(cx) {
+                continue;
+            }
+            self.replies.write_replies(&self.rx, cx);
+            if self.rx.should_close_transport() {
+                self.ended = true;
+                // A writer waiting on a peer that is gone learns it.
+                self.replies.wake_writer();
+                return Poll::Ready(None);
+            }
+            if self.read_eof {
+                // Waiting for the close frame to be written, or a timer.
+                return Poll::Pending;
+            }
+            match ready!(self.io.poll_read_into(cx, self.rx.read_buf())) {
+                Ok(0) => {
+                    self.read_eof = true;
+                    self.rx.handle_eof();
+                    self.replies.wake_writer();
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.rx.handle_eof();
+                    self.ended = true;
+                    self.replies.wake_writer();
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Fires the receiver's timers; true if one fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let now = Instant::now();
+        let Some(at) = self.rx.poll_timeout(now) else {
+            return false;
+        };
+        if at > now && !self.timer.poll_at(cx, at) {
+            return false;
+        }
+        // Never report a time before the deadline (timers may round).
+        self.rx.handle_timeout(Instant::now().max(at));
+        true
+    }
+
+    /// Whether `writer` is this reader's other half.
+    pub fn belongs_with(&self, writer: &SplitWriter<W>) -> bool {
+        self.replies.belongs_with(writer)
+    }
+
+    /// Joins the halves back into one connection, returning it with the
+    /// read direction, the write direction and the timer (messages a
+    /// `start_send` staged are queued first). Gives the halves back if they
+    /// come from different connections.
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
+    pub fn reunite(
+        self,
+        writer: SplitWriter<W>,
+    ) -> Result<(Connection, R, W, T), (Self, SplitWriter<W>)> {
+        if !self.belongs_with(&writer) {
+            return Err((self, writer));
+        }
+        let (tx, write) = self.replies.reunite(writer);
+        let conn = self
+            .rx
+            .reunite(tx)
+            .unwrap_or_else(|_| unreachable!("the halves share their link"));
+        Ok((conn, self.io, write, self.timer))
+    }
+}
+
+impl<R: ReadTransport + Unpin, T: Timer + Unpin, W: WriteTransport> futures_core::Stream
+    for SplitReader<R, T, W>
+{
+    type Item = Result<Message, Error>;
+
+    /// Cancel-safe, as [`SplitReader::recv`].
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<R: ReadTransport + Unpin, T: Timer + Unpin, W: WriteTransport> futures_core::FusedStream
+    for SplitReader<R, T, W>
+{
+    fn is_terminated(&self) -> bool {
+        self.ended
+    }
+}
+
 /// The reading half's handle on the write side: writes the control replies
 /// its [`Receiver`] handed over, when the writer is not around to.
-pub struct ReplyWriter<W> {
+struct ReplyWriter<W> {
     shared: Shared<W>,
     /// Control replies this half started writing are not all written yet.
     owes_write: bool,
@@ -127,7 +316,7 @@ impl<W: WriteTransport> ReplyWriter<W> {
     /// write that would block leaves the bytes queued and arranges for `cx`
     /// to be woken on writability; an error ends the write side (the writer
     /// sees it), not the reader.
-    pub fn write_replies(&mut self, rx: &Receiver, cx: &mut Context<'_>) {
+    fn write_replies(&mut self, rx: &Receiver, cx: &mut Context<'_>) {
         if !rx.control_pending() && !self.owes_write {
             return;
         }
@@ -152,32 +341,25 @@ impl<W: WriteTransport> ReplyWriter<W> {
     /// sent, the close frame written). Call it before checking
     /// [`Receiver::poll_timeout`] and [`Receiver::should_close_transport`],
     /// so that news arriving after the check still wakes the task.
-    pub fn register(&self, cx: &mut Context<'_>) {
+    fn register(&self, cx: &mut Context<'_>) {
         self.shared.register(Side::Reader, cx);
     }
 
     /// Wakes the writer: the connection ended under it (end of stream, an
     /// error, a timeout, the closing handshake finished).
-    pub fn wake_writer(&self) {
+    fn wake_writer(&self) {
         self.shared.wake(Side::Writer);
     }
 
     /// Whether `writer` shares this write side.
-    pub fn belongs_with(&self, writer: &SplitWriter<W>) -> bool {
+    fn belongs_with(&self, writer: &SplitWriter<W>) -> bool {
         Arc::ptr_eq(&self.shared, &writer.shared)
     }
 
     /// Takes the write side back from both handles: the [`Sender`] (with any
-    /// staged messages queued) and the transport's write direction. Gives
-    /// the handles back if they share different write sides.
-    #[allow(clippy::result_large_err)]
-    pub fn reunite(
-        self,
-        mut writer: SplitWriter<W>,
-    ) -> Result<(Sender, W), (Self, SplitWriter<W>)> {
-        if !self.belongs_with(&writer) {
-            return Err((self, writer));
-        }
+    /// staged messages queued) and the transport's write direction. The
+    /// caller checked [`belongs_with`](Self::belongs_with).
+    fn reunite(self, mut writer: SplitWriter<W>) -> (Sender, W) {
         {
             // Both handles are here and no guard outlives an operation.
             let mut side = self
@@ -193,7 +375,7 @@ impl<W: WriteTransport> ReplyWriter<W> {
             unreachable!("the two handles were the only owners")
         };
         let side = cell.into_inner();
-        Ok((side.tx, side.io))
+        (side.tx, side.io)
     }
 }
 
@@ -366,10 +548,13 @@ impl<W: WriteTransport> futures_sink::Sink<Message> for SplitWriter<W> {
     }
 }
 
-impl<W> std::fmt::Debug for ReplyWriter<W> {
+impl<R, T, W> std::fmt::Debug for SplitReader<R, T, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyWriter")
-            .field("owes_write", &self.owes_write)
+        f.debug_struct("SplitReader")
+            .field("rx", &self.rx)
+            .field("read_eof", &self.read_eof)
+            .field("ended", &self.ended)
+            .field("owes_write", &self.replies.owes_write)
             .finish_non_exhaustive()
     }
 }
@@ -381,3 +566,6 @@ impl<W> std::fmt::Debug for SplitWriter<W> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

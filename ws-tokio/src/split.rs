@@ -1,25 +1,25 @@
 //! The halves of a split [`WebSocketStream`](crate::WebSocketStream):
 //! [`WsReader`] and [`WsWriter`], with no lock on the data path.
 //!
-//! The reader owns the transport's read half and a [`ws_core::Receiver`];
-//! the writer's side (a [`ws_core::Sender`] and the write half) is shared
-//! through [`ws_core::halves`], which decides who writes what and when each
-//! half wakes the other. This file is only the tokio calls: the read loop,
-//! the timer, and the write half's `poll_write`/`poll_shutdown`.
+//! The halves themselves live in [`ws_core::halves`] (the receive loop,
+//! the writer's operations, who writes a control reply and when each half
+//! wakes the other). This file is only the tokio calls they run on: one
+//! read, one vectored write and a shutdown, and a `Sleep` for the timer.
 
-use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_core::{FusedStream, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use ws_core::halves::{ReplyWriter, SplitWriter, WriteTransport, write_halves};
-use ws_core::{Message, Receiver, Sender};
+use ws_core::halves::{
+    ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
+};
+use ws_core::{BytesMut, Message, Sender};
 
+use crate::Result;
 use crate::stream::{Deadline, poll_write_all};
-use crate::{Error, Result};
 
 /// A transport that splits into a read half and a write half usable from
 /// different tasks, as [`WebSocketStream::split`](crate::WebSocketStream::split)
@@ -78,6 +78,20 @@ impl SplitIo for tokio::io::DuplexStream {
     }
 }
 
+/// The transport's read half, as ws-core's reader reads from it.
+#[derive(Debug)]
+pub struct ReadIo<R>(R);
+
+impl<R: AsyncRead + Unpin> ReadTransport for ReadIo<R> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buf)
+    }
+}
+
 /// The transport's write half, as ws-core's halves write through it.
 #[derive(Debug)]
 pub struct WriteIo<W>(W);
@@ -92,8 +106,16 @@ impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
     }
 }
 
+impl Timer for Deadline {
+    fn poll_at(&mut self, cx: &mut Context<'_>, at: Instant) -> bool {
+        self.poll(cx, at)
+    }
+}
+
 /// The write half of `S`, as the writer holds it.
 pub type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
+
+type Reader<S> = SplitReader<ReadIo<<S as SplitIo>::ReadHalf>, Deadline, Write<S>>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
@@ -101,35 +123,20 @@ pub(crate) fn split<S: SplitIo>(
     io: S,
     deadline: Deadline,
 ) -> (WsReader<S>, WsWriter<S>) {
-    let (rx, tx) = conn.split();
-    let (read_io, write_io) = io.split_io();
-    let (replies, writer) = write_halves(tx, WriteIo(write_io));
-    (
-        WsReader {
-            rx,
-            io: read_io,
-            deadline,
-            read_eof: false,
-            ended: false,
-            replies,
-        },
-        writer,
-    )
+    let (read, write) = io.split_io();
+    let (inner, writer) = split_halves(conn, ReadIo(read), WriteIo(write), deadline);
+    (WsReader { inner }, writer)
 }
 
-/// The receiving half of a split [`WebSocketStream`](crate::WebSocketStream).
+/// The receiving half of a split [`WebSocketStream`](crate::WebSocketStream):
+/// ws-core's [`SplitReader`] over the transport's read half.
 ///
 /// It answers pings and closes itself (through the writer's queue, writing
 /// them when the writer is not), and drives the close and keepalive timers,
 /// so keep polling it even if you only send.
 #[derive(Debug)]
 pub struct WsReader<S: SplitIo> {
-    rx: Receiver,
-    io: S::ReadHalf,
-    deadline: Deadline,
-    read_eof: bool,
-    ended: bool,
-    replies: ReplyWriter<Write<S>>,
+    inner: Reader<S>,
 }
 
 impl<S: SplitIo> WsReader<S> {
@@ -138,103 +145,25 @@ impl<S: SplitIo> WsReader<S> {
     /// every byte read is in the receiver's buffer before a future can be
     /// dropped.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+        self.inner.recv().await
     }
 
     /// Rejoins the halves into one stream; gives them back if they do not
-    /// belong together. Messages a [`Sink::start_send`](futures_sink::Sink::start_send) could not queue yet
-    /// are queued first.
+    /// belong together. Messages a
+    /// [`Sink::start_send`](futures_sink::Sink::start_send) could not queue
+    /// yet are queued first.
     #[allow(clippy::result_large_err)]
     pub fn reunite(
         self,
         writer: WsWriter<S>,
     ) -> std::result::Result<crate::WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
-        if !self.replies.belongs_with(&writer) {
-            return Err((self, writer));
+        match self.inner.reunite(writer) {
+            Ok((conn, read, write, deadline)) => {
+                let io = S::unsplit_io(read.0, write.0);
+                Ok(crate::WebSocketStream::from_parts(conn, io, deadline))
+            }
+            Err((inner, writer)) => Err((WsReader { inner }, writer)),
         }
-        let WsReader {
-            rx,
-            io,
-            deadline,
-            replies,
-            ..
-        } = self;
-        let (tx, write_io) = replies
-            .reunite(writer)
-            .unwrap_or_else(|_| unreachable!("checked above"));
-        let conn = rx
-            .reunite(tx)
-            .unwrap_or_else(|_| unreachable!("the halves share their link"));
-        let io = S::unsplit_io(io, write_io.0);
-        Ok(crate::WebSocketStream::from_parts(conn, io, deadline))
-    }
-
-    /// One receive step: decode, fire timers, write owed control replies,
-    /// read.
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        loop {
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            match self.rx.poll_message() {
-                Ok(Some(msg)) => {
-                    self.replies.write_replies(&self.rx, cx);
-                    return Poll::Ready(Some(Ok(msg)));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.replies.write_replies(&self.rx, cx);
-                    self.replies.wake_writer();
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-            self.replies.register(cx);
-            if self.poll_timer(cx) {
-                continue;
-            }
-            self.replies.write_replies(&self.rx, cx);
-            if self.rx.should_close_transport() {
-                self.ended = true;
-                self.replies.wake_writer();
-                return Poll::Ready(None);
-            }
-            if self.read_eof {
-                // Waiting for the close frame to be written, or a timer.
-                return Poll::Pending;
-            }
-            match ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.io),
-                cx,
-                self.rx.read_buf()
-            )) {
-                Ok(0) => {
-                    self.read_eof = true;
-                    self.rx.handle_eof();
-                    self.replies.wake_writer();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.rx.handle_eof();
-                    self.ended = true;
-                    self.replies.wake_writer();
-                    return Poll::Ready(Some(Err(Error::Io(e))));
-                }
-            }
-        }
-    }
-
-    /// Fires the receiver's timers; true if one fired.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = Instant::now();
-        let Some(at) = self.rx.poll_timeout(now) else {
-            return false;
-        };
-        if at > now && !self.deadline.poll(cx, at) {
-            return false;
-        }
-        // Never report a time before the deadline (the sleep rounds).
-        self.rx.handle_timeout(Instant::now().max(at));
-        true
     }
 }
 
@@ -243,17 +172,17 @@ impl<S: SplitIo> Stream for WsReader<S> {
 
     /// Cancel-safe, as [`WsReader::recv`].
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_recv(cx)
+        self.get_mut().inner.poll_recv(cx)
     }
 }
 
 impl<S: SplitIo> FusedStream for WsReader<S> {
     fn is_terminated(&self) -> bool {
-        self.ended
+        self.inner.is_terminated()
     }
 }
 
 /// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
-/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written once in ws-core
-/// for every async adapter (see [`SplitWriter`]).
+/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written
+/// once in ws-core for every async adapter (see [`SplitWriter`]).
 pub type WsWriter<S> = SplitWriter<Write<S>>;
