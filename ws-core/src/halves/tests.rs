@@ -225,6 +225,8 @@ fn start_send_never_waits_and_keeps_order_while_the_reader_holds_the_write_side(
         peer_reads(&mut peer, &write),
         vec![Message::text("1"), Message::text("2"), Message::text("3")]
     );
-    let (conn, _, _, _) = reader.reunite(writer).ok().expect("one connection");
+    let Ok((conn, _, _, _)) = reader.reunite(writer) else {
+        panic!("the halves of one connection reunite");
+    };
     assert_eq!(conn.state(), crate::State::Open);
 }
