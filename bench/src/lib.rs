@@ -49,6 +49,33 @@ impl Args {
     }
 }
 
+/// Runs an echo server the way every `echo-*` binary does, so they differ
+/// only in their per-connection code: a single-threaded tokio runtime bound
+/// to `--addr`, Nagle off, one task per accepted connection running
+/// `handle(stream)`. Never returns.
+pub fn serve_echo<F, Fut>(name: &str, handle: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let addr = Args::from_env().addr();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
+        eprintln!("{name} listening on {addr}");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(handle(stream));
+        }
+    });
+}
+
 /// Parses a duration in seconds (fractions allowed).
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))

@@ -5,8 +5,8 @@
 //! echoing frames as they come; pings get pongs and a close gets a close.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use ws_bench::{Args, accept_key, head_end, op, parse_header, put_header, xor_mask};
+use tokio::net::TcpStream;
+use ws_bench::{accept_key, head_end, op, parse_header, put_header, serve_echo, xor_mask};
 
 const READ: usize = 64 * 1024;
 
@@ -96,22 +96,7 @@ async fn serve(mut s: TcpStream) -> std::io::Result<()> {
 }
 
 fn main() {
-    let addr = Args::from_env().addr();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let listener = TcpListener::bind(&addr).await.expect("bind");
-        eprintln!("echo-raw listening on {addr}");
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = serve(stream).await;
-            });
-        }
+    serve_echo("echo-raw", |stream| async move {
+        let _ = serve(stream).await;
     });
 }

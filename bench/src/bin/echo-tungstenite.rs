@@ -5,47 +5,31 @@
 //! when no more is ready (as `StreamExt::forward` in its echo example does).
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use ws_bench::Args;
+use ws_bench::serve_echo;
 
 fn main() {
-    let addr = Args::from_env().addr();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let listener = TcpListener::bind(&addr).await.expect("bind");
-        eprintln!("echo-tungstenite listening on {addr}");
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                'conn: while let Some(Ok(msg)) = ws.next().await {
-                    let mut msg = msg;
-                    loop {
-                        if matches!(msg, Message::Text(_) | Message::Binary(_))
-                            && ws.feed(msg).await.is_err()
-                        {
-                            break 'conn;
-                        }
-                        match ws.next().now_or_never() {
-                            Some(Some(Ok(m))) => msg = m,
-                            Some(_) => break 'conn,
-                            None => break,
-                        }
-                    }
-                    if ws.flush().await.is_err() {
-                        break;
-                    }
+    serve_echo("echo-tungstenite", |stream| async move {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        'conn: while let Some(Ok(msg)) = ws.next().await {
+            let mut msg = msg;
+            loop {
+                if matches!(msg, Message::Text(_) | Message::Binary(_))
+                    && ws.feed(msg).await.is_err()
+                {
+                    break 'conn;
                 }
-            });
+                match ws.next().now_or_never() {
+                    Some(Some(Ok(m))) => msg = m,
+                    Some(_) => break 'conn,
+                    None => break,
+                }
+            }
+            if ws.flush().await.is_err() {
+                break;
+            }
         }
     });
 }
