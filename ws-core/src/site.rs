@@ -97,11 +97,7 @@ pub fn route(req: &Request, mode: ServerMode, accept: &Accept) -> Route {
     if wants_ws {
         return respond(
             426,
-            &[
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Version", "13"),
-            ],
+            crate::handshake::response::UPGRADE_REQUIRED,
             "this endpoint only speaks WebSocket\n",
             body,
         );

@@ -127,11 +127,7 @@ impl HandshakeError {
         let status = self.http_status();
         let extra: &[(&str, &str)] = match status {
             405 => &[("Allow", "GET")],
-            426 => &[
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Version", "13"),
-            ],
+            426 => super::response::UPGRADE_REQUIRED,
             _ => &[],
         };
         let body = format!("{self}\n");

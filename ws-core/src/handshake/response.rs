@@ -15,15 +15,34 @@ pub(crate) struct ResponseHead<'a> {
     pub(crate) include_body: bool,
 }
 
+/// The headers of a 426 that tell the client to upgrade, and to which
+/// WebSocket version (RFC 6455 section 4.4).
+pub(crate) const UPGRADE_REQUIRED: &[(&str, &str)] = &[
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Version", "13"),
+];
+
 /// Serialise a response from trusted parts (no validation).
 pub(crate) fn build_response(r: ResponseHead<'_>) -> Bytes {
     let mut out = BytesMut::with_capacity(128 + r.body.len());
     put_status_line(&mut out, r.status);
     put_header(&mut out, "Content-Type", r.content_type);
     put_header(&mut out, "Content-Length", &r.body.len().to_string());
-    put_header(&mut out, "Connection", "close");
+    // One `Connection` header: a caller's token (e.g. `Upgrade` on a 426)
+    // joins `close` instead of repeating the field.
+    match r
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("connection"))
+    {
+        Some((_, token)) => put_header(&mut out, "Connection", &format!("{token}, close")),
+        None => put_header(&mut out, "Connection", "close"),
+    }
     for (name, value) in r.headers {
-        put_header(&mut out, name, value);
+        if !name.eq_ignore_ascii_case("connection") {
+            put_header(&mut out, name, value);
+        }
     }
     out.put_slice(b"\r\n");
     if r.include_body {
@@ -51,6 +70,7 @@ pub(crate) fn put_header(out: &mut BytesMut, name: &str, value: &str) {
 ///
 /// Adapters use this to serve pages or custom rejections without writing
 /// HTTP by hand. `Content-Type`, `Content-Length` and `Connection: close`
+/// (merged with a `Connection` header in `headers` into one field)
 /// are always written; `headers` are appended after them.
 ///
 /// # Errors

@@ -579,7 +579,12 @@ mod tests {
         let text = std::str::from_utf8(&resp).unwrap();
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
-        assert!(text.contains("\r\nConnection: close\r\n"));
+        assert!(text.contains("\r\nConnection: Upgrade, close\r\n"));
+        assert_eq!(
+            text.to_ascii_lowercase().matches("\r\nconnection:").count(),
+            1,
+            "one Connection header: {text}"
+        );
     }
 
     #[test]
