@@ -700,7 +700,14 @@ impl Connection {
         }
         self.check_can_send()?;
         self.flush_pong();
-        self.out.extend_from_slice(&msg.0);
+        if msg.0.len() < ZERO_COPY_MIN {
+            self.out.extend_from_slice(&msg.0);
+        } else {
+            // Every client of a broadcast shares the one encoded frame.
+            let head = self.out.split().freeze();
+            self.seal(head);
+            self.seal(msg.0.clone());
+        }
         Ok(())
     }
 

@@ -710,7 +710,44 @@ fn prepared_message_is_sent_verbatim_by_a_server_and_refused_by_a_client() {
     let mut s = server();
     s.send_prepared(&prepared).unwrap();
     assert_eq!(s.pending_transmit(), prepared.as_bytes());
-    assert!(client().send_prepared(&prepared).is_err());
+    assert!(matches!(
+        client().send_prepared(&prepared),
+        Err(Error::InvalidMessage(_))
+    ));
+}
+
+#[test]
+fn a_large_prepared_frame_is_shared_by_every_connection_not_copied() {
+    let prepared = ws_core::PreparedMessage::new(&Message::binary(vec![9u8; 100_000])).unwrap();
+    for _ in 0..2 {
+        let mut s = server();
+        s.send_text("before").unwrap();
+        s.send_prepared(&prepared).unwrap();
+        s.send_text("after").unwrap();
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let n = s.transmit_slices(&mut slices);
+        assert!(
+            slices[..n]
+                .iter()
+                .any(|sl| sl.as_ptr() == prepared.as_bytes().as_ptr()),
+            "the queued frame is the prepared buffer itself"
+        );
+        // And the wire is still: before, the prepared frame, after.
+        let mut c = client();
+        loop {
+            let chunk = s.take_transmit();
+            if chunk.is_empty() {
+                break;
+            }
+            c.handle_bytes(&chunk);
+        }
+        assert_eq!(c.poll_message().unwrap(), Some(Message::text("before")));
+        assert_eq!(
+            c.poll_message().unwrap(),
+            Some(Message::binary(vec![9u8; 100_000]))
+        );
+        assert_eq!(c.poll_message().unwrap(), Some(Message::text("after")));
+    }
 }
 
 #[test]
