@@ -128,31 +128,34 @@ impl WsUrl {
         self.resource.split_once('?').map(|(_, q)| q)
     }
 
-    fn is_ipv6(&self) -> bool {
-        self.host.contains(':')
-    }
-
-    fn bracketed_host(&self) -> String {
-        if self.is_ipv6() {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        }
-    }
-
     /// The `Host` header value: host plus `:port` only when not 80, as
     /// RFC 6455 4.1 and RFC 7230 5.4 ask.
     pub fn host_header(&self) -> String {
-        if self.port == DEFAULT_PORT {
-            self.bracketed_host()
-        } else {
-            format!("{}:{}", self.bracketed_host(), self.port)
-        }
+        host_header(&self.host, self.port)
     }
 
     /// `host:port` (IPv6 in brackets), ready for `TcpStream::connect`.
     pub fn socket_addr_string(&self) -> String {
-        format!("{}:{}", self.bracketed_host(), self.port)
+        format!("{}:{}", bracketed(&self.host), self.port)
+    }
+}
+
+/// `host`, in brackets if it is an IPv6 literal.
+fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
+    }
+}
+
+/// A `Host` header value: the host (IPv6 in brackets) plus `:port` unless
+/// it is the default 80.
+pub(crate) fn host_header(host: &str, port: u16) -> String {
+    if port == DEFAULT_PORT {
+        bracketed(host).into_owned()
+    } else {
+        format!("{}:{port}", bracketed(host))
     }
 }
 

@@ -44,8 +44,10 @@ impl ClientRequest {
             (0x21..=0x7e).contains(&b) && b != b'#'
         });
         let mut h = String::with_capacity(bare.len());
+        // `%` stays: a host from a `WsUrl` may already be percent-encoded
+        // (RFC 3986 reg-name), and encoding it again would change the name.
         percent_encode_into(&mut h, bare, |b| {
-            b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b)
+            b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%".contains(&b)
         });
         Self {
             host: h,
@@ -101,16 +103,7 @@ impl ClientRequest {
 
     /// The `Host` header value: host plus `:port` unless it is 80.
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == 80 {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        crate::url::host_header(&self.host, self.port)
     }
 
     /// The resource (path plus query) that goes on the request line.
@@ -395,6 +388,12 @@ mod tests {
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_percent_encoded_host_from_a_url_is_sent_as_written() {
+        let url = WsUrl::parse("ws://a%2Db:9001/").unwrap();
+        assert_eq!(ClientRequest::from_url(&url).host_header(), "a%2Db:9001");
     }
 
     #[test]
