@@ -683,8 +683,7 @@ impl Connection {
             Message::Pong(p) => self.send_pong(p),
             Message::Close(Some(f)) => self.close(f.code, &f.reason),
             Message::Close(None) => {
-                self.check_can_send()?;
-                self.queue_close(None);
+                self.start_close(None);
                 Ok(())
             }
         }
@@ -722,11 +721,16 @@ impl Connection {
         if reason.len() > CloseFrame::MAX_REASON_LEN {
             return Err(Error::InvalidMessage("close reason longer than 123 bytes"));
         }
-        if self.sent_close || self.failed || self.eof || self.timed_out {
-            return Ok(());
-        }
-        self.queue_close(Some(&CloseFrame::new(code, reason)));
+        self.start_close(Some(&CloseFrame::new(code, reason)));
         Ok(())
+    }
+
+    /// Queues our close frame unless the connection is already closing or
+    /// over (closing twice does nothing, whatever the frame).
+    fn start_close(&mut self, frame: Option<&CloseFrame>) {
+        if self.check_can_send().is_ok() {
+            self.queue_close(frame);
+        }
     }
 
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {

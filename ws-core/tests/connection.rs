@@ -1061,3 +1061,26 @@ fn vectored_advance_spans_chunks() {
 fn payload_bytes(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 % 256) as u8).collect()
 }
+
+#[test]
+fn closing_twice_does_nothing_whether_or_not_the_close_has_a_code() {
+    for first in [
+        Message::Close(None),
+        Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))),
+    ] {
+        let mut s = server();
+        s.send(&first).unwrap();
+        let wire = s.take_transmit();
+        s.send(&Message::Close(None)).unwrap();
+        s.send(&Message::Close(Some(CloseFrame::new(
+            CloseCode::GOING_AWAY,
+            "again",
+        ))))
+        .unwrap();
+        s.close(CloseCode::NORMAL, "").unwrap();
+        assert!(s.take_transmit().is_empty(), "one close frame only");
+        let mut c = client();
+        c.handle_bytes(&wire);
+        assert!(matches!(c.poll_message().unwrap(), Some(Message::Close(_))));
+    }
+}
