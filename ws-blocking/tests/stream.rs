@@ -4,6 +4,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -93,10 +95,25 @@ fn split_writer_close_waits_for_the_reader_to_see_the_reply() {
         let server = start(ws_blocking::ServerMode::Echo, Config::default(), 8);
         let (ws, _) = connect(&url(&server, "/")).unwrap();
         let (mut reader, mut writer) = ws.split();
-        let reader_thread = thread::spawn(move || reader.messages().collect::<Vec<_>>());
+        let seen_close = Arc::new(AtomicBool::new(false));
+        let seen = seen_close.clone();
+        let reader_thread = thread::spawn(move || {
+            let mut got = Vec::new();
+            for m in reader.messages() {
+                if matches!(m, Ok(Message::Close(_))) {
+                    seen.store(true, Ordering::SeqCst);
+                }
+                got.push(m);
+            }
+            got
+        });
         writer.send_text("x").unwrap();
         let t = Instant::now();
         writer.close(CloseCode(4002), "done").unwrap();
+        assert!(
+            seen_close.load(Ordering::SeqCst),
+            "close returns only once the reader has seen the reply"
+        );
         assert!(t.elapsed() < Duration::from_secs(2));
         let got: Vec<Message> = reader_thread
             .join()

@@ -103,8 +103,13 @@ impl RawPeer {
     }
 
     async fn flush(&mut self) {
-        let out = self.conn.take_transmit();
-        self.tcp.write_all(&out).await.unwrap();
+        loop {
+            let out = self.conn.take_transmit();
+            if out.is_empty() {
+                break;
+            }
+            self.tcp.write_all(&out).await.unwrap();
+        }
     }
 
     /// The next message, or `None` at the end of the connection.
@@ -421,11 +426,15 @@ async fn slow_client_is_dropped_while_others_keep_receiving() {
                 assert_eq!(report.dropped.len(), 1, "only the slow client is dropped");
                 slow_dropped_at.get_or_insert((i, tokio::time::Instant::now()));
             }
-            // Both fast clients get every message, in order.
+            // Both fast clients get every message, in order: one copy each.
+            let mut ids = Vec::new();
             for _ in 0..2 {
-                let (_, got) = bounded(5, rx.recv()).await.unwrap();
+                let (id, got) = bounded(5, rx.recv()).await.unwrap();
                 assert_eq!(got, msg);
+                ids.push(id);
             }
+            ids.sort_unstable();
+            assert_eq!(ids, [0, 1], "each fast client received broadcast {i}");
             if slow_dropped_at.is_some_and(|(at, _)| i >= at + 20) {
                 break;
             }
