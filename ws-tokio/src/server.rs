@@ -576,7 +576,10 @@ async fn drive(
                     session.outbox_closed(shared.dropped_close_code());
                 }
             },
-            () = outbox.closed(), if outbox_open => {
+            // `recv` already reports a closed queue while it is polled; this
+            // branch (a lock and a `Notified` per park) is only needed while
+            // back-pressure keeps `recv` out of the select.
+            () = outbox.closed(), if outbox_open && !want_outbox => {
                 outbox_open = false;
                 session.outbox_closed(shared.dropped_close_code());
             }
