@@ -16,7 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ws_core::{CloseCode, Config, Connection, Error, Message, Receiver, Role, Sender, TimeoutKind};
+use ws_core::{
+    CloseCode, Config, Connection, Error, Message, Receiver, Role, Sender, TimeoutKind, Transmit,
+};
 
 use crate::Result;
 
@@ -148,6 +150,28 @@ pub(crate) fn read_into<R: Read + ?Sized>(io: &mut R, buf: &mut BytesMut) -> io:
     let n = result.as_ref().map_or(0, |n| (*n).min(room));
     buf.truncate(len + n);
     result
+}
+
+/// Writes everything `t` (a Connection or a split Sender) has queued, with
+/// one vectored write per batch of chunks (a large echo's header and its
+/// shared payload leave in one syscall), then flushes `io` (always: a
+/// buffering transport may hold bytes from an earlier attempt). Bytes leave
+/// the queue only once written, so a write timeout is retryable.
+pub(crate) fn write_queued<W: Write>(io: &mut W, t: &mut impl Transmit) -> io::Result<()> {
+    loop {
+        let mut slices = [IoSlice::new(&[]); 16];
+        let count = t.transmit_slices(&mut slices);
+        if count == 0 {
+            break;
+        }
+        match io.write_vectored(&slices[..count]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => t.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    io.flush()
 }
 
 /// Whether a read error is a timeout (Unix reports `WouldBlock`, Windows
@@ -445,20 +469,11 @@ impl<S: Read + Write + SetReadTimeout> WebSocketStream<S> {
     /// written, so a timeout of the caller's own write timeout is retryable;
     /// any other error ends the stream.
     fn write_out(&mut self) -> Result<()> {
-        loop {
-            let buf = self.conn.pending_transmit();
-            if buf.is_empty() {
-                break;
-            }
-            match self.io.write(buf) {
-                Ok(0) => return Err(self.write_failed(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.conn.advance_transmit(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(Error::Io(e)),
-                Err(e) => return Err(self.write_failed(e)),
-            }
+        match write_queued(&mut self.io, &mut self.conn) {
+            Ok(_) => Ok(()),
+            Err(e) if is_timeout(&e) => Err(Error::Io(e)),
+            Err(e) => Err(self.write_failed(e)),
         }
-        self.io.flush().map_err(|e| self.write_failed(e))
     }
 
     fn write_failed(&mut self, e: io::Error) -> Error {
@@ -830,25 +845,7 @@ where
             // Timed out with bytes the peer never took: drop them.
             side.tx.discard_transmit();
         }
-        let mut wrote = false;
-        let result = loop {
-            let mut slices = [IoSlice::new(&[]); 16];
-            let count = side.tx.transmit_slices(&mut slices);
-            if count == 0 {
-                break Ok(());
-            }
-            match (&self.io).write_vectored(&slices[..count]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    side.tx.advance_transmit(n);
-                    wrote = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        let result = result.and_then(|()| if wrote { (&self.io).flush() } else { Ok(()) });
-        if let Err(e) = result {
+        if let Err(e) = write_queued(&mut &self.io, &mut side.tx) {
             side.failed = true;
             side.tx.discard_transmit();
             let _ = self.io.close_transport();
