@@ -19,7 +19,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use ws_core::halves::{
     ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
 };
-use ws_core::{BytesMut, Message, Sender};
+use ws_core::{BytesMut, Message, Transmit};
 
 use crate::Result;
 use crate::io::{poll_read_into, poll_write_conn};
@@ -72,10 +72,17 @@ split_by_clone!(
     async_std::os::unix::net::UnixStream,
 );
 
-/// The transport's read handle, as ws-core's reader reads from it.
-pub struct ReadIo<R>(R);
+/// A futures-io transport (or a handle on it), as ws-core's stream driver
+/// and split halves read from and write to it.
+pub struct Io<T>(pub(crate) T);
 
-impl<R: AsyncRead + Unpin> ReadTransport for ReadIo<R> {
+impl<T> fmt::Debug for Io<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Io").finish_non_exhaustive()
+    }
+}
+
+impl<R: AsyncRead + Unpin> ReadTransport for Io<R> {
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
@@ -85,12 +92,13 @@ impl<R: AsyncRead + Unpin> ReadTransport for ReadIo<R> {
     }
 }
 
-/// The transport's write handle, as ws-core's halves write through it.
-pub struct WriteIo<W>(W);
-
-impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
-    fn poll_write_queued(&mut self, tx: &mut Sender, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_write_conn(&mut self.0, tx, cx)
+impl<W: AsyncWrite + Unpin> WriteTransport for Io<W> {
+    fn poll_write_queued(
+        &mut self,
+        queue: &mut impl Transmit,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_write_conn(&mut self.0, queue, cx)
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -99,15 +107,19 @@ impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
 }
 
 /// async-io's timer, re-armed in place when the deadline moves.
+#[derive(Debug)]
 pub(crate) struct Alarm {
     timer: async_io::Timer,
     /// The instant `timer` is armed for.
     at: Option<Instant>,
 }
 
-impl Alarm {
-    pub(crate) fn new(timer: async_io::Timer) -> Self {
-        Alarm { timer, at: None }
+impl Default for Alarm {
+    fn default() -> Self {
+        Alarm {
+            timer: async_io::Timer::never(),
+            at: None,
+        }
     }
 }
 
@@ -126,18 +138,18 @@ impl Timer for Alarm {
 }
 
 /// The write handle of `S`, as the writer holds it.
-pub type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
+pub type Write<S> = Io<<S as SplitIo>::WriteHalf>;
 
-type Reader<S> = SplitReader<ReadIo<<S as SplitIo>::ReadHalf>, Alarm, Write<S>>;
+type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Alarm, Write<S>>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
     conn: ws_core::Connection,
     io: S,
-    timer: async_io::Timer,
+    alarm: Alarm,
 ) -> (WsReader<S>, WsWriter<S>) {
     let (read, write) = io.split_io();
-    let (inner, writer) = split_halves(conn, ReadIo(read), WriteIo(write), Alarm::new(timer));
+    let (inner, writer) = split_halves(conn, Io(read), Io(write), alarm);
     (WsReader { inner }, writer)
 }
 
@@ -178,7 +190,7 @@ impl<S: SplitIo> WsReader<S> {
         match self.inner.reunite(writer) {
             Ok((conn, read, write, alarm)) => {
                 let io = S::unsplit_io(read.0, write.0);
-                Ok(crate::WebSocketStream::from_parts(conn, io, alarm.timer))
+                Ok(crate::WebSocketStream::from_parts(conn, io, alarm))
             }
             Err((inner, writer)) => Err((WsReader { inner }, writer)),
         }

@@ -1,179 +1,27 @@
 //! [`WebSocketStream`]: one WebSocket over any futures-io transport, and
 //! its split halves [`WsReader`] / [`WsWriter`].
 //!
-//! The stream owns a ws-core [`Connection`], the transport and one timer.
-//! Every operation is a non-blocking poll over those three, so all progress
-//! lives in the Connection's buffers: that is what makes `recv` cancel-safe.
-//! The split halves live in [`crate::split`].
+//! The stream is ws-core's [`StreamDriver`] over the transport and one
+//! timer: every operation is a non-blocking poll, and all progress lives in
+//! the [`Connection`]'s buffers, which is what makes `recv` cancel-safe. The
+//! split halves live in [`crate::split`].
 
-use crate::io::{poll_read_into, poll_write_conn};
-use crate::split::{SplitIo, WsReader, WsWriter};
+use crate::split::{Alarm, Io, SplitIo, WsReader, WsWriter};
 use crate::{CloseCode, Config, Error, Message, Result, Role};
-use async_io::Timer;
 use bytes::BytesMut;
 use futures_core::{FusedStream, Stream};
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
 use std::fmt;
-use std::future::{Future, poll_fn};
-use std::io;
+use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use ws_core::driver::StreamDriver;
 use ws_core::{Connection, State};
 
-/// How many read/timer steps one poll takes before yielding to the
-/// executor, so a peer flooding us cannot starve other tasks.
-const POLL_BUDGET: usize = 64;
-
-/// The stream's state.
-struct Core<S> {
-    io: S,
-    conn: Connection,
-    timer: Timer,
-    /// The deadline `timer` is armed for.
-    deadline: Option<Instant>,
-    /// The transport reported end of stream.
-    read_eof: bool,
-    /// The stream has ended (yielded `None`): transport shut down or failed.
-    ended: bool,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
-    fn new(io: S, conn: Connection) -> Self {
-        Core {
-            io,
-            conn,
-            timer: Timer::never(),
-            deadline: None,
-            read_eof: false,
-            ended: false,
-        }
-    }
-
-    /// Writes all queued bytes.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_write_conn(&mut self.io, &mut self.conn, cx)
-    }
-
-    /// Flush for the sending side: queued bytes out, or an error. A failed
-    /// transport also fails the connection so later sends see `Closed`.
-    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        match ready!(self.poll_write_out(cx)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(e) => {
-                self.conn.handle_eof();
-                Poll::Ready(Err(Error::Io(e)))
-            }
-        }
-    }
-
-    /// Waits until the queue is below the write buffer limit.
-    fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.conn.buffered_transmit() >= self.conn.config().get_write_buffer_limit() {
-            ready!(self.poll_flush_out(cx))?;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// The receive loop: decode, flush control replies, end the transport
-    /// when the connection says so, fire timers, read more.
-    fn poll_next_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        for _ in 0..POLL_BUDGET {
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            match self.conn.poll_message() {
-                Ok(Some(msg)) => {
-                    self.flush_replies(cx);
-                    return Poll::Ready(Some(Ok(msg)));
-                }
-                Err(e) => {
-                    self.flush_replies(cx);
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Ok(None) => {}
-            }
-            if self.conn.wants_write() {
-                match self.poll_write_out(cx) {
-                    Poll::Ready(Ok(())) | Poll::Pending => {}
-                    Poll::Ready(Err(e)) => {
-                        let was_closed = self.conn.state() == State::Closed;
-                        self.conn.handle_eof();
-                        self.ended = true;
-                        // Once the connection is over, a peer that already
-                        // went away is not worth reporting.
-                        return Poll::Ready(if was_closed {
-                            None
-                        } else {
-                            Some(Err(Error::Io(e)))
-                        });
-                    }
-                }
-            }
-            if self.conn.should_close_transport() {
-                // Shut down our sending side (FIN); errors mean it is gone anyway.
-                let _ = ready!(Pin::new(&mut self.io).poll_close(cx));
-                self.ended = true;
-                return Poll::Ready(None);
-            }
-            match self.conn.poll_timeout(Instant::now()) {
-                Some(at) => {
-                    if self.deadline != Some(at) {
-                        self.timer.set_at(at);
-                        self.deadline = Some(at);
-                    }
-                    if Pin::new(&mut self.timer).poll(cx).is_ready() {
-                        self.deadline = None;
-                        self.conn.handle_timeout(Instant::now().max(at));
-                        continue;
-                    }
-                }
-                None => self.deadline = None,
-            }
-            if self.read_eof {
-                return Poll::Pending; // waiting for writes or the close timer
-            }
-            match poll_read_into(&mut self.io, cx, self.conn.read_buf()) {
-                Poll::Ready(Ok(0)) => {
-                    self.read_eof = true;
-                    self.conn.handle_eof();
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => {
-                    self.read_eof = true;
-                    self.conn.handle_eof();
-                    self.ended = true;
-                    return Poll::Ready(Some(Err(Error::Io(e))));
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-
-    /// After decoding a message: push out any automatic reply (pong, close
-    /// echo) right away, so it leaves even if nobody sends or receives
-    /// again. A pending or failed write is picked up by the next poll.
-    fn flush_replies(&mut self, cx: &mut Context<'_>) {
-        if self.conn.wants_write() {
-            let _ = self.poll_write_out(cx);
-        }
-    }
-
-    fn start_send(&mut self, msg: &Message) -> Result<()> {
-        self.conn.send(msg)
-    }
-
-    /// Sink-style close: queue a normal close frame (if none was sent) and
-    /// flush; the closing handshake then finishes on the receive side.
-    fn poll_close_sink(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.conn.close(CloseCode::NORMAL, "")?;
-        self.poll_flush_out(cx)
-    }
-}
+/// The whole-stream loop (ws-core's) over a futures-io transport and an
+/// async-io timer.
+type Driver<S> = StreamDriver<Io<S>, Alarm>;
 
 /// One WebSocket connection over a futures-io transport `S` (an async-std or
 /// smol `TcpStream`, or anything `AsyncRead + AsyncWrite + Unpin`).
@@ -189,14 +37,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Core<S> {
 /// `recv` (or the reader half) running. Dropping the stream drops the
 /// transport without a close frame; use [`close`](Self::close) first.
 pub struct WebSocketStream<S> {
-    core: Core<S>,
+    core: Driver<S>,
 }
 
 impl<S> fmt::Debug for WebSocketStream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocketStream")
-            .field("conn", &self.core.conn)
-            .field("ended", &self.core.ended)
+            .field("conn", self.core.connection())
+            .field("ended", &self.core.is_terminated())
             .finish_non_exhaustive()
     }
 }
@@ -207,7 +55,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// frames), which are decoded first.
     pub fn from_raw(io: S, role: Role, config: Config, buffered: BytesMut) -> Self {
         WebSocketStream {
-            core: Core::new(io, Connection::with_buffered(role, config, buffered)),
+            core: StreamDriver::new(
+                Connection::with_buffered(role, config, buffered),
+                Io(io),
+                Alarm::default(),
+            ),
         }
     }
 
@@ -219,7 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// Cancel-safe: dropping the future loses nothing, because partial
     /// frames and decoded state live in the Connection's buffers.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        poll_fn(|cx| self.core.poll_next_msg(cx)).await
+        poll_fn(|cx| self.core.poll_recv(cx)).await
     }
 
     /// Queues `msg` and flushes everything queued.
@@ -236,11 +88,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// it only flushes when the queue exceeds
     /// [`Config::write_buffer_limit`](Config::write_buffer_limit).
     ///
-    /// Not cancel-safe in the same way as [`send`](Self::send): the message
-    /// is queued on the first poll.
+    /// Not cancel-safe: if dropped while waiting for that write, the message
+    /// was not queued.
     pub async fn feed(&mut self, msg: Message) -> Result<()> {
-        self.core.start_send(&msg)?;
-        poll_fn(|cx| self.core.poll_send_ready(cx)).await
+        poll_fn(|cx| self.core.poll_ready(cx)).await?;
+        self.core.connection_mut().send(&msg)
     }
 
     /// Queues through `queue` (a ws-core send on the Connection, e.g.
@@ -250,14 +102,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         &mut self,
         queue: impl FnOnce(&mut Connection) -> Result<()>,
     ) -> Result<()> {
-        queue(&mut self.core.conn)?;
+        queue(self.core.connection_mut())?;
         self.flush().await
     }
 
     /// Writes everything queued. Cancel-safe in that no byte is lost or
     /// duplicated: whatever was not written stays queued.
     pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.core.poll_flush_out(cx)).await
+        poll_fn(|cx| self.core.poll_flush(cx)).await
     }
 
     /// Starts the closing handshake with `code` and `reason`, then keeps
@@ -269,9 +121,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// closing an already closed stream is `Ok`. Not cancel-safe: dropped
     /// early, the close frame is queued and may be unflushed.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.core.conn.close(code, reason)?;
+        self.core.connection_mut().close(code, reason)?;
         if let Err(e) = self.flush().await {
-            if self.core.conn.state() != State::Closed {
+            if self.core.connection().state() != State::Closed {
                 return Err(e);
             }
         }
@@ -286,25 +138,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// The protocol state (for inspection: state, close codes, buffered bytes).
     pub fn connection(&self) -> &Connection {
-        &self.core.conn
+        self.core.connection()
     }
 
     /// The transport.
     pub fn get_ref(&self) -> &S {
-        &self.core.io
+        &self.core.io().0
     }
 
     /// The transport, mutably (reading or writing it directly corrupts the
     /// WebSocket stream).
     pub fn get_mut(&mut self) -> &mut S {
-        &mut self.core.io
+        &mut self.core.io_mut().0
     }
 
     /// Wraps a connection already under way (rejoined split halves).
-    pub(crate) fn from_parts(conn: Connection, io: S, timer: Timer) -> Self {
-        let mut core = Core::new(io, conn);
-        core.timer = timer;
-        WebSocketStream { core }
+    pub(crate) fn from_parts(conn: Connection, io: S, alarm: Alarm) -> Self {
+        WebSocketStream {
+            core: StreamDriver::new(conn, Io(io), alarm),
+        }
     }
 }
 
@@ -326,10 +178,8 @@ impl<S: SplitIo> WebSocketStream<S> {
     /// sockets do, by cloning the handle). Timers (close timeout,
     /// keepalive) are driven by the reader: keep polling it.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let Core {
-            io, conn, timer, ..
-        } = self.core;
-        crate::split::split(conn, io, timer)
+        let (conn, io, alarm) = self.core.into_parts();
+        crate::split::split(conn, io.0, alarm)
     }
 }
 
@@ -338,13 +188,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketStream<S> {
 
     /// As [`WebSocketStream::recv`]; cancel-safe.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().core.poll_next_msg(cx)
+        self.get_mut().core.poll_recv(cx)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FusedStream for WebSocketStream<S> {
     fn is_terminated(&self) -> bool {
-        self.core.ended
+        self.core.is_terminated()
     }
 }
 
@@ -352,20 +202,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().core.poll_send_ready(cx)
+        self.get_mut().core.poll_ready(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.get_mut().core.start_send(&item)
+        self.get_mut().core.connection_mut().send(&item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().core.poll_flush_out(cx)
+        self.get_mut().core.poll_flush(cx)
     }
 
     /// Sends a normal close (1000) if no close was sent yet, and flushes.
     /// The peer's reply is received through the `Stream` side.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().core.poll_close_sink(cx)
+        let core = &mut self.get_mut().core;
+        core.connection_mut().close(CloseCode::NORMAL, "")?;
+        core.poll_flush(cx)
     }
 }

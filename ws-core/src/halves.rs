@@ -29,7 +29,6 @@ use crate::connection::split::{Receiver, Sender};
 use crate::error::Error;
 use crate::handoff::{Handoff, HandoffGuard, Side};
 use crate::message::Message;
-use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
@@ -38,37 +37,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-/// How many read and timer steps one receive poll takes before yielding to
-/// the executor, so a peer flooding us cannot starve other tasks.
-const POLL_BUDGET: usize = 64;
-
-/// A transport's read direction, as the reading half uses it.
-pub trait ReadTransport {
-    /// Reads once, appending to `buf` (whose spare capacity
-    /// [`Receiver::read_buf`] sized); `Ok(0)` is end of stream. Cancel-safe:
-    /// nothing is appended unless bytes arrived.
-    fn poll_read_into(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-    ) -> Poll<io::Result<usize>>;
-}
-
-/// A runtime timer, armed at the connection's next deadline.
-pub trait Timer {
-    /// Waits for `at` (re-arming if it changed); true once it has passed,
-    /// otherwise `cx` is woken then.
-    fn poll_at(&mut self, cx: &mut Context<'_>, at: Instant) -> bool;
-}
-
-/// A transport's write direction, as the halves use it.
-pub trait WriteTransport {
-    /// Writes everything `tx` has queued (see
-    /// [`Transmit`](crate::Transmit)), then flushes the transport.
-    fn poll_write_queued(&mut self, tx: &mut Sender, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Shuts the write direction down (TCP FIN).
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
+use crate::driver::POLL_BUDGET;
+pub use crate::driver::{ReadTransport, Timer, WriteTransport};
 
 /// The [`Sender`] and the transport's write direction: what the writer owns
 /// and lends the reader for control replies.

@@ -52,6 +52,7 @@
 pub mod close;
 pub mod config;
 pub mod connection;
+pub mod driver;
 pub mod error;
 pub mod frame;
 pub mod halves;

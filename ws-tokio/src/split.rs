@@ -3,8 +3,9 @@
 //!
 //! The halves themselves live in [`ws_core::halves`] (the receive loop,
 //! the writer's operations, who writes a control reply and when each half
-//! wakes the other). This file is only the tokio calls they run on: one
-//! read, one vectored write and a shutdown, and a `Sleep` for the timer.
+//! wakes the other). This file is only the tokio calls they (and the whole
+//! stream's [`ws_core::driver::StreamDriver`]) run on: one read, one
+//! vectored write and a shutdown ([`Io`]), and a `Sleep` for the timer.
 
 use std::io;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use ws_core::halves::{
     ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
 };
-use ws_core::{BytesMut, Message, Sender};
+use ws_core::{BytesMut, Message, Transmit};
 
 use crate::Result;
 use crate::stream::{Deadline, poll_write_all};
@@ -78,11 +79,12 @@ impl SplitIo for tokio::io::DuplexStream {
     }
 }
 
-/// The transport's read half, as ws-core's reader reads from it.
+/// A tokio transport (or one of its halves), as ws-core's stream driver
+/// and split halves read from and write to it.
 #[derive(Debug)]
-pub struct ReadIo<R>(R);
+pub struct Io<T>(pub(crate) T);
 
-impl<R: AsyncRead + Unpin> ReadTransport for ReadIo<R> {
+impl<R: AsyncRead + Unpin> ReadTransport for Io<R> {
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
@@ -92,13 +94,13 @@ impl<R: AsyncRead + Unpin> ReadTransport for ReadIo<R> {
     }
 }
 
-/// The transport's write half, as ws-core's halves write through it.
-#[derive(Debug)]
-pub struct WriteIo<W>(W);
-
-impl<W: AsyncWrite + Unpin> WriteTransport for WriteIo<W> {
-    fn poll_write_queued(&mut self, tx: &mut Sender, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_write_all(&mut self.0, tx, cx)
+impl<W: AsyncWrite + Unpin> WriteTransport for Io<W> {
+    fn poll_write_queued(
+        &mut self,
+        queue: &mut impl Transmit,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_write_all(&mut self.0, queue, cx)
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -113,9 +115,9 @@ impl Timer for Deadline {
 }
 
 /// The write half of `S`, as the writer holds it.
-pub type Write<S> = WriteIo<<S as SplitIo>::WriteHalf>;
+pub type Write<S> = Io<<S as SplitIo>::WriteHalf>;
 
-type Reader<S> = SplitReader<ReadIo<<S as SplitIo>::ReadHalf>, Deadline, Write<S>>;
+type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Deadline, Write<S>>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
@@ -124,7 +126,7 @@ pub(crate) fn split<S: SplitIo>(
     deadline: Deadline,
 ) -> (WsReader<S>, WsWriter<S>) {
     let (read, write) = io.split_io();
-    let (inner, writer) = split_halves(conn, ReadIo(read), WriteIo(write), deadline);
+    let (inner, writer) = split_halves(conn, Io(read), Io(write), deadline);
     (WsReader { inner }, writer)
 }
 

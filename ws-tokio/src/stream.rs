@@ -10,176 +10,16 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_core::{FusedStream, Stream};
 use futures_sink::Sink;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
+use ws_core::driver::StreamDriver;
 use ws_core::{CloseCode, Config, Connection, Message, Role, Transmit};
 
-use crate::split::{SplitIo, WsReader, WsWriter};
+use crate::split::{Io, SplitIo, WsReader, WsWriter};
 use crate::{Error, Result};
 
-/// Everything one connection needs: protocol state, transport and timer.
-#[derive(Debug)]
-struct Inner<S> {
-    conn: Connection,
-    io: S,
-    deadline: Deadline,
-    /// The transport reported end of stream.
-    read_eof: bool,
-    /// A transport read or write failed; nothing more will be done with it.
-    io_failed: bool,
-    /// The stream yielded its end.
-    ended: bool,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
-    fn new(io: S, role: Role, config: Config, buffered: BytesMut) -> Self {
-        Inner {
-            conn: Connection::with_buffered(role, config, buffered),
-            io,
-            deadline: Deadline::default(),
-            read_eof: false,
-            io_failed: false,
-            ended: false,
-        }
-    }
-
-    /// Drops everything queued for writing: the transport is unusable.
-    fn abandon_output(&mut self) {
-        self.conn.discard_transmit();
-    }
-
-    /// The transport failed: make the connection refuse further sends and
-    /// stop writing.
-    fn fail_io(&mut self) {
-        self.io_failed = true;
-        self.conn.handle_eof();
-        self.abandon_output();
-    }
-
-    /// Writes everything queued, in as few `write` calls as the transport
-    /// allows (normally one), then flushes the transport.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_write_all(&mut self.io, &mut self.conn, cx)
-    }
-
-    /// [`poll_write_out`](Self::poll_write_out), turning an I/O failure into
-    /// a failed connection.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        match ready!(self.poll_write_out(cx)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(e) => {
-                self.fail_io();
-                Poll::Ready(Err(Error::Io(e)))
-            }
-        }
-    }
-
-    /// Flushes first if the output queue reached the write buffer limit.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.conn.buffered_transmit() >= self.conn.config().get_write_buffer_limit() {
-            ready!(self.poll_flush(cx))?;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Arms the timer at the connection's next deadline and fires it if due.
-    /// Returns whether a timeout was handled (state may have changed).
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = Instant::now();
-        // After the peer ended its side, ws-core's close timer also bounds how
-        // long queued bytes may wait for a peer that does not read.
-        let Some(deadline) = self.conn.poll_timeout(now) else {
-            return false;
-        };
-        if deadline > now && !self.deadline.poll(cx, deadline) {
-            return false;
-        }
-        // The sleep may round to the millisecond: never report a time before
-        // the deadline it fired for, or the timer would fire again at once.
-        let now = Instant::now().max(deadline);
-        self.conn.handle_timeout(now);
-        if self.conn.should_close_transport() && self.conn.wants_write() {
-            // Timed out with bytes the peer never took: drop them.
-            self.abandon_output();
-        }
-        true
-    }
-
-    /// One receive step; see the module docs.
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        loop {
-            if self.ended {
-                return Poll::Ready(None);
-            }
-            match self.conn.poll_message() {
-                Ok(Some(msg)) => {
-                    self.try_write(cx);
-                    return Poll::Ready(Some(Ok(msg)));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.try_write(cx);
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-            if self.io_failed {
-                self.ended = true;
-                return Poll::Ready(None);
-            }
-            if self.poll_timer(cx) {
-                continue;
-            }
-            if self.conn.wants_write() {
-                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                    self.fail_io();
-                    self.ended = true;
-                    return Poll::Ready(Some(Err(Error::Io(e))));
-                }
-            }
-            if self.conn.should_close_transport() {
-                // A failed shutdown changes nothing: the stream is over.
-                let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                self.ended = true;
-                return Poll::Ready(None);
-            }
-            if self.read_eof {
-                // Waiting for queued bytes to drain or for a timer.
-                return Poll::Pending;
-            }
-            let read = {
-                let fut = self.io.read_buf(self.conn.read_buf());
-                std::pin::pin!(fut).poll(cx)
-            };
-            match ready!(read) {
-                Ok(0) => {
-                    self.read_eof = true;
-                    self.conn.handle_eof();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.fail_io();
-                    self.ended = true;
-                    return Poll::Ready(Some(Err(Error::Io(e))));
-                }
-            }
-        }
-    }
-
-    /// Best-effort write of queued replies while returning a message; an
-    /// error ends the connection (reported by the next receive step).
-    fn try_write(&mut self, cx: &mut Context<'_>) {
-        if self.conn.wants_write() {
-            if let Poll::Ready(Err(_)) = self.poll_write_out(cx) {
-                self.fail_io();
-            }
-        }
-    }
-
-    /// Queues a close frame unless one was already sent.
-    fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.conn.close(code, reason)
-    }
-}
+/// The whole-stream loop (ws-core's) over a tokio transport and timer.
+type Driver<S> = StreamDriver<Io<S>, Deadline>;
 
 /// One WebSocket connection over any tokio transport.
 ///
@@ -189,7 +29,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 ///
 /// # How the stream drives ws-core
 ///
-/// All protocol state lives in a [`ws_core::Connection`]. A receive step
+/// All protocol state lives in a [`ws_core::Connection`], and the loop is
+/// ws-core's [`StreamDriver`] (the same on every async runtime); this crate
+/// supplies the tokio read, write and `Sleep` it runs on. A receive step
 /// reads from the transport straight into [`Connection::read_buf`] (no
 /// intermediate copy), decodes with [`Connection::poll_message`], writes out
 /// whatever the connection queued in reply (pongs, close replies), and arms
@@ -223,7 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 ///   by the next `flush`, `send` or `recv`.
 #[derive(Debug)]
 pub struct WebSocketStream<S> {
-    inner: Inner<S>,
+    inner: Driver<S>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
@@ -231,9 +73,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// `buffered` holds bytes already read past the handshake (pipelined
     /// frames), which are decoded first.
     pub fn from_raw(io: S, role: Role, config: Config, buffered: BytesMut) -> Self {
-        WebSocketStream {
-            inner: Inner::new(io, role, config, buffered),
-        }
+        let conn = Connection::with_buffered(role, config, buffered);
+        WebSocketStream::from_parts(conn, io, Deadline::default())
     }
 
     /// Receives the next message, answering pings and closes on the way.
@@ -266,7 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// queued).
     pub async fn feed(&mut self, msg: Message) -> Result<()> {
         poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner.conn.send(&msg)
+        self.inner.connection_mut().send(&msg)
     }
 
     /// Writes everything queued.
@@ -287,7 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// Not cancel-safe: if dropped, the close frame stays queued and `recv`
     /// continues the handshake.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.inner.start_close(code, reason)?;
+        self.inner.connection_mut().close(code, reason)?;
         let mut first_error = None;
         while let Some(r) = self.recv().await {
             if let Err(e) = r {
@@ -299,31 +140,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
 
     /// The protocol state, e.g. to check [`Connection::state`].
     pub fn connection(&self) -> &Connection {
-        &self.inner.conn
+        self.inner.connection()
     }
 
     /// The transport.
     pub fn get_ref(&self) -> &S {
-        &self.inner.io
+        &self.inner.io().0
     }
 
     /// The transport, mutably. Reading or writing it directly corrupts the
     /// WebSocket stream; this is for socket options.
     pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner.io
+        &mut self.inner.io_mut().0
     }
 
     /// Wraps a connection already under way (used to rejoin split halves).
     pub(crate) fn from_parts(conn: Connection, io: S, deadline: Deadline) -> Self {
         WebSocketStream {
-            inner: Inner {
-                conn,
-                io,
-                deadline,
-                read_eof: false,
-                io_failed: false,
-                ended: false,
-            },
+            inner: StreamDriver::new(conn, Io(io), deadline),
         }
     }
 }
@@ -355,10 +189,8 @@ impl<S: SplitIo> WebSocketStream<S> {
     /// - [`WsWriter::close`] sends the close frame and flushes; the reply
     ///   arrives on the reader, which ends after the closing handshake.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
-        let Inner {
-            conn, io, deadline, ..
-        } = self.inner;
-        crate::split::split(conn, io, deadline)
+        let (conn, io, deadline) = self.inner.into_parts();
+        crate::split::split(conn, io.0, deadline)
     }
 }
 
@@ -373,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FusedStream for WebSocketStream<S> {
     fn is_terminated(&self) -> bool {
-        self.inner.ended
+        self.inner.is_terminated()
     }
 }
 
@@ -385,7 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.get_mut().inner.conn.send(&item)
+        self.get_mut().inner.connection_mut().send(&item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -397,7 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     /// [`WebSocketStream::close`] to wait for the whole handshake.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let inner = &mut self.get_mut().inner;
-        inner.start_close(CloseCode::NORMAL, "")?;
+        inner.connection_mut().close(CloseCode::NORMAL, "")?;
         inner.poll_flush(cx)
     }
 }

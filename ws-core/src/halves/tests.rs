@@ -4,6 +4,7 @@
 use super::*;
 use crate::config::{Config, Role};
 use crate::connection::Transmit;
+use bytes::BytesMut;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Wake, Waker};
@@ -64,7 +65,11 @@ impl FakeWrite {
 }
 
 impl WriteTransport for FakeWrite {
-    fn poll_write_queued(&mut self, tx: &mut Sender, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write_queued(
+        &mut self,
+        tx: &mut impl Transmit,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if self.full.load(Ordering::SeqCst) {
                 *self.waker.lock().unwrap() = Some(cx.waker().clone());
