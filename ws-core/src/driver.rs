@@ -23,7 +23,7 @@ pub(crate) const POLL_BUDGET: usize = 64;
 /// A transport's read direction, as the reading half uses it.
 pub trait ReadTransport {
     /// Reads once, appending to `buf` (whose spare capacity
-    /// [`Receiver::read_buf`] sized); `Ok(0)` is end of stream. Cancel-safe:
+    /// [`Connection::read_buf`] or [`Receiver::read_buf`](crate::Receiver::read_buf) sized); `Ok(0)` is end of stream. Cancel-safe:
     /// nothing is appended unless bytes arrived.
     fn poll_read_into(
         &mut self,
