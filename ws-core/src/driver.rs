@@ -20,11 +20,12 @@ use std::time::Instant;
 /// the executor, so a peer flooding us cannot starve other tasks.
 pub(crate) const POLL_BUDGET: usize = 64;
 
-/// A transport's read direction, as the reading half uses it.
+/// A transport's read direction, as the driver and the reading half use it.
 pub trait ReadTransport {
     /// Reads once, appending to `buf` (whose spare capacity
-    /// [`Connection::read_buf`] or [`Receiver::read_buf`](crate::Receiver::read_buf) sized); `Ok(0)` is end of stream. Cancel-safe:
-    /// nothing is appended unless bytes arrived.
+    /// [`Connection::read_buf`] or
+    /// [`Receiver::read_buf`](crate::Receiver::read_buf) sized); `Ok(0)` is
+    /// end of stream. Cancel-safe: nothing is appended unless bytes arrived.
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
