@@ -182,6 +182,19 @@ fn case_count(msg: Option<Result<Message, Error>>) -> Result<u32, Error> {
     }
 }
 
+/// Says how many cases ran, naming any whose connection failed (the suite
+/// reports those as missing; this says why).
+fn report_cases(count: u32, unreached: &[u32]) {
+    if unreached.is_empty() {
+        eprintln!("autobahn-client: ran {count} cases");
+    } else {
+        eprintln!(
+            "autobahn-client: ran {} of {count} cases; could not connect for cases {unreached:?}",
+            count as usize - unreached.len()
+        );
+    }
+}
+
 /// The Autobahn client driver for the async adapters: `$ws` is the crate (or
 /// module) providing `connect`, with the same surface in each.
 macro_rules! autobahn_driver {
@@ -191,9 +204,11 @@ macro_rules! autobahn_driver {
             let (mut control, _) = ws::connect(&format!("{base}/getCaseCount")).await?;
             let count = case_count(control.recv().await)?;
             let _ = control.close(CloseCode::NORMAL, "").await;
+            let mut unreached = Vec::new();
             for case in 1..=count {
                 let url = format!("{base}/runCase?case={case}&agent={agent}");
                 let Ok((mut stream, _)) = ws::connect(&url).await else {
+                    unreached.push(case);
                     continue;
                 };
                 while let Some(Ok(msg)) = stream.recv().await {
@@ -205,7 +220,7 @@ macro_rules! autobahn_driver {
             let (mut report, _) =
                 ws::connect(&format!("{base}/updateReports?agent={agent}")).await?;
             let _ = report.close(CloseCode::NORMAL, "").await;
-            eprintln!("autobahn-client: ran {count} cases");
+            report_cases(count, &unreached);
             Ok(())
         }
     };
@@ -219,9 +234,11 @@ fn autobahn_blocking(base: &str, agent: &str) -> Result<(), Error> {
     let (mut control, _) = ws_blocking::connect(&format!("{base}/getCaseCount"))?;
     let count = case_count(Some(control.read()))?;
     let _ = control.close(CloseCode::NORMAL, "");
+    let mut unreached = Vec::new();
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={agent}");
         let Ok((mut stream, _)) = ws_blocking::connect(&url) else {
+            unreached.push(case);
             continue;
         };
         while let Ok(msg) = stream.read() {
@@ -232,7 +249,7 @@ fn autobahn_blocking(base: &str, agent: &str) -> Result<(), Error> {
     }
     let (mut report, _) = ws_blocking::connect(&format!("{base}/updateReports?agent={agent}"))?;
     let _ = report.close(CloseCode::NORMAL, "");
-    eprintln!("autobahn-client: ran {count} cases");
+    report_cases(count, &unreached);
     Ok(())
 }
 
