@@ -185,7 +185,7 @@ impl<IO: ReadTransport + WriteTransport, T: Timer> StreamDriver<IO, T> {
                 self.ended = true;
                 return Poll::Ready(None);
             }
-            if self.poll_timer(cx) {
+            if fire_timers(cx, &mut self.timer, &mut self.conn) {
                 continue;
             }
             if self.conn.wants_write() {
@@ -236,18 +236,48 @@ impl<IO: ReadTransport + WriteTransport, T: Timer> StreamDriver<IO, T> {
             }
         }
     }
+}
 
-    /// Fires the connection's timers; true if one fired.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = Instant::now();
-        let Some(at) = self.conn.poll_timeout(now) else {
-            return false;
-        };
-        if at > now && !self.timer.poll_at(cx, at) {
-            return false;
-        }
-        // Never report a time before the deadline (timers may round).
-        self.conn.handle_timeout(Instant::now().max(at));
-        true
+/// What has deadlines: a [`Connection`] or a split receiver.
+pub(crate) trait Deadlines {
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+}
+
+impl Deadlines for Connection {
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        Connection::poll_timeout(self, now)
     }
+    fn handle_timeout(&mut self, now: Instant) {
+        Connection::handle_timeout(self, now)
+    }
+}
+
+impl Deadlines for crate::Receiver {
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        crate::Receiver::poll_timeout(self, now)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        crate::Receiver::handle_timeout(self, now)
+    }
+}
+
+/// Arms `timer` at `target`'s next deadline and, once it has passed, fires
+/// it; true if it did (state may have changed). Shared by the stream driver
+/// and the split reader.
+pub(crate) fn fire_timers(
+    cx: &mut Context<'_>,
+    timer: &mut impl Timer,
+    target: &mut impl Deadlines,
+) -> bool {
+    let now = Instant::now();
+    let Some(at) = target.poll_timeout(now) else {
+        return false;
+    };
+    if at > now && !timer.poll_at(cx, at) {
+        return false;
+    }
+    // Never report a time before the deadline (timers may round).
+    target.handle_timeout(Instant::now().max(at));
+    true
 }

@@ -35,9 +35,8 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
-use crate::driver::POLL_BUDGET;
+use crate::driver::{POLL_BUDGET, fire_timers};
 pub use crate::driver::{ReadTransport, Timer, WriteTransport};
 
 /// The [`Sender`] and the transport's write direction: what the writer owns
@@ -178,7 +177,7 @@ impl<R: ReadTransport, T: Timer, W: WriteTransport> SplitReader<R, T, W> {
             // sends from now on wakes this task (and one sent before is seen
             // by the timer step).
             self.replies.register(cx);
-            if self.poll_timer(cx) {
+            if fire_timers(cx, &mut self.timer, &mut self.rx) {
                 continue;
             }
             self.replies.write_replies(&self.rx, cx);
@@ -210,20 +209,6 @@ impl<R: ReadTransport, T: Timer, W: WriteTransport> SplitReader<R, T, W> {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
-    }
-
-    /// Fires the receiver's timers; true if one fired.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = Instant::now();
-        let Some(at) = self.rx.poll_timeout(now) else {
-            return false;
-        };
-        if at > now && !self.timer.poll_at(cx, at) {
-            return false;
-        }
-        // Never report a time before the deadline (timers may round).
-        self.rx.handle_timeout(Instant::now().max(at));
-        true
     }
 
     /// Whether `writer` is this reader's other half.

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Wake, Waker};
+use std::time::Instant;
 
 /// Counts wakeups.
 #[derive(Default)]
