@@ -11,6 +11,8 @@
 # Usage: bench/run.sh [--quick] [--reps N] [--duration S] [--warmup S]
 #                     [--idle-conns N] [--only REGEX] [--scenarios REGEX]
 #                     [--no-build] [--no-idle]
+#        bench/run.sh --fanout [fanout.sh flags]   (the chat fan-out benchmark,
+#                     bench/fanout.sh: results in bench/results/fanout.md)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,7 +44,8 @@ while [ $# -gt 0 ]; do
         --scenarios) SCEN=$2; shift ;;
         --no-build) BUILD=0 ;;
         --no-idle) IDLE=0 ;;
-        -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+        --fanout) shift; cd "$OLDPWD"; exec "$ROOT/bench/fanout.sh" "$@" ;;
+        -h|--help) sed -n 2,15p "$0"; exit 0 ;;
         *) echo "unknown flag $1" >&2; exit 2 ;;
     esac
     shift

@@ -4,6 +4,9 @@
 Medians over repetitions; ratios are medians of per-repetition ratios
 (each repetition ran every server back to back, so pairing them cancels
 most of a noisy machine's drift).
+
+With --fanout, turns bench/fanout.sh's raw JSON lines (ws-load --fanout)
+into the chat fan-out report instead.
 """
 import argparse
 import json
@@ -24,11 +27,115 @@ def fmt(x, spec=",.0f"):
     return "-" if x is None else format(x, spec)
 
 
+def per_rep(xs, spec=",.0f"):
+    """One value if every repetition agrees, else all of them, in order."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    if all(x == xs[0] for x in xs):
+        return fmt(xs[0], spec)
+    return " / ".join(fmt(x, spec) for x in xs)
+
+
+def fanout(a):
+    runs = defaultdict(lambda: defaultdict(dict))  # scenario -> server -> rep -> record
+    order = []
+    for line in open(a.raw):
+        line = line.strip()
+        if not line:
+            continue
+        d = json.loads(line)
+        if d["scenario"] not in order:
+            order.append(d["scenario"])
+        runs[d["scenario"]][d["server"]][d["rep"]] = d
+
+    out = [f"# {a.title}", ""]
+    if a.note:
+        out += [a.note, ""]
+    out.append(
+        "`ws-server --mode chat --threads 1` pinned to CPU 0, `ws-load --fanout` "
+        "pinned to CPU 1. N clients connect; once all are upgraded (plus 200 ms), "
+        "each sends M numbered messages as fast as the server takes them while "
+        "reading; the server broadcasts each to all N (sender included), so a "
+        "complete run is N x N x M deliveries. Deliveries/s and sent msg/s are "
+        "over the time from the start to the last delivery; sent = messages "
+        "written to the sockets (complete run: N x M, so sent msg/s is the "
+        "broadcast rate; loopback buffers take megabytes, so in a run the "
+        "server cut short it includes messages the server never read). Missing = N x N x M "
+        "minus deliveries; order = deliveries whose sequence number was not the "
+        "next expected from their sender (gap, duplicate, reordering); closed = "
+        "clients closed by the server (close code x count); server ns/delivery = "
+        "server utime+stime over the run / deliveries (us/msg: / messages sent); "
+        "client % = ws-load's CPU use over the run (near 100%: the load generator "
+        "was the limit); peak RSS = the server's VmHWM. End: done (every client "
+        "finished, or was closed), stalled (no delivery for 3 s), time-limit. "
+        "Rates and CPU are medians over repetitions; where repetitions differ, "
+        "counts are listed per repetition. ~: the run took under 0.5 s, and "
+        "/proc CPU times have 10 ms resolution, so the CPU figures are rough."
+    )
+    out.append("")
+    for sc in order:
+        servers = runs[sc]
+        first = next(iter(next(iter(servers.values())).values()))["r"]
+        nreps = max(len(v) for v in servers.values())
+        out.append(
+            f"## {sc}: N={first['connections']}, M={first['messages']:,}, "
+            f"{first['size']} B {'text' if first['text'] else 'binary'}, "
+            f"expected {first['connections'] ** 2 * first['messages']:,} deliveries  "
+            f"({nreps} rep{'s' if nreps != 1 else ''})"
+        )
+        out.append("")
+        cols = [
+            "server", "deliveries/s", "sent msg/s", "elapsed s", "delivered", "missing",
+            "order", "closed", "server ns/delivery", "server us/msg", "client %",
+            "peak RSS MiB", "end",
+        ]
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + "---|" * len(cols))
+        for s, reps in servers.items():
+            ds = [reps[k] for k in sorted(reps)]
+            rs = [d["r"] for d in ds]
+            closed = [
+                ", ".join(f"{c} x{k}" for c, k in r["closed"].items()) or "0" for r in rs
+            ]
+            client = [
+                100 * r["client_cpu_s"] / r["window_s"]
+                for r in rs
+                if r.get("client_cpu_s") is not None and r.get("window_s")
+            ]
+            hwm = [d["server_hwm_kib"] / 1024 for d in ds if d.get("server_hwm_kib")]
+            # /proc CPU times tick every 10 ms: over a short run they are rough.
+            short = "~" if med([r["window_s"] for r in rs]) < 0.5 else ""
+            row = [
+                f"**{s}**",
+                fmt(med([r["rate"] for r in rs])),
+                fmt(med([r["sent_rate"] for r in rs])),
+                fmt(med([r["elapsed_s"] for r in rs]), ".2f"),
+                per_rep([r["deliveries"] for r in rs]),
+                per_rep([r["missing"] for r in rs]),
+                per_rep([r["order_violations"] for r in rs]),
+                closed[0] if len(set(closed)) == 1 else " / ".join(closed),
+                short + fmt(med([r["server_cpu_ns_per_delivery"] for r in rs]), ",.0f"),
+                short + fmt(med([r["server_cpu_us_per_msg"] for r in rs]), ".2f"),
+                fmt(med(client), ".0f"),
+                fmt(med(hwm), ".1f"),
+                per_rep([r["end"] for r in rs], "s"),
+            ]
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    print("\n".join(out))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("raw")
     ap.add_argument("--title", default="Echo benchmark")
+    ap.add_argument("--fanout", action="store_true", help="raw lines are from fanout.sh")
+    ap.add_argument("--note", default="", help="a line under the title (--fanout)")
     a = ap.parse_args()
+    if a.fanout:
+        fanout(a)
+        return
 
     runs = defaultdict(lambda: defaultdict(dict))  # scenario -> rep -> server -> r
     idle = {}

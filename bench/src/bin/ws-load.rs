@@ -8,13 +8,19 @@
 //! - `--handshakes`: N concurrent loops of connect, upgrade, close.
 //! - `--idle N`: open N connections, print READY, hold them; optionally
 //!   a burst of large messages on some of them, then BURST-DONE, hold again.
+//! - `--fanout`: chat broadcast. N clients connect to a chat server, then
+//!   each sends `--messages M` numbered messages while reading; every client
+//!   checks it gets all N x M, each sender's in order. Ends when all arrived,
+//!   at `--duration-limit`, or after `--stall` seconds without a delivery.
 //!
 //! With `--server-pid PID` it samples the server's utime+stime at the start
-//! and end of the measured window and reports CPU per message.
+//! and end of the measured window and reports CPU per message (per delivery
+//! for `--fanout`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -25,7 +31,9 @@ use ws_bench::{
 
 const USAGE: &str = "usage: ws-load --url ws://127.0.0.1:PORT/ [--connections N] [--size BYTES] \
 [--in-flight K] [--duration SECS] [--warmup SECS] [--text|--binary] [--json] [--threads T] \
-[--server-pid PID] [--label NAME] | --handshakes | --idle N [--hold SECS] [--burst-size BYTES] [--burst-conns M]";
+[--server-pid PID] [--label NAME] | --handshakes | --idle N [--hold SECS] [--burst-size BYTES] [--burst-conns M] \
+| --fanout --url ws://127.0.0.1:PORT/ws [--connections N] [--size BYTES] [--messages M] [--duration-limit SECS] \
+[--stall SECS] [--text|--binary] [--server-pid PID] [--json] [--label NAME]";
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -535,6 +543,642 @@ async fn run_idle(o: Arc<Opts>, n: usize, hold: f64, burst_size: usize, burst_co
     }
 }
 
+/// Payload bytes each `--fanout` message starts with: sender index and
+/// sequence number, as two big-endian `u32`s (binary) or as 16 lowercase hex
+/// digits (text, so the payload stays valid UTF-8).
+fn fanout_prefix_len(text: bool) -> usize {
+    if text { 16 } else { 8 }
+}
+
+/// Writes the sender index and sequence number into `out` (the first
+/// [`fanout_prefix_len`] bytes of a payload).
+fn put_fanout_prefix(out: &mut [u8], sender: u32, seq: u32, text: bool) {
+    if text {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let v = (u64::from(sender) << 32) | u64::from(seq);
+        for (i, b) in out[..16].iter_mut().enumerate() {
+            *b = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    } else {
+        out[..4].copy_from_slice(&sender.to_be_bytes());
+        out[4..8].copy_from_slice(&seq.to_be_bytes());
+    }
+}
+
+/// Reads back what [`put_fanout_prefix`] wrote; `None` if malformed.
+#[inline]
+fn get_fanout_prefix(p: &[u8], text: bool) -> Option<(u32, u32)> {
+    if text {
+        let mut v = 0u64;
+        for &b in p.get(..16)? {
+            let d = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                _ => return None,
+            };
+            v = (v << 4) | u64::from(d);
+        }
+        Some(((v >> 32) as u32, v as u32))
+    } else {
+        let p = p.get(..8)?;
+        Some((
+            u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+            u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+        ))
+    }
+}
+
+/// The most payload bytes [`PrefixReader`] keeps of a frame (enough for the
+/// text prefix and for a close frame's code).
+const MAX_PREFIX: usize = 16;
+
+/// Incremental reader of a stream of server frames that hands over each
+/// frame's header and the first bytes of its payload (up to `MAX_PREFIX`),
+/// and skips the rest without copying. Server frames are unmasked, so the
+/// bytes are usable as they are.
+#[derive(Default)]
+struct PrefixReader {
+    /// Header bytes of a header split across reads.
+    hdr: Vec<u8>,
+    /// The frame whose payload is being read, if any.
+    cur: Option<RawHeader>,
+    /// Prefix bytes of `cur` collected so far.
+    pre: [u8; MAX_PREFIX],
+    /// How many of `pre` are filled.
+    pre_len: usize,
+    /// How many prefix bytes `cur` has: `min(len, MAX_PREFIX)`.
+    want: usize,
+    /// Payload bytes of `cur` still to skip after the prefix.
+    skip: usize,
+}
+
+impl PrefixReader {
+    /// Feeds `data`; calls `done(header, prefix)` for every completed frame,
+    /// where `prefix` is the first `min(len, MAX_PREFIX)` payload bytes.
+    #[inline]
+    fn feed(&mut self, data: &[u8], mut done: impl FnMut(&RawHeader, &[u8])) {
+        let mut i = 0;
+        loop {
+            if let Some(h) = self.cur {
+                if self.pre_len < self.want {
+                    let t = (self.want - self.pre_len).min(data.len() - i);
+                    self.pre[self.pre_len..self.pre_len + t].copy_from_slice(&data[i..i + t]);
+                    self.pre_len += t;
+                    i += t;
+                    if self.pre_len < self.want {
+                        return;
+                    }
+                }
+                let t = self.skip.min(data.len() - i);
+                self.skip -= t;
+                i += t;
+                if self.skip > 0 {
+                    return;
+                }
+                self.cur = None;
+                done(&h, &self.pre[..self.want]);
+                continue;
+            }
+            if i == data.len() {
+                return;
+            }
+            let h = if self.hdr.is_empty() {
+                match parse_header(&data[i..]) {
+                    Some(h) => {
+                        let start = i + h.header_len;
+                        if data.len() - start >= h.len {
+                            // Fast path: the whole frame is in this read.
+                            done(&h, &data[start..start + h.len.min(MAX_PREFIX)]);
+                            i = start + h.len;
+                            continue;
+                        }
+                        i = start;
+                        h
+                    }
+                    None => {
+                        self.hdr.extend_from_slice(&data[i..]);
+                        return;
+                    }
+                }
+            } else {
+                self.hdr.push(data[i]);
+                i += 1;
+                match parse_header(&self.hdr) {
+                    Some(h) => {
+                        self.hdr.clear();
+                        h
+                    }
+                    None => continue,
+                }
+            };
+            self.want = h.len.min(MAX_PREFIX);
+            self.pre_len = 0;
+            self.skip = h.len - self.want;
+            self.cur = Some(h);
+        }
+    }
+}
+
+/// Settings of a `--fanout` run beyond [`Opts`].
+#[derive(Debug, Clone)]
+struct FanoutOpts {
+    /// Messages each client sends (M).
+    messages: u32,
+    /// Upper bound of the sending/receiving phase.
+    limit: f64,
+    /// End early once no client received anything for this long.
+    stall: f64,
+}
+
+/// Phase of a `--fanout` run, broadcast to the client tasks.
+const PHASE_CONNECT: u8 = 0;
+/// Clients send and read.
+const PHASE_GO: u8 = 1;
+/// The run is over: clients close and report.
+const PHASE_STOP: u8 = 2;
+
+/// State the `--fanout` client tasks share with the coordinator.
+#[derive(Default)]
+struct FanoutShared {
+    /// Connections upgraded.
+    connected: AtomicUsize,
+    /// Connections that failed to connect or upgrade.
+    connect_failed: AtomicUsize,
+    /// Messages each client must receive (connected clients x M); set
+    /// before [`PHASE_GO`].
+    target: AtomicU64,
+    /// Deliveries so far, all clients (updated once per read batch).
+    progress: AtomicU64,
+    /// Clients that are done: received `target`, or ended (closed, error).
+    done: AtomicUsize,
+    /// Woken whenever `connected`, `connect_failed` or `done` grows.
+    notify: tokio::sync::Notify,
+}
+
+impl FanoutShared {
+    /// Increments one of the counters and wakes the coordinator.
+    fn bump(&self, counter: &AtomicUsize) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+}
+
+/// What one `--fanout` client saw.
+#[derive(Debug, Default)]
+struct FanoutStats {
+    /// Upgraded (took part in the run).
+    connected: bool,
+    /// Messages completely written to the socket.
+    sent: u64,
+    /// Data messages received with a well-formed prefix.
+    received: u64,
+    /// Messages whose sequence number was not the next one expected from
+    /// their sender (a gap, a duplicate or a reordering).
+    order_violations: u64,
+    /// Frames of an unexpected opcode, length or prefix.
+    bad: u64,
+    /// Close code of a close frame the server sent (1005 if none in it).
+    closed_by_server: Option<u16>,
+    /// The server ended the TCP stream without a close frame.
+    eof: bool,
+    /// Connect, upgrade or socket error.
+    error: Option<String>,
+    /// When the last message arrived.
+    last_recv: Option<Instant>,
+    /// When this client had all `target` messages.
+    finished: Option<Instant>,
+    /// When the last of its M messages was written to the socket.
+    send_done: Option<Instant>,
+}
+
+/// One `--fanout` client: connect, wait for [`PHASE_GO`], then send M
+/// numbered messages while reading everything, until [`PHASE_STOP`] or the
+/// server closes. Every wait is bounded by the coordinator's stop signal
+/// (and the connect by a timeout).
+async fn fanout_client(
+    o: Arc<Opts>,
+    f: Arc<FanoutOpts>,
+    idx: u32,
+    shared: Arc<FanoutShared>,
+    connect_gate: Arc<tokio::sync::Semaphore>,
+    mut phase: tokio::sync::watch::Receiver<u8>,
+) -> FanoutStats {
+    let mut st = FanoutStats::default();
+    let conn = async {
+        let _permit = connect_gate.acquire().await;
+        tokio::time::timeout(Duration::from_secs(10), connect(&o, &request(&o))).await
+    };
+    let (s, leftover) = match conn.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            st.error = Some(format!("connect: {e}"));
+            shared.bump(&shared.connect_failed);
+            return st;
+        }
+        Err(_) => {
+            st.error = Some("connect: timed out".into());
+            shared.bump(&shared.connect_failed);
+            return st;
+        }
+    };
+    st.connected = true;
+    shared.bump(&shared.connected);
+    let go = phase.wait_for(|p| *p != PHASE_CONNECT).await.map(|p| *p);
+    if !matches!(go, Ok(PHASE_GO)) {
+        return st;
+    }
+    let target = shared.target.load(Ordering::Relaxed);
+
+    // The message template: masked once with this client's key; only the
+    // prefix differs between messages, and is re-masked per message.
+    let opcode = if o.text { op::TEXT } else { op::BINARY };
+    let plen = fanout_prefix_len(o.text);
+    let key: [u8; 4] = rand::random();
+    let mut template = Vec::new();
+    encode_frame(
+        &mut template,
+        opcode,
+        &payload(o.size, o.text, false),
+        Some(key),
+    );
+    let flen = template.len();
+    let hlen = flen - o.size;
+    let batch = (64 * 1024 / flen).max(1) as u32;
+    let mut wbuf: Vec<u8> = Vec::with_capacity(batch as usize * flen);
+    let mut wpos = 0usize;
+    let mut queued = 0u32; // messages put in wbuf so far
+    let mut close = Vec::new();
+    encode_frame(&mut close, op::CLOSE, &1000u16.to_be_bytes(), Some(key));
+
+    // Receiving side: next expected sequence number per sender.
+    let mut next = vec![0u32; o.conns];
+    let mut reader = PrefixReader::default();
+    let mut rbuf = vec![0u8; 64 * 1024];
+    let mut ended = false; // closed by the server, EOF, error or bad frame
+    let (size, text) = (o.size, o.text);
+    let on_data = |data: &[u8], st: &mut FanoutStats, ended: &mut bool| {
+        let before = st.received;
+        reader.feed(data, |h, p| match h.opcode {
+            op::TEXT | op::BINARY if h.fin && h.len == size && h.opcode == opcode => {
+                match get_fanout_prefix(p, text) {
+                    Some((from, seq)) if (from as usize) < next.len() && seq < f.messages => {
+                        let n = &mut next[from as usize];
+                        if seq != *n {
+                            st.order_violations += 1;
+                        }
+                        *n = seq.wrapping_add(1);
+                        st.received += 1;
+                    }
+                    _ => st.bad += 1,
+                }
+            }
+            op::PING | op::PONG => {}
+            op::CLOSE => {
+                st.closed_by_server = Some(
+                    p.get(..2)
+                        .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]])),
+                );
+                *ended = true;
+            }
+            _ => {
+                st.bad += 1;
+                *ended = true;
+            }
+        });
+        if st.received > before {
+            st.last_recv = Some(Instant::now());
+            shared
+                .progress
+                .fetch_add(st.received - before, Ordering::Relaxed);
+        }
+    };
+    let mut on_data = on_data;
+    on_data(&leftover, &mut st, &mut ended);
+
+    let mut counted_done = false;
+    while !ended {
+        if !counted_done && st.received >= target {
+            st.finished = Some(Instant::now());
+            counted_done = true;
+            shared.bump(&shared.done);
+        }
+        let writing = wpos < wbuf.len() || queued < f.messages;
+        let interest = if writing {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let ready = tokio::select! {
+            biased;
+            _ = phase.wait_for(|p| *p == PHASE_STOP) => break,
+            r = s.ready(interest) => r,
+        };
+        let ready = match ready {
+            Ok(r) => r,
+            Err(e) => {
+                st.error = Some(format!("poll: {e}"));
+                break;
+            }
+        };
+        if ready.is_readable() {
+            for _ in 0..16 {
+                match s.try_read(&mut rbuf) {
+                    Ok(0) => {
+                        st.eof = true;
+                        ended = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        on_data(&rbuf[..n], &mut st, &mut ended);
+                        if ended || n < rbuf.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        st.error = Some(format!("read: {e}"));
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if ended {
+                break;
+            }
+        }
+        // Write what the socket takes (also right after reading), at most
+        // 16 batches before reading again: loopback buffers take megabytes.
+        for _ in 0..16 {
+            if wpos == wbuf.len() && queued == f.messages {
+                break;
+            }
+            if wpos == wbuf.len() {
+                wbuf.clear();
+                wpos = 0;
+                let k = batch.min(f.messages - queued);
+                for _ in 0..k {
+                    let at = wbuf.len();
+                    wbuf.extend_from_slice(&template);
+                    let pre = &mut wbuf[at + hlen..at + hlen + plen];
+                    put_fanout_prefix(pre, idx, queued, text);
+                    for (j, b) in pre.iter_mut().enumerate() {
+                        *b ^= key[j & 3];
+                    }
+                    queued += 1;
+                }
+            }
+            match s.try_write(&wbuf[wpos..]) {
+                Ok(n) => wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    st.error = Some(format!("write: {e}"));
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        st.sent = u64::from(queued) - (wbuf.len() - wpos).div_ceil(flen) as u64;
+        if st.send_done.is_none() && st.sent == u64::from(f.messages) {
+            st.send_done = Some(Instant::now());
+        }
+    }
+    if !counted_done {
+        shared.bump(&shared.done);
+    }
+    // Best-effort close (also the reply to a server's close), only at a
+    // frame boundary; the measurement is over.
+    if wpos % flen == 0 && st.error.is_none() && !st.eof {
+        let _ = s.try_write(&close);
+    }
+    st
+}
+
+/// Runs `--fanout`: connects every client, waits ~200 ms of quiet, lets all
+/// send at once, and ends when every client has all N x M messages, at
+/// the duration limit, or once deliveries stall. Prints the report.
+async fn run_fanout(o: Arc<Opts>, f: FanoutOpts) {
+    let f = Arc::new(f);
+    let n = o.conns;
+    let shared = Arc::new(FanoutShared::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    let (phase_tx, phase_rx) = tokio::sync::watch::channel(PHASE_CONNECT);
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(fanout_client(
+                o.clone(),
+                f.clone(),
+                i as u32,
+                shared.clone(),
+                gate.clone(),
+                phase_rx.clone(),
+            ))
+        })
+        .collect();
+    drop(phase_rx);
+    // Connect phase: every connect is bounded by its own 10 s timeout.
+    let connect_deadline = Instant::now() + Duration::from_secs(10 + 10 * (n as u64 / 200 + 1));
+    loop {
+        let c = shared.connected.load(Ordering::Relaxed);
+        let e = shared.connect_failed.load(Ordering::Relaxed);
+        if c + e >= n || Instant::now() >= connect_deadline {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), shared.notify.notified()).await;
+    }
+    let connected = shared.connected.load(Ordering::Relaxed);
+    // No "ready" signal from the server: let it register the last upgrades.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let target = connected as u64 * u64::from(f.messages);
+    shared.target.store(target, Ordering::Relaxed);
+    let cpu0 = (
+        o.server_pid.as_deref().and_then(proc_cpu_secs),
+        proc_cpu_secs("self"),
+    );
+    let t_go = Instant::now();
+    let _ = phase_tx.send(PHASE_GO);
+
+    let deadline = t_go + secs(f.limit);
+    let mut last_progress = (0u64, Instant::now());
+    let end = loop {
+        if shared.done.load(Ordering::Relaxed) >= connected {
+            break "done";
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break "time-limit";
+        }
+        let p = shared.progress.load(Ordering::Relaxed);
+        if p != last_progress.0 {
+            last_progress = (p, now);
+        } else if now - last_progress.1 >= secs(f.stall) {
+            break "stalled";
+        }
+        let wait = Duration::from_millis(50).min(deadline - now);
+        let _ = tokio::time::timeout(wait, shared.notify.notified()).await;
+    };
+    let t_end = Instant::now();
+    let cpu1 = (
+        o.server_pid.as_deref().and_then(proc_cpu_secs),
+        proc_cpu_secs("self"),
+    );
+    let _ = phase_tx.send(PHASE_STOP);
+
+    let mut all = Vec::with_capacity(n);
+    let mut lost_tasks = 0usize;
+    let collect_deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for t in tasks {
+        match tokio::time::timeout_at(collect_deadline, t).await {
+            Ok(Ok(st)) => all.push(st),
+            _ => lost_tasks += 1,
+        }
+    }
+    let server_cpu = cpu0.0.zip(cpu1.0).map(|(a, b)| b - a);
+    let client_cpu = cpu0.1.zip(cpu1.1).map(|(a, b)| b - a);
+    fanout_report(
+        &o,
+        &f,
+        &all,
+        FanoutRun {
+            connected,
+            target,
+            t_go,
+            t_end,
+            end,
+            lost_tasks,
+            server_cpu,
+            client_cpu,
+        },
+    );
+}
+
+/// Run-level facts for [`fanout_report`].
+struct FanoutRun {
+    /// Clients that upgraded and took part.
+    connected: usize,
+    /// Deliveries each client should get (connected x M).
+    target: u64,
+    /// When sending started.
+    t_go: Instant,
+    /// When the end was noticed.
+    t_end: Instant,
+    /// Why the run ended: `done`, `stalled` or `time-limit`.
+    end: &'static str,
+    /// Client tasks that did not report back within 15 s of the stop.
+    lost_tasks: usize,
+    /// Server utime+stime from `t_go` to `t_end`, with `--server-pid`.
+    server_cpu: Option<f64>,
+    /// ws-load's own utime+stime over the same span.
+    client_cpu: Option<f64>,
+}
+
+/// Prints the `--fanout` summary line (and JSON line with `--json`).
+fn fanout_report(o: &Opts, f: &FanoutOpts, all: &[FanoutStats], r: FanoutRun) {
+    let sum = |g: fn(&FanoutStats) -> u64| all.iter().map(g).sum::<u64>();
+    let deliveries = sum(|s| s.received);
+    let sent = sum(|s| s.sent);
+    let order = sum(|s| s.order_violations);
+    let bad = sum(|s| s.bad);
+    let expected = r.connected as u64 * r.target;
+    let missing = expected.saturating_sub(deliveries);
+    let finished = all.iter().filter(|s| s.finished.is_some()).count();
+    let mut closed: BTreeMap<u16, usize> = BTreeMap::new();
+    for c in all.iter().filter_map(|s| s.closed_by_server) {
+        *closed.entry(c).or_default() += 1;
+    }
+    let closed_total: usize = closed.values().sum();
+    let eof = all.iter().filter(|s| s.eof).count();
+    let errors: Vec<&str> = all.iter().filter_map(|s| s.error.as_deref()).collect();
+    if let Some(e) = errors.first() {
+        eprintln!("{} client error(s), first: {e}", errors.len());
+    }
+    let since = |t: Option<Instant>| t.map_or(0.0, |t| (t - r.t_go).as_secs_f64());
+    // Elapsed: to the last delivery (not to when the end was noticed).
+    let elapsed = all
+        .iter()
+        .map(|s| since(s.last_recv))
+        .fold(0.0f64, f64::max);
+    let send_s = all
+        .iter()
+        .map(|s| since(s.send_done))
+        .fold(0.0f64, f64::max);
+    let per = |x: u64| {
+        if elapsed > 0.0 {
+            x as f64 / elapsed
+        } else {
+            f64::NAN
+        }
+    };
+    let (rate, sent_rate) = (per(deliveries), per(sent));
+    let ns_per_delivery = match r.server_cpu {
+        Some(c) if deliveries > 0 => c * 1e9 / deliveries as f64,
+        _ => f64::NAN,
+    };
+    let us_per_msg = match r.server_cpu {
+        Some(c) if sent > 0 => c * 1e6 / sent as f64,
+        _ => f64::NAN,
+    };
+    let window = (r.t_end - r.t_go).as_secs_f64();
+    let closed_str = if closed.is_empty() {
+        "0".to_string()
+    } else {
+        let codes: Vec<String> = closed.iter().map(|(c, k)| format!("{c} x{k}")).collect();
+        format!("{closed_total} ({})", codes.join(", "))
+    };
+    println!(
+        "{label} fanout: {conn}/{n} clients x {m} msgs x {size} B: {deliveries}/{expected} deliveries \
+(missing {missing}), {rate:.0} deliveries/s, {sent_rate:.0} sent msg/s, {elapsed:.2} s (sends done {send_s:.2} s), \
+order violations {order}, bad {bad}, complete clients {finished}, closed by server {closed_str}, eof {eof}, \
+errors {nerr}, server cpu {scpu:.2} s ({ns_per_delivery:.0} ns/delivery, {us_per_msg:.2} us/msg), \
+client cpu {ccpu:.2} s, end {end}",
+        label = o.label,
+        conn = r.connected,
+        n = o.conns,
+        m = f.messages,
+        size = o.size,
+        nerr = errors.len() + r.lost_tasks,
+        scpu = r.server_cpu.unwrap_or(f64::NAN),
+        ccpu = r.client_cpu.unwrap_or(f64::NAN),
+        end = r.end,
+    );
+    if o.json {
+        let num = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.4}")
+            } else {
+                "null".to_string()
+            }
+        };
+        let opt = |x: Option<f64>| num(x.unwrap_or(f64::NAN));
+        let codes: Vec<String> = closed.iter().map(|(c, k)| format!("\"{c}\":{k}")).collect();
+        println!(
+            "{{\"label\":\"{}\",\"mode\":\"fanout\",\"connections\":{},\"connected\":{},\"size\":{},\
+\"messages\":{},\"text\":{},\"elapsed_s\":{},\"send_s\":{},\"window_s\":{},\"deliveries\":{deliveries},\
+\"expected\":{expected},\"missing\":{missing},\"rate\":{},\"sent\":{sent},\"sent_rate\":{},\
+\"order_violations\":{order},\"bad\":{bad},\"complete_clients\":{finished},\"closed\":{{{}}},\
+\"closed_total\":{closed_total},\"eof\":{eof},\"errors\":{},\"server_cpu_s\":{},\
+\"server_cpu_ns_per_delivery\":{},\"server_cpu_us_per_msg\":{},\"client_cpu_s\":{},\"end\":\"{}\"}}",
+            o.label,
+            o.conns,
+            r.connected,
+            o.size,
+            f.messages,
+            o.text,
+            num(elapsed),
+            num(send_s),
+            num(window),
+            num(rate),
+            num(sent_rate),
+            codes.join(","),
+            errors.len() + r.lost_tasks,
+            opt(r.server_cpu),
+            num(ns_per_delivery),
+            num(us_per_msg),
+            opt(r.client_cpu),
+            r.end,
+        );
+    }
+}
+
 fn main() {
     let a = Args::from_env();
     if a.flag("--help") || a.flag("-h") {
@@ -576,7 +1220,21 @@ fn main() {
     }
     .expect("runtime");
     let o = Arc::new(o);
-    if let Some(n) = a.value("--idle") {
+    if a.flag("--fanout") {
+        if o.size < fanout_prefix_len(o.text) {
+            eprintln!(
+                "--fanout needs --size of at least {} bytes (the sender and sequence number)",
+                fanout_prefix_len(o.text)
+            );
+            std::process::exit(2);
+        }
+        let f = FanoutOpts {
+            messages: a.parse_or("--messages", 1000u32).max(1),
+            limit: a.parse_or("--duration-limit", 60.0f64).clamp(0.1, 3600.0),
+            stall: a.parse_or("--stall", 3.0f64).clamp(0.1, 3600.0),
+        };
+        rt.block_on(run_fanout(o, f));
+    } else if let Some(n) = a.value("--idle") {
         let n: usize = n.parse().unwrap_or(0);
         let hold = a.parse_or("--hold", 3.0f64).clamp(0.0, 3600.0);
         let burst = a.parse_or("--burst-size", 0usize);
@@ -605,5 +1263,46 @@ mod tests {
             }
             assert_eq!(seen, vec![0, 3, 200, 70_000], "cut {cut}");
         }
+    }
+
+    #[test]
+    fn prefix_reader_handles_any_split() {
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for (i, size) in [0usize, 3, 8, 16, 20, 200, 70_000].into_iter().enumerate() {
+            let mut p = payload(size, false, false);
+            if size >= 8 {
+                put_fanout_prefix(&mut p, i as u32, 7 * i as u32, false);
+            }
+            encode_frame(&mut wire, op::BINARY, &p, None);
+            want.push((size, p[..size.min(MAX_PREFIX)].to_vec()));
+        }
+        encode_frame(&mut wire, op::CLOSE, &1013u16.to_be_bytes(), None);
+        want.push((2, 1013u16.to_be_bytes().to_vec()));
+        for cut in [1usize, 2, 3, 5, 9, 17, 100, 4096, usize::MAX] {
+            let mut r = PrefixReader::default();
+            let mut seen = Vec::new();
+            for piece in wire.chunks(cut.min(wire.len())) {
+                r.feed(piece, |h, p| seen.push((h.len, p.to_vec())));
+            }
+            assert_eq!(seen, want, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn fanout_prefix_round_trips() {
+        for text in [false, true] {
+            for (from, seq) in [(0u32, 0u32), (1, 2), (99, 123_456), (u32::MAX, u32::MAX)] {
+                let mut p = payload(20, text, false);
+                put_fanout_prefix(&mut p, from, seq, text);
+                if text {
+                    assert!(std::str::from_utf8(&p).is_ok());
+                }
+                let n = fanout_prefix_len(text);
+                assert_eq!(get_fanout_prefix(&p[..n], text), Some((from, seq)));
+            }
+        }
+        assert_eq!(get_fanout_prefix(b"0000000g00000000", true), None);
+        assert_eq!(get_fanout_prefix(&[0; 7], false), None);
     }
 }
