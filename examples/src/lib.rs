@@ -6,6 +6,7 @@
 use std::io;
 
 use clap::ValueEnum;
+use ws_core::hub::FlowControl;
 use ws_core::site::ServerMode;
 use ws_core::{CloseCode, Error, Message};
 
@@ -75,8 +76,15 @@ fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr) {
 
 /// Runs the server until the process is stopped. `threads` sets the worker
 /// count of the async runtimes (1 = single-threaded, as in the benchmarks);
-/// the blocking server always uses a thread per connection.
-pub fn run_server(rt: Runtime, addr: &str, mode: ServerMode, threads: usize) -> io::Result<()> {
+/// the blocking server always uses a thread per connection. `flow` sets the
+/// broadcast queues' limits.
+pub fn run_server(
+    rt: Runtime,
+    addr: &str,
+    mode: ServerMode,
+    threads: usize,
+    flow: FlowControl,
+) -> io::Result<()> {
     let threads = threads.max(1);
     match rt {
         Runtime::Tokio => {
@@ -88,7 +96,11 @@ pub fn run_server(rt: Runtime, addr: &str, mode: ServerMode, threads: usize) -> 
                 b
             };
             builder.enable_all().build()?.block_on(async {
-                let server = ws_tokio::Server::new(addr).mode(mode).start().await?;
+                let server = ws_tokio::Server::new(addr)
+                    .mode(mode)
+                    .flow_control(flow)
+                    .start()
+                    .await?;
                 announce(mode, rt, server.local_addr());
                 std::future::pending::<io::Result<()>>().await
             })
@@ -97,7 +109,11 @@ pub fn run_server(rt: Runtime, addr: &str, mode: ServerMode, threads: usize) -> 
             // async-std sizes its global executor from this variable on first use.
             set_env_once("ASYNC_STD_THREAD_COUNT", threads);
             async_std::task::block_on(async {
-                let server = ws_async_std::Server::new(addr).mode(mode).start().await?;
+                let server = ws_async_std::Server::new(addr)
+                    .mode(mode)
+                    .flow_control(flow)
+                    .start()
+                    .await?;
                 announce(mode, rt, server.local_addr());
                 std::future::pending::<io::Result<()>>().await
             })
@@ -107,6 +123,7 @@ pub fn run_server(rt: Runtime, addr: &str, mode: ServerMode, threads: usize) -> 
             smol::block_on(async {
                 let server = ws_async_std::smol::Server::new(addr)
                     .mode(mode)
+                    .flow_control(flow)
                     .start()
                     .await?;
                 announce(mode, rt, server.local_addr());
@@ -114,7 +131,10 @@ pub fn run_server(rt: Runtime, addr: &str, mode: ServerMode, threads: usize) -> 
             })
         }
         Runtime::Blocking => {
-            let server = ws_blocking::Server::new(addr).mode(mode).start()?;
+            let server = ws_blocking::Server::new(addr)
+                .mode(mode)
+                .flow_control(flow)
+                .start()?;
             announce(mode, rt, server.local_addr());
             loop {
                 std::thread::park();

@@ -3,19 +3,19 @@
 //! Each connection runs in its own task: ws-core's `ServerHandshake` and
 //! `site::route` answer the HTTP request; an upgraded connection is driven
 //! by ws-core's `ServerSession` in one poll loop over read, write, the
-//! broadcast outbox and the timer. Broadcast bookkeeping is ws-core's `Hub`
-//! with one bounded `async_channel` per client.
+//! hub's wake and the timer. Broadcast queues and their flow control are
+//! ws-core's `Hub`; this adapter only supplies the wake (an `AtomicWaker`).
 
 use crate::io::{
     handshake_timeout, poll_write_conn, read_spare, respond_and_close, timeout, write_all,
 };
 use crate::runtime::Runtime;
 use crate::{Config, Message, Result, ServerMode};
-use async_channel::{Receiver, Sender, TrySendError};
+use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use async_net::TcpListener;
+use atomic_waker::AtomicWaker;
 use bytes::BytesMut;
-use futures_core::Stream;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::{self, Read};
@@ -25,12 +25,13 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use std::time::Instant;
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::hub::{BroadcastReport, ClientId, Hub, Outbox, PushError, SLOW_CLIENT_CLOSE};
+use ws_core::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
 use ws_core::session::ServerSession;
 use ws_core::site::{Route, route};
-use ws_core::{CloseCode, Connection, PreparedMessage, Role};
+use ws_core::{Connection, PreparedMessage, Role};
 
 /// Steps one connection poll takes before yielding to the executor, so a
 /// flooding client cannot starve other tasks.
@@ -41,50 +42,41 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Extra time `shutdown` waits beyond the close timeout.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// A client's broadcast queue as the hub sees it: a channel bounded to
-/// `capacity` messages, plus a second channel that only signals (by
-/// closing) that the hub let go of this client, which the connection task
-/// can notice even while it is not taking broadcasts (it is behind on
-/// writing).
-///
-/// The queue is an *unbounded* `async_channel` with the bound checked here:
-/// a bounded one preallocates (and initialises) all its slots, about 40 KiB
-/// per client for the default 1024, while the unbounded one allocates small
-/// blocks only while messages are queued. The check cannot overshoot: the
-/// hub pushes under its lock, and the connection task only takes messages
-/// out.
-struct ChannelOutbox {
-    queue: Sender<PreparedMessage>,
-    capacity: usize,
-    _alive: Sender<()>,
+/// Wakes a connection task (or a waiting [`ServerHandle::broadcast`]) for
+/// the hub. The flag keeps a wake that comes while the task is not polling.
+#[derive(Debug, Default)]
+struct TaskWake {
+    woken: AtomicBool,
+    waker: AtomicWaker,
 }
 
-impl Outbox for ChannelOutbox {
-    fn try_push(&self, msg: &PreparedMessage) -> std::result::Result<(), PushError> {
-        if self.queue.len() >= self.capacity {
-            return Err(if self.queue.is_closed() {
-                PushError::Closed
-            } else {
-                PushError::Full
-            });
+impl Wake for TaskWake {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+impl TaskWake {
+    /// Ready (once) after a wake; otherwise registers `cx`.
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
         }
-        // A PreparedMessage clone shares the encoded bytes: no allocation.
-        self.queue.try_send(msg.clone()).map_err(|e| match e {
-            TrySendError::Full(_) => PushError::Full,
-            TrySendError::Closed(_) => PushError::Closed,
-        })
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
 /// State shared by the handle, the accept loop and the connection tasks.
 struct Shared {
-    hub: Hub<ChannelOutbox>,
+    hub: Arc<Hub>,
     mode: ServerMode,
     config: Config,
-    queue_capacity: usize,
-    /// Set before the hub is cleared on shutdown: a closed outbox then means
-    /// "going away" rather than "too slow".
-    stopping: AtomicBool,
     /// Closed on shutdown; accept loop and handshakes watch it.
     stop_tx: Sender<()>,
     stop_rx: Receiver<()>,
@@ -99,7 +91,7 @@ pub struct Server<R> {
     addr: String,
     mode: ServerMode,
     config: Config,
-    queue_capacity: usize,
+    flow: FlowControl,
     _rt: PhantomData<fn() -> R>,
 }
 
@@ -108,21 +100,20 @@ impl<R> fmt::Debug for Server<R> {
         f.debug_struct("Server")
             .field("addr", &self.addr)
             .field("mode", &self.mode)
-            .field("queue_capacity", &self.queue_capacity)
+            .field("flow", &self.flow)
             .finish_non_exhaustive()
     }
 }
 
 impl<R: Runtime> Server<R> {
     /// A server for `addr` (e.g. `"127.0.0.1:8080"`; port 0 picks a free
-    /// port), in chat mode, with the default config and a queue of 1024
-    /// broadcasts per client.
+    /// port), in chat mode, with the default config and flow control.
     pub fn new(addr: impl Into<String>) -> Self {
         Server {
             addr: addr.into(),
             mode: ServerMode::Chat,
             config: Config::default(),
-            queue_capacity: 1024,
+            flow: FlowControl::default(),
             _rt: PhantomData,
         }
     }
@@ -140,10 +131,10 @@ impl<R: Runtime> Server<R> {
         self
     }
 
-    /// How many broadcasts may wait for one client before it is dropped as
-    /// too slow (close 1013). At least 1.
-    pub fn queue_capacity(mut self, messages: usize) -> Self {
-        self.queue_capacity = messages.max(1);
+    /// The broadcast queues' limits: high-water mark, hard byte bound and
+    /// slow-client timeout (see [`FlowControl`] and [`ws_core::hub`]).
+    pub fn flow_control(mut self, flow: FlowControl) -> Self {
+        self.flow = flow;
         self
     }
 
@@ -175,11 +166,9 @@ impl<R: Runtime> Server<R> {
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
         let shared = Arc::new(Shared {
-            hub: Hub::new(),
+            hub: Arc::new(Hub::new(self.flow)),
             mode: self.mode,
             config: self.config,
-            queue_capacity: self.queue_capacity,
-            stopping: AtomicBool::new(false),
             stop_tx,
             stop_rx,
             done_rx,
@@ -226,27 +215,55 @@ impl<R: Runtime> ServerHandle<R> {
     }
 
     /// Queues `msg` (text or binary) for every registered client (in either
-    /// mode), encoding it once. Clients whose queue is full are dropped (and
-    /// closed with 1013); the report lists them.
-    /// Never waits.
+    /// mode), encoding it once, under the same rules as a client's message:
+    /// while the hub is congested it waits (at most until the slow client
+    /// holding it up is dropped), so an application that broadcasts faster
+    /// than clients read is slowed down rather than losing messages. The
+    /// report lists the clients dropped meanwhile (closed with 1013).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
     /// but text or binary.
-    pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
-        let prepared = PreparedMessage::new(msg)?;
-        Ok(self.shared.hub.broadcast(&prepared))
+    pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
+        let msg = PreparedMessage::new(msg)?;
+        let waiter = Arc::new(TaskWake::default());
+        let wake: Arc<dyn Wake> = waiter.clone();
+        let mut registered = None;
+        loop {
+            match self
+                .shared
+                .hub
+                .offer(&msg, &wake, &mut registered, Instant::now())
+            {
+                Ok(report) => return Ok(report),
+                Err(deadline) => {
+                    let mut timer = Timer::at(deadline.unwrap_or_else(Instant::now));
+                    poll_fn(|cx| {
+                        if waiter.poll(cx).is_ready() || Pin::new(&mut timer).poll(cx).is_ready() {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending
+                        }
+                    })
+                    .await;
+                }
+            }
+        }
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in
     /// either mode: a client is registered once its upgrade succeeded and
-    /// removed when its connection ends, or at once when the hub drops it
-    /// for being too slow (its queue was full) or the server shuts down;
-    /// such a connection is then closed (1013 or 1001) in the background,
-    /// bounded by the timeouts, without being counted here.
+    /// removed when its connection starts closing, or when the hub drops it
+    /// (too slow: closed with 1013) or the server shuts down (1001).
     pub fn client_count(&self) -> usize {
         self.shared.hub.len()
+    }
+
+    /// The broadcast queues now: clients, stalled clients, queued bytes,
+    /// the largest queue seen, slow clients dropped.
+    pub fn stats(&self) -> HubStats {
+        self.shared.hub.stats()
     }
 
     /// Stops accepting, closes every client with 1001 (going away), and
@@ -255,10 +272,9 @@ impl<R: Runtime> ServerHandle<R> {
     /// if this future is dropped.
     pub async fn shutdown(&self) {
         let shared = &self.shared;
-        shared.stopping.store(true, Ordering::SeqCst);
         shared.stop_tx.close();
-        // Dropping every outbox makes each task close with 1001.
-        shared.hub.clear();
+        // Every task closes its client with 1001 once its queue is empty.
+        shared.hub.shutdown();
         let limit = shared.config.get_close_timeout() + SHUTDOWN_GRACE;
         // `recv` fails once every task (each holds a done sender) has ended.
         let _ = timeout(limit, shared.done_rx.recv()).await;
@@ -299,18 +315,6 @@ async fn accept_loop<R: Runtime>(shared: Arc<Shared>, listener: TcpListener, don
     }
 }
 
-/// Removes the client from the hub however its task ends.
-struct Registration<'a> {
-    hub: &'a Hub<ChannelOutbox>,
-    id: ClientId,
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.hub.unregister(self.id);
-    }
-}
-
 /// One TCP connection: HTTP handshake and routing, then the WebSocket
 /// session. `_done` is dropped when the task ends (see `shutdown`).
 async fn serve_connection(shared: Arc<Shared>, tcp: async_net::TcpStream, _done: Sender<()>) {
@@ -335,37 +339,19 @@ async fn serve_connection(shared: Arc<Shared>, tcp: async_net::TcpStream, _done:
         _ => return, // answered over HTTP, failed, timed out, or stopping
     };
 
-    let (queue_tx, queue_rx) = async_channel::unbounded();
-    let (alive_tx, alive_rx) = async_channel::bounded(1);
-    let id = shared.hub.register(ChannelOutbox {
-        queue: queue_tx,
-        capacity: shared.queue_capacity,
-        _alive: alive_tx,
-    });
-    let _registration = Registration {
-        hub: &shared.hub,
-        id,
-    };
-    // A shutdown that cleared the hub before we registered: leave at once.
-    if shared.stopping.load(Ordering::SeqCst) {
-        shared.hub.unregister(id);
-    }
-
     let conn = Connection::with_buffered(Role::Server, shared.config.clone(), buffered);
-    // async-channel receivers are `!Unpin` (they hold an event listener).
-    let queue_rx = pin!(queue_rx);
-    let alive_rx = pin!(alive_rx);
+    let wake = Arc::new(TaskWake::default());
+    // Registers in the hub (closed at once with 1001 if shutting down);
+    // dropping the session unregisters however the task ends.
+    let session = ServerSession::new(conn, shared.mode, &shared.hub, wake.clone());
     let mut driver = SessionDriver {
         io: tcp,
-        session: ServerSession::new(conn, shared.mode),
-        queue: queue_rx,
-        alive: alive_rx,
-        outbox_done: false,
+        session,
+        wake,
         timer: Timer::never(),
         deadline: None,
         read_eof: false,
         read_parked: false,
-        shared: &shared,
     };
     poll_fn(|cx| driver.poll_drive(cx)).await;
     use futures_util::io::AsyncWriteExt;
@@ -393,31 +379,20 @@ async fn http_exchange(
 }
 
 /// One upgraded client, driven by a single poll loop (so there is nothing
-/// to cancel half-way): decode and dispatch, write, timer, outbox, read.
-struct SessionDriver<'a> {
+/// to cancel half-way): the session's poll, write, timer, wake, read.
+struct SessionDriver {
     io: Async<std::net::TcpStream>,
     session: ServerSession,
-    queue: Pin<&'a mut Receiver<PreparedMessage>>,
-    alive: Pin<&'a mut Receiver<()>>,
-    outbox_done: bool,
+    wake: Arc<TaskWake>,
     timer: Timer,
     deadline: Option<Instant>,
     read_eof: bool,
     /// A read found the socket empty: wait for readiness (without a buffer)
     /// before reading again.
     read_parked: bool,
-    shared: &'a Shared,
 }
 
-impl SessionDriver<'_> {
-    fn outbox_close_code(&self) -> CloseCode {
-        if self.shared.stopping.load(Ordering::SeqCst) {
-            CloseCode::GOING_AWAY
-        } else {
-            SLOW_CLIENT_CLOSE
-        }
-    }
-
+impl SessionDriver {
     /// One read step: `Ready(Ok)` when something happened (bytes, end of
     /// stream, an interrupted read), `Pending` when the socket is empty.
     ///
@@ -457,29 +432,29 @@ impl SessionDriver<'_> {
 
     /// Ready when the connection is over (finished, or the transport failed).
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut fired: Option<Instant> = None;
         for _ in 0..POLL_BUDGET {
-            // Everything decoded from the last read: echoes are queued
-            // together and leave in the single write below.
-            let hub = &self.shared.hub;
-            // An error has already queued the close frame; keep driving.
-            let _ = self.session.process(|frame| {
-                hub.broadcast(frame);
-            });
+            // Timers round; never let a deadline look early.
+            let now = Instant::now().max(fired.take().unwrap_or_else(Instant::now));
+            // Decode and dispatch, take broadcasts, flow control. An error
+            // has already queued the close frame; keep driving.
+            let _ = self.session.poll(now);
 
+            let mut progressed = false;
+            let queued = self.session.connection().buffered_transmit();
             if self.session.connection().wants_write() {
                 match poll_write_conn(&mut self.io, self.session.connection(), cx) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
                     Poll::Ready(Err(_)) => return Poll::Ready(()),
                 }
+                // Room was made: the session may take more broadcasts.
+                progressed = self.session.connection().buffered_transmit() < queued;
             }
             if self.session.is_finished() {
                 return Poll::Ready(());
             }
 
-            let mut progressed = false;
-
-            let conn = self.session.connection();
-            match conn.poll_timeout(Instant::now()) {
+            match self.session.poll_timeout(now) {
                 Some(at) => {
                     if self.deadline != Some(at) {
                         self.timer.set_at(at);
@@ -487,41 +462,15 @@ impl SessionDriver<'_> {
                     }
                     if Pin::new(&mut self.timer).poll(cx).is_ready() {
                         self.deadline = None;
-                        conn.handle_timeout(Instant::now().max(at));
+                        fired = Some(at);
                         progressed = true;
                     }
                 }
                 None => self.deadline = None,
             }
 
-            if !self.outbox_done {
-                if self.session.wants_outbox() {
-                    // Take every queued broadcast now: they leave in one write.
-                    while self.session.wants_outbox() {
-                        match self.queue.as_mut().poll_next(cx) {
-                            Poll::Ready(Some(frame)) => {
-                                self.session.push_outbox(&frame);
-                                progressed = true;
-                            }
-                            Poll::Ready(None) => {
-                                self.outbox_done = true;
-                                let code = self.outbox_close_code();
-                                self.session.outbox_closed(code);
-                                progressed = true;
-                                break;
-                            }
-                            Poll::Pending => break,
-                        }
-                    }
-                } else if let Poll::Ready(None) = self.alive.as_mut().poll_next(cx) {
-                    // Dropped by the hub while behind on writing (too slow,
-                    // or shutting down): close now; the close timer bounds
-                    // how long a client that never reads keeps us.
-                    self.outbox_done = true;
-                    let code = self.outbox_close_code();
-                    self.session.outbox_closed(code);
-                    progressed = true;
-                }
+            if self.wake.poll(cx).is_ready() {
+                progressed = true;
             }
 
             if !self.read_eof && self.session.wants_read() {

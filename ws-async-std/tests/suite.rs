@@ -164,7 +164,11 @@ macro_rules! suite {
                 Server::new("127.0.0.1:0")
                     .mode(ServerMode::Chat)
                     .config(config)
-                    .queue_capacity(queue)
+                    .flow_control(
+                        ws_async_std::FlowControl::default()
+                            .high_water(queue, 1 << 30)
+                            .slow_client_timeout(Duration::from_millis(500)),
+                    )
                     .start()
                     .await
                     .unwrap()
@@ -249,8 +253,8 @@ macro_rules! suite {
                     let mut client = Client::new(&url(&server, "/ws")).unwrap();
                     client.connect().await.unwrap();
                     eventually("registered", || server.client_count() == 1).await;
-                    server.broadcast(&Message::text("one")).unwrap();
-                    server.broadcast(&Message::text("two")).unwrap();
+                    server.broadcast(&Message::text("one")).await.unwrap();
+                    server.broadcast(&Message::text("two")).await.unwrap();
                     let s = server.clone();
                     let stopper = rt::spawn(async move {
                         async_io::Timer::after(Duration::from_millis(100)).await;
@@ -311,7 +315,7 @@ macro_rules! suite {
                         got.sort();
                         assert_eq!(got, ["from 0", "from 1", "from 2"]);
                     }
-                    let report = server.broadcast(&Message::text("all")).unwrap();
+                    let report = server.broadcast(&Message::text("all")).await.unwrap();
                     assert_eq!(report.delivered, 3);
                     for c in &mut clients {
                         assert_eq!(c.recv().await.unwrap().unwrap(), Message::text("all"));
@@ -381,7 +385,7 @@ macro_rules! suite {
                     // write limit and its queue of 4 are full, it is dropped.
                     while server.client_count() == 3 {
                         assert!(sent < 1000, "slow client never dropped");
-                        let report = server.broadcast(&big).unwrap();
+                        let report = server.broadcast(&big).await.unwrap();
                         sent += 1;
                         for c in &mut fast {
                             assert_eq!(c.recv().await.unwrap().unwrap(), big);
@@ -393,7 +397,7 @@ macro_rules! suite {
                     // The fast clients were never dropped and keep receiving.
                     for i in 0..5 {
                         let m = Message::text(format!("after {i}"));
-                        assert_eq!(server.broadcast(&m).unwrap().delivered, 2);
+                        assert_eq!(server.broadcast(&m).await.unwrap().delivered, 2);
                         for c in &mut fast {
                             assert_eq!(c.recv().await.unwrap().unwrap(), m);
                         }
@@ -724,7 +728,7 @@ macro_rules! suite {
                     let s = server.clone();
                     let producer = rt::spawn(async move {
                         for i in 0..N {
-                            assert_eq!(s.broadcast(&msg(i)).unwrap().delivered, 1);
+                            assert_eq!(s.broadcast(&msg(i)).await.unwrap().delivered, 1);
                             // Paced, so the reader often finds nothing
                             // (or half a frame) and its recv is dropped.
                             if i % 10 == 0 {

@@ -1,35 +1,38 @@
 //! The demo chat/echo [`Server`] on threads: an accept thread, one thread
-//! per connection, and one writer thread per client draining its bounded
-//! broadcast queue (in chat mode started with the client; in echo mode,
-//! where broadcasts only come from [`ServerHandle::broadcast`], started by
-//! the first broadcast, so idle echo clients cost one thread).
+//! per connection, and one writer thread per client draining its broadcast
+//! queue (in chat mode started with the client; in echo mode, where
+//! broadcasts only come from [`ServerHandle::broadcast`], started by the
+//! first wake from the hub, so idle echo clients cost one thread).
 //!
-//! The per-client behaviour (echo or broadcast, back-pressure, the slow
-//! client close) is [`ws_core::session::ServerSession`], HTTP routing is
+//! The per-client behaviour (echo or broadcast, back-pressure, the hub's
+//! flow control, the slow client close) is
+//! [`ws_core::session::ServerSession`], HTTP routing is
 //! [`ws_core::site::route`], and the client registry is [`ws_core::hub::Hub`];
-//! this module only moves bytes between them and the sockets.
+//! this module only moves bytes between them and the sockets, and wakes
+//! threads when the hub says so.
 //!
 //! No thread blocks forever: reads are bounded by the connection's timers
-//! and the handshake timeout, writes by a socket write timeout equal to
-//! `Config::close_timeout` (a client that accepts no bytes for that long is
-//! disconnected), and waits for a closing handshake by the close timeout.
+//! and the handshake timeout, writes by a socket write timeout of the
+//! slow-client timeout plus `Config::close_timeout` (a client that accepts no
+//! bytes for that long is disconnected; the hub drops a stalled chat client
+//! after the first, and its close frame then has the second to get out), and
+//! waits for a closing handshake by the close timeout.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ws_core::connection::State;
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::hub::{BroadcastReport, Hub, Outbox, PushError, SLOW_CLIENT_CLOSE};
+use ws_core::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
 use ws_core::session::ServerSession;
 use ws_core::site::{self, ServerMode};
-use ws_core::{CloseCode, Config, Connection, Message, PreparedMessage, Role};
+use ws_core::{Config, Connection, Message, PreparedMessage, Role};
 
 use crate::Result;
 use crate::handshake::read_head;
@@ -50,7 +53,7 @@ pub struct Server {
     addr: String,
     mode: ServerMode,
     config: Config,
-    queue_capacity: usize,
+    flow: FlowControl,
 }
 
 impl Server {
@@ -61,7 +64,7 @@ impl Server {
             addr: addr.into(),
             mode: ServerMode::Chat,
             config: Config::default(),
-            queue_capacity: 1024,
+            flow: FlowControl::default(),
         }
     }
 
@@ -77,10 +80,10 @@ impl Server {
         self
     }
 
-    /// How many broadcasts may wait for one client (default 1024); a client
-    /// that falls further behind is dropped with close code 1013.
-    pub fn queue_capacity(mut self, messages: usize) -> Self {
-        self.queue_capacity = messages.max(1);
+    /// The broadcast queues' limits: high-water mark, hard byte bound and
+    /// slow-client timeout (see [`FlowControl`] and [`ws_core::hub`]).
+    pub fn flow_control(mut self, flow: FlowControl) -> Self {
+        self.flow = flow;
         self
     }
 
@@ -122,25 +125,46 @@ impl ServerHandle {
     }
 
     /// Queues `msg` (text or binary) for every registered client (in either
-    /// mode), encoding it once. Clients whose queue is full are dropped (and
-    /// closed with 1013); the report lists them.
+    /// mode), encoding it once, under the same rules as a client's message:
+    /// while the hub is congested it blocks (at most until the slow client
+    /// holding it up is dropped), so an application that broadcasts faster
+    /// than clients read is slowed down rather than losing messages. The
+    /// report lists the clients dropped meanwhile (closed with 1013).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
     /// but text or binary.
     pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
-        Ok(self.inner.hub.broadcast(&PreparedMessage::new(msg)?))
+        let msg = PreparedMessage::new(msg)?;
+        let signal = Arc::new(Signal::default());
+        let wake: Arc<dyn Wake> = signal.clone();
+        let mut registered = None;
+        loop {
+            let seen = signal.seen();
+            match self
+                .inner
+                .hub
+                .offer(&msg, &wake, &mut registered, Instant::now())
+            {
+                Ok(report) => return Ok(report),
+                Err(deadline) => signal.wait(seen, deadline),
+            }
+        }
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in
     /// either mode: a client is registered once its upgrade succeeded and
-    /// removed when its connection ends, or at once when the hub drops it
-    /// for being too slow (its queue was full) or the server shuts down;
-    /// such a connection is then closed (1013 or 1001) in the background,
-    /// bounded by the timeouts, without being counted here.
+    /// removed when its connection starts closing, or when the hub drops it
+    /// (too slow: closed with 1013) or the server shuts down (1001).
     pub fn client_count(&self) -> usize {
         self.inner.hub.len()
+    }
+
+    /// The broadcast queues now: clients, stalled clients, queued bytes,
+    /// the largest queue seen, slow clients dropped.
+    pub fn stats(&self) -> HubStats {
+        self.inner.hub.stats()
     }
 
     /// Stops accepting, closes every client with 1001 (Going Away), and
@@ -162,31 +186,12 @@ impl ServerHandle {
             }
         }
         let started = Instant::now();
-        inner.hub.clear();
-        let conns: Vec<Arc<ServerConn>> = lock(&inner.conns).values().cloned().collect();
-        // Queue 1001 for every client and write it without waiting on a
-        // connection that is mid-write (its writer sends it right after);
-        // a helper thread writes so a stalled client cannot stall shutdown.
-        let closer = move || {
-            for c in &conns {
-                let upgraded = match c.lock().session.as_mut() {
-                    Some(s) => {
-                        s.outbox_closed(CloseCode::GOING_AWAY);
-                        true
-                    }
-                    None => false,
-                };
-                if !upgraded || c.flush(false).is_err() {
-                    let _ = c.io.shutdown(Shutdown::Both);
-                }
-            }
-        };
-        let helper = thread::Builder::new()
-            .name("ws-shutdown".into())
-            .spawn(closer);
-        if helper.is_err() {
-            // No thread for the polite close: cut every connection instead.
-            for c in lock(&inner.conns).values() {
+        // Every client's writer thread (started by the wake if need be)
+        // delivers what is queued, then closes with 1001.
+        inner.hub.shutdown();
+        // Connections still in their HTTP handshake are cut.
+        for c in lock(&inner.conns).values() {
+            if c.lock().session.is_none() {
                 let _ = c.io.shutdown(Shutdown::Both);
             }
         }
@@ -227,64 +232,66 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A client's broadcast queue as the hub sees it: a channel bounded to
-/// `capacity` messages whose sender never blocks (a full queue gets the
-/// client dropped), and the client's writer thread, started by the first
-/// message if it is not running yet (echo mode).
-///
-/// The channel is std's unbounded one with the bound counted here: a
-/// `sync_channel` preallocates (and initialises) all its slots, about
-/// 40 KiB per client for the default 1024, while the unbounded one
-/// allocates small blocks only while messages are queued. The count cannot
-/// overshoot: the hub pushes under its lock, and the writer only takes
-/// messages out.
-#[derive(Debug)]
-struct ChannelOutbox {
-    tx: Sender<PreparedMessage>,
-    queued: Arc<AtomicUsize>,
-    capacity: usize,
-    writer: Arc<WriterThread>,
+/// A wake for threads: a generation counter under a mutex and a condition
+/// variable, so a wake between reading the generation and waiting is not
+/// lost.
+#[derive(Debug, Default)]
+struct Signal {
+    generation: Mutex<u64>,
+    cv: Condvar,
 }
 
-impl Outbox for ChannelOutbox {
-    fn try_push(&self, msg: &PreparedMessage) -> std::result::Result<(), PushError> {
-        if self.queued.load(Ordering::SeqCst) >= self.capacity {
-            return Err(PushError::Full);
-        }
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        // Cloning a prepared message shares its bytes; nothing is copied.
-        if self.tx.send(msg.clone()).is_err() {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(PushError::Closed);
-        }
-        if self.writer.ensure_started() {
-            Ok(())
-        } else {
-            Err(PushError::Closed)
+impl Wake for Signal {
+    fn wake(&self) {
+        *lock(&self.generation) += 1;
+        self.cv.notify_all();
+    }
+}
+
+impl Signal {
+    /// The generation to pass to [`wait`](Self::wait).
+    fn seen(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    /// Waits until woken after `seen` was read, or until `deadline`.
+    fn wait(&self, seen: u64, deadline: Option<Instant>) {
+        let mut generation = lock(&self.generation);
+        while *generation == seen {
+            let Some(deadline) = deadline else {
+                generation = self.cv.wait(generation).unwrap_or_else(|p| p.into_inner());
+                continue;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            generation = self
+                .cv
+                .wait_timeout(generation, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
 
-/// The receiving end of a [`ChannelOutbox`], keeping its count.
+/// How the hub wakes one connection's threads: the [`Signal`] they wait on
+/// (the writer always, the reader while paused), and the writer thread,
+/// started by the first wake if it is not running yet (echo mode).
 #[derive(Debug)]
-struct OutboxQueue {
-    rx: mpsc::Receiver<PreparedMessage>,
-    queued: Arc<AtomicUsize>,
+struct ConnWake {
+    signal: Signal,
+    writer: Mutex<WriterState>,
+    /// This wake itself, for the writer thread it starts.
+    me: Weak<ConnWake>,
 }
 
-impl OutboxQueue {
-    /// The next message; `None` once the hub dropped the sender.
-    fn recv(&self) -> Option<PreparedMessage> {
-        let msg = self.rx.recv().ok()?;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        Some(msg)
-    }
-
-    /// A message if one is waiting.
-    fn try_recv(&self) -> Option<PreparedMessage> {
-        let msg = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        Some(msg)
+impl Wake for ConnWake {
+    fn wake(&self) {
+        self.signal.wake();
+        if let Some(me) = self.me.upgrade() {
+            me.ensure_started();
+        }
     }
 }
 
@@ -295,34 +302,38 @@ enum WriterState {
     Idle {
         inner: Arc<Inner>,
         conn: Arc<ServerConn>,
-        rx: OutboxQueue,
     },
     Running(JoinHandle<()>),
     Over,
 }
 
-#[derive(Debug)]
-struct WriterThread(Mutex<WriterState>);
+impl ConnWake {
+    fn new(inner: Arc<Inner>, conn: Arc<ServerConn>) -> Arc<Self> {
+        Arc::new_cyclic(|me| ConnWake {
+            signal: Signal::default(),
+            writer: Mutex::new(WriterState::Idle { inner, conn }),
+            me: me.clone(),
+        })
+    }
 
-impl WriterThread {
     /// Starts the writer unless it runs (or ran) already. Returns `false`
     /// if no thread could be started: the connection is then cut (there
     /// is nobody to deliver its broadcasts or close it politely).
-    fn ensure_started(&self) -> bool {
-        let mut state = lock(&self.0);
+    fn ensure_started(self: &Arc<Self>) -> bool {
+        let mut state = lock(&self.writer);
         if !matches!(*state, WriterState::Idle { .. }) {
             return true;
         }
-        let WriterState::Idle { inner, conn, rx } =
-            std::mem::replace(&mut *state, WriterState::Over)
+        let WriterState::Idle { inner, conn } = std::mem::replace(&mut *state, WriterState::Over)
         else {
             unreachable!()
         };
         let c = conn.clone();
+        let wake = self.clone();
         let spawned = thread::Builder::new()
             .name("ws-writer".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || writer_loop(&inner, &c, rx));
+            .spawn(move || writer_loop(&inner, &c, &wake));
         match spawned {
             Ok(handle) => {
                 *state = WriterState::Running(handle);
@@ -335,10 +346,11 @@ impl WriterThread {
         }
     }
 
-    /// After the client left the hub (nothing can start the writer any
-    /// more): waits for the writer thread, if one was started.
+    /// After the reader finished: waits for the writer thread, if one was
+    /// started, and lets go of what an idle writer held (which breaks the
+    /// reference cycle through the session's outbox).
     fn join(&self) {
-        let state = std::mem::replace(&mut *lock(&self.0), WriterState::Over);
+        let state = std::mem::replace(&mut *lock(&self.writer), WriterState::Over);
         if let WriterState::Running(handle) = state {
             let _ = handle.join();
         }
@@ -369,8 +381,7 @@ struct Inner {
     local_addr: SocketAddr,
     mode: ServerMode,
     config: Config,
-    queue_capacity: usize,
-    hub: Hub<ChannelOutbox>,
+    hub: Arc<Hub>,
     shutting_down: AtomicBool,
     /// Every connection with a thread, upgraded or not, for shutdown.
     conns: Mutex<HashMap<u64, Arc<ServerConn>>>,
@@ -387,8 +398,7 @@ impl Inner {
             local_addr,
             mode: server.mode,
             config: server.config,
-            queue_capacity: server.queue_capacity,
-            hub: Hub::new(),
+            hub: Arc::new(Hub::new(server.flow)),
             shutting_down: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             conns_cv: Condvar::new(),
@@ -488,7 +498,10 @@ fn respond_and_close(sock: &TcpStream, response: &[u8]) {
 /// One connection, from the handshake to the end.
 fn serve(inner: &Arc<Inner>, conn: &Arc<ServerConn>) {
     let config = &inner.config;
-    let _ = conn.io.set_write_timeout(Some(config.get_close_timeout()));
+    let stall = inner.hub.limits().get_slow_client_timeout();
+    let _ = conn
+        .io
+        .set_write_timeout(Some(stall + config.get_close_timeout()));
     let mut hs = ServerHandshake::new();
     let deadline = Instant::now() + config.get_handshake_timeout();
     let mut io = &conn.io;
@@ -504,70 +517,57 @@ fn serve(inner: &Arc<Inner>, conn: &Arc<ServerConn>) {
     if io.write_all(route.response()).is_err() {
         return;
     }
+    // Every upgraded client is registered, in both modes, so that
+    // `ServerHandle::broadcast` reaches it and `client_count` counts it
+    // (closed at once with 1001 if the server is shutting down).
+    let wake = ConnWake::new(inner.clone(), conn.clone());
     let session = ServerSession::new(
         Connection::with_buffered(Role::Server, config.clone(), hs.take_remaining()),
         inner.mode,
+        &inner.hub,
+        wake.clone(),
     );
     conn.lock().session = Some(session);
-
-    // Every upgraded client is registered, in both modes, so that
-    // `ServerHandle::broadcast` reaches it and `client_count` counts it.
-    let (tx, rx) = mpsc::channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let rx = OutboxQueue {
-        rx,
-        queued: queued.clone(),
-    };
-    let writer = Arc::new(WriterThread(Mutex::new(WriterState::Idle {
-        inner: inner.clone(),
-        conn: conn.clone(),
-        rx,
-    })));
-    let id = inner.hub.register(ChannelOutbox {
-        tx,
-        queued,
-        capacity: inner.queue_capacity,
-        writer: writer.clone(),
-    });
     // Chat clients take broadcasts from the start; an echo client's writer
-    // is started by the first broadcast that reaches it.
-    if inner.mode == ServerMode::Chat && !writer.ensure_started() {
-        inner.hub.unregister(id);
-    }
-    // A shutdown that started while we were upgrading may have missed us.
-    if inner.shutting_down.load(Ordering::SeqCst) {
-        inner.hub.unregister(id);
-        if let Some(s) = conn.lock().session.as_mut() {
-            s.outbox_closed(CloseCode::GOING_AWAY);
-        }
+    // is started by the first wake from the hub.
+    if inner.mode == ServerMode::Chat && !wake.ensure_started() {
+        conn.lock().session = None;
+        return;
     }
 
-    reader_loop(inner, conn);
+    reader_loop(conn, &wake);
 
     let _ = conn.io.shutdown(Shutdown::Both);
-    conn.lock().done = true;
+    {
+        let mut st = conn.lock();
+        st.done = true;
+        // Leaves the hub: nothing can start the writer any more.
+        st.session = None;
+    }
     conn.notify_done();
-    // Drops our sender (if the hub still had it), which wakes the writer
-    // thread so it exits; once unregistered nothing can start it any more.
-    inner.hub.unregister(id);
-    writer.join();
+    wake.signal.wake();
+    wake.join();
 }
 
 /// Reads from the client and feeds the session (echoes are batched: all
-/// echoes of one read leave in one write); writes control replies itself.
-fn reader_loop(inner: &Inner, conn: &ServerConn) {
+/// echoes of one read leave in one write); writes what the session queues.
+/// While the hub pauses the session (chat mode, some client's queue above
+/// its mark), it waits for the wake instead of reading, so TCP pushes back
+/// on the client.
+fn reader_loop(conn: &ServerConn, wake: &ConnWake) {
     let mut spare = BytesMut::new();
     let mut timeouts = TimeoutCache::default();
+    let mut eof = false;
     loop {
-        let (timer, now) = {
+        let seen = wake.signal.seen();
+        let now = Instant::now();
+        let (timer, wait) = {
             let mut st = conn.lock();
             let Some(s) = st.session.as_mut() else { return };
             // A protocol error has queued its close frame; the loop below
             // writes it and finishes.
-            let _ = s.process(|frame| {
-                inner.hub.broadcast(frame);
-            });
-            if s.connection().wants_write() || !s.wants_read() {
+            let _ = s.poll(now);
+            if s.connection().wants_write() {
                 drop(st);
                 if conn.flush(true).is_err() {
                     return;
@@ -577,91 +577,65 @@ fn reader_loop(inner: &Inner, conn: &ServerConn) {
             if s.is_finished() {
                 return;
             }
-            // Nothing buffered: let ws-core drop what a burst grew (large
-            // buffers after its idle delay, via the timer armed below).
-            s.connection().release_idle_buffers();
-            let now = Instant::now();
-            (s.connection().poll_timeout(now), now)
+            let wait = eof || !s.wants_read();
+            if !wait {
+                // Nothing buffered: let ws-core drop what a burst grew
+                // (large buffers after its idle delay, via the timer).
+                s.connection().release_idle_buffers();
+            }
+            (s.poll_timeout(now), wait)
         };
-        let step = conn.read_once(&mut spare, &mut timeouts, timer, now);
-        let mut st = conn.lock();
-        let Some(s) = st.session.as_mut() else { return };
-        match step {
-            Step::Data | Step::Interrupted => {}
-            Step::Eof => s.connection().handle_eof(),
-            Step::TimedOut => s.connection().handle_timeout(Instant::now()),
+        if wait {
+            wake.signal.wait(seen, timer);
+            continue;
+        }
+        match conn.read_once(&mut spare, &mut timeouts, timer, now) {
+            Step::Data | Step::Interrupted | Step::TimedOut => {}
+            Step::Eof => {
+                eof = true;
+                if let Some(s) = conn.lock().session.as_mut() {
+                    s.connection().handle_eof();
+                }
+            }
             Step::Failed => return,
         }
     }
 }
 
-/// Moves broadcasts from the client's queue to its socket, in
-/// batches (everything waiting leaves in one write), and closes the client
-/// when the hub drops it (1013) or the server shuts down (1001).
-fn writer_loop(inner: &Inner, conn: &ServerConn, rx: OutboxQueue) {
+/// Moves broadcasts from the client's queue to its socket, in batches
+/// (everything waiting leaves in one write), and closes the client when the
+/// hub drops it (1013) or the server shuts down (1001).
+fn writer_loop(inner: &Inner, conn: &ServerConn, wake: &ConnWake) {
     let close_timeout = inner.config.get_close_timeout();
     loop {
-        let (open, wants) = {
+        let seen = wake.signal.seen();
+        let now = Instant::now();
+        let (timer, open, wants_write) = {
             let mut st = conn.lock();
             if st.done {
                 return;
             }
             let Some(s) = st.session.as_mut() else { return };
-            (s.connection().state() == State::Open, s.wants_outbox())
+            let _ = s.poll(now);
+            let open = s.connection().state() == State::Open;
+            (s.poll_timeout(now), open, s.connection().wants_write())
         };
+        if wants_write {
+            if conn.flush(true).is_err() {
+                // Stalled past the write timeout or gone: cut it, which
+                // also ends the reader.
+                let _ = conn.io.shutdown(Shutdown::Both);
+                return;
+            }
+            // Room was made: the session may take more broadcasts.
+            continue;
+        }
         if !open {
             // Closing: the reader finishes the handshake; bound the wait.
             return finish_close(conn, close_timeout);
         }
-        if !wants {
-            if conn.flush(true).is_err() {
-                let _ = conn.io.shutdown(Shutdown::Both);
-                return;
-            }
-            continue;
-        }
-        let Some(first) = rx.recv() else { break };
-        {
-            let mut st = conn.lock();
-            if st.done {
-                return;
-            }
-            let Some(s) = st.session.as_mut() else { return };
-            s.push_outbox(&first);
-            while s.wants_outbox() {
-                match rx.try_recv() {
-                    Some(msg) => s.push_outbox(&msg),
-                    None => break,
-                }
-            }
-        }
-        if conn.flush(true).is_err() {
-            // Stalled past the write timeout or gone: cut it, which also
-            // ends the reader.
-            let _ = conn.io.shutdown(Shutdown::Both);
-            return;
-        }
+        wake.signal.wait(seen, timer);
     }
-    // The hub dropped our sender: too slow, or shutting down.
-    let code = if inner.shutting_down.load(Ordering::SeqCst) {
-        CloseCode::GOING_AWAY
-    } else {
-        SLOW_CLIENT_CLOSE
-    };
-    {
-        let mut st = conn.lock();
-        if st.done {
-            return;
-        }
-        if let Some(s) = st.session.as_mut() {
-            s.outbox_closed(code);
-        }
-    }
-    if conn.flush(true).is_err() {
-        let _ = conn.io.shutdown(Shutdown::Both);
-        return;
-    }
-    finish_close(conn, close_timeout);
 }
 
 /// Waits for the reader to finish the closing handshake; disconnects the

@@ -1,19 +1,45 @@
-//! The broadcast registry shared by every runtime adapter's `Server`.
+//! The broadcast registry shared by every runtime adapter's `Server`, and
+//! its flow control.
 //!
-//! A [`Hub`] maps client ids to their outgoing queues. It is runtime-neutral:
-//! each adapter wraps its own bounded channel sender in an [`Outbox`]. A
-//! broadcast encodes the frame once ([`PreparedMessage`]) and offers the same
-//! shared bytes to every queue without blocking. A client whose queue is full
-//! (it stopped reading and fell behind) is removed from the registry at once;
-//! dropping its sender tells its connection task to close it with
-//! [`SLOW_CLIENT_CLOSE`]. One slow reader therefore never stalls the others
-//! and never makes the server's memory grow past the queue bound.
+//! A [`Hub`] holds one [`Outbox`] (a queue of encoded frames) per client.
+//! A broadcast encodes the frame once ([`PreparedMessage`]) and appends the
+//! same shared bytes to every queue. What happens when a queue grows is the
+//! point of this module; the rules, in order:
+//!
+//! 1. **Backpressure, not loss.** A queue above its high-water mark
+//!    ([`FlowControl::high_water`]) makes the hub *congested*. While it is,
+//!    [`ServerSession`](crate::session::ServerSession)s stop decoding and
+//!    reading what their clients send ([`Hub::pause`]), so TCP pushes back on
+//!    the senders, and [`Hub::broadcast_ready`]-aware producers wait. When
+//!    the last queue drains below its mark, every paused party is woken
+//!    (through its [`Wake`]). Nothing is discarded: a client that keeps
+//!    reading gets every message, once, in the order the hub accepted them
+//!    (one lock orders all broadcasts, so every client sees the same order,
+//!    and in particular each sender's messages in that sender's order).
+//! 2. **A slow client is one that makes no progress.** A queue that stays
+//!    above its mark, without once draining below it, for
+//!    [`FlowControl::slow_client_timeout`] is dropped: the client is
+//!    removed, its queue is emptied and closed with [`SLOW_CLIENT_CLOSE`],
+//!    and the others resume. Whoever is waiting on the congestion notices the
+//!    deadline ([`Hub::poll_timeout`], [`Hub::handle_timeout`]), so the rule
+//!    holds while every sender is paused.
+//! 3. **Bounded memory.** A queue whose bytes would pass
+//!    [`FlowControl::max_queued_bytes`] is dropped at once (a single message
+//!    always fits in an empty queue: its size is bounded by the connection's
+//!    `max_message_size`). Server memory is therefore bounded by clients x
+//!    that bound, whatever the senders do.
+//!
+//! The hub reads no clock: time comes in as `now`. It is thread-safe and
+//! runtime-neutral: the only thing an adapter supplies is a [`Wake`], the way
+//! its connection task (or thread) is woken.
 
 use crate::close::CloseCode;
 use crate::connection::PreparedMessage;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Close code sent to a client dropped for not keeping up with broadcasts.
 ///
@@ -22,204 +48,592 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// tells a well-behaved client that reconnecting later is reasonable.
 pub const SLOW_CLIENT_CLOSE: CloseCode = CloseCode::TRY_AGAIN_LATER;
 
+/// What one queued message costs beyond its frame bytes (the queue slot), so
+/// that a byte bound also bounds a flood of empty messages.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<PreparedMessage>();
+
+/// The flow-control limits of every client's broadcast queue.
+///
+/// Defaults: high-water mark 1,024 messages or 1 MiB, hard bound 16 MiB,
+/// slow-client timeout 5 s. The timeout is the longest a stalled client can
+/// hold up the others, so it is a few seconds: long enough for a client on
+/// a congested link to catch up, short enough that a chat does not freeze
+/// noticeably behind a dead one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowControl {
+    high_water_messages: usize,
+    high_water_bytes: usize,
+    max_queued_bytes: usize,
+    slow_client_timeout: Duration,
+}
+
+impl Default for FlowControl {
+    fn default() -> Self {
+        FlowControl {
+            high_water_messages: 1024,
+            high_water_bytes: 1 << 20,
+            max_queued_bytes: 16 << 20,
+            slow_client_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl FlowControl {
+    /// The high-water mark: a queue holding more than `messages` messages or
+    /// `bytes` bytes (frame bytes plus a small per-message overhead) is
+    /// *above the mark*, and senders pause until it drains. Each at least 1.
+    pub fn high_water(mut self, messages: usize, bytes: usize) -> Self {
+        self.high_water_messages = messages.max(1);
+        self.high_water_bytes = bytes.max(1);
+        self
+    }
+
+    /// The hard bound of one queue in bytes: a push past it drops the client
+    /// at once (close 1013). Raised to the high-water bytes if below them.
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// How long a queue may stay above the mark without draining below it
+    /// before its client is dropped (close 1013).
+    pub fn slow_client_timeout(mut self, timeout: Duration) -> Self {
+        self.slow_client_timeout = timeout;
+        self
+    }
+
+    /// The high-water mark in messages.
+    pub fn get_high_water_messages(&self) -> usize {
+        self.high_water_messages
+    }
+
+    /// The high-water mark in bytes.
+    pub fn get_high_water_bytes(&self) -> usize {
+        self.high_water_bytes
+    }
+
+    /// The hard bound of one queue in bytes.
+    pub fn get_max_queued_bytes(&self) -> usize {
+        self.max_queued_bytes.max(self.high_water_bytes)
+    }
+
+    /// The slow-client timeout.
+    pub fn get_slow_client_timeout(&self) -> Duration {
+        self.slow_client_timeout
+    }
+}
+
+/// How the hub wakes a connection task or thread: a message arrived in an
+/// empty queue, its queue was closed, or the congestion it paused on cleared.
+/// Spurious wakes are allowed; the woken party re-checks everything.
+pub trait Wake: Send + Sync {
+    /// Wakes the party (never blocks; typically a `Notify`, a waker or a
+    /// condition variable).
+    fn wake(&self);
+}
+
 /// A registered client's id, unique for the hub's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(pub u64);
-
-/// Why a message could not be queued for a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushError {
-    /// The client's bounded queue is full.
-    Full,
-    /// The client's connection task is gone.
-    Closed,
-}
-
-/// A client's outgoing queue, as seen by the hub: a non-blocking push.
-pub trait Outbox {
-    /// Queues `msg` without waiting.
-    fn try_push(&self, msg: &PreparedMessage) -> Result<(), PushError>;
-}
 
 /// What one broadcast did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BroadcastReport {
     /// Clients the message was queued for.
     pub delivered: usize,
-    /// Clients removed because their queue was full or closed.
+    /// Clients dropped by this broadcast: the message would have taken their
+    /// queue past [`FlowControl::max_queued_bytes`], or they had been stalled
+    /// past [`FlowControl::slow_client_timeout`].
     pub dropped: Vec<ClientId>,
 }
 
-/// A thread-safe registry of connected clients.
-#[derive(Debug)]
-pub struct Hub<O> {
-    clients: Mutex<HashMap<ClientId, O>>,
-    next_id: AtomicU64,
+/// A snapshot of the hub's queues, for tests and monitoring.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HubStats {
+    /// Registered clients.
+    pub clients: usize,
+    /// Clients whose queue is above the high-water mark now.
+    pub stalled: usize,
+    /// Bytes queued over all clients now (frame bytes plus overhead; a frame
+    /// shared by many queues counts once per queue).
+    pub queued_bytes: usize,
+    /// The most bytes any one queue has held since the hub started.
+    pub peak_queue_bytes: usize,
+    /// Clients dropped as slow (stalled or past the byte bound) so far.
+    pub dropped_slow: u64,
 }
 
-impl<O> Default for Hub<O> {
+/// What [`Outbox::pop`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pop {
+    /// The next message for this client.
+    Message(PreparedMessage),
+    /// Nothing queued now; the owner's [`Wake`] fires when something is.
+    Empty,
+    /// The hub let go of this client: close it with this code
+    /// ([`SLOW_CLIENT_CLOSE`], or 1001 when the server shuts down).
+    Closed(CloseCode),
+}
+
+/// One client's queue; the hub pushes, the client's [`Outbox`] pops.
+struct Queue {
+    id: ClientId,
+    wake: Arc<dyn Wake>,
+    state: Mutex<QueueState>,
+    /// False only while the queue is empty and open, so that a session can
+    /// look for broadcasts on every poll without taking the lock (an echo
+    /// client's queue is nearly always empty). Written under the lock.
+    pending: AtomicBool,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<PreparedMessage>,
+    bytes: usize,
+    /// Above the high-water mark (then in [`HubState::stalled`]).
+    above: bool,
+    /// Set when the hub let go of the client, with the close code.
+    closed: Option<CloseCode>,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Every critical section leaves the state consistent, so a panic
+        // elsewhere cannot poison it in a way that matters.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct HubState {
+    clients: HashMap<ClientId, Arc<Queue>>,
+    /// Queues above the mark, with the time each crossed it.
+    stalled: HashMap<ClientId, Instant>,
+    /// Parties waiting for the congestion to clear.
+    paused: Vec<Arc<dyn Wake>>,
+    /// Bumped each time `paused` is woken and emptied.
+    epoch: u64,
+    /// Once set, new clients are closed with 1001 at once.
+    shutting_down: bool,
+}
+
+/// A thread-safe registry of connected clients and their broadcast queues.
+/// See the [module docs](self) for the flow-control rules.
+pub struct Hub {
+    limits: FlowControl,
+    state: Mutex<HubState>,
+    /// Mirrors `!state.stalled.is_empty()` for a lock-free check per message.
+    congested: AtomicBool,
+    next_id: AtomicU64,
+    queued_bytes: AtomicUsize,
+    peak_queue_bytes: AtomicUsize,
+    dropped_slow: AtomicU64,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("limits", &self.limits)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Hub {
     fn default() -> Self {
+        Hub::new(FlowControl::default())
+    }
+}
+
+impl Hub {
+    /// An empty hub with these limits.
+    pub fn new(limits: FlowControl) -> Self {
         Hub {
-            clients: Mutex::new(HashMap::new()),
+            limits,
+            state: Mutex::new(HubState {
+                clients: HashMap::new(),
+                stalled: HashMap::new(),
+                paused: Vec::new(),
+                epoch: 0,
+                shutting_down: false,
+            }),
+            congested: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            queued_bytes: AtomicUsize::new(0),
+            peak_queue_bytes: AtomicUsize::new(0),
+            dropped_slow: AtomicU64::new(0),
         }
     }
-}
 
-impl<O: Outbox> Hub<O> {
-    /// An empty hub.
-    pub fn new() -> Self {
-        Self::default()
+    /// The limits every queue follows.
+    pub fn limits(&self) -> &FlowControl {
+        &self.limits
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientId, O>> {
-        // A panic while holding the lock cannot leave the map inconsistent
-        // (every operation is a single insert/remove), so poisoning is ignored.
-        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        // Every critical section leaves the maps consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a client and returns its id.
-    pub fn register(&self, outbox: O) -> ClientId {
+    /// Adds a client whose task is woken through `wake`; returns its end of
+    /// the queue. Dropping the [`Outbox`] removes the client. After
+    /// [`shutdown`](Self::shutdown) the outbox starts closed (1001).
+    pub fn register(self: &Arc<Self>, wake: Arc<dyn Wake>) -> Outbox {
         let id = ClientId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.lock().insert(id, outbox);
-        id
-    }
-
-    /// Removes a client; returns whether it was registered.
-    pub fn unregister(&self, id: ClientId) -> bool {
-        self.lock().remove(&id).is_some()
+        let queue = Arc::new(Queue {
+            id,
+            wake,
+            state: Mutex::new(QueueState::default()),
+            pending: AtomicBool::new(false),
+        });
+        let mut st = self.lock();
+        if st.shutting_down {
+            queue.lock().closed = Some(CloseCode::GOING_AWAY);
+            queue.pending.store(true, Ordering::Release);
+        } else {
+            st.clients.insert(id, queue.clone());
+        }
+        drop(st);
+        Outbox {
+            hub: self.clone(),
+            queue,
+        }
     }
 
     /// Whether `id` is registered.
     pub fn contains(&self, id: ClientId) -> bool {
-        self.lock().contains_key(&id)
+        self.lock().clients.contains_key(&id)
     }
 
     /// Number of registered clients.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().clients.len()
     }
 
     /// Whether no client is registered.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.len() == 0
     }
 
     /// Ids of the registered clients, in ascending order.
     pub fn ids(&self) -> Vec<ClientId> {
-        let mut ids: Vec<_> = self.lock().keys().copied().collect();
+        let mut ids: Vec<_> = self.lock().clients.keys().copied().collect();
         ids.sort();
         ids
     }
 
-    /// Queues `msg` for every client; clients that cannot take it are removed
-    /// (their outbox is dropped outside the lock).
-    pub fn broadcast(&self, msg: &PreparedMessage) -> BroadcastReport {
+    /// Whether some queue is above its high-water mark: senders should pause
+    /// (see [`pause`](Self::pause)). One atomic load.
+    pub fn is_congested(&self) -> bool {
+        self.congested.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the queues.
+    pub fn stats(&self) -> HubStats {
+        let st = self.lock();
+        HubStats {
+            clients: st.clients.len(),
+            stalled: st.stalled.len(),
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
+            peak_queue_bytes: self.peak_queue_bytes.load(Ordering::Relaxed),
+            dropped_slow: self.dropped_slow.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `msg` for every client, encoded once and shared.
+    ///
+    /// This never waits and never refuses a message because a queue is above
+    /// its mark (that is the pausing side's job, see
+    /// [`is_congested`](Self::is_congested)); it drops only a client whose
+    /// queue would pass the hard byte bound, and clients stalled past the
+    /// slow-client timeout at `now`.
+    pub fn broadcast(&self, msg: &PreparedMessage, now: Instant) -> BroadcastReport {
+        let cost = msg.as_bytes().len() + ENTRY_OVERHEAD;
+        let max = self.limits.get_max_queued_bytes();
         let mut report = BroadcastReport::default();
-        let removed: Vec<O> = {
-            let mut clients = self.lock();
-            for (id, outbox) in clients.iter() {
-                match outbox.try_push(msg) {
-                    Ok(()) => report.delivered += 1,
-                    Err(_) => report.dropped.push(*id),
-                }
+        let mut st = self.lock();
+        let mut over = Vec::new();
+        let HubState {
+            clients, stalled, ..
+        } = &mut *st;
+        for queue in clients.values() {
+            let mut q = queue.lock();
+            if q.bytes + cost > max && !q.items.is_empty() {
+                over.push(queue.id);
+                continue;
             }
-            report
-                .dropped
-                .iter()
-                .filter_map(|id| clients.remove(id))
-                .collect()
-        };
-        // Dropping a sender may wake its task; do it without holding the lock.
-        drop(removed);
+            let was_empty = q.items.is_empty();
+            q.items.push_back(msg.clone());
+            queue.pending.store(true, Ordering::Release);
+            q.bytes += cost;
+            self.peak_queue_bytes.fetch_max(q.bytes, Ordering::Relaxed);
+            if !q.above && self.is_above(&q) {
+                q.above = true;
+                stalled.insert(queue.id, now);
+            }
+            drop(q);
+            report.delivered += 1;
+            if was_empty {
+                queue.wake.wake();
+            }
+        }
+        self.queued_bytes
+            .fetch_add(cost * report.delivered, Ordering::Relaxed);
+        for id in &over {
+            self.drop_client(&mut st, *id, SLOW_CLIENT_CLOSE);
+        }
+        report.dropped = over;
+        report.dropped.extend(self.expire(&mut st, now));
+        self.after_change(st);
         report.dropped.sort();
         report
     }
 
-    /// Removes every client (dropping their outboxes), e.g. on shutdown.
-    pub fn clear(&self) -> Vec<ClientId> {
-        let drained: Vec<(ClientId, O)> = self.lock().drain().collect();
-        let mut ids: Vec<_> = drained.iter().map(|(id, _)| *id).collect();
+    /// A broadcast from the application (not from a client), under the same
+    /// rules as a client's message: while the hub is congested it is not
+    /// queued; instead `wake` is registered (as in [`pause`](Self::pause))
+    /// and `Err(deadline)` says until when to wait at most (the earliest
+    /// slow-client deadline) before offering again. Stalled clients whose
+    /// deadline passed at `now` are dropped first. `Ok` once queued.
+    pub fn offer(
+        &self,
+        msg: &PreparedMessage,
+        wake: &Arc<dyn Wake>,
+        registered: &mut Option<u64>,
+        now: Instant,
+    ) -> Result<BroadcastReport, Option<Instant>> {
+        let expired = self.handle_timeout(now);
+        if self.pause(wake, registered) {
+            return Err(self.poll_timeout());
+        }
+        let mut report = self.broadcast(msg, now);
+        report.dropped.extend(expired);
+        report.dropped.sort();
+        Ok(report)
+    }
+
+    fn is_above(&self, q: &QueueState) -> bool {
+        q.items.len() > self.limits.high_water_messages || q.bytes > self.limits.high_water_bytes
+    }
+
+    /// Registers `wake` to be woken when the congestion clears. Returns
+    /// `false` (registering nothing) if the hub is not congested: go on.
+    ///
+    /// `registered` remembers the registration between calls, so calling
+    /// this on every poll registers once per congestion episode.
+    pub fn pause(&self, wake: &Arc<dyn Wake>, registered: &mut Option<u64>) -> bool {
+        let mut st = self.lock();
+        if st.stalled.is_empty() {
+            *registered = None;
+            return false;
+        }
+        if *registered != Some(st.epoch) {
+            st.paused.push(wake.clone());
+            *registered = Some(st.epoch);
+        }
+        true
+    }
+
+    /// When the earliest stalled queue's slow-client timeout expires, if any
+    /// queue is above its mark: whoever waits on the congestion arms a timer
+    /// for it and calls [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.limits.slow_client_timeout;
+        self.lock()
+            .stalled
+            .values()
+            .min()
+            .map(|since| *since + timeout)
+    }
+
+    /// Drops the clients stalled past the slow-client timeout at `now`
+    /// (closed with [`SLOW_CLIENT_CLOSE`]); returns their ids.
+    pub fn handle_timeout(&self, now: Instant) -> Vec<ClientId> {
+        let mut st = self.lock();
+        let mut expired = self.expire(&mut st, now);
+        self.after_change(st);
+        expired.sort();
+        expired
+    }
+
+    fn expire(&self, st: &mut HubState, now: Instant) -> Vec<ClientId> {
+        let timeout = self.limits.slow_client_timeout;
+        let expired: Vec<ClientId> = st
+            .stalled
+            .iter()
+            .filter(|(_, since)| **since + timeout <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            self.drop_client(st, *id, SLOW_CLIENT_CLOSE);
+        }
+        expired
+    }
+
+    /// Removes a client, empties its queue (unless it is going away with the
+    /// server, whose queued messages are still delivered) and closes it.
+    fn drop_client(&self, st: &mut HubState, id: ClientId, code: CloseCode) {
+        st.stalled.remove(&id);
+        let Some(queue) = st.clients.remove(&id) else {
+            return;
+        };
+        let mut q = queue.lock();
+        if code == SLOW_CLIENT_CLOSE {
+            self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            self.queued_bytes.fetch_sub(q.bytes, Ordering::Relaxed);
+            q.items.clear();
+            q.bytes = 0;
+        }
+        q.above = false;
+        q.closed = Some(code);
+        queue.pending.store(true, Ordering::Release);
+        drop(q);
+        queue.wake.wake();
+    }
+
+    /// Updates the congestion flag after `stalled` changed and, if it
+    /// cleared, wakes every paused party (outside the lock).
+    fn after_change(&self, mut st: MutexGuard<'_, HubState>) {
+        let congested = !st.stalled.is_empty();
+        self.congested.store(congested, Ordering::Release);
+        if congested || st.paused.is_empty() {
+            return;
+        }
+        st.epoch += 1;
+        let paused = std::mem::take(&mut st.paused);
+        drop(st);
+        for w in paused {
+            w.wake();
+        }
+    }
+
+    /// Closes every client with 1001 (their queued messages are still
+    /// delivered first) and closes clients registered from now on; returns
+    /// the ids removed. Idempotent.
+    pub fn shutdown(&self) -> Vec<ClientId> {
+        let mut st = self.lock();
+        st.shutting_down = true;
+        let mut ids: Vec<ClientId> = st.clients.keys().copied().collect();
+        for id in &ids {
+            self.drop_client(&mut st, *id, CloseCode::GOING_AWAY);
+        }
+        // Nobody is left to drain below a mark: wake whoever paused.
+        st.stalled.clear();
+        self.after_change(st);
         ids.sort();
         ids
+    }
+
+    /// Called by an outbox whose queue dropped below its mark, outside the
+    /// queue's lock: re-checks under the hub's lock (a broadcast may have
+    /// pushed it above again meanwhile) and clears the congestion if it was
+    /// the last.
+    fn drained(&self, queue: &Queue) {
+        let mut st = self.lock();
+        if !queue.lock().above && st.stalled.remove(&queue.id).is_some() {
+            self.after_change(st);
+        }
+    }
+
+    fn unregister(&self, queue: &Queue) {
+        let mut st = self.lock();
+        st.clients.remove(&queue.id);
+        st.stalled.remove(&queue.id);
+        let mut q = queue.lock();
+        self.queued_bytes.fetch_sub(q.bytes, Ordering::Relaxed);
+        q.items.clear();
+        q.bytes = 0;
+        q.above = false;
+        q.closed.get_or_insert(CloseCode::GOING_AWAY);
+        drop(q);
+        self.after_change(st);
+    }
+}
+
+/// A client's end of its broadcast queue. Dropping it removes the client
+/// from the hub.
+pub struct Outbox {
+    hub: Arc<Hub>,
+    queue: Arc<Queue>,
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("id", &self.queue.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// This client's id.
+    pub fn id(&self) -> ClientId {
+        self.queue.id
+    }
+
+    /// The hub this outbox belongs to.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Takes the next message. A queue that drops below its high-water mark
+    /// here may clear the hub's congestion (and wake the paused senders).
+    pub fn pop(&self) -> Pop {
+        // A push racing with this check also wakes the owner, who pops again.
+        if !self.queue.pending.load(Ordering::Acquire) {
+            return Pop::Empty;
+        }
+        let mut q = self.queue.lock();
+        let Some(msg) = q.items.pop_front() else {
+            return match q.closed {
+                Some(code) => Pop::Closed(code),
+                None => {
+                    self.queue.pending.store(false, Ordering::Release);
+                    Pop::Empty
+                }
+            };
+        };
+        let cost = msg.as_bytes().len() + ENTRY_OVERHEAD;
+        q.bytes -= cost;
+        let drained = q.above && !self.hub.is_above(&q);
+        if drained {
+            q.above = false;
+        }
+        drop(q);
+        self.hub.queued_bytes.fetch_sub(cost, Ordering::Relaxed);
+        if drained {
+            self.hub.drained(&self.queue);
+        }
+        Pop::Message(msg)
+    }
+
+    /// The close code once the hub let go of this client and nothing is
+    /// left to deliver (a dropped slow client's queue is emptied at once; a
+    /// client of a server shutting down gets what was queued first). Lets a
+    /// client whose write buffer is full be closed without popping.
+    pub fn closed(&self) -> Option<CloseCode> {
+        if !self.queue.pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let q = self.queue.lock();
+        q.closed.filter(|_| q.items.is_empty())
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+
+    /// Whether nothing is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.queue);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::Message;
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    /// A queue of fixed capacity, shared with the test.
-    #[derive(Clone)]
-    struct TestQueue(Rc<RefCell<Vec<PreparedMessage>>>, usize);
-
-    impl Outbox for TestQueue {
-        fn try_push(&self, msg: &PreparedMessage) -> Result<(), PushError> {
-            let mut q = self.0.borrow_mut();
-            if q.len() >= self.1 {
-                return Err(PushError::Full);
-            }
-            q.push(msg.clone());
-            Ok(())
-        }
-    }
-
-    fn queue(cap: usize) -> TestQueue {
-        TestQueue(Rc::new(RefCell::new(Vec::new())), cap)
-    }
-
-    #[test]
-    fn broadcast_reaches_every_client_with_the_same_bytes() {
-        let hub = Hub::new();
-        let qs: Vec<_> = (0..3).map(|_| queue(8)).collect();
-        for q in &qs {
-            hub.register(q.clone());
-        }
-        let msg = PreparedMessage::new(&Message::text("hi")).unwrap();
-        let report = hub.broadcast(&msg);
-        assert_eq!(
-            report,
-            BroadcastReport {
-                delivered: 3,
-                dropped: vec![]
-            }
-        );
-        for q in &qs {
-            assert_eq!(q.0.borrow().as_slice(), std::slice::from_ref(&msg));
-            assert_eq!(q.0.borrow()[0].as_bytes(), &[0x81, 2, b'h', b'i']);
-        }
-    }
-
-    #[test]
-    fn a_full_client_is_dropped_and_the_others_still_receive() {
-        let hub = Hub::new();
-        let fast = queue(10);
-        let slow = queue(1);
-        let fast_id = hub.register(fast.clone());
-        let slow_id = hub.register(slow.clone());
-        let msg = PreparedMessage::new(&Message::text("x")).unwrap();
-        assert_eq!(hub.broadcast(&msg).dropped, vec![]);
-        let report = hub.broadcast(&msg);
-        assert_eq!(report.dropped, vec![slow_id]);
-        assert!(!hub.contains(slow_id) && hub.contains(fast_id));
-        hub.broadcast(&msg);
-        assert_eq!(fast.0.borrow().len(), 3);
-        assert_eq!(slow.0.borrow().len(), 1);
-    }
-
-    #[test]
-    fn unregister_and_clear_remove_clients() {
-        let hub = Hub::new();
-        let a = hub.register(queue(1));
-        let b = hub.register(queue(1));
-        assert_eq!(hub.ids(), vec![a, b]);
-        assert!(hub.unregister(a));
-        assert!(!hub.unregister(a));
-        assert_eq!(hub.len(), 1);
-        assert_eq!(hub.clear(), vec![b]);
-        assert!(hub.is_empty());
-    }
-}
+mod tests;

@@ -4,28 +4,66 @@
 //! outbox only while the client keeps up, stop reading from a client that
 //! does not read its echoes, and close a client the hub dropped.
 
-use crate::close::CloseCode;
+use std::sync::Arc;
+use std::time::Instant;
+
 use crate::connection::{Connection, PreparedMessage, State};
 use crate::error::Error;
+use crate::hub::{ClientId, Hub, Outbox, Pop, Wake};
 use crate::message::Message;
 use crate::site::ServerMode;
 
-/// One server-side client connection and what the server does with it.
-#[derive(Debug)]
+/// One server-side client connection and what the server does with it:
+/// its [`Connection`], its broadcast [`Outbox`] in the [`Hub`], and the
+/// flow-control rules between them (see the [`hub`](crate::hub) docs).
+///
+/// The adapter's loop is: call [`poll`](Self::poll) after anything happened
+/// (bytes read, bytes written, the [`Wake`] fired, the timer fired), write
+/// what the connection has queued, then wait for the socket to be readable
+/// (only while [`wants_read`](Self::wants_read)), writable (while the
+/// connection [`wants_write`](Connection::wants_write)), the wake, and the
+/// timer at [`poll_timeout`](Self::poll_timeout); stop once
+/// [`is_finished`](Self::is_finished).
 pub struct ServerSession {
     conn: Connection,
     mode: ServerMode,
-    outbox_open: bool,
+    /// `None` once the client left the hub (its connection is closing).
+    outbox: Option<Outbox>,
+    hub: Arc<Hub>,
+    wake: Arc<dyn Wake>,
+    /// The hub epoch this session paused in, while the hub is congested.
+    paused: Option<u64>,
+}
+
+impl std::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("conn", &self.conn)
+            .field("mode", &self.mode)
+            .field("outbox", &self.outbox)
+            .field("paused", &self.paused)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerSession {
-    /// Wraps a server-role connection that completed its handshake.
-    pub fn new(conn: Connection, mode: ServerMode) -> Self {
+    /// Wraps a server-role connection that completed its handshake and
+    /// registers it in `hub` (in both modes, so that application broadcasts
+    /// reach echo clients too); `wake` wakes the task that runs the session.
+    pub fn new(conn: Connection, mode: ServerMode, hub: &Arc<Hub>, wake: Arc<dyn Wake>) -> Self {
         ServerSession {
             conn,
             mode,
-            outbox_open: true,
+            outbox: Some(hub.register(wake.clone())),
+            hub: hub.clone(),
+            wake,
+            paused: None,
         }
+    }
+
+    /// The client's id in the hub.
+    pub fn id(&self) -> Option<ClientId> {
+        self.outbox.as_ref().map(Outbox::id)
     }
 
     /// The connection (for reading into, writing from, and timers).
@@ -33,54 +71,121 @@ impl ServerSession {
         &mut self.conn
     }
 
-    /// Decodes every complete message received so far. In echo mode each
-    /// text or binary message is queued back to this client; in chat mode it
-    /// is handed to `broadcast`, encoded once for all clients.
+    /// Whether the connection's write buffer has room (below the
+    /// configured write buffer limit).
+    fn has_room(&self) -> bool {
+        self.conn.buffered_transmit() < self.conn.config().get_write_buffer_limit()
+    }
+
+    /// In chat mode, whether to hold off decoding because the hub is
+    /// congested; registers for the wake when it clears.
+    fn hold_for_hub(&mut self) -> bool {
+        if self.mode != ServerMode::Chat || !self.hub.is_congested() {
+            self.paused = None;
+            return false;
+        }
+        self.hub.pause(&self.wake, &mut self.paused)
+    }
+
+    /// Does everything that needs no I/O, at `now`:
+    ///
+    /// 1. fires the timers that are due (the connection's, and, while paused,
+    ///    the hub's slow-client deadline);
+    /// 2. moves broadcasts from the outbox into the connection while its
+    ///    write buffer has room; closes the connection with the hub's code if
+    ///    the hub let go of the client (1013 too slow, 1001 shutting down);
+    /// 3. decodes the messages received so far: echoes each (echo mode) or
+    ///    broadcasts it through the hub, encoded once (chat mode). Decoding
+    ///    stops while the write buffer is full and, in chat mode, while the
+    ///    hub is congested: undecoded bytes wait in the connection, and
+    ///    [`wants_read`](Self::wants_read) turns false so TCP pushes back on
+    ///    the client.
     ///
     /// An error (a protocol violation, the peer vanishing) is returned for
     /// logging; the connection has already queued its close frame, and the
     /// caller keeps driving I/O until [`is_finished`](Self::is_finished).
-    pub fn process(&mut self, mut broadcast: impl FnMut(&PreparedMessage)) -> Result<(), Error> {
-        while let Some(msg) = self.conn.poll_message()? {
+    pub fn poll(&mut self, now: Instant) -> Result<(), Error> {
+        self.conn.handle_timeout(now);
+        if self.paused.is_some() && self.hub.poll_timeout().is_some_and(|d| d <= now) {
+            self.hub.handle_timeout(now);
+        }
+        self.pump_outbox();
+        let mut result = Ok(());
+        while self.has_room() && !self.hold_for_hub() {
+            let msg = match self.conn.poll_message() {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
             if !msg.is_data() {
                 continue; // pings are answered by the connection; close is handled there too
             }
             match self.mode {
-                ServerMode::Echo => {
-                    // Fails only once the connection is closing: nothing to echo to then.
-                    let _ = self.conn.send(&msg);
+                // Fails only once the connection is closing: nothing to echo to then.
+                ServerMode::Echo => drop(self.conn.send(&msg)),
+                ServerMode::Chat => {
+                    self.hub.broadcast(&PreparedMessage::new(&msg)?, now);
                 }
-                ServerMode::Chat => broadcast(&PreparedMessage::new(&msg)?),
             }
         }
-        Ok(())
+        // Our own close may have started above: leave the hub then.
+        self.pump_outbox();
+        result
     }
 
-    /// Whether to read more from the client: not while the bytes queued for
-    /// it exceed the write buffer limit (a client that sends but never reads
-    /// its echoes is throttled by TCP instead of growing our memory).
+    /// Moves queued broadcasts into the connection while it has room.
+    fn pump_outbox(&mut self) {
+        let Some(outbox) = &self.outbox else { return };
+        if self.conn.state() != State::Open {
+            // Closing: broadcasts can no longer be sent; leaving the hub
+            // keeps an unread queue from stalling everyone else.
+            self.outbox = None;
+            return;
+        }
+        if !self.has_room() {
+            if let Some(code) = outbox.closed() {
+                self.outbox = None;
+                let _ = self.conn.close(code, "");
+            }
+            return;
+        }
+        while self.has_room() {
+            match outbox.pop() {
+                // Fails only once the connection is closing.
+                Pop::Message(msg) => drop(self.conn.send_prepared(&msg)),
+                Pop::Empty => return,
+                Pop::Closed(code) => {
+                    self.outbox = None;
+                    let _ = self.conn.close(code, "");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether to read more from the client now: not while the bytes
+    /// queued for it exceed the write buffer limit (a client that sends but
+    /// never reads is throttled by TCP instead of growing our memory), and
+    /// not while paused by the hub's congestion.
     pub fn wants_read(&self) -> bool {
-        self.conn.buffered_transmit() < self.conn.config().get_write_buffer_limit()
+        self.has_room() && self.paused.is_none()
     }
 
-    /// Whether to take the next broadcast from the outbox now. While this is
-    /// false the outbox fills, and the hub drops the client once it is full.
-    pub fn wants_outbox(&self) -> bool {
-        self.outbox_open && self.conn.state() == State::Open && self.wants_read()
+    /// Whether this session is paused by the hub's congestion (it is woken
+    /// through its [`Wake`] when that clears).
+    pub fn is_paused(&self) -> bool {
+        self.paused.is_some()
     }
 
-    /// Queues a broadcast frame taken from the outbox.
-    pub fn push_outbox(&mut self, msg: &PreparedMessage) {
-        // Fails only once the connection is closing; the broadcast is moot then.
-        let _ = self.conn.send_prepared(msg);
-    }
-
-    /// The outbox was closed: the hub dropped this client for being too slow
-    /// ([`crate::hub::SLOW_CLIENT_CLOSE`]) or the server is shutting down
-    /// ([`CloseCode::GOING_AWAY`]). Starts the closing handshake with `code`.
-    pub fn outbox_closed(&mut self, code: CloseCode) {
-        self.outbox_open = false;
-        let _ = self.conn.close(code, "");
+    /// When [`poll`](Self::poll) next needs calling for a timer: the
+    /// connection's timers and, while paused, the hub's slow-client deadline.
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        let conn = self.conn.poll_timeout(now);
+        let hub = self.paused.and_then(|_| self.hub.poll_timeout());
+        conn.into_iter().chain(hub).min()
     }
 
     /// Whether the connection is over and the transport should be closed.
@@ -88,7 +193,8 @@ impl ServerSession {
         self.conn.should_close_transport()
     }
 
-    /// Consumes the session, returning the connection.
+    /// Consumes the session, returning the connection (the client leaves
+    /// the hub).
     pub fn into_connection(self) -> Connection {
         self.conn
     }
@@ -109,7 +215,20 @@ pub fn display_line(msg: &Message) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::close::CloseCode;
+    use crate::hub::FlowControl;
     use crate::{Config, Role};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 
     fn client_bytes(msgs: &[Message]) -> bytes::Bytes {
         let mut c = Connection::new(Role::Client, Config::default());
@@ -125,19 +244,29 @@ mod tests {
         std::iter::from_fn(|| c.poll_message().unwrap()).collect()
     }
 
+    fn session_in(hub: &Arc<Hub>, mode: ServerMode, cfg: Config) -> (ServerSession, Arc<Counter>) {
+        let wake = Arc::new(Counter::default());
+        let s = ServerSession::new(Connection::new(Role::Server, cfg), mode, hub, wake.clone());
+        (s, wake)
+    }
+
+    fn session(mode: ServerMode) -> (ServerSession, Arc<Hub>) {
+        let hub = Arc::new(Hub::default());
+        let (s, _) = session_in(&hub, mode, Config::default());
+        (s, hub)
+    }
+
     #[test]
     fn echo_mode_sends_each_data_message_back() {
-        let mut s = ServerSession::new(
-            Connection::new(Role::Server, Config::default()),
-            ServerMode::Echo,
-        );
+        let (mut s, hub) = session(ServerMode::Echo);
         let msgs = [
             Message::text("a"),
             Message::Ping("p".into()),
             Message::binary(vec![1, 2]),
         ];
         s.connection().handle_bytes(&client_bytes(&msgs));
-        s.process(|_| panic!("echo mode never broadcasts")).unwrap();
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(hub.stats().queued_bytes, 0, "echo mode never broadcasts");
         let back = decode_as_client(&s.connection().take_transmit());
         assert_eq!(
             back,
@@ -150,66 +279,178 @@ mod tests {
     }
 
     #[test]
-    fn chat_mode_hands_data_messages_to_broadcast() {
-        let mut s = ServerSession::new(
-            Connection::new(Role::Server, Config::default()),
-            ServerMode::Chat,
-        );
-        s.connection().handle_bytes(&client_bytes(&[
+    fn chat_mode_broadcasts_data_messages_to_every_client_including_the_sender() {
+        let hub = Arc::new(Hub::default());
+        let (mut a, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let (mut b, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        a.connection().handle_bytes(&client_bytes(&[
             Message::text("hi"),
             Message::Pong("x".into()),
         ]));
-        let mut out = Vec::new();
-        s.process(|m| out.push(m.clone())).unwrap();
-        assert_eq!(
-            out,
-            vec![PreparedMessage::new(&Message::text("hi")).unwrap()]
-        );
-        assert!(s.connection().pending_transmit().is_empty());
+        a.poll(Instant::now()).unwrap();
+        b.poll(Instant::now()).unwrap();
+        for s in [&mut a, &mut b] {
+            let got = decode_as_client(&s.connection().take_transmit());
+            assert_eq!(got, vec![Message::text("hi")]);
+        }
     }
 
     #[test]
     fn a_client_that_does_not_read_is_not_read_from_or_fed_broadcasts() {
         let cfg = Config::default().write_buffer_limit(100);
-        let mut s = ServerSession::new(Connection::new(Role::Server, cfg), ServerMode::Echo);
-        assert!(s.wants_read() && s.wants_outbox());
+        let hub = Arc::new(Hub::default());
+        let (mut s, _) = session_in(&hub, ServerMode::Echo, cfg);
+        assert!(s.wants_read());
         s.connection()
             .handle_bytes(&client_bytes(&[Message::binary(vec![0; 200])]));
-        s.process(|_| {}).unwrap();
+        s.poll(Instant::now()).unwrap();
         assert!(!s.wants_read());
-        assert!(!s.wants_outbox());
+        hub.broadcast(
+            &PreparedMessage::new(&Message::text("queued")).unwrap(),
+            Instant::now(),
+        );
+        s.poll(Instant::now()).unwrap();
+        assert!(hub.stats().queued_bytes > 0, "kept in the outbox");
         let n = s.connection().pending_transmit().len();
         s.connection().advance_transmit(n);
-        assert!(s.wants_read() && s.wants_outbox());
+        assert!(s.wants_read());
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(hub.stats().queued_bytes, 0, "taken once there was room");
     }
 
     #[test]
-    fn closed_outbox_closes_the_client_with_the_given_code() {
-        let mut s = ServerSession::new(
-            Connection::new(Role::Server, Config::default()),
-            ServerMode::Chat,
-        );
-        s.outbox_closed(crate::hub::SLOW_CLIENT_CLOSE);
-        assert!(!s.wants_outbox());
-        let back = decode_as_client(&s.connection().take_transmit());
+    fn echoes_stop_being_decoded_while_the_write_buffer_is_full() {
+        let cfg = Config::default().write_buffer_limit(100);
+        let hub = Arc::new(Hub::default());
+        let (mut s, _) = session_in(&hub, ServerMode::Echo, cfg);
+        let msgs: Vec<_> = (0..3).map(|_| Message::binary(vec![1; 150])).collect();
+        s.connection().handle_bytes(&client_bytes(&msgs));
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(decode_as_client(&s.connection().take_transmit()).len(), 1);
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(decode_as_client(&s.connection().take_transmit()).len(), 1);
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(decode_as_client(&s.connection().take_transmit()).len(), 1);
+    }
+
+    #[test]
+    fn a_dropped_outbox_closes_the_client_with_the_hubs_code() {
+        let limits = FlowControl::default()
+            .high_water(1, 1 << 20)
+            .slow_client_timeout(Duration::from_secs(1));
+        let hub = Arc::new(Hub::new(limits));
+        let cfg = Config::default().write_buffer_limit(1);
+        let (mut slow, wake) = session_in(&hub, ServerMode::Chat, cfg);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            let m = PreparedMessage::new(&Message::text(i.to_string())).unwrap();
+            hub.broadcast(&m, t0);
+            slow.poll(t0).unwrap();
+        }
+        assert!(hub.is_congested());
+        hub.handle_timeout(t0 + Duration::from_secs(1));
+        assert!(wake.0.load(Ordering::SeqCst) > 0);
+        slow.poll(t0 + Duration::from_secs(1)).unwrap();
+        let back = decode_as_client(&slow.connection().take_transmit());
         assert_eq!(
-            back,
-            vec![Message::Close(Some(crate::CloseFrame::new(
+            back.last(),
+            Some(&Message::Close(Some(crate::CloseFrame::new(
                 CloseCode(1013),
                 ""
-            )))]
+            ))))
+        );
+        assert_eq!(slow.id(), None, "left the hub");
+    }
+
+    #[test]
+    fn a_chat_sender_pauses_while_the_hub_is_congested_and_resumes_after() {
+        let limits = FlowControl::default().high_water(1, 1 << 20);
+        let hub = Arc::new(Hub::new(limits));
+        let (mut sender, sender_wake) = session_in(&hub, ServerMode::Chat, Config::default());
+        let (mut reader, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let msgs: Vec<_> = (0..5).map(|i| Message::text(format!("m{i}"))).collect();
+        sender.connection().handle_bytes(&client_bytes(&msgs));
+        let now = Instant::now();
+        sender.poll(now).unwrap();
+        // The sender's own queue took its first two echoes into its write
+        // buffer; the reader's queue passed the mark at the second message.
+        assert!(hub.is_congested());
+        assert!(sender.is_paused() && !sender.wants_read());
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        while got.len() < 5 {
+            rounds += 1;
+            assert!(rounds < 20, "stuck at {got:?}");
+            reader.poll(now).unwrap();
+            got.extend(decode_as_client(&reader.connection().take_transmit()));
+            sender.poll(now).unwrap();
+            sender.connection().take_transmit();
+        }
+        assert_eq!(got, msgs, "every message, once, in order");
+        assert!(sender_wake.0.load(Ordering::SeqCst) > 0, "woken on resume");
+        assert!(!sender.is_paused() && sender.wants_read());
+    }
+
+    #[test]
+    fn an_echo_session_ignores_the_hubs_congestion() {
+        let limits = FlowControl::default().high_water(1, 1 << 20);
+        let hub = Arc::new(Hub::new(limits));
+        let (_stalled, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        for _ in 0..3 {
+            hub.broadcast(
+                &PreparedMessage::new(&Message::text("x")).unwrap(),
+                Instant::now(),
+            );
+        }
+        assert!(hub.is_congested());
+        let (mut echo, _) = session_in(&hub, ServerMode::Echo, Config::default());
+        echo.connection()
+            .handle_bytes(&client_bytes(&[Message::text("e")]));
+        echo.poll(Instant::now()).unwrap();
+        assert!(echo.wants_read());
+        // The echo came back; the three broadcasts queued before it
+        // registered are not its.
+        assert_eq!(
+            decode_as_client(&echo.connection().take_transmit()),
+            vec![Message::text("e")]
+        );
+    }
+
+    #[test]
+    fn a_paused_sender_drops_a_client_stalled_past_the_timeout() {
+        let limits = FlowControl::default()
+            .high_water(1, 1 << 20)
+            .slow_client_timeout(Duration::from_secs(1));
+        let hub = Arc::new(Hub::new(limits));
+        let (_slow, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let (mut sender, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let t0 = Instant::now();
+        sender.connection().handle_bytes(&client_bytes(&[
+            Message::text("a"),
+            Message::text("b"),
+            Message::text("c"),
+        ]));
+        sender.poll(t0).unwrap();
+        assert!(sender.is_paused());
+        let deadline = sender.poll_timeout(t0).unwrap();
+        assert_eq!(deadline, t0 + Duration::from_secs(1));
+        sender.poll(deadline).unwrap();
+        assert_eq!(hub.len(), 1, "the slow client was dropped");
+        assert!(!sender.is_paused());
+        // Its remaining message went out once the pause ended.
+        assert_eq!(
+            decode_as_client(&sender.connection().take_transmit()),
+            vec![Message::text("a"), Message::text("b"), Message::text("c")]
         );
     }
 
     #[test]
     fn protocol_error_is_reported_and_session_finishes_after_flush() {
-        let mut s = ServerSession::new(
-            Connection::new(Role::Server, Config::default()),
-            ServerMode::Echo,
-        );
+        let (mut s, _hub) = session(ServerMode::Echo);
         s.connection().handle_bytes(&[0x81, 0x00]); // unmasked
-        assert!(s.process(|_| {}).unwrap_err().is_protocol());
+        assert!(s.poll(Instant::now()).unwrap_err().is_protocol());
         assert!(!s.is_finished(), "close frame not yet written");
+        assert_eq!(s.id(), None, "a closing client leaves the hub");
         s.connection().take_transmit();
         assert!(s.is_finished());
     }

@@ -12,112 +12,36 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::hub::{BroadcastReport, Hub, Outbox, PushError, SLOW_CLIENT_CLOSE};
+use ws_core::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
 use ws_core::session::ServerSession;
 use ws_core::site::{Route, ServerMode, route};
-use ws_core::{CloseCode, Config, Connection, Message, PreparedMessage, Role};
+use ws_core::{Config, Connection, Message, PreparedMessage, Role};
 
 use crate::Result;
 use crate::handshake::{read_request, respond_and_close, write_upgrade};
 
-/// Default bound of each client's broadcast queue, in messages.
-const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// Polls of a connection in a row without waiting, before it checks in
+/// with tokio's cooperative budget.
+const SPIN_BUDGET: u32 = 64;
 
-/// A client's broadcast queue. A `VecDeque` under a mutex that allocates
-/// only once a broadcast arrives: tokio's bounded channel allocated a
-/// 32-slot block per client up front (~1 KiB of the idle footprint).
+/// Wakes a connection task (or a waiting [`ServerHandle::broadcast`]) for
+/// the hub: `notify_one` stores a permit, so a wake between the task's
+/// checks and its next wait is not lost.
 #[derive(Debug, Default)]
-struct ClientQueue {
-    state: std::sync::Mutex<QueueState>,
-    /// Wakes the connection task when a message arrives.
-    ready: Notify,
-    /// Wakes the connection task when the hub drops its outbox (slow client
-    /// or shutdown), even while it is not taking messages.
-    dropped: Notify,
-}
+struct TaskWake(Notify);
 
-#[derive(Debug, Default)]
-struct QueueState {
-    items: std::collections::VecDeque<PreparedMessage>,
-    capacity: usize,
-    closed: bool,
-}
-
-impl ClientQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The next message; `None` once the hub let go and the queue is empty.
-    /// Cancel-safe: a message is only taken inside the lock, never lost.
-    async fn recv(&self) -> Option<PreparedMessage> {
-        loop {
-            {
-                let mut st = self.lock();
-                if let Some(m) = st.items.pop_front() {
-                    return Some(m);
-                }
-                if st.closed {
-                    return None;
-                }
-            }
-            // `notify_one` stores a permit, so a push between the check and
-            // this await is not missed.
-            self.ready.notified().await;
-        }
-    }
-
-    fn try_recv(&self) -> Option<PreparedMessage> {
-        self.lock().items.pop_front()
-    }
-
-    /// Resolves once the hub has dropped this client.
-    async fn closed(&self) {
-        loop {
-            if self.lock().closed {
-                return;
-            }
-            self.dropped.notified().await;
-        }
-    }
-}
-
-/// The hub's end of a [`ClientQueue`]; dropping it closes the queue.
-#[derive(Debug)]
-struct TokioOutbox(Arc<ClientQueue>);
-
-impl Outbox for TokioOutbox {
-    fn try_push(&self, msg: &PreparedMessage) -> std::result::Result<(), PushError> {
-        let mut st = self.0.lock();
-        if st.closed {
-            return Err(PushError::Closed);
-        }
-        if st.items.len() >= st.capacity {
-            return Err(PushError::Full);
-        }
-        // Cloning a prepared message only bumps a reference count.
-        st.items.push_back(msg.clone());
-        drop(st);
-        self.0.ready.notify_one();
-        Ok(())
-    }
-}
-
-impl Drop for TokioOutbox {
-    fn drop(&mut self) {
-        self.0.lock().closed = true;
-        self.0.ready.notify_one();
-        self.0.dropped.notify_one();
+impl Wake for TaskWake {
+    fn wake(&self) {
+        self.0.notify_one();
     }
 }
 
 /// State shared by the accept loop, the connection tasks and the handles.
 #[derive(Debug)]
 struct Shared {
-    hub: Hub<TokioOutbox>,
+    hub: Arc<Hub>,
     mode: ServerMode,
     config: Config,
-    queue_capacity: usize,
     shutting_down: AtomicBool,
     stop: watch::Sender<bool>,
     /// Running accept loop and connection tasks.
@@ -132,21 +56,12 @@ impl Shared {
         TaskGuard(self.clone())
     }
 
-    /// Stops accepting and drops every client's queue, so each connection
+    /// Stops accepting and lets go of every client, so each connection
     /// task closes its client with 1001. Idempotent.
     fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop.send_replace(true);
-        self.hub.clear();
-    }
-
-    /// The close code for a client whose queue was dropped.
-    fn dropped_close_code(&self) -> CloseCode {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            CloseCode::GOING_AWAY
-        } else {
-            SLOW_CLIENT_CLOSE
-        }
+        self.hub.shutdown();
     }
 }
 
@@ -177,37 +92,41 @@ impl Drop for RunGuard {
 /// # How a connection is served
 ///
 /// Each connection task does the opening handshake and routing with
-/// ws-core ([`ServerHandshake`], [`route`]), then runs one loop that
+/// ws-core ([`ServerHandshake`], [`route`]), then executes a
+/// [`ServerSession`]: after anything happens it calls
+/// [`ServerSession::poll`] (which decodes, echoes or broadcasts, takes
+/// broadcasts from the client's queue and applies the hub's flow control)
+/// and writes what is queued with one vectored write, then
 /// `tokio::select!`s over:
 ///
-/// - socket readable, while [`ServerSession::wants_read`]: read once straight
-///   into the connection's buffer, let the session process *every* complete
-///   message (echoes are queued, chat messages broadcast through the
-///   [`Hub`]), then write everything queued with a single `write` call; when
-///   a read would block, the connection's empty buffers are released
+/// - socket writable, while bytes are queued;
+/// - socket readable, while [`ServerSession::wants_read`] (not while the
+///   client's own write buffer is full, nor while the hub is congested in
+///   chat mode: that is how TCP pushes back on senders); when a read would
+///   block, the connection's empty buffers are released
 ///   ([`Connection::release_idle_buffers`]) before the task parks, so an
 ///   idle client holds no buffer memory;
-/// - socket writable, while bytes are queued: write them;
-/// - the client's broadcast queue, while [`ServerSession::wants_outbox`]:
-///   take one message plus whatever else is already queued, then write them
-///   all at once;
-/// - the client's queue being dropped by the hub (slow client: close 1013;
-///   shutdown: close 1001);
-/// - one timer at [`Connection::poll_timeout`].
+/// - the hub's wake (a broadcast arrived, the client was dropped, the
+///   congestion cleared);
+/// - one timer at [`ServerSession::poll_timeout`].
 ///
-/// Every branch is cancel-safe (`readable`, `writable`, the client queue's
-/// `recv` and `closed`, and a `Sleep` lose nothing when another branch wins),
-/// and all progress lives in ws-core's buffers, so the loop can be
-/// re-entered at any point. No branch blocks: reads and writes use
-/// `try_read_buf` / `try_write` after readiness. Nothing here needs a
-/// multi-threaded runtime; the server works the same on a `current_thread`
-/// runtime.
+/// Every branch is cancel-safe and all progress lives in ws-core, so the
+/// loop can be re-entered at any point. Nothing here needs a multi-threaded
+/// runtime; the server works the same on a `current_thread` runtime.
+///
+/// # Flow control
+///
+/// See [`ws_core::hub`]: a client that keeps reading loses nothing; senders
+/// are paused while some client's queue is above its high-water mark; a
+/// client whose queue stays above it for the slow-client timeout, or passes
+/// the hard byte bound, is closed with 1013. Set the limits with
+/// [`flow_control`](Self::flow_control).
 #[derive(Debug, Clone)]
 pub struct Server {
     addr: String,
     mode: ServerMode,
     config: Config,
-    queue_capacity: usize,
+    flow: FlowControl,
 }
 
 impl Server {
@@ -218,7 +137,7 @@ impl Server {
             addr: addr.into(),
             mode: ServerMode::Chat,
             config: Config::default(),
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            flow: FlowControl::default(),
         }
     }
 
@@ -235,20 +154,18 @@ impl Server {
         self
     }
 
-    /// How many broadcast messages may wait for one client (default 1024);
-    /// a client whose queue is full is dropped with close code 1013, so one
-    /// slow reader never holds up the others. At least 1.
-    pub fn queue_capacity(mut self, messages: usize) -> Self {
-        self.queue_capacity = messages.max(1);
+    /// The broadcast queues' limits: high-water mark, hard byte bound and
+    /// slow-client timeout (see [`FlowControl`] for the defaults).
+    pub fn flow_control(mut self, flow: FlowControl) -> Self {
+        self.flow = flow;
         self
     }
 
     fn into_shared(self) -> Arc<Shared> {
         Arc::new(Shared {
-            hub: Hub::new(),
+            hub: Arc::new(Hub::new(self.flow)),
             mode: self.mode,
             config: self.config,
-            queue_capacity: self.queue_capacity,
             shutting_down: AtomicBool::new(false),
             stop: watch::Sender::new(false),
             tasks: AtomicUsize::new(0),
@@ -299,25 +216,51 @@ impl ServerHandle {
     }
 
     /// Queues `msg` (text or binary) for every registered client (in either
-    /// mode), encoding it once. Clients whose queue is full are dropped (and
-    /// closed with 1013); the report lists them.
+    /// mode), encoding it once, under the same rules as a client's message:
+    /// while the hub is congested it waits (at most until the slow client
+    /// holding it up is dropped), so an application that broadcasts faster
+    /// than clients read is slowed down rather than losing messages. The
+    /// report lists the clients dropped meanwhile (closed with 1013).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
     /// but text or binary.
-    pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
-        Ok(self.shared.hub.broadcast(&PreparedMessage::new(msg)?))
+    pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
+        let msg = PreparedMessage::new(msg)?;
+        let waiter = Arc::new(TaskWake::default());
+        let wake: Arc<dyn Wake> = waiter.clone();
+        let mut registered = None;
+        loop {
+            match self
+                .shared
+                .hub
+                .offer(&msg, &wake, &mut registered, Instant::now())
+            {
+                Ok(report) => return Ok(report),
+                Err(deadline) => {
+                    let until = deadline.unwrap_or_else(Instant::now);
+                    tokio::select! {
+                        () = waiter.0.notified() => {}
+                        () = tokio::time::sleep_until(until.into()) => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in
     /// either mode: a client is registered once its upgrade succeeded and
-    /// removed when its connection ends, or at once when the hub drops it
-    /// for being too slow (its queue was full) or the server shuts down;
-    /// such a connection is then closed (1013 or 1001) in the background,
-    /// bounded by the timeouts, without being counted here.
+    /// removed when its connection starts closing, or when the hub drops it
+    /// (too slow: closed with 1013) or the server shuts down (1001).
     pub fn client_count(&self) -> usize {
         self.shared.hub.len()
+    }
+
+    /// The broadcast queues now: clients, stalled clients, queued bytes,
+    /// the largest queue seen, slow clients dropped.
+    pub fn stats(&self) -> HubStats {
+        self.shared.hub.stats()
     }
 
     /// Stops accepting, closes every client with 1001 (going away), and
@@ -374,18 +317,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, _guard: TaskGua
     }
 }
 
-/// Removes a client from the hub however its task ends.
-struct Registration<'a> {
-    shared: &'a Shared,
-    id: ws_core::hub::ClientId,
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.shared.hub.unregister(self.id);
-    }
-}
-
 /// One connection: handshake and routing, then the session loop.
 async fn serve(shared: &Shared, mut tcp: TcpStream) {
     // Latency matters more than packet count; the loop batches writes itself.
@@ -400,19 +331,16 @@ async fn serve(shared: &Shared, mut tcp: TcpStream) {
         // Answered with a page or an error, failed, or timed out.
         _ => return,
     };
-    let queue = Arc::new(ClientQueue::default());
-    queue.lock().capacity = shared.queue_capacity;
-    let id = shared.hub.register(TokioOutbox(queue.clone()));
-    let _registration = Registration { shared, id };
-    if shared.shutting_down.load(Ordering::SeqCst) {
-        // Registered after the shutdown cleared the hub: close with 1001 too.
-        shared.hub.unregister(id);
-    }
+    let wake = Arc::new(TaskWake::default());
+    // Registers in the hub (closed at once with 1001 if shutting down);
+    // dropping the session unregisters however the task ends.
     let session = ServerSession::new(
         Connection::with_buffered(Role::Server, config, buffered),
         shared.mode,
+        &shared.hub,
+        wake.clone(),
     );
-    let _ = drive(shared, session, tcp, &queue).await;
+    let _ = drive(session, tcp, &wake).await;
 }
 
 /// Reads the request and routes it; `Some(bytes after the head)` when it
@@ -476,32 +404,52 @@ fn read_ready(tcp: &mut TcpStream, conn: &mut Connection) -> io::Result<(usize, 
     }
 }
 
-/// The session loop (see the module docs). Returns when the session is
+/// The session loop (see [`Server`]). Returns when the session is
 /// finished, the socket fails, or a peer that ended its side does not take
 /// our remaining bytes within the close timeout.
-async fn drive(
-    shared: &Shared,
-    mut session: ServerSession,
-    mut tcp: TcpStream,
-    outbox: &ClientQueue,
-) -> Result<()> {
-    let mut outbox_open = true;
+async fn drive(mut session: ServerSession, mut tcp: TcpStream, wake: &TaskWake) -> Result<()> {
     let mut read_eof = false;
     let timer = tokio::time::sleep(Duration::ZERO);
     let mut timer = std::pin::pin!(timer);
     let mut armed: Option<Instant> = None;
-
-    // Frames the client pipelined behind its handshake are already buffered.
-    let _ = session.process(|frame| {
-        shared.hub.broadcast(frame);
-    });
-    write_queued(&tcp, session.connection())?;
+    let mut timer_fired = false;
     // The handshake's reads may have left the socket's readiness cleared
     // (tokio clears it on a short read), so the first wait can park without
-    // a would-block read: release the (empty) handshake buffer now.
-    session.connection().release_idle_buffers();
+    // a would-block read: release the (empty) handshake buffer after the
+    // first poll (frames pipelined behind the handshake are decoded by it).
+    let mut drained = true;
+    let mut spins = 0;
 
     loop {
+        let mut now = Instant::now();
+        if std::mem::take(&mut timer_fired) {
+            // Timers round; never let a deadline look early.
+            now = now.max(armed.unwrap_or(now));
+        }
+        // An error (protocol violation, peer vanished) has already queued
+        // the right close frame; the loop flushes it.
+        let _ = session.poll(now);
+        let queued = session.connection().buffered_transmit();
+        write_queued(&tcp, session.connection())?;
+        if session.connection().buffered_transmit() < queued {
+            // Room was made: the session may take more broadcasts (or
+            // decode more echoes) at once; nothing else would wake us for
+            // them. The budget keeps a connection that always has work
+            // from holding the worker.
+            if spins < SPIN_BUDGET {
+                spins += 1;
+                continue;
+            }
+            spins = 0;
+            tokio::task::coop::consume_budget().await;
+            continue;
+        }
+        spins = 0;
+        if std::mem::take(&mut drained) {
+            // A short read emptied the socket (and cleared its readiness):
+            // the loop parks next, so free what is empty.
+            session.connection().release_idle_buffers();
+        }
         if session.is_finished() {
             let _ = tcp.shutdown().await;
             return Ok(());
@@ -509,7 +457,7 @@ async fn drive(
         // After the peer ended its side, ws-core's close timer (armed by
         // `handle_eof`) bounds how long queued bytes wait for a peer that does
         // not read; when it fires the session is finished.
-        let deadline = session.connection().poll_timeout(Instant::now());
+        let deadline = session.poll_timeout(now);
         if let Some(d) = deadline {
             if armed != Some(d) {
                 timer.as_mut().reset(d.into());
@@ -518,7 +466,6 @@ async fn drive(
         }
         let want_write = session.connection().wants_write();
         let want_read = !read_eof && session.wants_read();
-        let want_outbox = outbox_open && session.wants_outbox();
 
         tokio::select! {
             biased;
@@ -528,7 +475,6 @@ async fn drive(
             }
             ready = tcp.readable(), if want_read => {
                 ready?;
-                let mut drained = false;
                 match read_ready(&mut tcp, session.connection()) {
                     Ok((0, _)) => {
                         read_eof = true;
@@ -536,58 +482,17 @@ async fn drive(
                     }
                     Ok((_, short)) => drained = short,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // Drained: the loop now parks until readable. Free
-                        // the empty buffers so an idle connection holds
-                        // none (the next read allocates again). Only here,
-                        // not after every message, so a busy connection
-                        // keeps its buffers.
-                        session.connection().release_idle_buffers();
-                        continue;
+                        // Drained: free the empty buffers so an idle
+                        // connection holds none (the next read allocates
+                        // again). Only here, not after every message, so a
+                        // busy connection keeps its buffers.
+                        drained = true;
                     }
                     Err(e) => return Err(e.into()),
                 }
-                // Every complete message, then all echoes in one write. An
-                // error here (protocol violation, peer vanished) has already
-                // queued the right close frame; the loop flushes it.
-                let _ = session.process(|frame| {
-                    shared.hub.broadcast(frame);
-                });
-                write_queued(&tcp, session.connection())?;
-                if drained {
-                    // A short read emptied the socket (and cleared its
-                    // readiness): the loop parks next, so free what is empty.
-                    session.connection().release_idle_buffers();
-                }
             }
-            msg = outbox.recv(), if want_outbox => match msg {
-                Some(frame) => {
-                    session.push_outbox(&frame);
-                    // Batch whatever else is already waiting.
-                    while session.wants_outbox() {
-                        match outbox.try_recv() {
-                            Some(frame) => session.push_outbox(&frame),
-                            None => break,
-                        }
-                    }
-                    write_queued(&tcp, session.connection())?;
-                }
-                None => {
-                    outbox_open = false;
-                    session.outbox_closed(shared.dropped_close_code());
-                }
-            },
-            // `recv` already reports a closed queue while it is polled; this
-            // branch (a lock and a `Notified` per park) is only needed while
-            // back-pressure keeps `recv` out of the select.
-            () = outbox.closed(), if outbox_open && !want_outbox => {
-                outbox_open = false;
-                session.outbox_closed(shared.dropped_close_code());
-            }
-            () = &mut timer, if deadline.is_some() => {
-                let now = Instant::now().max(armed.unwrap_or_else(Instant::now));
-                session.connection().handle_timeout(now);
-                write_queued(&tcp, session.connection())?;
-            }
+            () = wake.0.notified() => {}
+            () = &mut timer, if deadline.is_some() => timer_fired = true,
         }
     }
 }

@@ -319,7 +319,10 @@ async fn chat_broadcast_reaches_all_three_clients() {
             assert_eq!(got, ["from 0", "from 1", "from 2"]);
         }
         // A broadcast from the handle reaches everyone too.
-        let report = server.broadcast(&Message::text("from server")).unwrap();
+        let report = server
+            .broadcast(&Message::text("from server"))
+            .await
+            .unwrap();
         assert_eq!(report.delivered, 3);
         for c in &mut clients {
             assert_eq!(
@@ -389,7 +392,11 @@ async fn slow_client_is_dropped_while_others_keep_receiving() {
     let server = Server::new("127.0.0.1:0")
         .mode(ServerMode::Chat)
         .config(config)
-        .queue_capacity(4)
+        .flow_control(
+            ws_tokio::FlowControl::default()
+                .high_water(4, 1 << 30)
+                .slow_client_timeout(Duration::from_millis(500)),
+        )
         .start()
         .await
         .unwrap();
@@ -420,7 +427,10 @@ async fn slow_client_is_dropped_while_others_keep_receiving() {
         let mut sent = 0usize;
         for i in 0..600usize {
             let msg = Bytes::from(vec![(i % 251) as u8; 64 << 10]);
-            let report = server.broadcast(&Message::Binary(msg.clone())).unwrap();
+            let report = server
+                .broadcast(&Message::Binary(msg.clone()))
+                .await
+                .unwrap();
             sent += 1;
             if !report.dropped.is_empty() {
                 assert_eq!(report.dropped.len(), 1, "only the slow client is dropped");
@@ -1042,7 +1052,7 @@ async fn echo_clients_are_registered_and_reached_by_broadcast() {
             .await
             .unwrap();
         wait_until(5, || server.client_count() == 2).await;
-        let report = server.broadcast(&Message::text("to all")).unwrap();
+        let report = server.broadcast(&Message::text("to all")).await.unwrap();
         assert_eq!(report.delivered, 2);
         for ws in [&mut a, &mut b] {
             assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("to all"));

@@ -5,8 +5,11 @@
 //! cargo run --release --bin ws-server -- --mode echo --runtime smol --addr 127.0.0.1:9001
 //! ```
 
+use std::time::Duration;
+
 use clap::Parser;
 use examples::{Mode, Runtime, run_server};
+use ws_core::hub::FlowControl;
 
 /// A WebSocket chat/echo server: the test page on `/`, WebSocket on `/ws`.
 #[derive(Parser, Debug)]
@@ -25,6 +28,22 @@ struct Args {
     /// Worker threads for the async runtimes (1 = single-threaded).
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
+    /// Chat flow control: a client whose broadcast queue holds more than
+    /// this many messages is "above the mark", and senders pause until it
+    /// drains.
+    #[arg(long, default_value_t = FlowControl::default().get_high_water_messages())]
+    high_water_messages: usize,
+    /// The same mark in bytes.
+    #[arg(long, default_value_t = FlowControl::default().get_high_water_bytes())]
+    high_water_bytes: usize,
+    /// Hard bound of one client's queue in bytes: past it the client is
+    /// closed with 1013 at once.
+    #[arg(long, default_value_t = FlowControl::default().get_max_queued_bytes())]
+    max_queued_bytes: usize,
+    /// Milliseconds a client's queue may stay above the mark without
+    /// draining before the client is closed with 1013.
+    #[arg(long, default_value_t = FlowControl::default().get_slow_client_timeout().as_millis() as u64)]
+    slow_client_timeout_ms: u64,
 }
 
 /// glibc raises its mmap threshold each time it frees a large mmapped
@@ -47,7 +66,12 @@ fn pin_mmap_threshold() {}
 fn main() {
     pin_mmap_threshold();
     let args = Args::parse();
-    if let Err(e) = run_server(args.runtime, &args.addr, args.mode.into(), args.threads) {
+    let flow = FlowControl::default()
+        .high_water(args.high_water_messages, args.high_water_bytes)
+        .max_queued_bytes(args.max_queued_bytes)
+        .slow_client_timeout(Duration::from_millis(args.slow_client_timeout_ms));
+    let mode = args.mode.into();
+    if let Err(e) = run_server(args.runtime, &args.addr, mode, args.threads, flow) {
         eprintln!("ws-server: {e}");
         std::process::exit(1);
     }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use examples::Runtime;
 use ws_core::handshake::{ClientHandshake, ClientRequest};
+use ws_core::hub::{FlowControl, HubStats};
 use ws_core::site::ServerMode;
-use ws_core::{Config, Connection, Error, Message, Role};
+use ws_core::{Config, Connection, Error, Message, Receiver, Role, Sender};
 
 /// A running server of one runtime, driven synchronously from a test.
 pub struct TestServer {
@@ -27,8 +28,18 @@ enum Inner {
 }
 
 impl TestServer {
-    /// Starts a server on 127.0.0.1 with an OS-chosen port.
-    pub fn start(rt: Runtime, mode: ServerMode, queue_capacity: usize) -> TestServer {
+    /// Starts a server on 127.0.0.1 with an OS-chosen port, a high-water
+    /// mark of `high_water` messages and a slow-client timeout of 1 s.
+    pub fn start(rt: Runtime, mode: ServerMode, high_water: usize) -> TestServer {
+        let flow = FlowControl::default()
+            .high_water(high_water, 1 << 30)
+            .slow_client_timeout(Duration::from_secs(1));
+        Self::start_flow(rt, mode, flow)
+    }
+
+    /// Starts a server on 127.0.0.1 with an OS-chosen port and these
+    /// flow-control limits.
+    pub fn start_flow(rt: Runtime, mode: ServerMode, flow: FlowControl) -> TestServer {
         let addr = "127.0.0.1:0";
         let inner = match rt {
             Runtime::Tokio => {
@@ -41,7 +52,7 @@ impl TestServer {
                     .block_on(
                         ws_tokio::Server::new(addr)
                             .mode(mode)
-                            .queue_capacity(queue_capacity)
+                            .flow_control(flow.clone())
                             .start(),
                     )
                     .unwrap();
@@ -51,7 +62,7 @@ impl TestServer {
                 async_std::task::block_on(
                     ws_async_std::Server::new(addr)
                         .mode(mode)
-                        .queue_capacity(queue_capacity)
+                        .flow_control(flow.clone())
                         .start(),
                 )
                 .unwrap(),
@@ -60,7 +71,7 @@ impl TestServer {
                 smol::block_on(
                     ws_async_std::smol::Server::new(addr)
                         .mode(mode)
-                        .queue_capacity(queue_capacity)
+                        .flow_control(flow.clone())
                         .start(),
                 )
                 .unwrap(),
@@ -68,7 +79,7 @@ impl TestServer {
             Runtime::Blocking => Inner::Blocking(
                 ws_blocking::Server::new(addr)
                     .mode(mode)
-                    .queue_capacity(queue_capacity)
+                    .flow_control(flow.clone())
                     .start()
                     .unwrap(),
             ),
@@ -80,6 +91,14 @@ impl TestServer {
             Inner::Blocking(h) => h.local_addr(),
         };
         TestServer { addr, inner }
+    }
+
+    /// Starts a chat server whose broadcast flow control drops a recipient
+    /// only after its queue stayed above the high-water mark for
+    /// `slow_client_timeout`.
+    pub fn start_chat_flow(rt: Runtime, slow_client_timeout: Duration) -> TestServer {
+        let flow = FlowControl::default().slow_client_timeout(slow_client_timeout);
+        Self::start_flow(rt, ServerMode::Chat, flow)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -96,6 +115,16 @@ impl TestServer {
             Inner::AsyncStd(h) => h.client_count(),
             Inner::Smol(h) => h.client_count(),
             Inner::Blocking(h) => h.client_count(),
+        }
+    }
+
+    /// The hub's queue statistics (queued bytes, peak queue, slow drops).
+    pub fn stats(&self) -> HubStats {
+        match &self.inner {
+            Inner::Tokio(_, h) => h.stats(),
+            Inner::AsyncStd(h) => h.stats(),
+            Inner::Smol(h) => h.stats(),
+            Inner::Blocking(h) => h.stats(),
         }
     }
 
@@ -209,6 +238,96 @@ impl RawClient {
     /// Drops the TCP connection without a close frame.
     pub fn abort(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Splits the client into a writing half and a reading half, each with
+    /// its own handle on the socket, for two threads. The socket's read and
+    /// write timeouts (shared by both handles) become `io_timeout`.
+    ///
+    /// Control replies the reader owes the server (pongs, the reply to a
+    /// close) leave with the writer's next [`ClientWriter::flush`].
+    pub fn split(self, io_timeout: Duration) -> (ClientWriter, ClientReader) {
+        self.stream.set_read_timeout(Some(io_timeout)).unwrap();
+        self.stream.set_write_timeout(Some(io_timeout)).unwrap();
+        let write_stream = self.stream.try_clone().unwrap();
+        let (rx, tx) = self.conn.split();
+        (
+            ClientWriter {
+                stream: write_stream,
+                tx,
+            },
+            ClientReader {
+                stream: self.stream,
+                rx,
+            },
+        )
+    }
+}
+
+/// The writing half of a split [`RawClient`].
+pub struct ClientWriter {
+    pub stream: TcpStream,
+    pub tx: Sender,
+}
+
+impl ClientWriter {
+    /// Encodes `msg` without writing it; [`flush`](Self::flush) writes.
+    pub fn queue(&mut self, msg: &Message) -> Result<(), Error> {
+        self.tx.send(msg)
+    }
+
+    /// Bytes encoded and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.tx.buffered_transmit()
+    }
+
+    /// Writes everything queued; blocks while TCP pushes back (bounded by
+    /// the socket's write timeout).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        while self.tx.wants_write() {
+            let n = self.stream.write(self.tx.pending_transmit())?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.tx.advance_transmit(n);
+        }
+        Ok(())
+    }
+}
+
+/// The reading half of a split [`RawClient`].
+pub struct ClientReader {
+    pub stream: TcpStream,
+    pub rx: Receiver,
+}
+
+impl ClientReader {
+    /// The next message (a close frame included), or the error that ended
+    /// the connection; a read that waited past the socket's read timeout is
+    /// `Err(Error::Io(_))` of kind `WouldBlock` or `TimedOut`.
+    pub fn recv(&mut self) -> Result<Message, Error> {
+        loop {
+            if let Some(m) = self.rx.poll_message()? {
+                return Ok(m);
+            }
+            if self.rx.state() == ws_core::State::Closed {
+                return Err(Error::Closed);
+            }
+            let buf = self.rx.read_buf();
+            let start = buf.len();
+            buf.resize(buf.capacity(), 0);
+            let n = match self.stream.read(&mut buf[start..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(Error::Io(e));
+                }
+            };
+            buf.truncate(start + n);
+            if n == 0 {
+                self.rx.handle_eof();
+            }
+        }
     }
 }
 

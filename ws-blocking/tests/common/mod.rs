@@ -36,7 +36,11 @@ pub fn start(mode: ServerMode, config: Config, queue: usize) -> ServerHandle {
     Server::new("127.0.0.1:0")
         .mode(mode)
         .config(config)
-        .queue_capacity(queue)
+        .flow_control(
+            ws_blocking::FlowControl::default()
+                .high_water(queue, 1 << 30)
+                .slow_client_timeout(Duration::from_millis(500)),
+        )
         .start()
         .expect("server starts")
 }
