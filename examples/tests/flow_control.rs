@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use examples::Runtime;
 use support::{ClientReader, ClientWriter, RawClient, TestServer};
-use ws_core::hub::SLOW_CLIENT_CLOSE;
+use ws_core::hub::{FlowControl, HubStats, SLOW_CLIENT_CLOSE};
 use ws_core::{CloseFrame, Error, Message};
 
 /// How long a recipient may stay above the high-water mark before it is
@@ -278,6 +278,8 @@ struct Outcome {
     started: Instant,
     /// Whole run, connecting included.
     elapsed: Duration,
+    /// The server's queue statistics at the end (peak queue, slow drops).
+    stats: HubStats,
 }
 
 enum Event {
@@ -411,6 +413,7 @@ fn run(rt: Runtime, burst: &Burst) -> Outcome {
         }
     }
     drop(keep_open);
+    let stats = server.stats();
     let clients = names
         .into_iter()
         .zip(reads)
@@ -429,6 +432,7 @@ fn run(rt: Runtime, burst: &Burst) -> Outcome {
         first_drop_after,
         started,
         elapsed: t0.elapsed(),
+        stats,
     }
 }
 
@@ -457,6 +461,28 @@ impl Outcome {
                     ));
                 }
             }
+        }
+        problems
+    }
+
+    /// No client's queue passed the configured byte bound (server memory
+    /// stays within clients x bound), and exactly `slow` clients were dropped
+    /// as slow.
+    fn queue_problems(&self, slow: u64) -> Vec<String> {
+        let mut problems = Vec::new();
+        let bound = FlowControl::default().get_max_queued_bytes();
+        if self.stats.peak_queue_bytes > bound {
+            problems.push(format!(
+                "a client's queue reached {} bytes, past the {} byte bound",
+                n(self.stats.peak_queue_bytes),
+                n(bound)
+            ));
+        }
+        if self.stats.dropped_slow != slow {
+            problems.push(format!(
+                "the server dropped {} client(s) as slow, expected {slow}",
+                self.stats.dropped_slow
+            ));
         }
         problems
     }
@@ -550,6 +576,7 @@ fn burst_every_reading_client_gets_every_message(rt: Runtime) {
         ));
     }
     problems.extend(outcome.reader_problems());
+    problems.extend(outcome.queue_problems(0));
     fail_if_any("burst", &outcome, &problems);
     eprintln!("{rt:?}: burst took {:.1?}", outcome.elapsed);
 }
@@ -569,6 +596,7 @@ fn slow_consumer_only_the_non_reader_is_dropped(rt: Runtime) {
     let outcome = run(rt, &burst);
     let mut problems = outcome.non_reader_problems();
     problems.extend(outcome.reader_problems());
+    problems.extend(outcome.queue_problems(1));
     fail_if_any("slow consumer", &outcome, &problems);
     eprintln!("{rt:?}: slow consumer took {:.1?}", outcome.elapsed);
 }
@@ -590,6 +618,7 @@ fn paused_sender_is_delivered_after_the_pause(rt: Runtime) {
     let outcome = run(rt, &burst);
     let mut problems = outcome.non_reader_problems();
     problems.extend(outcome.reader_problems());
+    problems.extend(outcome.queue_problems(1));
     // The scenario only tests a pause if there was one: the last message
     // reached the listener after the non-reader was dropped.
     if let (Some(drop), Some(done)) = (

@@ -10,7 +10,7 @@
 //!    ([`FlowControl::high_water`]) makes the hub *congested*. While it is,
 //!    [`ServerSession`](crate::session::ServerSession)s stop decoding and
 //!    reading what their clients send ([`Hub::pause`]), so TCP pushes back on
-//!    the senders, and [`Hub::broadcast_ready`]-aware producers wait. When
+//!    the senders, and application broadcasts ([`Hub::offer`]) wait. When
 //!    the last queue drains below its mark, every paused party is woken
 //!    (through its [`Wake`]). Nothing is discarded: a client that keeps
 //!    reading gets every message, once, in the order the hub accepted them
