@@ -578,22 +578,57 @@ impl Outbox {
     /// Takes the next message. A queue that drops below its high-water mark
     /// here may clear the hub's congestion (and wake the paused senders).
     pub fn pop(&self) -> Pop {
+        let mut popped = None;
+        let closed = self.pop_while(1, |msg| {
+            popped = Some(msg);
+            false
+        });
+        // The last message first; the close is reported by the next call.
+        match (popped, closed) {
+            (Some(msg), _) => Pop::Message(msg),
+            (None, Some(code)) => Pop::Closed(code),
+            (None, None) => Pop::Empty,
+        }
+    }
+
+    /// Takes up to `max` messages in order under one lock, handing each to
+    /// `take` until it returns `false` (no room for more). `take` runs under
+    /// the queue's lock, so it must be quick and must not block (queueing a
+    /// frame in a connection is). Returns the close code once the hub let go
+    /// of this client and nothing is left to deliver.
+    ///
+    /// Taking a batch per lock rather than one message halves the cost of a
+    /// small broadcast per recipient (measured with `bench/fanout.sh`: the
+    /// lock and the accounting were a third of the server's time at 20 B).
+    pub fn pop_while(
+        &self,
+        max: usize,
+        mut take: impl FnMut(PreparedMessage) -> bool,
+    ) -> Option<CloseCode> {
         // A push racing with this check also wakes the owner, who pops again.
         if !self.queue.pending.load(Ordering::Acquire) {
-            return Pop::Empty;
+            return None;
         }
         let mut q = self.queue.lock();
-        let Some(msg) = q.items.pop_front() else {
-            return match q.closed {
-                Some(code) => Pop::Closed(code),
-                None => {
-                    self.queue.pending.store(false, Ordering::Release);
-                    Pop::Empty
-                }
+        let mut cost = 0;
+        for _ in 0..max {
+            let Some(msg) = q.items.pop_front() else {
+                break;
             };
-        };
-        let cost = msg.as_bytes().len() + ENTRY_OVERHEAD;
+            cost += msg.as_bytes().len() + ENTRY_OVERHEAD;
+            if !take(msg) {
+                break;
+            }
+        }
         q.bytes -= cost;
+        let closed = if q.items.is_empty() {
+            if q.closed.is_none() {
+                self.queue.pending.store(false, Ordering::Release);
+            }
+            q.closed
+        } else {
+            None
+        };
         let drained = q.above && !self.hub.is_above(&q);
         if drained {
             q.above = false;
@@ -603,7 +638,7 @@ impl Outbox {
         if drained {
             self.hub.drained(&self.queue);
         }
-        Pop::Message(msg)
+        closed
     }
 
     /// The close code once the hub let go of this client and nothing is

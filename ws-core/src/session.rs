@@ -9,9 +9,13 @@ use std::time::Instant;
 
 use crate::connection::{Connection, PreparedMessage, State};
 use crate::error::Error;
-use crate::hub::{ClientId, Hub, Outbox, Pop, Wake};
+use crate::hub::{ClientId, Hub, Outbox, Wake};
 use crate::message::Message;
 use crate::site::ServerMode;
+
+/// Broadcasts taken from the outbox per lock: enough to fill a write, few
+/// enough that a broadcaster waiting for the lock is not held up for long.
+const POP_BATCH: usize = 64;
 
 /// One server-side client connection and what the server does with it:
 /// its [`Connection`], its broadcast [`Outbox`] in the [`Hub`], and the
@@ -152,16 +156,24 @@ impl ServerSession {
             }
             return;
         }
-        while self.has_room() {
-            match outbox.pop() {
+        let conn = &mut self.conn;
+        let limit = conn.config().get_write_buffer_limit();
+        loop {
+            let mut taken = 0;
+            let closed = outbox.pop_while(POP_BATCH, |msg| {
+                taken += 1;
                 // Fails only once the connection is closing.
-                Pop::Message(msg) => drop(self.conn.send_prepared(&msg)),
-                Pop::Empty => return,
-                Pop::Closed(code) => {
-                    self.outbox = None;
-                    let _ = self.conn.close(code, "");
-                    return;
-                }
+                let _ = conn.send_prepared(&msg);
+                conn.buffered_transmit() < limit
+            });
+            if let Some(code) = closed {
+                self.outbox = None;
+                let _ = self.conn.close(code, "");
+                return;
+            }
+            // A short batch: the queue is empty, or the buffer is full.
+            if taken < POP_BATCH || conn.buffered_transmit() >= limit {
+                return;
             }
         }
     }

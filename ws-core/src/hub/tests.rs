@@ -357,3 +357,48 @@ fn stats_count_queued_bytes_and_the_peak() {
     assert_eq!(hub.stats().queued_bytes, 2 * cost);
     assert_eq!(hub.ids(), vec![a.id(), _b.id()]);
 }
+
+#[test]
+fn pop_while_takes_a_batch_in_order_until_told_to_stop() {
+    let hub = hub(FlowControl::default());
+    let o = hub.register(counter().1);
+    for i in 0..5 {
+        hub.broadcast(&text(&i.to_string()), Instant::now());
+    }
+    let mut got = Vec::new();
+    assert_eq!(
+        o.pop_while(3, |m| {
+            got.push(m);
+            true
+        }),
+        None
+    );
+    assert_eq!(got, vec![text("0"), text("1"), text("2")], "at most 3");
+    got.clear();
+    assert_eq!(
+        o.pop_while(10, |m| {
+            got.push(m);
+            false
+        }),
+        None
+    );
+    assert_eq!(
+        got,
+        vec![text("3")],
+        "stops when refused (the refused one is taken)"
+    );
+    let cost = text("4").as_bytes().len() + ENTRY_OVERHEAD;
+    assert_eq!(hub.stats().queued_bytes, cost);
+    hub.shutdown();
+    got.clear();
+    assert_eq!(
+        o.pop_while(10, |m| {
+            got.push(m);
+            true
+        }),
+        Some(CloseCode::GOING_AWAY),
+        "the close comes with the last message"
+    );
+    assert_eq!(got, vec![text("4")]);
+    assert_eq!(hub.stats().queued_bytes, 0);
+}
