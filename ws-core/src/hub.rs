@@ -365,7 +365,10 @@ impl Hub {
             q.items.push_back(msg.clone());
             queue.pending.store(true, Ordering::Release);
             q.bytes += cost;
-            self.peak_queue_bytes.fetch_max(q.bytes, Ordering::Relaxed);
+            // A read first: the read-modify-write only when it grows.
+            if q.bytes > self.peak_queue_bytes.load(Ordering::Relaxed) {
+                self.peak_queue_bytes.fetch_max(q.bytes, Ordering::Relaxed);
+            }
             if !q.above && self.is_above(&q) {
                 q.above = true;
                 stalled.insert(queue.id, now);
