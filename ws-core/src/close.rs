@@ -151,4 +151,35 @@ mod tests {
         let e = CloseFrame::parse(p).unwrap_err();
         assert_eq!(e.close_code(), CloseCode::INVALID_PAYLOAD);
     }
+
+    #[test]
+    fn payload_len_is_what_write_payload_writes() {
+        for reason in ["", "x", "κόσμε", &"r".repeat(CloseFrame::MAX_REASON_LEN)] {
+            let f = CloseFrame::new(CloseCode(4001), reason);
+            let mut out = BytesMut::new();
+            f.write_payload(&mut out);
+            assert_eq!(f.payload_len(), 2 + reason.len());
+            assert_eq!(out.len(), f.payload_len());
+            assert_eq!(&out[..2], &[0x0f, 0xa1]);
+            assert_eq!(CloseFrame::parse(out.freeze()), Ok(Some(f)));
+        }
+    }
+
+    #[test]
+    fn sendable_codes_end_exactly_at_the_range_edges() {
+        let sendable: Vec<u16> = (0..=u16::MAX)
+            .filter(|&c| CloseCode(c).is_sendable())
+            .collect();
+        let expected: Vec<u16> = (1000..=1003)
+            .chain(1007..=1014)
+            .chain(3000..=4999)
+            .collect();
+        assert_eq!(sendable, expected);
+    }
+
+    #[test]
+    fn close_codes_convert_and_display_as_numbers() {
+        assert_eq!(CloseCode::from(1001), CloseCode::GOING_AWAY);
+        assert_eq!(CloseCode::TRY_AGAIN_LATER.to_string(), "1013");
+    }
 }

@@ -175,4 +175,91 @@ mod tests {
         );
         assert!(std::mem::size_of::<ProtocolError>() <= 24);
     }
+
+    /// One error of every kind that a caller can tell apart.
+    fn one_of_each() -> Vec<Error> {
+        vec![
+            Error::Protocol(ProtocolError::ReservedBits),
+            Error::Handshake(HandshakeError::InvalidKey),
+            Error::Url(UrlError::EmptyHost),
+            Error::Closed,
+            Error::AbnormalClosure,
+            Error::Timeout(TimeoutKind::Keepalive),
+            Error::InvalidMessage("x"),
+            Error::Io(std::io::ErrorKind::BrokenPipe.into()),
+        ]
+    }
+
+    #[test]
+    fn each_predicate_is_true_for_its_own_kind_only() {
+        let kinds = one_of_each();
+        type Predicate = fn(&Error) -> bool;
+        let predicates: [(Predicate, usize); 5] = [
+            (Error::is_protocol, 0),
+            (Error::is_handshake, 1),
+            (Error::is_closed, 3),
+            (Error::is_timeout, 5),
+            (Error::is_io, 7),
+        ];
+        for (predicate, own) in predicates {
+            for (i, e) in kinds.iter().enumerate() {
+                assert_eq!(predicate(e), i == own, "{e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn close_codes_follow_the_cause_of_the_error() {
+        let codes: Vec<_> = one_of_each().iter().map(Error::close_code).collect();
+        assert_eq!(
+            codes,
+            [
+                Some(CloseCode::PROTOCOL_ERROR),
+                None,
+                None,
+                None,
+                Some(CloseCode::ABNORMAL),
+                Some(CloseCode::ABNORMAL),
+                None,
+                Some(CloseCode::ABNORMAL),
+            ]
+        );
+        assert_eq!(
+            Error::Protocol(ProtocolError::InvalidUtf8).close_code(),
+            Some(CloseCode::INVALID_PAYLOAD)
+        );
+        assert_eq!(
+            Error::Timeout(TimeoutKind::Close).close_code(),
+            Some(CloseCode::ABNORMAL)
+        );
+    }
+
+    #[test]
+    fn protocol_errors_map_to_1002_1007_or_1009() {
+        use ProtocolError::*;
+        let too_big = [
+            FrameTooLarge { size: 2, max: 1 },
+            MessageTooLarge { size: 2, max: 1 },
+        ];
+        for p in too_big {
+            assert_eq!(p.close_code(), CloseCode::MESSAGE_TOO_BIG, "{p}");
+        }
+        assert_eq!(InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
+        for p in [
+            ReservedOpcode(3),
+            ReservedBits,
+            UnmaskedFrame,
+            MaskedFrame,
+            LengthTopBitSet,
+            NonMinimalLength,
+            ControlFrameTooLong,
+            FragmentedControlFrame,
+            UnexpectedContinuation,
+            ExpectedContinuation,
+            InvalidClosePayload,
+            InvalidCloseCode(1005),
+        ] {
+            assert_eq!(p.close_code(), CloseCode::PROTOCOL_ERROR, "{p}");
+        }
+    }
 }

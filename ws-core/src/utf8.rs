@@ -133,6 +133,16 @@ mod tests {
     }
 
     #[test]
+    fn reset_forgets_an_unfinished_character() {
+        let mut v = Utf8Validator::new();
+        assert!(v.feed(&[0xf0, 0x9d]).is_ok());
+        v.reset();
+        // Without the reset, "ok" would continue the 4-byte character and fail.
+        assert!(v.feed(b"ok").is_ok());
+        assert!(v.finish().is_ok());
+    }
+
+    #[test]
     fn surrogates_and_overlongs_are_rejected() {
         for bad in [
             &[0xed, 0xa0, 0x80][..],

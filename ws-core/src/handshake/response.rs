@@ -186,4 +186,50 @@ mod tests {
         assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
         assert_eq!(reason_phrase(299), "Unknown");
     }
+
+    #[test]
+    fn reason_phrase_gives_the_standard_phrase_of_every_status_it_knows() {
+        // RFC 9110 section 15 (413 is "Content Too Large" since RFC 9110).
+        let table = [
+            (100, "Continue"),
+            (101, "Switching Protocols"),
+            (200, "OK"),
+            (201, "Created"),
+            (204, "No Content"),
+            (301, "Moved Permanently"),
+            (302, "Found"),
+            (304, "Not Modified"),
+            (307, "Temporary Redirect"),
+            (308, "Permanent Redirect"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (426, "Upgrade Required"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (505, "HTTP Version Not Supported"),
+        ];
+        for (status, phrase) in table {
+            assert_eq!(reason_phrase(status), phrase, "{status}");
+        }
+        for status in [0, 102, 202, 300, 418, 451, 504, 999] {
+            assert_eq!(reason_phrase(status), "Unknown", "{status}");
+        }
+    }
+
+    #[test]
+    fn status_line_carries_code_and_phrase() {
+        let mut out = BytesMut::new();
+        put_status_line(&mut out, 404);
+        assert_eq!(&out[..], b"HTTP/1.1 404 Not Found\r\n");
+    }
 }
