@@ -261,16 +261,17 @@ fn a_fragmented_message_of_exactly_max_message_size_is_accepted_and_one_byte_mor
 
 #[test]
 fn control_frames_do_not_count_towards_the_message_size() {
-    // A ping of 5 bytes in the middle of a 10-byte message at a 10-byte limit.
+    // A 5-byte ping in the middle of a 10-byte message at a 10-byte limit:
+    // counted, it would make 13.
     let mut s = server_with(Config::default().max_message_size(10));
-    let mut input = raw(false, 2, &[1; 5], Some(KEY));
+    let mut input = raw(false, 2, &[1; 8], Some(KEY));
     input.extend(cframe(9, &[9; 5]));
-    input.extend(raw(true, 0, &[2; 5], Some(KEY)));
+    input.extend(raw(true, 0, &[2; 2], Some(KEY)));
     assert_eq!(
         feed(&mut s, &input).unwrap(),
         vec![
             Message::Ping(Bytes::from_static(&[9; 5])),
-            Message::binary(vec![1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+            Message::binary(vec![1, 1, 1, 1, 1, 1, 1, 1, 2, 2])
         ]
     );
 }
@@ -324,6 +325,51 @@ fn end_of_stream_neither_sends_nor_receives_a_close() {
     assert!(s.should_close_transport());
 }
 
+#[test]
+fn sending_is_refused_after_every_way_the_connection_ends() {
+    let t0 = Instant::now();
+    let refused = |c: &mut Connection| {
+        for r in [
+            c.send_text("x"),
+            c.send_binary(b"x"),
+            c.send_ping(b"x"),
+            c.send_pong(b"x"),
+        ] {
+            assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+        }
+    };
+    // Our close sent.
+    let mut s = server_with(Config::default());
+    s.close(CloseCode::NORMAL, "").unwrap();
+    refused(&mut s);
+    // The peer's close received (and answered).
+    let mut s = server_with(Config::default());
+    feed(&mut s, &cframe(8, &[])).unwrap();
+    refused(&mut s);
+    // End of stream, nothing else.
+    let mut s = server_with(Config::default());
+    s.handle_eof();
+    refused(&mut s);
+    // A keepalive ping never answered, nothing else.
+    let config = Config::default()
+        .keepalive(Some(Duration::from_secs(1)))
+        .keepalive_timeout(Duration::from_secs(1));
+    let mut s = server_with(config);
+    assert_eq!(s.poll_timeout(t0), Some(t0 + Duration::from_secs(1)));
+    s.handle_timeout(t0 + Duration::from_secs(1));
+    assert_eq!(
+        s.poll_timeout(t0 + Duration::from_secs(1)),
+        Some(t0 + Duration::from_secs(2))
+    );
+    s.handle_timeout(t0 + Duration::from_secs(2));
+    assert!(!s.close_sent() && !s.close_received());
+    refused(&mut s);
+    assert!(matches!(
+        s.poll_message(),
+        Err(Error::Timeout(ws_core::TimeoutKind::Keepalive))
+    ));
+}
+
 // ------------------------------------------------------ output accounting
 
 #[test]
@@ -364,11 +410,10 @@ fn wants_write_reports_a_pong_held_back_by_the_write_limit_until_a_close_is_sent
     feed(&mut s, &cframe(9, b"p")).unwrap();
     let n = s.buffered_transmit();
     assert_eq!(n, 22);
-    let mut slices = [std::io::IoSlice::new(&[]); 4];
     assert_eq!(
-        s.transmit_slices(&mut slices),
-        1,
-        "the pong joins the queue"
+        s.pending_transmit().len(),
+        25,
+        "the pong joins the queue when asked for bytes"
     );
     s.advance_transmit(n);
     assert!(s.wants_write(), "the pong is still owed");
@@ -379,6 +424,15 @@ fn wants_write_reports_a_pong_held_back_by_the_write_limit_until_a_close_is_sent
         (OpCode::Pong, &b"p"[..])
     );
     assert!(!s.wants_write());
+
+    // transmit_slices hands out the owed pong too.
+    let mut s = server_with(Config::default().write_buffer_limit(10));
+    s.send_binary(&[0; 20]).unwrap();
+    feed(&mut s, &cframe(9, b"q")).unwrap();
+    s.advance_transmit(22);
+    let mut slices = [std::io::IoSlice::new(&[]); 4];
+    assert_eq!(s.transmit_slices(&mut slices), 1);
+    assert_eq!(&slices[0][..], b"\x8a\x01q");
 
     // Same, but a close is queued first: no pong is owed after a close.
     let mut s = server_with(Config::default().write_buffer_limit(10));
