@@ -290,3 +290,25 @@ fn a_shared_payload_over_the_fragment_size_is_still_fragmented() {
     s.send(&Message::Binary(payload.clone())).unwrap();
     assert!(shares(&mut s, &payload));
 }
+
+/// Output capacity a client's split sender holds after sending and writing
+/// a message of `wire` bytes on the wire, then one of `then` bytes.
+fn output_capacity_after(wire: usize, then: usize) -> usize {
+    let (_rx, mut tx) = Connection::new(Role::Client, Config::default()).split();
+    for n in [wire, then] {
+        // A client frame over 64 KiB has a 14-byte header.
+        tx.send_binary(&vec![1; n - 14]).unwrap();
+        assert_eq!(tx.buffered_transmit(), n);
+        tx.advance_transmit(n);
+    }
+    tx.release_idle_buffers()
+}
+
+#[test]
+fn a_large_output_buffer_is_kept_while_messages_are_a_quarter_of_it_and_dropped_after() {
+    let big = 400_000;
+    // Exactly a quarter: kept for the next message.
+    assert!(output_capacity_after(big, big / 4) >= big);
+    // One byte less than a quarter: the burst is over, freed once written.
+    assert_eq!(output_capacity_after(big, big / 4 - 1), 0);
+}
