@@ -545,3 +545,70 @@ fn poll_timeout_reports_nothing_for_an_open_idle_connection_and_the_close_deadli
         Err(Error::Timeout(ws_core::TimeoutKind::Close))
     ));
 }
+
+#[test]
+fn no_keepalive_ping_follows_our_close_frame() {
+    let t0 = Instant::now();
+    let config = Config::default()
+        .keepalive(Some(Duration::from_secs(1)))
+        .close_timeout(Duration::from_secs(10));
+    let mut s = server_with(config);
+    assert_eq!(s.poll_timeout(t0), Some(t0 + Duration::from_secs(1)));
+    s.close(CloseCode::NORMAL, "").unwrap();
+    take_all(&mut s);
+    s.poll_timeout(t0);
+    s.handle_timeout(t0 + Duration::from_secs(1));
+    assert!(!s.wants_write(), "nothing may follow a close frame");
+    assert_eq!(s.state(), State::Closing);
+}
+
+/// Everything queued, written through the `Transmit` trait the adapters use,
+/// `step` bytes per write.
+fn write_all_via_transmit<T: ws_core::Transmit>(t: &mut T, step: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    loop {
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let n = t.transmit_slices(&mut slices);
+        if n == 0 {
+            return wire;
+        }
+        let mut budget = step;
+        let mut took = 0;
+        for s in &slices[..n] {
+            let k = s.len().min(budget);
+            wire.extend_from_slice(&s[..k]);
+            budget -= k;
+            took += k;
+        }
+        t.advance_transmit(took);
+    }
+}
+
+#[test]
+fn the_transmit_trait_writes_a_connection_and_a_sender_alike() {
+    let payload = Bytes::from(vec![6u8; 10_000]);
+    let mut s = server_with(Config::default());
+    s.send_text("one").unwrap();
+    s.send(&Message::Binary(payload.clone())).unwrap();
+    s.send_text("two").unwrap();
+    let (_rx, mut tx) = server_with(Config::default()).split();
+    tx.send_text("one").unwrap();
+    tx.send(&Message::Binary(payload.clone())).unwrap();
+    tx.send_text("two").unwrap();
+    let a = write_all_via_transmit(&mut s, 3000);
+    let b = write_all_via_transmit(&mut tx, 3000);
+    assert_eq!(a, b);
+    assert!(!s.wants_write() && !tx.wants_write());
+    let ops: Vec<_> = frames_of(&a)
+        .iter()
+        .map(|f| (f.0.opcode, f.1.len()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (OpCode::Text, 3),
+            (OpCode::Binary, 10_000),
+            (OpCode::Text, 3)
+        ]
+    );
+}
