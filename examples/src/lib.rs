@@ -6,8 +6,8 @@
 use std::io;
 
 use clap::ValueEnum;
-use ws_core::hub::FlowControl;
-use ws_core::site::ServerMode;
+use ws_core::server::hub::FlowControl;
+use ws_core::server::site::ServerMode;
 use ws_core::{CloseCode, Error, Message};
 
 /// Which adapter crate (and runtime) to run on.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use examples::Runtime;
 use support::{RawClient, TestServer, raw_http};
-use ws_core::hub::SLOW_CLIENT_CLOSE;
-use ws_core::site::ServerMode;
+use ws_core::server::hub::SLOW_CLIENT_CLOSE;
+use ws_core::server::site::ServerMode;
 use ws_core::{CloseCode, Config, Error, Message};
 
 fn payload(len: usize) -> Vec<u8> {

@@ -101,7 +101,7 @@ impl<R: Runtime> Client<R> {
 
     /// Interactive mode: every stdin line is sent as a text message and
     /// every received message is printed as one line on stdout
-    /// ([`display_line`](ws_core::session::display_line)). At end of input
+    /// ([`display_line`](ws_core::server::session::display_line)). At end of input
     /// the client sends a close (1000) and keeps printing what still
     /// arrives (echoes in flight) until the server's reply ends the
     /// connection, bounded by the close timeout; returns `Ok` then, or when
@@ -151,7 +151,9 @@ impl<R: Runtime> Client<R> {
                 Event::Message(Some(Ok(msg))) => {
                     // The server's reply to our own close is not news.
                     let reply = !input_open && matches!(msg, Message::Close(_));
-                    if let Some(line) = ws_core::session::display_line(&msg).filter(|_| !reply) {
+                    if let Some(line) =
+                        ws_core::server::session::display_line(&msg).filter(|_| !reply)
+                    {
                         let mut out = std::io::stdout().lock();
                         let _ = writeln!(out, "{line}");
                         let _ = out.flush();

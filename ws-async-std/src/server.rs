@@ -28,9 +28,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use std::time::Instant;
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
-use ws_core::session::ServerSession;
-use ws_core::site::{Route, route};
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
+use ws_core::server::session::ServerSession;
+use ws_core::server::site::{Route, route};
 use ws_core::{Connection, PreparedMessage, Role};
 
 /// Steps one connection poll takes before yielding to the executor, so a
@@ -132,7 +132,7 @@ impl<R: Runtime> Server<R> {
     }
 
     /// The broadcast queues' limits: high-water mark, hard byte bound and
-    /// slow-client timeout (see [`FlowControl`] and [`ws_core::hub`]).
+    /// slow-client timeout (see [`FlowControl`] and [`ws_core::server::hub`]).
     pub fn flow_control(mut self, flow: FlowControl) -> Self {
         self.flow = flow;
         self

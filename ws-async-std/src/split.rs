@@ -1,7 +1,7 @@
 //! The halves of a split [`WebSocketStream`](crate::WebSocketStream):
 //! [`WsReader`] and [`WsWriter`], with no lock on the data path.
 //!
-//! The halves themselves live in [`ws_core::halves`] (the receive loop,
+//! The halves themselves live in [`ws_core::rt::halves`] (the receive loop,
 //! the writer's operations, who writes a control reply and when each half
 //! wakes the other), shared with ws-tokio. This file is only the futures-io
 //! calls they run on: one read, one vectored write and a `poll_close`, and
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use futures_core::{FusedStream, Stream};
 use futures_io::{AsyncRead, AsyncWrite};
-use ws_core::halves::{
+use ws_core::rt::halves::{
     ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
 };
 use ws_core::{BytesMut, Message, Transmit};

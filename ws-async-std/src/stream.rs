@@ -16,7 +16,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use ws_core::driver::StreamDriver;
+use ws_core::rt::driver::StreamDriver;
 use ws_core::{Connection, State};
 
 /// The whole-stream loop (ws-core's) over a futures-io transport and an
@@ -167,7 +167,7 @@ impl<S: SplitIo> WebSocketStream<S> {
     /// The [`WsReader`] owns a read handle and the receive state
     /// ([`ws_core::Receiver`]); receiving never touches what the writer
     /// uses. The [`WsWriter`] owns the send state ([`ws_core::Sender`]) and
-    /// a write handle, kept in a [`ws_core::handoff::Handoff`] that it claims
+    /// a write handle, kept in a [`ws_core::rt::handoff::Handoff`] that it claims
     /// with one compare-and-swap per send or flush. When the reader decodes
     /// a ping or a close, the reply goes to the writer's queue; if the writer
     /// is busy it writes the reply with its next flush, and if not the

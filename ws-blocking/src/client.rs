@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use ws_core::handshake::Response;
-use ws_core::session::display_line;
+use ws_core::server::session::display_line;
 use ws_core::url::WsUrl;
 use ws_core::{CloseCode, Config, Error, Message};
 

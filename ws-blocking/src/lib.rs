@@ -50,8 +50,8 @@ pub use server::{Server, ServerHandle};
 pub use stream::{
     Messages, NoReadTimeout, SetReadTimeout, WebSocket, WebSocketStream, WsReader, WsWriter,
 };
-pub use ws_core::hub::{BroadcastReport, FlowControl, HubStats};
-pub use ws_core::site::ServerMode;
+pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};
+pub use ws_core::server::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
 
 /// The result type of every fallible operation in this crate.

@@ -6,8 +6,8 @@
 //!
 //! The per-client behaviour (echo or broadcast, back-pressure, the hub's
 //! flow control, the slow client close) is
-//! [`ws_core::session::ServerSession`], HTTP routing is
-//! [`ws_core::site::route`], and the client registry is [`ws_core::hub::Hub`];
+//! [`ws_core::server::session::ServerSession`], HTTP routing is
+//! [`ws_core::server::site::route`], and the client registry is [`ws_core::server::hub::Hub`];
 //! this module only moves bytes between them and the sockets, and wakes
 //! threads when the hub says so.
 //!
@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ws_core::connection::State;
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
-use ws_core::session::ServerSession;
-use ws_core::site::{self, ServerMode};
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
+use ws_core::server::session::ServerSession;
+use ws_core::server::site::{self, ServerMode};
 use ws_core::{Config, Connection, Message, PreparedMessage, Role};
 
 use crate::Result;
@@ -81,7 +81,7 @@ impl Server {
     }
 
     /// The broadcast queues' limits: high-water mark, hard byte bound and
-    /// slow-client timeout (see [`FlowControl`] and [`ws_core::hub`]).
+    /// slow-client timeout (see [`FlowControl`] and [`ws_core::server::hub`]).
     pub fn flow_control(mut self, flow: FlowControl) -> Self {
         self.flow = flow;
         self
@@ -372,6 +372,17 @@ impl SharedState for ConnState {
     fn is_done(&self) -> bool {
         self.done
     }
+    // Bytes being written outside the lock still count against the write
+    // buffer limit, so the session takes no more broadcasts meanwhile (and
+    // a client that does not read fills its queue, not our memory).
+    fn take_for_write(&mut self) -> Option<bytes::Bytes> {
+        self.session.as_mut().map(ServerSession::take_for_write)
+    }
+    fn written(&mut self, n: usize) {
+        if let Some(s) = self.session.as_mut() {
+            s.written(n);
+        }
+    }
 }
 
 type ServerConn = Shared<TcpStream, ConnState>;
@@ -578,6 +589,16 @@ fn reader_loop(conn: &ServerConn, wake: &ConnWake) {
                 return;
             }
             let wait = eof || !s.wants_read();
+            if wait && !eof && !s.is_paused() {
+                // No room because the other thread's write is in flight:
+                // wait for it on the write lock (no wake comes when a write
+                // ends), then look again.
+                drop(st);
+                if conn.flush(true).is_err() {
+                    return;
+                }
+                continue;
+            }
             if !wait {
                 // Nothing buffered: let ws-core drop what a burst grew
                 // (large buffers after its idle delay, via the timer).

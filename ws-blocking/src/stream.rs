@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ws_core::{
     CloseCode, Config, Connection, Error, Message, Receiver, Role, Sender, TimeoutKind, Transmit,
 };
@@ -587,6 +587,13 @@ pub(crate) trait SharedState {
     fn conn(&mut self) -> Option<&mut Connection>;
     /// Whether the reading side finished (the transport is done).
     fn is_done(&self) -> bool;
+    /// Takes everything queued for one write made outside the lock.
+    fn take_for_write(&mut self) -> Option<Bytes> {
+        self.conn().map(|c| c.take_transmit())
+    }
+    /// `n` bytes taken by [`take_for_write`](Self::take_for_write) are on
+    /// the wire.
+    fn written(&mut self, _n: usize) {}
 }
 
 /// A transport shared by a server connection's reading and writing threads,
@@ -686,14 +693,28 @@ where
             };
             let mut wrote = false;
             loop {
-                let bytes = match self.lock().conn() {
-                    Some(c) => c.take_transmit(),
+                let bytes = match self.lock().take_for_write() {
+                    Some(bytes) => bytes,
                     None => break,
                 };
                 if bytes.is_empty() {
                     break;
                 }
-                (&self.io).write_all(&bytes)?;
+                // Each write's progress is reported at once: a server
+                // session takes more broadcasts as room appears, so a client
+                // that reads slowly drains its queue as it goes.
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    match (&self.io).write(rest) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => {
+                            rest = &rest[n..];
+                            self.lock().written(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 wrote = true;
             }
             if wrote {

@@ -148,8 +148,15 @@ fn slow_client_is_dropped_while_others_keep_receiving() {
             }));
             let report = server.broadcast(&payload).unwrap();
             sent += 1;
-            if !report.dropped.is_empty() {
-                assert_eq!(report.dropped.len(), 1, "only the slow client is dropped");
+            // The hub drops it after its slow-client timeout, noticed by
+            // whoever waits on it first: this broadcast or a paused session.
+            if dropped_at.is_none() && server.stats().dropped_slow > 0 {
+                assert!(report.dropped.len() <= 1, "only the slow client is dropped");
+                assert_eq!(
+                    server.stats().dropped_slow,
+                    1,
+                    "only the slow client is dropped"
+                );
                 dropped_at = Some(sent);
             }
             if dropped_at.is_some_and(|d| sent >= d + 20) {
@@ -215,7 +222,7 @@ fn handshake_rejections_and_page_while_server_keeps_serving() {
         let r = http(addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
         assert!(r.contains("text/html"));
-        assert!(r.ends_with(ws_core::site::INDEX_HTML));
+        assert!(r.ends_with(ws_core::server::site::INDEX_HTML));
 
         let r = http(addr, "garbage\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 400 "), "{r}");

@@ -6,17 +6,30 @@
 //! async-std, smol, plain threads, or your own event loop, and every rule is
 //! unit-testable without a network.
 //!
-//! - [`handshake`]: the opening handshake, both roles ([`handshake::ClientHandshake`],
-//!   [`handshake::ServerHandshake`]), as its own layer.
-//! - [`Connection`]: framing, masking, fragmentation, UTF-8 validation,
-//!   ping/pong, the closing handshake, limits and timers; [`Connection::split`]
-//!   into a [`Receiver`] and a [`Sender`] for two tasks; [`handoff`] and
-//!   [`halves`] are the runtime-independent part of the async adapters'
-//!   split halves (the write side both halves share, the split writer, the
-//!   reader's control-reply writing).
-//! - [`frame`], [`mask`], [`utf8`]: the wire pieces, usable on their own.
-//! - [`url`], [`site`], [`hub`]: what the runtime adapters share (URL
-//!   parsing, the test page and HTTP routing, the broadcast registry).
+//! The crate has three layers, one above the other (`docs/architecture.md`
+//! has the picture):
+//!
+//! 1. **The protocol** (the modules at the root; pure: no clock, no I/O, no
+//!    futures, no threads):
+//!    - [`handshake`]: the opening handshake, both roles
+//!      ([`handshake::ClientHandshake`], [`handshake::ServerHandshake`]), as
+//!      its own layer.
+//!    - [`Connection`]: framing, masking, fragmentation, UTF-8 validation,
+//!      ping/pong, the closing handshake, limits and timers;
+//!      [`Connection::split`] into a [`Receiver`] and a [`Sender`] for two
+//!      tasks.
+//!    - [`frame`], [`mask`], [`utf8`], [`close`], [`message`]: the wire
+//!      pieces, usable on their own; [`url`]: `ws://` URLs; [`config`],
+//!      [`error`].
+//! 2. **Adapter support**, [`rt`] (cargo feature `rt`): the loops every
+//!    runtime adapter runs, written once (the stream driver, the split
+//!    halves, the handoff cell).
+//! 3. **The demo server**, [`server`] (cargo feature `server`): routing and
+//!    the test page, the per-connection session, the broadcast hub and its
+//!    flow control.
+//!
+//! With `default-features = false` only the protocol is compiled (and its
+//! dependencies: `bytes`, `httparse`, `sha1`, `base64`, `simdutf8`, ...).
 //!
 //! ## A client and a server in memory
 //!
@@ -49,22 +62,25 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+// Layer 1, the protocol: pure (no clock, no I/O, no futures).
 pub mod close;
 pub mod config;
 pub mod connection;
-pub mod driver;
 pub mod error;
 pub mod frame;
-pub mod halves;
-pub mod handoff;
 pub mod handshake;
-pub mod hub;
 pub mod mask;
 pub mod message;
-pub mod session;
-pub mod site;
 pub mod url;
 pub mod utf8;
+
+// Layer 2, runtime-independent adapter support.
+#[cfg(feature = "rt")]
+pub mod rt;
+
+// Layer 3, the demo server's application logic.
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use bytes::{Bytes, BytesMut};
 pub use close::{CloseCode, CloseFrame};

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use ws_core::session::display_line;
+use ws_core::server::session::display_line;
 use ws_core::url::WsUrl;
 use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message};
 

@@ -12,9 +12,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
-use ws_core::session::ServerSession;
-use ws_core::site::{Route, ServerMode, route};
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
+use ws_core::server::session::ServerSession;
+use ws_core::server::site::{Route, ServerMode, route};
 use ws_core::{Config, Connection, Message, PreparedMessage, Role};
 
 use crate::Result;
@@ -116,7 +116,7 @@ impl Drop for RunGuard {
 ///
 /// # Flow control
 ///
-/// See [`ws_core::hub`]: a client that keeps reading loses nothing; senders
+/// See [`ws_core::server::hub`]: a client that keeps reading loses nothing; senders
 /// are paused while some client's queue is above its high-water mark; a
 /// client whose queue stays above it for the slow-client timeout, or passes
 /// the hard byte bound, is closed with 1013. Set the limits with

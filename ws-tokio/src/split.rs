@@ -1,10 +1,10 @@
 //! The halves of a split [`WebSocketStream`](crate::WebSocketStream):
 //! [`WsReader`] and [`WsWriter`], with no lock on the data path.
 //!
-//! The halves themselves live in [`ws_core::halves`] (the receive loop,
+//! The halves themselves live in [`ws_core::rt::halves`] (the receive loop,
 //! the writer's operations, who writes a control reply and when each half
 //! wakes the other). This file is only the tokio calls they (and the whole
-//! stream's [`ws_core::driver::StreamDriver`]) run on: one read, one
+//! stream's [`ws_core::rt::driver::StreamDriver`]) run on: one read, one
 //! vectored write and a shutdown ([`Io`]), and a `Sleep` for the timer.
 
 use std::io;
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use futures_core::{FusedStream, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use ws_core::halves::{
+use ws_core::rt::halves::{
     ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
 };
 use ws_core::{BytesMut, Message, Transmit};

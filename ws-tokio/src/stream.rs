@@ -12,7 +12,7 @@ use futures_core::{FusedStream, Stream};
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
-use ws_core::driver::StreamDriver;
+use ws_core::rt::driver::StreamDriver;
 use ws_core::{CloseCode, Config, Connection, Message, Role, Transmit};
 
 use crate::split::{Io, SplitIo, WsReader, WsWriter};
@@ -169,7 +169,7 @@ impl<S: SplitIo> WebSocketStream<S> {
     /// The [`WsReader`] owns the transport's read half and the receive state
     /// ([`ws_core::Receiver`]); receiving never touches what the writer
     /// uses. The [`WsWriter`] owns the send state ([`ws_core::Sender`]) and
-    /// the write half, kept in a [`ws_core::handoff::Handoff`] that it claims
+    /// the write half, kept in a [`ws_core::rt::handoff::Handoff`] that it claims
     /// with one compare-and-swap per send or flush. When the reader decodes a
     /// ping or a close, the reply goes to the writer's queue; if the writer
     /// is busy it writes the reply with its next flush, and if not the reader

@@ -432,8 +432,15 @@ async fn slow_client_is_dropped_while_others_keep_receiving() {
                 .await
                 .unwrap();
             sent += 1;
-            if !report.dropped.is_empty() {
-                assert_eq!(report.dropped.len(), 1, "only the slow client is dropped");
+            // The hub drops it after its slow-client timeout, noticed by
+            // whoever waits on it first: this broadcast or a paused session.
+            if server.stats().dropped_slow > 0 {
+                assert!(report.dropped.len() <= 1, "only the slow client is dropped");
+                assert_eq!(
+                    server.stats().dropped_slow,
+                    1,
+                    "only the slow client is dropped"
+                );
                 slow_dropped_at.get_or_insert((i, tokio::time::Instant::now()));
             }
             // Both fast clients get every message, in order: one copy each.
@@ -504,7 +511,7 @@ async fn handshake_rejections_and_page_while_still_serving() {
         let r = http(addr, &format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n")).await;
         assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
         assert!(r.contains("text/html"));
-        assert!(r.ends_with(ws_core::site::INDEX_HTML));
+        assert!(r.ends_with(ws_core::server::site::INDEX_HTML));
 
         let r = http(addr, "this is not http\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 400 "), "{r}");

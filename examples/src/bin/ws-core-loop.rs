@@ -17,7 +17,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::site::{Route, ServerMode, route};
+use ws_core::server::site::{Route, ServerMode, route};
 use ws_core::{Bytes, Config, Connection, Message, Role};
 
 /// Where one connection is in its life.

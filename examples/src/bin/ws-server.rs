@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use examples::{Mode, Runtime, run_server};
-use ws_core::hub::FlowControl;
+use ws_core::server::hub::FlowControl;
 
 /// A WebSocket chat/echo server: the test page on `/`, WebSocket on `/ws`.
 #[derive(Parser, Debug)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use examples::Runtime;
 use ws_core::handshake::{ClientHandshake, ClientRequest};
-use ws_core::hub::{FlowControl, HubStats};
-use ws_core::site::ServerMode;
+use ws_core::server::hub::{FlowControl, HubStats};
+use ws_core::server::site::ServerMode;
 use ws_core::{Config, Connection, Error, Message, Receiver, Role, Sender};
 
 /// A running server of one runtime, driven synchronously from a test.

@@ -21,7 +21,7 @@
 //!
 //! Who writes the sender's bytes when the application's sending task is idle
 //! (a pong must still go out) is the runtime adapter's business; ws-core's
-//! [`Handoff`](crate::handoff::Handoff) is the building block the adapters
+//! [`Handoff`](crate::rt::handoff::Handoff) is the building block the adapters
 //! use for that.
 
 use super::{Connection, KEEPALIVE_PAYLOAD, State, Timer};

@@ -9,9 +9,14 @@ use std::time::Instant;
 
 use crate::connection::{Connection, PreparedMessage, State};
 use crate::error::Error;
-use crate::hub::{ClientId, Hub, Outbox, Wake};
 use crate::message::Message;
-use crate::site::ServerMode;
+use crate::server::hub::{ClientId, Hub, Outbox, Wake};
+use crate::server::site::ServerMode;
+
+/// Chat messages one poll broadcasts per hub lock, at most: the congestion
+/// is checked per message but seen by others per batch, so a batch is also
+/// how far one sender can overshoot a high-water mark.
+const BROADCAST_BATCH: usize = 64;
 
 /// Broadcasts taken from the outbox per lock: enough to fill a write, few
 /// enough that a broadcaster waiting for the lock is not held up for long.
@@ -19,7 +24,7 @@ const POP_BATCH: usize = 64;
 
 /// One server-side client connection and what the server does with it:
 /// its [`Connection`], its broadcast [`Outbox`] in the [`Hub`], and the
-/// flow-control rules between them (see the [`hub`](crate::hub) docs).
+/// flow-control rules between them (see the [`hub`](crate::server::hub) docs).
 ///
 /// The adapter's loop is: call [`poll`](Self::poll) after anything happened
 /// (bytes read, bytes written, the [`Wake`] fired, the timer fired), write
@@ -35,8 +40,15 @@ pub struct ServerSession {
     outbox: Option<Outbox>,
     hub: Arc<Hub>,
     wake: Arc<dyn Wake>,
-    /// The hub epoch this session paused in, while the hub is congested.
+    /// The hub epoch this session registered its pause in.
     paused: Option<u64>,
+    /// A chat message decoded while the hub was congested, broadcast once
+    /// it clears. A session only pauses with a message in hand, so clients
+    /// that only read are never paused (nor woken when the pause ends).
+    held: Option<Message>,
+    /// Bytes taken for a write that has not finished
+    /// ([`take_for_write`](Self::take_for_write)).
+    in_flight: usize,
 }
 
 impl std::fmt::Debug for ServerSession {
@@ -62,6 +74,8 @@ impl ServerSession {
             hub: hub.clone(),
             wake,
             paused: None,
+            held: None,
+            in_flight: 0,
         }
     }
 
@@ -78,17 +92,25 @@ impl ServerSession {
     /// Whether the connection's write buffer has room (below the
     /// configured write buffer limit).
     fn has_room(&self) -> bool {
-        self.conn.buffered_transmit() < self.conn.config().get_write_buffer_limit()
+        self.conn.buffered_transmit() + self.in_flight < self.conn.config().get_write_buffer_limit()
     }
 
-    /// In chat mode, whether to hold off decoding because the hub is
-    /// congested; registers for the wake when it clears.
-    fn hold_for_hub(&mut self) -> bool {
-        if self.mode != ServerMode::Chat || !self.hub.is_congested() {
-            self.paused = None;
-            return false;
-        }
-        self.hub.pause(&self.wake, &mut self.paused)
+    /// Takes everything queued, for an adapter that writes outside its own
+    /// lock (the blocking server): the bytes count against the write buffer
+    /// limit until [`written`](Self::written) says they are on the wire, so
+    /// a client that does not read cannot make the session take more.
+    pub fn take_for_write(&mut self) -> bytes::Bytes {
+        let bytes = self.conn.take_transmit();
+        self.in_flight += bytes.len();
+        bytes
+    }
+
+    /// `n` bytes taken by [`take_for_write`](Self::take_for_write) were
+    /// written; takes more broadcasts if that made room (so a client that
+    /// reads slowly drains its queue while a long write is still going).
+    pub fn written(&mut self, n: usize) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+        self.pump_outbox();
     }
 
     /// Does everything that needs no I/O, at `now`:
@@ -100,29 +122,35 @@ impl ServerSession {
     ///    the hub let go of the client (1013 too slow, 1001 shutting down);
     /// 3. decodes the messages received so far: echoes each (echo mode) or
     ///    broadcasts it through the hub, encoded once (chat mode). Decoding
-    ///    stops while the write buffer is full and, in chat mode, while the
-    ///    hub is congested: undecoded bytes wait in the connection, and
-    ///    [`wants_read`](Self::wants_read) turns false so TCP pushes back on
-    ///    the client.
+    ///    stops while the write buffer is full; in chat mode a message
+    ///    decoded while the hub is congested is held and the session pauses
+    ///    until the congestion clears. Either way undecoded bytes wait in the
+    ///    connection and [`wants_read`](Self::wants_read) turns false, so TCP
+    ///    pushes back on the client.
     ///
     /// An error (a protocol violation, the peer vanishing) is returned for
     /// logging; the connection has already queued its close frame, and the
     /// caller keeps driving I/O until [`is_finished`](Self::is_finished).
     pub fn poll(&mut self, now: Instant) -> Result<(), Error> {
         self.conn.handle_timeout(now);
-        if self.paused.is_some() && self.hub.poll_timeout().is_some_and(|d| d <= now) {
+        if self.held.is_some() && self.hub.poll_timeout().is_some_and(|d| d <= now) {
             self.hub.handle_timeout(now);
         }
         self.pump_outbox();
         let mut result = Ok(());
-        while self.has_room() && !self.hold_for_hub() {
-            let msg = match self.conn.poll_message() {
-                Ok(Some(msg)) => msg,
-                Ok(None) => break,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+        // Chat messages of this poll, broadcast together (one hub lock).
+        let mut batch = Vec::new();
+        while self.has_room() {
+            let msg = match self.held.take() {
+                Some(msg) => msg,
+                None => match self.conn.poll_message() {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                },
             };
             if !msg.is_data() {
                 continue; // pings are answered by the connection; close is handled there too
@@ -131,9 +159,23 @@ impl ServerSession {
                 // Fails only once the connection is closing: nothing to echo to then.
                 ServerMode::Echo => drop(self.conn.send(&msg)),
                 ServerMode::Chat => {
-                    self.hub.broadcast(&PreparedMessage::new(&msg)?, now);
+                    if self.hub.is_congested() && self.hub.pause(&self.wake, &mut self.paused) {
+                        self.held = Some(msg);
+                        break;
+                    }
+                    // Cannot fail: `msg` is text or binary.
+                    if let Ok(frame) = PreparedMessage::new(&msg) {
+                        batch.push(frame);
+                    }
+                    if batch.len() == BROADCAST_BATCH {
+                        self.hub.broadcast_all(&batch, now);
+                        batch.clear();
+                    }
                 }
             }
+        }
+        if !batch.is_empty() {
+            self.hub.broadcast_all(&batch, now);
         }
         // Our own close may have started above: leave the hub then.
         self.pump_outbox();
@@ -183,20 +225,20 @@ impl ServerSession {
     /// never reads is throttled by TCP instead of growing our memory), and
     /// not while paused by the hub's congestion.
     pub fn wants_read(&self) -> bool {
-        self.has_room() && self.paused.is_none()
+        self.has_room() && self.held.is_none()
     }
 
     /// Whether this session is paused by the hub's congestion (it is woken
     /// through its [`Wake`] when that clears).
     pub fn is_paused(&self) -> bool {
-        self.paused.is_some()
+        self.held.is_some()
     }
 
     /// When [`poll`](Self::poll) next needs calling for a timer: the
     /// connection's timers and, while paused, the hub's slow-client deadline.
     pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
         let conn = self.conn.poll_timeout(now);
-        let hub = self.paused.and_then(|_| self.hub.poll_timeout());
+        let hub = self.held.as_ref().and_then(|_| self.hub.poll_timeout());
         conn.into_iter().chain(hub).min()
     }
 
@@ -228,7 +270,7 @@ pub fn display_line(msg: &Message) -> Option<String> {
 mod tests {
     use super::*;
     use crate::close::CloseCode;
-    use crate::hub::FlowControl;
+    use crate::server::hub::FlowControl;
     use crate::{Config, Role};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -381,12 +423,16 @@ mod tests {
         let (mut sender, sender_wake) = session_in(&hub, ServerMode::Chat, Config::default());
         let (mut reader, _) = session_in(&hub, ServerMode::Chat, Config::default());
         let msgs: Vec<_> = (0..5).map(|i| Message::text(format!("m{i}"))).collect();
-        sender.connection().handle_bytes(&client_bytes(&msgs));
+        // The first read: both messages go out in one batch; the reader's
+        // queue passes the mark.
+        sender.connection().handle_bytes(&client_bytes(&msgs[..2]));
         let now = Instant::now();
         sender.poll(now).unwrap();
-        // The sender's own queue took its first two echoes into its write
-        // buffer; the reader's queue passed the mark at the second message.
         assert!(hub.is_congested());
+        assert!(!sender.is_paused(), "nothing more to send yet");
+        // The next read finds the hub congested: held, paused.
+        sender.connection().handle_bytes(&client_bytes(&msgs[2..]));
+        sender.poll(now).unwrap();
         assert!(sender.is_paused() && !sender.wants_read());
         let mut got = Vec::new();
         let mut rounds = 0;
@@ -401,6 +447,20 @@ mod tests {
         assert_eq!(got, msgs, "every message, once, in order");
         assert!(sender_wake.0.load(Ordering::SeqCst) > 0, "woken on resume");
         assert!(!sender.is_paused() && sender.wants_read());
+    }
+
+    #[test]
+    fn one_read_overshoots_the_mark_by_at_most_one_broadcast_batch() {
+        let limits = FlowControl::default().high_water(1, 1 << 20);
+        let hub = Arc::new(Hub::new(limits));
+        let (reader, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let (mut sender, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let msgs: Vec<_> = (0..200).map(|i| Message::text(i.to_string())).collect();
+        sender.connection().handle_bytes(&client_bytes(&msgs));
+        sender.poll(Instant::now()).unwrap();
+        assert!(sender.is_paused());
+        let queued = reader.outbox.as_ref().unwrap().len();
+        assert_eq!(queued, BROADCAST_BATCH, "one batch, then the pause");
     }
 
     #[test]
@@ -437,11 +497,13 @@ mod tests {
         let (_slow, _) = session_in(&hub, ServerMode::Chat, Config::default());
         let (mut sender, _) = session_in(&hub, ServerMode::Chat, Config::default());
         let t0 = Instant::now();
-        sender.connection().handle_bytes(&client_bytes(&[
-            Message::text("a"),
-            Message::text("b"),
-            Message::text("c"),
-        ]));
+        sender
+            .connection()
+            .handle_bytes(&client_bytes(&[Message::text("a"), Message::text("b")]));
+        sender.poll(t0).unwrap();
+        sender
+            .connection()
+            .handle_bytes(&client_bytes(&[Message::text("c")]));
         sender.poll(t0).unwrap();
         assert!(sender.is_paused());
         let deadline = sender.poll_timeout(t0).unwrap();
@@ -453,6 +515,61 @@ mod tests {
         assert_eq!(
             decode_as_client(&sender.connection().take_transmit()),
             vec![Message::text("a"), Message::text("b"), Message::text("c")]
+        );
+    }
+
+    #[test]
+    fn a_client_that_only_reads_is_never_paused_or_woken_by_congestion() {
+        let limits = FlowControl::default().high_water(1, 1 << 20);
+        let hub = Arc::new(Hub::new(limits));
+        let (_stalled, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let (mut listener, listener_wake) = session_in(&hub, ServerMode::Chat, Config::default());
+        for _ in 0..3 {
+            hub.broadcast(
+                &PreparedMessage::new(&Message::text("x")).unwrap(),
+                Instant::now(),
+            );
+        }
+        assert!(hub.is_congested());
+        listener.poll(Instant::now()).unwrap();
+        listener.connection().take_transmit();
+        let woken = listener_wake.0.load(Ordering::SeqCst);
+        assert!(!listener.is_paused() && listener.wants_read());
+        drop(_stalled);
+        assert!(!hub.is_congested());
+        assert_eq!(
+            listener_wake.0.load(Ordering::SeqCst),
+            woken,
+            "not registered for the resume"
+        );
+    }
+
+    #[test]
+    fn bytes_taken_for_a_write_count_against_the_limit_until_written() {
+        let cfg = Config::default().write_buffer_limit(100);
+        let hub = Arc::new(Hub::default());
+        let (mut s, _) = session_in(&hub, ServerMode::Chat, cfg);
+        let big = PreparedMessage::new(&Message::binary(vec![0; 150])).unwrap();
+        hub.broadcast(&big, Instant::now());
+        hub.broadcast(&big, Instant::now());
+        s.poll(Instant::now()).unwrap();
+        let taken = s.take_for_write();
+        assert_eq!(taken.len(), big.as_bytes().len());
+        s.poll(Instant::now()).unwrap();
+        assert!(
+            !s.wants_read(),
+            "the write in flight still fills the buffer"
+        );
+        assert!(
+            s.connection().pending_transmit().is_empty(),
+            "nothing more taken"
+        );
+        s.written(taken.len());
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(
+            s.take_for_write().len(),
+            big.as_bytes().len(),
+            "taken once written"
         );
     }
 

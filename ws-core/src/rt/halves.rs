@@ -27,8 +27,8 @@ use crate::close::CloseCode;
 use crate::connection::Connection;
 use crate::connection::split::{Receiver, Sender};
 use crate::error::Error;
-use crate::handoff::{Handoff, HandoffGuard, Side};
 use crate::message::Message;
+use crate::rt::handoff::{Handoff, HandoffGuard, Side};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
@@ -36,8 +36,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use crate::driver::{POLL_BUDGET, fire_timers};
-pub use crate::driver::{ReadTransport, Timer, WriteTransport};
+use crate::rt::driver::{POLL_BUDGET, fire_timers};
+pub use crate::rt::driver::{ReadTransport, Timer, WriteTransport};
 
 /// The [`Sender`] and the transport's write direction: what the writer owns
 /// and lends the reader for control replies.

@@ -1,7 +1,7 @@
 //! What an async adapter's WebSocket stream runs on, written once: the
 //! transport calls an adapter supplies ([`ReadTransport`],
 //! [`WriteTransport`], [`Timer`]) and the whole-stream loop over them
-//! ([`StreamDriver`]). The split halves ([`crate::halves`]) use the same
+//! ([`StreamDriver`]). The split halves ([`crate::rt::halves`]) use the same
 //! traits.
 //!
 //! No I/O happens here: the adapter's trait impls make the calls, and the

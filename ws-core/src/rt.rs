@@ -1,0 +1,19 @@
+//! Layer 2: what every runtime adapter needs and no protocol rule does,
+//! written once so the adapters stay thin. Runtime-independent (no tokio,
+//! no async-std, no threads), but not pure: [`driver`] reads the clock when
+//! its caller does not pass one, and [`halves`] speaks `Future`, `Stream`
+//! and `Sink`.
+//!
+//! - [`driver`]: the whole-stream receive/send loop over a transport that
+//!   the adapter implements with one read, one write, a shutdown and a
+//!   timer.
+//! - [`halves`]: the split reader's receive loop and the split writer.
+//! - [`handoff`]: the exclusive cell the split halves pass the write side
+//!   through (the crate's audited `unsafe`).
+//!
+//! Behind the `rt` cargo feature (on by default); the protocol layer does
+//! not need it.
+
+pub mod driver;
+pub mod halves;
+pub mod handoff;
