@@ -95,21 +95,10 @@ pub(crate) fn poll_write_conn<S: AsyncWrite + Unpin + ?Sized>(
     conn: &mut impl Transmit,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
-    loop {
-        // One vectored write for the batched frames and any payload ws-core
-        // queued by reference.
-        let mut slices = [io::IoSlice::new(&[]); 16];
-        let count = conn.transmit_slices(&mut slices);
-        if count == 0 {
-            return Pin::new(&mut *io).poll_flush(cx);
-        }
-        match ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])) {
-            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-            Ok(n) => conn.advance_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-    }
+    ready!(ws_core::rt::write::poll_write_transmit(conn, |slices| {
+        Pin::new(&mut *io).poll_write_vectored(cx, slices)
+    }))?;
+    Pin::new(&mut *io).poll_flush(cx)
 }
 
 /// Reads once into `buf`; `Ok(0)` is end of stream. Cancel-safe.

@@ -8,7 +8,7 @@
 //! turns the connection's deadlines into transport read timeouts.
 
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
@@ -158,19 +158,7 @@ pub(crate) fn read_into<R: Read + ?Sized>(io: &mut R, buf: &mut BytesMut) -> io:
 /// buffering transport may hold bytes from an earlier attempt). Bytes leave
 /// the queue only once written, so a write timeout is retryable.
 pub(crate) fn write_queued<W: Write>(io: &mut W, t: &mut impl Transmit) -> io::Result<()> {
-    loop {
-        let mut slices = [IoSlice::new(&[]); 16];
-        let count = t.transmit_slices(&mut slices);
-        if count == 0 {
-            break;
-        }
-        match io.write_vectored(&slices[..count]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => t.advance_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    ws_core::rt::write::write_transmit(t, |slices| io.write_vectored(slices))?;
     io.flush()
 }
 

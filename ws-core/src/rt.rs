@@ -10,6 +10,8 @@
 //! - [`halves`]: the split reader's receive loop and the split writer.
 //! - [`handoff`]: the exclusive cell the split halves pass the write side
 //!   through (the crate's audited `unsafe`).
+//! - [`write`]: the vectored write loop, one behaviour on `Interrupted`,
+//!   zero-byte and short writes for every transport.
 //!
 //! Behind the `rt` cargo feature (on by default); the protocol layer does
 //! not need it.
@@ -17,3 +19,4 @@
 pub mod driver;
 pub mod halves;
 pub mod handoff;
+pub mod write;

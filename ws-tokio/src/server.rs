@@ -363,23 +363,13 @@ async fn handshake(tcp: &mut TcpStream, mode: ServerMode) -> Result<Option<Bytes
 /// Writes as much of the queued output as the socket takes now, normally in
 /// one call. `Err` means the socket is unusable.
 fn write_queued(tcp: &TcpStream, conn: &mut Connection) -> io::Result<()> {
-    loop {
-        let written = {
-            // One vectored write: small frames batched in ws-core's buffer and
-            // large payloads it queued by reference leave together.
-            let mut slices = [io::IoSlice::new(&[]); 16];
-            match conn.transmit_slices(&mut slices) {
-                0 => return Ok(()),
-                1 => tcp.try_write(&slices[0]),
-                n => tcp.try_write_vectored(&slices[..n]),
-            }
-        };
-        match written {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.advance_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(e),
-        }
+    let written = ws_core::rt::write::write_transmit(conn, |slices| match slices {
+        [one] => tcp.try_write(one),
+        many => tcp.try_write_vectored(many),
+    });
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        r => r,
     }
 }
 

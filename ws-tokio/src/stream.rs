@@ -241,18 +241,9 @@ pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
     t: &mut impl Transmit,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
-    loop {
-        let mut slices = [io::IoSlice::new(&[]); 16];
-        let count = t.transmit_slices(&mut slices);
-        if count == 0 {
-            break;
-        }
-        let n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?;
-        if n == 0 {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        t.advance_transmit(n);
-    }
+    ready!(ws_core::rt::write::poll_write_transmit(t, |slices| {
+        Pin::new(&mut *io).poll_write_vectored(cx, slices)
+    }))?;
     Pin::new(io).poll_flush(cx)
 }
 
