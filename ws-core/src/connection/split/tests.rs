@@ -456,3 +456,154 @@ fn discarding_the_queue_drops_pending_control_replies_and_releases_the_receiver(
     assert!(!tx.wants_write());
     assert!(rx.should_close_transport());
 }
+
+#[test]
+fn both_halves_report_the_role_and_config_they_were_split_from() {
+    let config = Config::default().write_buffer_limit(777);
+    for role in [Role::Client, Role::Server] {
+        let (rx, tx) = Connection::new(role, config.clone()).split();
+        assert_eq!((rx.role(), tx.role()), (role, role));
+        assert_eq!(rx.config().get_write_buffer_limit(), 777);
+        assert_eq!(tx.config().get_write_buffer_limit(), 777);
+    }
+}
+
+#[test]
+fn close_sent_and_close_received_are_seen_by_both_halves() {
+    // Our close, queued by the sender.
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    assert!(!rx.close_sent() && !tx.close_sent());
+    assert!(!rx.close_received() && !tx.close_received());
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    assert!(rx.close_sent() && tx.close_sent());
+    assert!(!rx.close_received() && !tx.close_received());
+    assert_eq!((rx.state(), tx.state()), (State::Closing, State::Closing));
+    // The peer's answer, received by the receiver.
+    tx_to_peer(&mut tx, &mut peer);
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert!(rx.close_received() && tx.close_received());
+    assert_eq!((rx.state(), tx.state()), (State::Closed, State::Closed));
+
+    // The peer's close, answered by the receiver through the sender.
+    let (mut peer, mut rx, tx) = server_pair(Config::default());
+    peer.close(CloseCode::NORMAL, "").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert!(rx.close_received() && tx.close_received());
+    assert!(rx.close_sent() && tx.close_sent(), "the reply is queued");
+    assert_eq!((rx.state(), tx.state()), (State::Closed, State::Closed));
+}
+
+#[test]
+fn each_way_of_ending_closes_both_halves() {
+    let now = Instant::now();
+    // End of stream.
+    let (_peer, mut rx, tx) = server_pair(Config::default());
+    rx.handle_eof();
+    assert_eq!((rx.state(), tx.state()), (State::Closed, State::Closed));
+    // A protocol violation.
+    let (_peer, mut rx, tx) = server_pair(Config::default());
+    rx.handle_bytes(&[0x82, 0x00]); // unmasked
+    assert!(rx.poll_message().is_err());
+    assert_eq!((rx.state(), tx.state()), (State::Closed, State::Closed));
+    // A keepalive ping never answered.
+    let config = Config::default()
+        .keepalive(Some(Duration::from_secs(1)))
+        .keepalive_timeout(Duration::from_secs(1));
+    let (_peer, mut rx, mut tx) = server_pair(config);
+    let at = rx.poll_timeout(now).unwrap();
+    rx.handle_timeout(at);
+    let at = rx.poll_timeout(at).unwrap();
+    rx.handle_timeout(at);
+    assert!(matches!(
+        rx.poll_message(),
+        Err(Error::Timeout(TimeoutKind::Keepalive))
+    ));
+    assert_eq!((rx.state(), tx.state()), (State::Closed, State::Closed));
+    assert!(matches!(tx.send_text("x"), Err(Error::Closed)));
+    assert!(rx.should_close_transport(), "a timeout ends at once");
+    assert!(tx.should_close_transport());
+}
+
+#[test]
+fn sender_wants_write_for_its_own_queue_and_for_replies_not_yet_taken() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    assert!(!tx.wants_write());
+    tx.send_text("own").unwrap();
+    assert!(tx.wants_write());
+    assert_eq!(tx.buffered_transmit(), 5);
+    tx_to_peer(&mut tx, &mut peer);
+    assert!(!tx.wants_write());
+    assert_eq!(tx.buffered_transmit(), 0);
+    peer.send_ping(b"p").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert!(tx.wants_write(), "a pong is owed");
+    assert_eq!(tx.buffered_transmit(), 0, "not taken yet");
+    assert_eq!(tx.pending_transmit(), b"\x8a\x01p");
+    assert_eq!(tx.buffered_transmit(), 3);
+}
+
+#[test]
+fn a_sender_that_wrote_everything_releases_its_output_buffer() {
+    let (_peer, _rx, mut tx) = server_pair(Config::default());
+    tx.send_binary(&[1; 1000]).unwrap();
+    assert_eq!(tx.release_idle_buffers(), 0, "queued bytes are kept");
+    let n = tx.pending_transmit().len();
+    tx.advance_transmit(n);
+    assert!(tx.release_idle_buffers() >= 1000);
+    assert_eq!(tx.release_idle_buffers(), 0);
+}
+
+#[test]
+fn the_receiver_waits_for_the_close_frame_to_be_written_not_just_queued() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    peer.close(CloseCode::NORMAL, "").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert!(!rx.should_close_transport(), "our close is still queued");
+    assert!(!tx.should_close_transport());
+    let n = tx.pending_transmit().len();
+    tx.advance_transmit(n - 1);
+    assert!(!rx.should_close_transport(), "one byte is still queued");
+    tx.advance_transmit(1);
+    assert!(rx.should_close_transport(), "a server closes TCP first");
+    assert!(tx.should_close_transport());
+}
+
+#[test]
+fn a_client_receiver_waits_for_the_server_to_close_the_transport() {
+    let config = Config::default();
+    let mut peer = Connection::new(Role::Server, config.clone());
+    let (mut rx, mut tx) = Connection::new(Role::Client, config).split();
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    let n = tx.pending_transmit().len();
+    tx.advance_transmit(n);
+    peer.close(CloseCode::NORMAL, "").unwrap();
+    rx.handle_bytes(&peer.take_transmit());
+    drain_rx(&mut rx);
+    assert_eq!(rx.state(), State::Closed);
+    assert!(!rx.should_close_transport(), "the server closes first");
+    assert!(!tx.should_close_transport());
+    rx.handle_eof();
+    assert!(rx.should_close_transport());
+    assert!(tx.should_close_transport());
+}
+
+#[test]
+fn a_sender_with_control_replies_not_yet_taken_keeps_the_transport_open() {
+    let (mut peer, mut rx, mut tx) = server_pair(Config::default());
+    peer.send_ping(b"p").unwrap();
+    peer.close(CloseCode::NORMAL, "").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert!(
+        !tx.should_close_transport(),
+        "the pong and the reply are owed"
+    );
+    let got = tx_to_peer(&mut tx, &mut peer);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(tx.should_close_transport());
+}
