@@ -612,3 +612,26 @@ fn the_transmit_trait_writes_a_connection_and_a_sender_alike() {
         ]
     );
 }
+
+#[test]
+fn the_close_timer_after_a_finished_or_failed_handshake_ends_the_connection_without_an_error() {
+    let t0 = Instant::now();
+    let after = t0 + Duration::from_secs(5);
+    // A client that answered the server's close waits for the server to
+    // close TCP; the close timeout then ends it quietly.
+    let mut c = Connection::new(Role::Client, Config::default());
+    c.handle_bytes(&raw(true, 8, &1000u16.to_be_bytes(), None));
+    assert!(matches!(c.poll_message().unwrap(), Some(Message::Close(_))));
+    take_all(&mut c);
+    assert!(!c.should_close_transport());
+    assert_eq!(c.poll_timeout(t0), Some(after));
+    c.handle_timeout(after);
+    assert_eq!(c.poll_message().unwrap(), None);
+    assert!(c.should_close_transport());
+    // A connection that failed reported its error once.
+    let mut s = server_with(Config::default());
+    feed(&mut s, &raw(true, 2, b"unmasked", None)).unwrap_err();
+    assert_eq!(s.poll_timeout(t0), Some(after));
+    s.handle_timeout(after);
+    assert_eq!(s.poll_message().unwrap(), None);
+}
