@@ -1021,7 +1021,10 @@ fn large_server_payloads_are_queued_without_copying_and_arrive_intact() {
     // Drain in awkward pieces through both APIs; the peer sees the same messages.
     let mut wire = Vec::new();
     let mut step = 1;
+    let mut writes = 0;
     while s.wants_write() {
+        writes += 1;
+        assert!(writes < 1000, "the queue does not drain");
         let chunk = s.pending_transmit();
         let take = chunk.len().min(step);
         wire.extend_from_slice(&chunk[..take]);
@@ -1051,7 +1054,10 @@ fn vectored_advance_spans_chunks() {
     s.send_text("tail").unwrap();
     let total = s.buffered_transmit();
     let mut wire = Vec::new();
+    let mut writes = 0;
     while s.wants_write() {
+        writes += 1;
+        assert!(writes < 1000, "the queue does not drain");
         let mut slices = [IoSlice::new(&[]); 4];
         let n = s.transmit_slices(&mut slices);
         // A "vectored write" that takes 7000 bytes across slice boundaries.
