@@ -36,9 +36,6 @@ use ws_core::{Connection, PreparedMessage, Role};
 /// Steps one connection poll takes before yielding to the executor, so a
 /// flooding client cannot starve other tasks.
 const POLL_BUDGET: usize = 64;
-/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
-/// does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Extra time `shutdown` waits beyond the close timeout.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
@@ -149,13 +146,14 @@ impl<R: Runtime> Server<R> {
         Ok(handle)
     }
 
-    /// Binds and accepts in the calling task, forever (shutting down, e.g. on
-    /// Ctrl-C, is the caller's business: drop the future, or use
-    /// [`start`](Self::start) and [`ServerHandle::shutdown`]). Dropping the
-    /// future stops accepting; connections already accepted run on in their
-    /// own tasks.
+    /// Binds and accepts in the calling task, forever. Dropping the future
+    /// (e.g. from a `select!` with Ctrl-C) stops accepting and closes every
+    /// client with 1001 without waiting (as on every runtime); use
+    /// [`start`](Self::start) and [`ServerHandle::shutdown`] to wait for the
+    /// clients.
     pub async fn run(self) -> io::Result<()> {
         let (handle, listener, done_tx) = self.bind().await?;
+        let _shutdown_on_drop = RunGuard(handle.shared.clone());
         accept_loop::<R>(handle.shared.clone(), listener, done_tx).await;
         Ok(())
     }
@@ -281,6 +279,17 @@ impl<R: Runtime> ServerHandle<R> {
     }
 }
 
+/// Shuts the server down if [`Server::run`]'s future is dropped, so its
+/// clients are closed with 1001 rather than left running.
+struct RunGuard(Arc<Shared>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0.stop_tx.close();
+        self.0.hub.shutdown();
+    }
+}
+
 /// Waits for `fut` unless the server stops first (`None`).
 async fn unless_stopped<T>(stop: &Receiver<()>, fut: impl Future<Output = T>) -> Option<T> {
     let mut fut = pin!(fut);
@@ -307,9 +316,10 @@ async fn accept_loop<R: Runtime>(shared: Arc<Shared>, listener: TcpListener, don
             Some(Ok((tcp, _peer))) => {
                 R::spawn(serve_connection(shared.clone(), tcp, done.clone()));
             }
-            Some(Err(_)) => {
-                // Transient (e.g. EMFILE, a reset before accept): back off.
-                let _ = unless_stopped(&shared.stop_rx, Timer::after(ACCEPT_BACKOFF)).await;
+            Some(Err(e)) => {
+                if let Some(pause) = ws_core::server::accept_backoff(&e) {
+                    let _ = unless_stopped(&shared.stop_rx, Timer::after(pause)).await;
+                }
             }
         }
     }

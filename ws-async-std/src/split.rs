@@ -138,9 +138,9 @@ impl Timer for Alarm {
 }
 
 /// The write handle of `S`, as the writer holds it.
-pub type Write<S> = Io<<S as SplitIo>::WriteHalf>;
+pub type WriteHalf<S> = Io<<S as SplitIo>::WriteHalf>;
 
-type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Alarm, Write<S>>;
+type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Alarm, WriteHalf<S>>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
@@ -215,4 +215,4 @@ impl<S: SplitIo> FusedStream for WsReader<S> {
 /// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
 /// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written
 /// once in ws-core for every async adapter (see [`SplitWriter`]).
-pub type WsWriter<S> = SplitWriter<Write<S>>;
+pub type WsWriter<S> = SplitWriter<WriteHalf<S>>;

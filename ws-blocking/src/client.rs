@@ -45,19 +45,16 @@ enum Conn {
 /// client.close()?;
 /// # Ok::<(), ws_blocking::Error>(())
 /// ```
+///
+/// Sending before [`connect`](Self::connect) (or after the connection
+/// ended) fails with [`Error::Closed`]; receiving yields `None` (as on every
+/// runtime).
 #[derive(Debug)]
 pub struct Client {
     url: WsUrl,
     config: Config,
     conn: Conn,
     response: Option<Response>,
-}
-
-fn not_connected() -> Error {
-    Error::Io(io::Error::new(
-        io::ErrorKind::NotConnected,
-        "the client is not connected; call connect() first",
-    ))
 }
 
 impl Client {
@@ -110,7 +107,7 @@ impl Client {
     fn writer(&mut self) -> Result<&mut WsWriter<TcpStream>> {
         match &mut self.conn {
             Conn::Open { writer, .. } => Ok(writer),
-            Conn::Idle => Err(not_connected()),
+            Conn::Idle => Err(Error::Closed),
             Conn::Closed => Err(Error::Closed),
         }
     }
@@ -138,7 +135,7 @@ impl Client {
     pub fn recv(&mut self) -> Option<Result<Message>> {
         let reader = match &mut self.conn {
             Conn::Open { reader, .. } => reader,
-            Conn::Idle => return Some(Err(not_connected())),
+            Conn::Idle => return None,
             Conn::Closed => return None,
         };
         match reader.read() {
@@ -191,7 +188,7 @@ impl Client {
     {
         let Conn::Open { reader, writer } = &mut self.conn else {
             return match self.conn {
-                Conn::Idle => Err(not_connected()),
+                Conn::Idle => Err(Error::Closed),
                 _ => Ok(()),
             };
         };

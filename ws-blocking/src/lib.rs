@@ -38,11 +38,12 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
-pub mod client;
-pub mod handshake;
-pub mod server;
-pub mod stream;
+mod client;
+mod handshake;
+mod server;
+mod stream;
 
 pub use client::Client;
 pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};

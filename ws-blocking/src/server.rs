@@ -453,9 +453,11 @@ fn accept_loop(inner: &Arc<Inner>, listener: TcpListener) {
         }
         match accepted {
             Ok((sock, _)) => spawn_conn(inner, sock),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // E.g. out of file descriptors: back off instead of spinning.
-            Err(_) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                if let Some(pause) = ws_core::server::accept_backoff(&e) {
+                    thread::sleep(pause);
+                }
+            }
         }
     }
 }

@@ -16,9 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ws_core::{
-    CloseCode, Config, Connection, Error, Message, Receiver, Role, Sender, TimeoutKind, Transmit,
-};
+use ws_core::{CloseCode, Config, Connection, Error, Message, Receiver, Role, Sender, Transmit};
 
 use crate::Result;
 
@@ -160,6 +158,14 @@ pub(crate) fn read_into<R: Read + ?Sized>(io: &mut R, buf: &mut BytesMut) -> io:
 pub(crate) fn write_queued<W: Write>(io: &mut W, t: &mut impl Transmit) -> io::Result<()> {
     ws_core::rt::write::write_transmit(t, |slices| io.write_vectored(slices))?;
     io.flush()
+}
+
+/// `read`'s result as `recv`'s: the end of the connection is `None`.
+fn end_of_stream(read: Result<Message>) -> Option<Result<Message>> {
+    match read {
+        Err(Error::Closed) => None,
+        r => Some(r),
+    }
 }
 
 /// Whether a read error is a timeout (Unix reports `WouldBlock`, Windows
@@ -304,6 +310,13 @@ impl<S> WebSocketStream<S> {
 }
 
 impl<S: Read + Write + SetReadTimeout> WebSocketStream<S> {
+    /// The next message, `None` once the connection has ended: the same
+    /// contract as `recv` on every runtime ([`read`](Self::read) is the same
+    /// with the end reported as `Err(Error::Closed)`, as tungstenite's).
+    pub fn recv(&mut self) -> Option<Result<Message>> {
+        end_of_stream(self.read())
+    }
+
     /// Blocks until the next message arrives, answering pings and close
     /// frames on the way and firing timers when they are due.
     ///
@@ -776,7 +789,7 @@ struct Split<S> {
     owed: AtomicBool,
     /// The reader has ended (a lock-free check for the writers).
     ended: AtomicBool,
-    /// The same, for [`WsWriter::close`] to wait on with `done_cv`.
+    /// The same, for the close watchdog to wait on with `done_cv`.
     done: Mutex<bool>,
     done_cv: Condvar,
 }
@@ -970,6 +983,12 @@ where
     S: SetReadTimeout,
     for<'a> &'a S: Read + Write,
 {
+    /// The next message, `None` once the connection has ended (as
+    /// [`WebSocketStream::recv`]).
+    pub fn recv(&mut self) -> Option<Result<Message>> {
+        end_of_stream(self.read())
+    }
+
     /// Blocks until the next message; as [`WebSocketStream::read`]. No lock
     /// is taken to read or decode, so the writer half keeps sending
     /// meanwhile; control replies are written as [`WebSocketStream::split`]
@@ -1138,14 +1157,18 @@ where
         self.split.write_out(&mut side)
     }
 
-    /// Sends a close frame, then waits until the reader half has seen the
-    /// peer's reply and the end of the transport, bounded by
-    /// `Config::close_timeout`. The reply is read by whoever reads the
-    /// [`WsReader`]; if nobody does (or the peer never answers), the
-    /// transport is shut down at the timeout and `Error::Timeout` returned.
+    /// Sends a close frame with `code` and `reason` (unless one was sent)
+    /// and flushes it, as on every runtime. The peer's reply arrives on the
+    /// [`WsReader`], which ends once the closing handshake is over.
     ///
-    /// To send a close frame without waiting, `send(Message::Close(..))`.
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+    /// The close timeout still bounds that: a reader blocked in `read` cannot
+    /// see a timer, so a watchdog thread shuts the transport down if the
+    /// reader has not ended by then (which ends the blocked read). If no
+    /// thread can be started, this waits for the reader itself.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()>
+    where
+        S: Send + Sync + 'static,
+    {
         if self.split.ended.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -1155,12 +1178,20 @@ where
             self.split.write_out(&mut side)?;
             side.tx.config().get_close_timeout()
         };
-        if self.split.wait_done(timeout) {
-            Ok(())
-        } else {
-            let _ = self.split.io.close_transport();
-            Err(Error::Timeout(TimeoutKind::Close))
+        let split = self.split.clone();
+        let watchdog = move || {
+            if !split.wait_done(timeout) {
+                let _ = split.io.close_transport();
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("ws-close-watchdog".into())
+            .stack_size(64 * 1024)
+            .spawn(watchdog.clone());
+        if spawned.is_err() {
+            watchdog();
         }
+        Ok(())
     }
 
     /// The transport shared by both halves.

@@ -4,8 +4,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -90,31 +88,16 @@ fn ping_is_answered_by_the_read_half_while_the_write_half_is_idle() {
 }
 
 #[test]
-fn split_writer_close_waits_for_the_reader_to_see_the_reply() {
+fn split_writer_close_sends_and_the_reader_sees_the_reply_then_the_end() {
     with_timeout(20, || {
         let server = start(ws_blocking::ServerMode::Echo, Config::default(), 8);
         let (ws, _) = connect(&url(&server, "/")).unwrap();
         let (mut reader, mut writer) = ws.split();
-        let seen_close = Arc::new(AtomicBool::new(false));
-        let seen = seen_close.clone();
-        let reader_thread = thread::spawn(move || {
-            let mut got = Vec::new();
-            for m in reader.messages() {
-                if matches!(m, Ok(Message::Close(_))) {
-                    seen.store(true, Ordering::SeqCst);
-                }
-                got.push(m);
-            }
-            got
-        });
+        let reader_thread = thread::spawn(move || reader.messages().collect::<Vec<_>>());
         writer.send_text("x").unwrap();
         let t = Instant::now();
         writer.close(CloseCode(4002), "done").unwrap();
-        assert!(
-            seen_close.load(Ordering::SeqCst),
-            "close returns only once the reader has seen the reply"
-        );
-        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(t.elapsed() < Duration::from_secs(1), "close does not wait");
         let got: Vec<Message> = reader_thread
             .join()
             .unwrap()
@@ -123,6 +106,7 @@ fn split_writer_close_waits_for_the_reader_to_see_the_reply() {
             .collect();
         assert_eq!(got[0], Message::text("x"));
         assert!(matches!(&got[1], Message::Close(Some(f)) if f.code == CloseCode(4002)));
+        assert_eq!(got.len(), 2, "the reader ends after the reply");
         server.shutdown();
     });
 }
@@ -391,7 +375,7 @@ fn every_ping_gets_one_pong_in_order_while_a_writer_streams() {
 }
 
 #[test]
-fn split_close_times_out_while_the_reader_is_blocked_in_read() {
+fn a_reader_blocked_in_read_ends_at_the_close_timeout_if_the_peer_never_answers() {
     with_timeout(20, || {
         let (url, peer) = raw_peer(|mut sock, _| {
             // Read everything, answer nothing, until the client gives up.
@@ -414,17 +398,19 @@ fn split_close_times_out_while_the_reader_is_blocked_in_read() {
             "the reader is blocked in read"
         );
         let t = Instant::now();
-        let r = writer.close(CloseCode::NORMAL, "");
-        let took = t.elapsed();
+        writer.close(CloseCode::NORMAL, "").unwrap();
         assert!(
-            matches!(r, Err(Error::Timeout(TimeoutKind::Close))),
-            "{r:?}"
+            t.elapsed() < Duration::from_millis(250),
+            "close does not wait"
         );
-        assert!(took >= Duration::from_millis(250), "{took:?}");
-        assert!(took < Duration::from_secs(2), "{took:?}");
         wait_woke
             .recv_timeout(Duration::from_secs(2))
             .expect("the blocked reader wakes up once the transport is shut down");
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(250),
+            "not before the close timeout: {took:?}"
+        );
         let (first, second) = reader_thread.join().unwrap();
         assert!(first.is_err(), "{first:?}");
         assert!(matches!(second, Err(Error::Closed)), "{second:?}");

@@ -61,6 +61,7 @@
 // the `Handoff` cell's `Sync` impl and guard.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 // Layer 1, the protocol: pure (no clock, no I/O, no futures).
 pub mod close;

@@ -10,7 +10,7 @@
 //! - [`halves`]: the split reader's receive loop and the split writer.
 //! - [`handoff`]: the exclusive cell the split halves pass the write side
 //!   through (the crate's audited `unsafe`).
-//! - [`write`]: the vectored write loop, one behaviour on `Interrupted`,
+//! - [`write`](mod@write): the vectored write loop, one behaviour on `Interrupted`,
 //!   zero-byte and short writes for every transport.
 //!
 //! Behind the `rt` cargo feature (on by default); the protocol layer does

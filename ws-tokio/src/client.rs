@@ -174,11 +174,6 @@ impl Client {
             None => Ok(()),
         }
     }
-
-    /// The underlying stream, once connected.
-    pub fn stream(&mut self) -> Option<&mut WebSocketStream<TcpStream>> {
-        self.ws.as_mut()
-    }
 }
 
 impl Stream for Client {

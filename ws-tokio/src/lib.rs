@@ -44,6 +44,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod client;
 mod handshake;
@@ -54,7 +55,7 @@ mod stream;
 pub use client::Client;
 pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
 pub use server::{Server, ServerHandle};
-pub use split::{SplitIo, WsReader, WsWriter};
+pub use split::{Io, SplitIo, WriteHalf, WsReader, WsWriter};
 pub use stream::WebSocketStream;
 
 pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};

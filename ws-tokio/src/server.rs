@@ -305,13 +305,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, _guard: TaskGua
                         serve(&shared, tcp).await;
                     });
                 }
-                // Per-connection failures: the next accept is fine.
-                Err(e) if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
-                ) => {}
-                // Resource exhaustion (EMFILE...): pause instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    if let Some(pause) = ws_core::server::accept_backoff(&e) {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
             },
         }
     }

@@ -115,9 +115,9 @@ impl Timer for Deadline {
 }
 
 /// The write half of `S`, as the writer holds it.
-pub type Write<S> = Io<<S as SplitIo>::WriteHalf>;
+pub type WriteHalf<S> = Io<<S as SplitIo>::WriteHalf>;
 
-type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Deadline, Write<S>>;
+type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Deadline, WriteHalf<S>>;
 
 /// Splits a stream's parts into the two halves.
 pub(crate) fn split<S: SplitIo>(
@@ -187,4 +187,4 @@ impl<S: SplitIo> FusedStream for WsReader<S> {
 /// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
 /// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written
 /// once in ws-core for every async adapter (see [`SplitWriter`]).
-pub type WsWriter<S> = SplitWriter<Write<S>>;
+pub type WsWriter<S> = SplitWriter<WriteHalf<S>>;

@@ -98,6 +98,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         self.flush().await
     }
 
+    /// Sends a text message (and flushes it), as on every runtime.
+    pub async fn send_text(&mut self, text: &str) -> Result<()> {
+        self.send(Message::text(text)).await
+    }
+
+    /// Sends a binary message (and flushes it), as on every runtime.
+    pub async fn send_binary(&mut self, data: &[u8]) -> Result<()> {
+        self.send(Message::binary(crate::Bytes::copy_from_slice(data)))
+            .await
+    }
+
     /// Queues `msg` without writing, so many messages leave in one write.
     /// Writes first only if the queue reached
     /// [`Config::write_buffer_limit`](ws_core::Config::write_buffer_limit).

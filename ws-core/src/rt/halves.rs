@@ -391,6 +391,17 @@ impl<W: WriteTransport> SplitWriter<W> {
         self.flush().await
     }
 
+    /// Sends a text message (and flushes it), as on every runtime.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send(Message::text(text)).await
+    }
+
+    /// Sends a binary message (and flushes it), as on every runtime.
+    pub async fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send(Message::binary(bytes::Bytes::copy_from_slice(data)))
+            .await
+    }
+
     /// Queues `msg` without writing, so many messages leave in one write;
     /// writes first only if the queue reached
     /// [`Config::write_buffer_limit`](crate::Config::write_buffer_limit).
