@@ -607,3 +607,23 @@ fn a_sender_with_control_replies_not_yet_taken_keeps_the_transport_open() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(tx.should_close_transport());
 }
+
+#[test]
+fn unanswered_pings_are_all_kept_up_to_the_write_limit_and_only_the_newest_past_it() {
+    // Each 6-byte ping counts as 6 + 14 (the largest header) = 20 bytes.
+    let config = Config::default().write_buffer_limit(100);
+    let pongs_for = |pings: u8| {
+        let (mut peer, mut rx, mut tx) = server_pair(config.clone());
+        for i in 0..pings {
+            peer.send_ping(&[i; 6]).unwrap();
+        }
+        peer_to_rx(&mut peer, &mut rx);
+        drain_rx(&mut rx);
+        tx_to_peer(&mut tx, &mut peer)
+            .into_iter()
+            .map(|m| m.payload()[0])
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pongs_for(5), [0, 1, 2, 3, 4], "exactly at the limit");
+    assert_eq!(pongs_for(6), [5], "one past it");
+}
