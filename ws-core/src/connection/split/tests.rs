@@ -627,3 +627,14 @@ fn unanswered_pings_are_all_kept_up_to_the_write_limit_and_only_the_newest_past_
     assert_eq!(pongs_for(5), [0, 1, 2, 3, 4], "exactly at the limit");
     assert_eq!(pongs_for(6), [5], "one past it");
 }
+
+#[test]
+fn an_idle_receiver_releases_its_read_buffer() {
+    let (mut peer, mut rx, _tx) = server_pair(Config::default());
+    peer.send_text("hello").unwrap();
+    rx.read_buf().extend_from_slice(&peer.take_transmit());
+    assert_eq!(drain_rx(&mut rx), vec![Message::text("hello")]);
+    let freed = rx.release_idle_buffers();
+    assert!(freed >= 2048, "{freed}");
+    assert_eq!(rx.release_idle_buffers(), 0);
+}
