@@ -638,3 +638,14 @@ fn an_idle_receiver_releases_its_read_buffer() {
     assert!(freed >= 2048, "{freed}");
     assert_eq!(rx.release_idle_buffers(), 0);
 }
+
+#[test]
+fn at_end_of_stream_the_receiver_still_waits_for_the_senders_queued_close() {
+    let (_peer, mut rx, mut tx) = server_pair(Config::default());
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    rx.handle_eof();
+    assert!(!rx.should_close_transport(), "the close frame is unwritten");
+    let n = tx.pending_transmit().len();
+    tx.advance_transmit(n);
+    assert!(rx.should_close_transport());
+}
