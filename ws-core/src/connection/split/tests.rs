@@ -649,3 +649,21 @@ fn at_end_of_stream_the_receiver_still_waits_for_the_senders_queued_close() {
     tx.advance_transmit(n);
     assert!(rx.should_close_transport());
 }
+
+#[test]
+fn reuniting_after_the_sender_closed_keeps_the_connection_closing() {
+    let config = Config::default().close_timeout(Duration::from_secs(4));
+    let (_peer, rx, mut tx) = server_pair(config);
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    // The receiver never saw the close: reuniting carries it over.
+    let mut whole = rx.reunite(tx).expect("halves of one connection");
+    assert!(whole.close_sent());
+    assert_eq!(whole.state(), State::Closing);
+    assert!(matches!(whole.send_text("late"), Err(Error::Closed)));
+    let now = Instant::now();
+    assert_eq!(
+        whole.poll_timeout(now),
+        Some(now + Duration::from_secs(4)),
+        "the close timer runs"
+    );
+}
