@@ -667,3 +667,24 @@ fn reuniting_after_the_sender_closed_keeps_the_connection_closing() {
         "the close timer runs"
     );
 }
+
+#[test]
+fn with_exactly_the_write_limit_queued_only_the_newest_ping_is_answered() {
+    // 30 bytes: room in the mailbox for both pings (15 bytes each), and
+    // exactly the limit queued once the 30-byte data frame is in.
+    let config = Config::default().write_buffer_limit(30);
+    let (mut peer, mut rx, mut tx) = server_pair(config);
+    tx.send_binary(&[0; 28]).unwrap();
+    assert_eq!(tx.buffered_transmit(), 30);
+    peer.send_ping(b"a").unwrap();
+    peer.send_ping(b"b").unwrap();
+    peer_to_rx(&mut peer, &mut rx);
+    drain_rx(&mut rx);
+    assert_eq!(
+        tx_to_peer(&mut tx, &mut peer),
+        vec![
+            Message::binary(vec![0; 28]),
+            Message::Pong(Bytes::from_static(b"b"))
+        ]
+    );
+}
