@@ -688,3 +688,30 @@ fn with_exactly_the_write_limit_queued_only_the_newest_ping_is_answered() {
         ]
     );
 }
+
+#[test]
+fn the_sender_refuses_what_a_connection_refuses() {
+    let (_peer, _rx, mut tx) = server_pair(Config::default());
+    assert!(matches!(
+        tx.send_ping(&[0; 126]),
+        Err(Error::InvalidMessage(_))
+    ));
+    assert!(matches!(
+        tx.send_pong(&[0; 126]),
+        Err(Error::InvalidMessage(_))
+    ));
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    let prepared = PreparedMessage::new(&Message::text("x")).unwrap();
+    for r in [
+        tx.send_ping(b"x"),
+        tx.send_pong(b"x"),
+        tx.send_prepared(&prepared),
+    ] {
+        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+    }
+    let (_rx, mut client_tx) = Connection::new(Role::Client, Config::default()).split();
+    assert!(matches!(
+        client_tx.send_prepared(&prepared),
+        Err(Error::InvalidMessage(_))
+    ));
+}
