@@ -133,6 +133,13 @@ mod tests {
     }
 
     #[test]
+    fn characters_fed_one_byte_at_a_time_are_valid() {
+        let s = "a κ € 𝄞".as_bytes();
+        let cuts: Vec<usize> = (1..s.len()).collect();
+        assert_eq!(validate_in_pieces(s, &cuts), Ok(()));
+    }
+
+    #[test]
     fn reset_forgets_an_unfinished_character() {
         let mut v = Utf8Validator::new();
         assert!(v.feed(&[0xf0, 0x9d]).is_ok());
