@@ -262,6 +262,21 @@ mod tests {
     }
 
     #[test]
+    fn rsv_bits_are_emitted_in_place_and_parsed_back() {
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        for rsv in 0..8u8 {
+            let h = FrameHeader {
+                rsv,
+                ..header(true, OpCode::Text, None, 3)
+            };
+            assert!(!h.is_empty());
+            let n = h.emit(&mut buf);
+            assert_eq!(&buf[..n], &[0x81 | rsv << 4, 3]);
+            assert_eq!(FrameHeader::parse(&buf[..n]).unwrap().unwrap().0.rsv, rsv);
+        }
+    }
+
+    #[test]
     fn reserved_opcodes_are_rejected() {
         for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
             let e = FrameHeader::parse(&[0x80 | op, 0]).unwrap_err();
