@@ -118,3 +118,72 @@ impl HeadReader {
         self.buf
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::HandshakeError;
+
+    fn too_large() -> HandshakeError {
+        HandshakeError::Malformed("too large")
+    }
+
+    /// Feeds `head` and returns the head length `poll` reports.
+    fn head_len(max: usize, head: &[u8]) -> Result<Option<usize>, HandshakeError> {
+        let mut r = HeadReader::new(max);
+        r.feed(head).unwrap();
+        r.poll(too_large(), |_, n| Ok(n))
+    }
+
+    #[test]
+    fn a_head_of_exactly_the_limit_is_accepted_and_one_byte_more_is_too_large() {
+        let head = |len: usize| {
+            let mut h = vec![b'x'; len - 4];
+            h.extend_from_slice(b"\r\n\r\n");
+            h
+        };
+        assert_eq!(head_len(100, &head(100)).unwrap(), Some(100));
+        assert!(matches!(
+            head_len(100, &head(101)),
+            Err(HandshakeError::Malformed("too large"))
+        ));
+        // Bytes after the head do not count against the limit.
+        let mut pipelined = head(100);
+        pipelined.extend_from_slice(b"frame bytes");
+        assert_eq!(head_len(100, &pipelined).unwrap(), Some(100));
+    }
+
+    #[test]
+    fn every_byte_trickled_in_is_examined_about_once() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut r = HeadReader::new(1000);
+        for (i, b) in head.iter().enumerate() {
+            r.feed(&[*b]).unwrap();
+            let got = r.poll(too_large(), |_, n| Ok(n)).unwrap();
+            assert_eq!(got, (i + 1 == head.len()).then_some(head.len()));
+        }
+        assert!(r.bytes_examined >= head.len(), "{}", r.bytes_examined);
+        assert!(r.bytes_examined <= 4 * head.len(), "{}", r.bytes_examined);
+        assert_eq!(r.parse_calls, 1);
+    }
+
+    #[test]
+    fn buf_mut_offers_a_read_and_grows_only_below_a_quarter_read() {
+        let spare = |r: &mut HeadReader| {
+            let b = r.buf_mut();
+            b.capacity() - b.len()
+        };
+        let mut r = HeadReader::new(100_000);
+        assert_eq!(spare(&mut r), 4096);
+        // Exactly a quarter of a read left: not grown.
+        r.buf_mut().extend_from_slice(&[b'x'; 3072]);
+        assert_eq!(spare(&mut r), 1024);
+        // Less than that: room for a whole read again.
+        r.buf_mut().extend_from_slice(b"x");
+        assert!(spare(&mut r) >= 4096, "{}", spare(&mut r));
+        // Filled completely: still room for a read.
+        let n = spare(&mut r);
+        r.buf_mut().extend_from_slice(&vec![b'x'; n]);
+        assert!(spare(&mut r) >= 4096);
+    }
+}
