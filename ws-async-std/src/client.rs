@@ -4,7 +4,7 @@
 
 use crate::runtime::Runtime;
 use crate::stream::WebSocketStream;
-use crate::{CloseCode, Config, Error, Message, Result};
+use crate::{CloseCode, CloseFrame, Config, Error, Message, Result};
 use futures_core::Stream;
 use std::fmt;
 use std::future::poll_fn;
@@ -66,12 +66,12 @@ impl<R: Runtime> Client<R> {
 
     /// Sends a text message. Not cancel-safe (see [`WebSocketStream::send`]).
     pub async fn send_message(&mut self, text: &str) -> Result<()> {
-        self.ws()?.send_with(|c| c.send_text(text)).await
+        self.ws()?.send_text(text).await
     }
 
     /// Sends a binary message. Not cancel-safe.
     pub async fn send_binary(&mut self, data: &[u8]) -> Result<()> {
-        self.ws()?.send_with(|c| c.send_binary(data)).await
+        self.ws()?.send_binary(data).await
     }
 
     /// Sends a ping (payload at most 125 bytes); the pong arrives through
@@ -141,7 +141,7 @@ impl<R: Runtime> Client<R> {
                     input_open = false;
                     match self
                         .ws()?
-                        .send_with(|c| c.close(CloseCode::NORMAL, ""))
+                        .send(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))))
                         .await
                     {
                         Err(e) if e.is_closed() => {}

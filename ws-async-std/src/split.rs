@@ -106,9 +106,10 @@ impl<W: AsyncWrite + Unpin> WriteTransport for Io<W> {
     }
 }
 
-/// async-io's timer, re-armed in place when the deadline moves.
+/// The timer a [`WebSocketStream`](crate::WebSocketStream) arms: async-io's
+/// timer, re-armed in place when the deadline moves.
 #[derive(Debug)]
-pub(crate) struct Alarm {
+pub struct Alarm {
     timer: async_io::Timer,
     /// The instant `timer` is armed for.
     at: Option<Instant>,
@@ -190,7 +191,7 @@ impl<S: SplitIo> WsReader<S> {
         match self.inner.reunite(writer) {
             Ok((conn, read, write, alarm)) => {
                 let io = S::unsplit_io(read.0, write.0);
-                Ok(crate::WebSocketStream::from_parts(conn, io, alarm))
+                Ok(crate::WebSocketStream::from_parts(conn, Io(io), alarm))
             }
             Err((inner, writer)) => Err((WsReader { inner }, writer)),
         }

@@ -7,6 +7,8 @@
 //! - [`driver`]: the whole-stream receive/send loop over a transport that
 //!   the adapter implements with one read, one write, a shutdown and a
 //!   timer.
+//! - [`stream`]: the async `WebSocketStream` itself, which ws-tokio and
+//!   ws-async-std name with their transport wrapper and timer.
 //! - [`halves`]: the split reader's receive loop and the split writer.
 //! - [`handoff`]: the exclusive cell the split halves pass the write side
 //!   through (the crate's audited `unsafe`).
@@ -19,4 +21,5 @@
 pub mod driver;
 pub mod halves;
 pub mod handoff;
+pub mod stream;
 pub mod write;

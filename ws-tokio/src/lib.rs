@@ -56,7 +56,7 @@ pub use client::Client;
 pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
 pub use server::{Server, ServerHandle};
 pub use split::{Io, SplitIo, WriteHalf, WsReader, WsWriter};
-pub use stream::WebSocketStream;
+pub use stream::{Deadline, WebSocketStream};
 
 pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};
 pub use ws_core::server::site::ServerMode;

@@ -162,7 +162,7 @@ impl<S: SplitIo> WsReader<S> {
         match self.inner.reunite(writer) {
             Ok((conn, read, write, deadline)) => {
                 let io = S::unsplit_io(read.0, write.0);
-                Ok(crate::WebSocketStream::from_parts(conn, io, deadline))
+                Ok(crate::WebSocketStream::from_parts(conn, Io(io), deadline))
             }
             Err((inner, writer)) => Err((WsReader { inner }, writer)),
         }
