@@ -51,7 +51,7 @@ mod split;
 mod stream;
 
 pub use handshake::{accept, accept_with, client_handshake};
-pub use split::{Alarm, Io, SplitIo, WriteHalf, WsReader, WsWriter};
+pub use split::{Alarm, Io, SplitIo, WsReader, WsWriter};
 pub use stream::WebSocketStream;
 pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};
 pub use ws_core::server::site::ServerMode;

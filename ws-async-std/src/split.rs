@@ -14,14 +14,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_core::{FusedStream, Stream};
 use futures_io::{AsyncRead, AsyncWrite};
-use ws_core::rt::halves::{
-    ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
-};
-use ws_core::{BytesMut, Message, Transmit};
+use ws_core::rt::halves::{ReadTransport, Timer, WriteTransport};
+use ws_core::rt::stream::SplitTransport;
+use ws_core::{BytesMut, Transmit};
 
-use crate::Result;
 use crate::io::{poll_read_into, poll_write_conn};
 
 /// A transport that splits into a handle for reading and a handle for
@@ -138,82 +135,29 @@ impl Timer for Alarm {
     }
 }
 
-/// The write handle of `S`, as the writer holds it.
-pub type WriteHalf<S> = Io<<S as SplitIo>::WriteHalf>;
-
-type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Alarm, WriteHalf<S>>;
-
-/// Splits a stream's parts into the two halves.
-pub(crate) fn split<S: SplitIo>(
-    conn: ws_core::Connection,
-    io: S,
-    alarm: Alarm,
-) -> (WsReader<S>, WsWriter<S>) {
-    let (read, write) = io.split_io();
-    let (inner, writer) = split_halves(conn, Io(read), Io(write), alarm);
-    (WsReader { inner }, writer)
-}
-
 /// The receiving half of a split [`WebSocketStream`](crate::WebSocketStream):
-/// ws-core's [`SplitReader`] over a read handle.
-///
-/// It answers pings and closes itself (through the writer's queue, writing
-/// them when the writer is not), and drives the close and keepalive timers,
-/// so keep polling it even if you only send.
-pub struct WsReader<S: SplitIo> {
-    inner: Reader<S>,
-}
-
-impl<S: SplitIo> fmt::Debug for WsReader<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WsReader")
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
-
-impl<S: SplitIo> WsReader<S> {
-    /// As [`WebSocketStream::recv`](crate::WebSocketStream::recv);
-    /// cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Message>> {
-        self.inner.recv().await
-    }
-
-    /// Puts the halves back together; fails (returning both) if they come
-    /// from different streams. Messages a
-    /// [`Sink::start_send`](futures_sink::Sink::start_send) could not queue
-    /// yet are queued first.
-    #[allow(clippy::result_large_err)]
-    pub fn reunite(
-        self,
-        writer: WsWriter<S>,
-    ) -> std::result::Result<crate::WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
-        match self.inner.reunite(writer) {
-            Ok((conn, read, write, alarm)) => {
-                let io = S::unsplit_io(read.0, write.0);
-                Ok(crate::WebSocketStream::from_parts(conn, Io(io), alarm))
-            }
-            Err((inner, writer)) => Err((WsReader { inner }, writer)),
-        }
-    }
-}
-
-impl<S: SplitIo> Stream for WsReader<S> {
-    type Item = Result<Message>;
-
-    /// As [`WsReader::recv`]; cancel-safe.
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().inner.poll_recv(cx)
-    }
-}
-
-impl<S: SplitIo> FusedStream for WsReader<S> {
-    fn is_terminated(&self) -> bool {
-        self.inner.is_terminated()
-    }
-}
+/// ws-core's [`WsReader`](ws_core::rt::stream::WsReader) (`recv`, `Stream`,
+/// `reunite`) over `S`'s read half. It answers pings and closes itself and
+/// drives the close and keepalive timers, so keep polling it even if you
+/// only send.
+pub type WsReader<S> = ws_core::rt::stream::WsReader<Io<S>, Alarm>;
 
 /// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
-/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written
-/// once in ws-core for every async adapter (see [`SplitWriter`]).
-pub type WsWriter<S> = SplitWriter<WriteHalf<S>>;
+/// `send`, `send_text`, `send_binary`, `feed`, `flush`, `close` and
+/// [`Sink`](futures_sink::Sink), written once in ws-core for every async
+/// adapter (see [`SplitWriter`](ws_core::rt::halves::SplitWriter)).
+pub type WsWriter<S> = ws_core::rt::stream::WsWriter<Io<S>>;
+
+impl<S: SplitIo> SplitTransport for Io<S> {
+    type ReadHalf = Io<S::ReadHalf>;
+    type WriteHalf = Io<S::WriteHalf>;
+
+    fn split_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        let (read, write) = self.0.split_io();
+        (Io(read), Io(write))
+    }
+
+    fn unsplit(read: Self::ReadHalf, write: Self::WriteHalf) -> Self {
+        Io(S::unsplit_io(read.0, write.0))
+    }
+}

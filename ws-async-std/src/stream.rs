@@ -4,10 +4,9 @@
 //! the glue it runs on.
 
 use futures_io::{AsyncRead, AsyncWrite};
-use ws_core::Connection;
-use ws_core::rt::stream::{SplitTransport, Transport};
+use ws_core::rt::stream::Transport;
 
-use crate::split::{Alarm, Io, SplitIo, WsReader, WsWriter};
+use crate::split::{Alarm, Io};
 
 /// One WebSocket connection over a futures-io transport `S` (an async-std or
 /// smol `TcpStream`, or anything `AsyncRead + AsyncWrite + Unpin`): a
@@ -34,14 +33,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Io<S> {
 
     fn get_mut(&mut self) -> &mut S {
         &mut self.0
-    }
-}
-
-impl<S: SplitIo> SplitTransport<Alarm> for Io<S> {
-    type Reader = WsReader<S>;
-    type Writer = WsWriter<S>;
-
-    fn split(conn: Connection, io: Self, alarm: Alarm) -> (WsReader<S>, WsWriter<S>) {
-        crate::split::split(conn, io.0, alarm)
     }
 }

@@ -55,7 +55,7 @@ mod stream;
 pub use client::Client;
 pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
 pub use server::{Server, ServerHandle};
-pub use split::{Io, SplitIo, WriteHalf, WsReader, WsWriter};
+pub use split::{Io, SplitIo, WsReader, WsWriter};
 pub use stream::{Deadline, WebSocketStream};
 
 pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};

@@ -12,14 +12,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_core::{FusedStream, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use ws_core::rt::halves::{
-    ReadTransport, SplitReader, SplitWriter, Timer, WriteTransport, split_halves,
-};
-use ws_core::{BytesMut, Message, Transmit};
+use ws_core::rt::halves::{ReadTransport, Timer, WriteTransport};
+use ws_core::rt::stream::SplitTransport;
+use ws_core::{BytesMut, Transmit};
 
-use crate::Result;
 use crate::stream::{Deadline, poll_write_all};
 
 /// A transport that splits into a read half and a write half usable from
@@ -114,77 +111,29 @@ impl Timer for Deadline {
     }
 }
 
-/// The write half of `S`, as the writer holds it.
-pub type WriteHalf<S> = Io<<S as SplitIo>::WriteHalf>;
-
-type Reader<S> = SplitReader<Io<<S as SplitIo>::ReadHalf>, Deadline, WriteHalf<S>>;
-
-/// Splits a stream's parts into the two halves.
-pub(crate) fn split<S: SplitIo>(
-    conn: ws_core::Connection,
-    io: S,
-    deadline: Deadline,
-) -> (WsReader<S>, WsWriter<S>) {
-    let (read, write) = io.split_io();
-    let (inner, writer) = split_halves(conn, Io(read), Io(write), deadline);
-    (WsReader { inner }, writer)
-}
-
 /// The receiving half of a split [`WebSocketStream`](crate::WebSocketStream):
-/// ws-core's [`SplitReader`] over the transport's read half.
-///
-/// It answers pings and closes itself (through the writer's queue, writing
-/// them when the writer is not), and drives the close and keepalive timers,
-/// so keep polling it even if you only send.
-#[derive(Debug)]
-pub struct WsReader<S: SplitIo> {
-    inner: Reader<S>,
-}
-
-impl<S: SplitIo> WsReader<S> {
-    /// Receives the next message, as
-    /// [`WebSocketStream::recv`](crate::WebSocketStream::recv). Cancel-safe:
-    /// every byte read is in the receiver's buffer before a future can be
-    /// dropped.
-    pub async fn recv(&mut self) -> Option<Result<Message>> {
-        self.inner.recv().await
-    }
-
-    /// Rejoins the halves into one stream; gives them back if they do not
-    /// belong together. Messages a
-    /// [`Sink::start_send`](futures_sink::Sink::start_send) could not queue
-    /// yet are queued first.
-    #[allow(clippy::result_large_err)]
-    pub fn reunite(
-        self,
-        writer: WsWriter<S>,
-    ) -> std::result::Result<crate::WebSocketStream<S>, (WsReader<S>, WsWriter<S>)> {
-        match self.inner.reunite(writer) {
-            Ok((conn, read, write, deadline)) => {
-                let io = S::unsplit_io(read.0, write.0);
-                Ok(crate::WebSocketStream::from_parts(conn, Io(io), deadline))
-            }
-            Err((inner, writer)) => Err((WsReader { inner }, writer)),
-        }
-    }
-}
-
-impl<S: SplitIo> Stream for WsReader<S> {
-    type Item = Result<Message>;
-
-    /// Cancel-safe, as [`WsReader::recv`].
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().inner.poll_recv(cx)
-    }
-}
-
-impl<S: SplitIo> FusedStream for WsReader<S> {
-    fn is_terminated(&self) -> bool {
-        self.inner.is_terminated()
-    }
-}
+/// ws-core's [`WsReader`](ws_core::rt::stream::WsReader) (`recv`, `Stream`,
+/// `reunite`) over `S`'s read half. It answers pings and closes itself and
+/// drives the close and keepalive timers, so keep polling it even if you
+/// only send.
+pub type WsReader<S> = ws_core::rt::stream::WsReader<Io<S>, Deadline>;
 
 /// The sending half of a split [`WebSocketStream`](crate::WebSocketStream):
-/// `send`, `feed`, `flush`, `close` and [`Sink`](futures_sink::Sink), written
-/// once in ws-core for every async adapter (see [`SplitWriter`]).
-pub type WsWriter<S> = SplitWriter<WriteHalf<S>>;
+/// `send`, `send_text`, `send_binary`, `feed`, `flush`, `close` and
+/// [`Sink`](futures_sink::Sink), written once in ws-core for every async
+/// adapter (see [`SplitWriter`](ws_core::rt::halves::SplitWriter)).
+pub type WsWriter<S> = ws_core::rt::stream::WsWriter<Io<S>>;
+
+impl<S: SplitIo> SplitTransport for Io<S> {
+    type ReadHalf = Io<S::ReadHalf>;
+    type WriteHalf = Io<S::WriteHalf>;
+
+    fn split_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        let (read, write) = self.0.split_io();
+        (Io(read), Io(write))
+    }
+
+    fn unsplit(read: Self::ReadHalf, write: Self::WriteHalf) -> Self {
+        Io(S::unsplit_io(read.0, write.0))
+    }
+}

@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
-use ws_core::rt::stream::{SplitTransport, Transport};
-use ws_core::{Connection, Transmit};
+use ws_core::Transmit;
+use ws_core::rt::stream::Transport;
 
-use crate::split::{Io, SplitIo, WsReader, WsWriter};
+use crate::split::Io;
 
 /// One WebSocket connection over any tokio transport: a [`Stream`] of
 /// received messages and a [`Sink`] of messages to send, with `recv`,
@@ -40,15 +40,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Io<S> {
 
     fn get_mut(&mut self) -> &mut S {
         &mut self.0
-    }
-}
-
-impl<S: SplitIo> SplitTransport<Deadline> for Io<S> {
-    type Reader = WsReader<S>;
-    type Writer = WsWriter<S>;
-
-    fn split(conn: Connection, io: Self, deadline: Deadline) -> (WsReader<S>, WsWriter<S>) {
-        crate::split::split(conn, io.0, deadline)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::connection::{Connection, State};
 use crate::error::Error;
 use crate::message::Message;
 use crate::rt::driver::{ReadTransport, StreamDriver, Timer, WriteTransport};
+use crate::rt::halves::{SplitReader, SplitWriter, split_halves};
 
 /// An adapter's wrapper around the user's transport (a `TcpStream`, a TLS
 /// stream, ...): the calls the driver makes, and the way back to the
@@ -34,15 +35,89 @@ pub trait Transport: ReadTransport + WriteTransport + Sized {
     fn get_mut(&mut self) -> &mut Self::Io;
 }
 
-/// A transport the adapter knows how to split into a reading and a writing
-/// half (its `SplitIo`), with the timer `T` the reader drives.
-pub trait SplitTransport<T>: Transport {
-    /// The adapter's reading half.
-    type Reader;
-    /// The adapter's writing half.
-    type Writer;
-    /// Splits a stream's parts.
-    fn split(conn: Connection, io: Self, timer: T) -> (Self::Reader, Self::Writer);
+/// A transport the adapter knows how to split into a read and a write
+/// direction (its `SplitIo`), and to join again.
+pub trait SplitTransport: Transport {
+    /// The read direction.
+    type ReadHalf: ReadTransport;
+    /// The write direction.
+    type WriteHalf: WriteTransport;
+    /// Splits the transport.
+    fn split_halves(self) -> (Self::ReadHalf, Self::WriteHalf);
+    /// Joins directions that [`split_halves`](Self::split_halves) made from
+    /// one transport.
+    fn unsplit(read: Self::ReadHalf, write: Self::WriteHalf) -> Self;
+}
+
+/// The writing half of a split [`WebSocketStream`]: `send`, `feed`,
+/// `flush`, `close` and [`Sink`] ([`SplitWriter`]).
+pub type WsWriter<IO> = SplitWriter<<IO as SplitTransport>::WriteHalf>;
+
+/// The receiving half of a split [`WebSocketStream`]: [`SplitReader`] over
+/// the transport's read direction, which can [`reunite`](Self::reunite)
+/// with its writer into the stream.
+///
+/// It answers pings and closes itself (through the writer's queue, writing
+/// them when the writer is not), and drives the close and keepalive timers,
+/// so keep polling it even if you only send.
+pub struct WsReader<IO: SplitTransport, T> {
+    inner: SplitReader<IO::ReadHalf, T, IO::WriteHalf>,
+}
+
+impl<IO: SplitTransport, T> fmt::Debug for WsReader<IO, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsReader").finish_non_exhaustive()
+    }
+}
+
+impl<IO: SplitTransport, T: Timer> WsReader<IO, T> {
+    /// Receives the next message, as [`WebSocketStream::recv`].
+    /// Cancel-safe: every byte read is in the receiver's buffer before a
+    /// future can be dropped.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        self.inner.recv().await
+    }
+
+    /// Rejoins the halves into one stream; gives them back if they do not
+    /// belong together. Messages a [`Sink::start_send`] could not queue yet
+    /// are queued first.
+    #[allow(clippy::result_large_err)]
+    pub fn reunite(
+        self,
+        writer: WsWriter<IO>,
+    ) -> Result<WebSocketStream<IO, T>, (Self, WsWriter<IO>)> {
+        match self.inner.reunite(writer) {
+            Ok((conn, read, write, timer)) => Ok(WebSocketStream::from_parts(
+                conn,
+                IO::unsplit(read, write),
+                timer,
+            )),
+            Err((inner, writer)) => Err((WsReader { inner }, writer)),
+        }
+    }
+}
+
+impl<IO: SplitTransport, T: Timer> Stream for WsReader<IO, T>
+where
+    IO::ReadHalf: Unpin,
+    T: Unpin,
+{
+    type Item = Result<Message, Error>;
+
+    /// Cancel-safe, as [`WsReader::recv`].
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.poll_recv(cx)
+    }
+}
+
+impl<IO: SplitTransport, T: Timer> FusedStream for WsReader<IO, T>
+where
+    IO::ReadHalf: Unpin,
+    T: Unpin,
+{
+    fn is_terminated(&self) -> bool {
+        self.inner.is_terminated()
+    }
 }
 
 /// One WebSocket connection over an async transport.
@@ -241,12 +316,14 @@ impl<IO: Transport, T: Timer> WebSocketStream<IO, T> {
     ///   polling it;
     /// - the writer's `close` sends the close frame and flushes; the reply
     ///   arrives on the reader, which ends after the closing handshake.
-    pub fn split(self) -> (IO::Reader, IO::Writer)
+    pub fn split(self) -> (WsReader<IO, T>, WsWriter<IO>)
     where
-        IO: SplitTransport<T>,
+        IO: SplitTransport,
     {
         let (conn, io, timer) = self.inner.into_parts();
-        IO::split(conn, io, timer)
+        let (read, write) = io.split_halves();
+        let (inner, writer) = split_halves(conn, read, write, timer);
+        (WsReader { inner }, writer)
     }
 }
 
