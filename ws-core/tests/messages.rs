@@ -15,6 +15,7 @@ fn utf8_bytes_converts_from_and_into_its_text_without_change() {
         assert!(*t == *"κόσμε");
         assert!(*t == "κόσμε");
         assert!(*t != "kosme");
+        assert!(*t != *"kosme");
     }
     assert_eq!(from_str, from_string);
     assert_eq!(
