@@ -465,6 +465,24 @@ mod tests {
     }
 
     #[test]
+    fn a_response_read_into_read_buf_completes_and_into_remaining_keeps_the_frames() {
+        let (mut hs, _) = handshake(&simple());
+        hs.read_buf().extend_from_slice(response("").as_bytes());
+        hs.read_buf().extend_from_slice(b"\x81\x02hi");
+        assert_eq!(hs.poll_response().unwrap().unwrap().status(), 101);
+        assert_eq!(&hs.into_remaining()[..], b"\x81\x02hi");
+    }
+
+    #[test]
+    fn an_http_1_0_response_is_refused() {
+        let resp = response("").replacen("HTTP/1.1", "HTTP/1.0", 1);
+        assert!(matches!(
+            feed(&simple(), &resp),
+            Err(HandshakeError::UnsupportedHttpVersion)
+        ));
+    }
+
+    #[test]
     fn response_split_byte_by_byte_completes_once() {
         let (mut hs, _) = handshake(&simple());
         let raw = response("");

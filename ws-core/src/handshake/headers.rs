@@ -194,6 +194,23 @@ pub(crate) fn header_slots(head: &[u8]) -> Vec<httparse::Header<'_>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_httparse_error_has_its_own_description() {
+        use httparse::Error::*;
+        let table = [
+            (HeaderName, "invalid header name"),
+            (HeaderValue, "invalid header value"),
+            (NewLine, "invalid line ending"),
+            (Status, "invalid response status"),
+            (Token, "invalid token"),
+            (TooManyHeaders, "too many headers"),
+            (Version, "invalid HTTP version"),
+        ];
+        for (e, text) in table {
+            assert_eq!(describe(e), text);
+        }
+    }
+
     use super::*;
 
     #[test]
