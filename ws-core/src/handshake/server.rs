@@ -501,6 +501,37 @@ mod tests {
     }
 
     #[test]
+    fn the_default_head_limit_is_16_kib() {
+        assert_eq!(ServerHandshake::new().reader().max(), 16 * 1024);
+    }
+
+    #[test]
+    fn empty_host_is_rejected_with_400() {
+        let e = err_of(&variant("Host: server.example.com", "Host: "));
+        assert!(matches!(e, HandshakeError::InvalidHost));
+        assert_eq!(e.http_status(), 400);
+    }
+
+    #[test]
+    fn http_1_0_version_and_offered_extensions_are_reported() {
+        let r = parse(&GOOD.replacen("HTTP/1.1", "HTTP/1.0", 1));
+        assert_eq!(r.version(), 0);
+        assert!(matches!(
+            r.validate_upgrade(),
+            Err(HandshakeError::UnsupportedHttpVersion)
+        ));
+        let r = variant(
+            "Origin: http://example.com",
+            "Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Extensions: x-foo; a=1",
+        );
+        assert_eq!(
+            r.extensions().collect::<Vec<_>>(),
+            ["permessage-deflate", "x-foo; a=1"]
+        );
+        assert_eq!(parse(GOOD).extensions().count(), 0);
+    }
+
+    #[test]
     fn duplicate_host_is_rejected() {
         let e = err_of(&variant(
             "Host: server.example.com",
