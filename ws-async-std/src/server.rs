@@ -14,7 +14,6 @@ use crate::{Config, Message, Result, ServerMode};
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use async_net::TcpListener;
-use atomic_waker::AtomicWaker;
 use bytes::BytesMut;
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -23,12 +22,12 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use std::time::Instant;
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
+use ws_core::rt::wake::TaskWake;
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats};
 use ws_core::server::session::ServerSession;
 use ws_core::server::site::{Route, route};
 use ws_core::{Connection, PreparedMessage, Role};
@@ -38,36 +37,6 @@ use ws_core::{Connection, PreparedMessage, Role};
 const POLL_BUDGET: usize = 64;
 /// Extra time `shutdown` waits beyond the close timeout.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// Wakes a connection task (or a waiting [`ServerHandle::broadcast`]) for
-/// the hub. The flag keeps a wake that comes while the task is not polling.
-#[derive(Debug, Default)]
-struct TaskWake {
-    woken: AtomicBool,
-    waker: AtomicWaker,
-}
-
-impl Wake for TaskWake {
-    fn wake(&self) {
-        self.woken.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-}
-
-impl TaskWake {
-    /// Ready (once) after a wake; otherwise registers `cx`.
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.woken.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        self.waker.register(cx.waker());
-        if self.woken.swap(false, Ordering::AcqRel) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
 
 /// State shared by the handle, the accept loop and the connection tasks.
 struct Shared {
@@ -225,29 +194,10 @@ impl<R: Runtime> ServerHandle<R> {
     /// but text or binary.
     pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
         let msg = PreparedMessage::new(msg)?;
-        let waiter = Arc::new(TaskWake::default());
-        let wake: Arc<dyn Wake> = waiter.clone();
-        let mut registered = None;
-        loop {
-            match self
-                .shared
-                .hub
-                .offer(&msg, &wake, &mut registered, Instant::now())
-            {
-                Ok(report) => return Ok(report),
-                Err(deadline) => {
-                    let mut timer = Timer::at(deadline.unwrap_or_else(Instant::now));
-                    poll_fn(|cx| {
-                        if waiter.poll(cx).is_ready() || Pin::new(&mut timer).poll(cx).is_ready() {
-                            Poll::Ready(())
-                        } else {
-                            Poll::Pending
-                        }
-                    })
-                    .await;
-                }
-            }
-        }
+        let sleep = |at: Instant| async move {
+            Timer::at(at).await;
+        };
+        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, &msg, sleep).await)
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in

@@ -12,6 +12,8 @@
 //! - [`halves`]: the split reader's receive loop and the split writer.
 //! - [`handoff`]: the exclusive cell the split halves pass the write side
 //!   through (the crate's audited `unsafe`).
+//! - [`wake`]: the hub's wake for async tasks, and the waiting application
+//!   broadcast.
 //! - [`write`](mod@write): the vectored write loop, one behaviour on `Interrupted`,
 //!   zero-byte and short writes for every transport.
 //!
@@ -22,4 +24,5 @@ pub mod driver;
 pub mod halves;
 pub mod handoff;
 pub mod stream;
+pub mod wake;
 pub mod write;

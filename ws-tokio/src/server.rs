@@ -12,7 +12,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
+use ws_core::rt::wake::TaskWake;
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats};
 use ws_core::server::session::ServerSession;
 use ws_core::server::site::{Route, ServerMode, route};
 use ws_core::{Config, Connection, Message, PreparedMessage, Role};
@@ -23,18 +24,6 @@ use crate::handshake::{read_request, respond_and_close, write_upgrade};
 /// Polls of a connection in a row without waiting, before it checks in
 /// with tokio's cooperative budget.
 const SPIN_BUDGET: u32 = 64;
-
-/// Wakes a connection task (or a waiting [`ServerHandle::broadcast`]) for
-/// the hub: `notify_one` stores a permit, so a wake between the task's
-/// checks and its next wait is not lost.
-#[derive(Debug, Default)]
-struct TaskWake(Notify);
-
-impl Wake for TaskWake {
-    fn wake(&self) {
-        self.0.notify_one();
-    }
-}
 
 /// State shared by the accept loop, the connection tasks and the handles.
 #[derive(Debug)]
@@ -228,25 +217,8 @@ impl ServerHandle {
     /// but text or binary.
     pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
         let msg = PreparedMessage::new(msg)?;
-        let waiter = Arc::new(TaskWake::default());
-        let wake: Arc<dyn Wake> = waiter.clone();
-        let mut registered = None;
-        loop {
-            match self
-                .shared
-                .hub
-                .offer(&msg, &wake, &mut registered, Instant::now())
-            {
-                Ok(report) => return Ok(report),
-                Err(deadline) => {
-                    let until = deadline.unwrap_or_else(Instant::now);
-                    tokio::select! {
-                        () = waiter.0.notified() => {}
-                        () = tokio::time::sleep_until(until.into()) => {}
-                    }
-                }
-            }
-        }
+        let sleep = |at: Instant| tokio::time::sleep_until(at.into());
+        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, &msg, sleep).await)
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in
@@ -479,7 +451,7 @@ async fn drive(mut session: ServerSession, mut tcp: TcpStream, wake: &TaskWake) 
                     Err(e) => return Err(e.into()),
                 }
             }
-            () = wake.0.notified() => {}
+            () = wake.woken() => {}
             () = &mut timer, if deadline.is_some() => timer_fired = true,
         }
     }
