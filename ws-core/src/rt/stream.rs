@@ -366,3 +366,257 @@ impl<IO: Transport + Unpin, T: Timer + Unpin> Sink<Message> for WebSocketStream<
         inner.poll_flush(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The stream and its split halves over an in-memory transport, polled
+    //! by hand: no runtime.
+
+    use super::*;
+    use crate::connection::Transmit;
+    use std::future::Future;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use std::task::Waker;
+    use std::time::Instant;
+
+    /// Bytes for us to read, and what we wrote; both shared with the test.
+    #[derive(Clone, Default)]
+    struct Mem {
+        incoming: Arc<Mutex<Vec<u8>>>,
+        wire: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl ReadTransport for Mem {
+        fn poll_read_into(
+            &mut self,
+            _cx: &mut Context<'_>,
+            buf: &mut BytesMut,
+        ) -> Poll<io::Result<usize>> {
+            let mut data = self.incoming.lock().unwrap();
+            if data.is_empty() {
+                return Poll::Pending;
+            }
+            buf.extend_from_slice(&data);
+            let n = data.len();
+            data.clear();
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl WriteTransport for Mem {
+        fn poll_write_queued(
+            &mut self,
+            queue: &mut impl Transmit,
+            _cx: &mut Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            let wire = &self.wire;
+            Poll::Ready(crate::rt::write::write_transmit(queue, |slices| {
+                wire.lock().unwrap().extend_from_slice(&slices[0]);
+                Ok(slices[0].len())
+            }))
+        }
+
+        fn poll_shutdown(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Transport for Mem {
+        type Io = Mem;
+        fn wrap(io: Mem) -> Self {
+            io
+        }
+        fn get_ref(&self) -> &Mem {
+            self
+        }
+        fn get_mut(&mut self) -> &mut Mem {
+            self
+        }
+    }
+
+    impl SplitTransport for Mem {
+        type ReadHalf = Mem;
+        type WriteHalf = Mem;
+        fn split_halves(self) -> (Mem, Mem) {
+            (self.clone(), self)
+        }
+        fn unsplit(read: Mem, _write: Mem) -> Mem {
+            read
+        }
+    }
+
+    /// A timer that never fires.
+    #[derive(Default)]
+    struct Never;
+
+    impl Timer for Never {
+        fn poll_at(&mut self, _cx: &mut Context<'_>, _at: Instant) -> bool {
+            false
+        }
+    }
+
+    type Ws = WebSocketStream<Mem, Never>;
+
+    /// A receive's result with errors turned into panics (`Error` has no
+    /// `PartialEq`): `None` if pending, `Some(None)` at the end.
+    fn got(r: Option<Option<Result<Message, Error>>>) -> Option<Option<Message>> {
+        r.map(|m| m.map(|m| m.expect("no error")))
+    }
+
+    /// Polls `fut` once; `None` if it is pending.
+    fn now<F: Future>(fut: F) -> Option<F::Output> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match std::pin::pin!(fut).poll(&mut cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+
+    fn from_client(msgs: &[Message]) -> Vec<u8> {
+        let mut c = Connection::new(Role::Client, Config::default());
+        for m in msgs {
+            c.send(m).unwrap();
+        }
+        c.take_transmit().to_vec()
+    }
+
+    fn decode(wire: &Mem) -> Vec<Message> {
+        let mut c = Connection::new(Role::Client, Config::default());
+        c.handle_bytes(&std::mem::take(&mut *wire.wire.lock().unwrap()));
+        std::iter::from_fn(|| c.poll_message().unwrap()).collect()
+    }
+
+    fn server() -> (Ws, Mem) {
+        let mem = Mem::default();
+        let ws = Ws::from_raw(
+            mem.clone(),
+            Role::Server,
+            Config::default(),
+            BytesMut::new(),
+        );
+        (ws, mem)
+    }
+
+    fn close_reply() -> Vec<u8> {
+        from_client(&[Message::Close(Some(crate::CloseFrame::new(
+            CloseCode::NORMAL,
+            "",
+        )))])
+    }
+
+    #[test]
+    fn recv_yields_what_arrived_answers_pings_and_is_pending_when_empty() {
+        let buffered = BytesMut::from(&from_client(&[Message::text("a")])[..]);
+        let mem = Mem::default();
+        let mut ws = Ws::from_raw(mem.clone(), Role::Server, Config::default(), buffered);
+        assert_eq!(got(now(ws.recv())), Some(Some(Message::text("a"))));
+        mem.incoming.lock().unwrap().extend(from_client(&[
+            Message::Ping("p".into()),
+            Message::binary(vec![1]),
+        ]));
+        assert_eq!(got(now(ws.recv())), Some(Some(Message::Ping("p".into()))));
+        assert_eq!(got(now(ws.recv())), Some(Some(Message::binary(vec![1]))));
+        assert_eq!(got(now(ws.recv())), None, "nothing more: pending");
+        assert_eq!(decode(&mem), vec![Message::Pong("p".into())]);
+        assert!(format!("{ws:?}").starts_with("WebSocketStream"));
+    }
+
+    #[test]
+    fn every_send_reaches_the_wire_in_order() {
+        let (mut ws, mem) = server();
+        now(ws.send(Message::text("1"))).unwrap().unwrap();
+        now(ws.send_text("2")).unwrap().unwrap();
+        now(ws.send_binary(b"3")).unwrap().unwrap();
+        now(ws.feed(Message::text("4"))).unwrap().unwrap();
+        assert_eq!(decode(&mem).len(), 3, "feed only queues");
+        now(ws.flush()).unwrap().unwrap();
+        assert_eq!(decode(&mem), vec![Message::text("4")]);
+        assert!(ws.get_ref().wire.lock().unwrap().is_empty());
+        let _ = ws.get_mut();
+    }
+
+    #[test]
+    fn close_runs_the_handshake_and_the_stream_ends() {
+        let (mut ws, mem) = server();
+        mem.incoming.lock().unwrap().extend(close_reply());
+        assert!(!FusedStream::is_terminated(&ws));
+        assert!(matches!(
+            now(ws.close(CloseCode::NORMAL, "bye")),
+            Some(Ok(()))
+        ));
+        assert!(matches!(
+            decode(&mem).as_slice(),
+            [Message::Close(Some(f))] if f.reason == "bye"
+        ));
+        assert!(FusedStream::is_terminated(&ws));
+        assert_eq!(got(now(ws.recv())), Some(None));
+        assert!(ws.connection().close_sent());
+    }
+
+    #[test]
+    fn the_stream_and_sink_traits_do_what_the_methods_do() {
+        let (mut ws, mem) = server();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut pinned = Pin::new(&mut ws);
+        assert!(matches!(
+            pinned.as_mut().poll_ready(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        pinned.as_mut().start_send(Message::text("s")).unwrap();
+        assert!(matches!(
+            pinned.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(decode(&mem), vec![Message::text("s")]);
+        mem.incoming
+            .lock()
+            .unwrap()
+            .extend(from_client(&[Message::text("in")]));
+        assert!(matches!(
+            pinned.as_mut().poll_next(&mut cx),
+            Poll::Ready(Some(Ok(m))) if m == Message::text("in")
+        ));
+        assert!(matches!(
+            pinned.as_mut().poll_close(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert!(matches!(
+            decode(&mem).as_slice(),
+            [Message::Close(Some(f))] if f.code == CloseCode::NORMAL
+        ));
+        assert!(ws.connection().close_sent());
+    }
+
+    #[test]
+    fn split_halves_read_write_and_reunite() {
+        let (ws, mem) = server();
+        let (mut reader, mut writer) = ws.split();
+        now(writer.send_text("w")).unwrap().unwrap();
+        assert_eq!(decode(&mem), vec![Message::text("w")]);
+        mem.incoming
+            .lock()
+            .unwrap()
+            .extend(from_client(&[Message::text("r1"), Message::text("r2")]));
+        assert_eq!(got(now(reader.recv())), Some(Some(Message::text("r1"))));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            Pin::new(&mut reader).poll_next(&mut cx),
+            Poll::Ready(Some(Ok(m))) if m == Message::text("r2")
+        ));
+        assert!(!FusedStream::is_terminated(&reader));
+        assert!(format!("{reader:?}").starts_with("WsReader"));
+        let mut ws = reader.reunite(writer).map_err(|_| ()).unwrap();
+        now(ws.send_text("again")).unwrap().unwrap();
+        assert_eq!(decode(&mem), vec![Message::text("again")]);
+        mem.incoming.lock().unwrap().extend(close_reply());
+        let (mut reader, mut writer) = ws.split();
+        now(writer.close(CloseCode::NORMAL, "")).unwrap().unwrap();
+        assert!(matches!(
+            now(reader.recv()),
+            Some(Some(Ok(Message::Close(_))))
+        ));
+        assert_eq!(got(now(reader.recv())), Some(None));
+        assert!(FusedStream::is_terminated(&reader));
+    }
+}

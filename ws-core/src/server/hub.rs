@@ -597,11 +597,6 @@ impl Outbox {
         self.queue.id
     }
 
-    /// The hub this outbox belongs to.
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
-    }
-
     /// Takes the next message. A queue that drops below its high-water mark
     /// here may clear the hub's congestion (and wake the paused senders).
     pub fn pop(&self) -> Pop {

@@ -402,3 +402,81 @@ fn pop_while_takes_a_batch_in_order_until_told_to_stop() {
     assert_eq!(got, vec![text("4")]);
     assert_eq!(hub.stats().queued_bytes, 0);
 }
+
+#[test]
+fn the_limits_read_back_their_defaults_and_setters() {
+    let d = FlowControl::default();
+    assert_eq!(
+        (
+            d.get_high_water_messages(),
+            d.get_high_water_bytes(),
+            d.get_max_queued_bytes(),
+            d.get_slow_client_timeout()
+        ),
+        (1024, 1 << 20, 16 << 20, Duration::from_secs(5))
+    );
+    let f = FlowControl::default()
+        .high_water(7, 700)
+        .max_queued_bytes(7000)
+        .slow_client_timeout(Duration::from_millis(70));
+    assert_eq!(
+        (
+            f.get_high_water_messages(),
+            f.get_high_water_bytes(),
+            f.get_max_queued_bytes(),
+            f.get_slow_client_timeout()
+        ),
+        (7, 700, 7000, Duration::from_millis(70))
+    );
+    assert_eq!(
+        FlowControl::default()
+            .max_queued_bytes(1)
+            .get_max_queued_bytes(),
+        1 << 20
+    );
+    let hub = hub(f.clone());
+    assert_eq!(hub.limits(), &f);
+    assert!(hub.is_empty());
+    let o = hub.register(counter().1);
+    assert!(!hub.is_empty());
+    assert!(format!("{hub:?}").contains("clients: 1"));
+    assert_eq!(
+        format!("{o:?}"),
+        format!("Outbox {{ id: {:?}, .. }}", o.id())
+    );
+}
+
+#[test]
+fn a_queue_exactly_at_the_byte_mark_is_not_above_it_and_one_byte_more_is() {
+    let msg = text("hello");
+    let cost = msg.as_bytes().len() + ENTRY_OVERHEAD;
+    let hub = hub(FlowControl::default().high_water(1000, 2 * cost));
+    let _o = hub.register(counter().1);
+    hub.broadcast(&msg, Instant::now());
+    hub.broadcast(&msg, Instant::now());
+    assert!(!hub.is_congested(), "exactly at the mark");
+    let hub2 = self::hub(FlowControl::default().high_water(1000, 2 * cost - 1));
+    let _o2 = hub2.register(counter().1);
+    hub2.broadcast(&msg, Instant::now());
+    hub2.broadcast(&msg, Instant::now());
+    assert!(hub2.is_congested(), "one byte past it");
+}
+
+#[test]
+fn a_queue_may_fill_exactly_to_the_byte_bound() {
+    let msg = text("hello");
+    let cost = msg.as_bytes().len() + ENTRY_OVERHEAD;
+    let hub = hub(FlowControl::default()
+        .high_water(1000, cost)
+        .max_queued_bytes(3 * cost));
+    let o = hub.register(counter().1);
+    for _ in 0..3 {
+        assert_eq!(hub.broadcast(&msg, Instant::now()).dropped, vec![]);
+    }
+    assert_eq!(hub.stats().peak_queue_bytes, 3 * cost, "exactly the bound");
+    assert_eq!(
+        hub.broadcast(&msg, Instant::now()).dropped,
+        vec![o.id()],
+        "one past"
+    );
+}
