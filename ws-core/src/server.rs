@@ -1,15 +1,21 @@
 //! Layer 3: the `Server` the runtime crates share, as sans-IO application
-//! logic: HTTP routing and the test page ([`site`]), one server-side
-//! connection's behaviour ([`session::ServerSession`]: echo or broadcast,
-//! back-pressure, closing), and the broadcast registry with its flow
-//! control ([`hub::Hub`]). Nothing here is RFC 6455; it is what the demo
-//! chat/echo server does with it.
+//! logic: the [`Handler`] API that applications implement ([`handler`]),
+//! HTTP routing and the test page ([`site`]), one server-side connection's
+//! behaviour ([`session::ServerSession`]: the handler's callbacks,
+//! back-pressure, closing), the registry with its topics and flow control
+//! ([`hub::Hub`]), and the demo's echo and chat handlers ([`demo`]).
+//! Nothing here is RFC 6455; it is what a server does with it.
 //!
 //! Behind the `server` cargo feature (on by default).
 
+pub mod demo;
+pub mod handler;
 pub mod hub;
 pub mod session;
 pub mod site;
+
+pub use handler::{ConnectionHandle, Handler, Refusal, Socket, Upgrade};
+pub use hub::{ClientId, Target};
 
 use std::io;
 use std::time::Duration;

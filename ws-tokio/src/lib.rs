@@ -58,7 +58,16 @@ pub use server::{Server, ServerHandle};
 pub use split::{Io, SplitIo, WsReader, WsWriter};
 pub use stream::{Deadline, WebSocketStream};
 
-pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};
+pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
+pub use ws_core::server::{ConnectionHandle, Handler};
+
+/// What a [`Handler`] works with: the upgrade request, the answers to it,
+/// the connection inside a callback, and the demo's handlers.
+pub mod handler {
+    pub use ws_core::handshake::Request;
+    pub use ws_core::server::demo::{Chat, Echo};
+    pub use ws_core::server::{ClientId, ConnectionHandle, Handler, Refusal, Socket, Upgrade};
+}
 pub use ws_core::server::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
 

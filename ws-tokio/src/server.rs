@@ -1,5 +1,5 @@
-//! The demo [`Server`]: echo or chat (broadcast) over tokio, one task per
-//! connection.
+//! The [`Server`] over tokio, one task per connection: your [`Handler`],
+//! or the demo's echo and chat.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,12 +11,13 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
-use ws_core::handshake::{Accept, ServerHandshake};
+use ws_core::handshake::ServerHandshake;
 use ws_core::rt::wake::TaskWake;
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats};
+use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target};
 use ws_core::server::session::ServerSession;
 use ws_core::server::site::{Route, ServerMode, route};
-use ws_core::{Config, Connection, Message, PreparedMessage, Role};
+use ws_core::server::{ConnectionHandle, Handler};
+use ws_core::{CloseCode, Config, Connection, Message, PreparedMessage, Role};
 
 use crate::Result;
 use crate::handshake::{read_request, respond_and_close, write_upgrade};
@@ -29,7 +30,6 @@ const SPIN_BUDGET: u32 = 64;
 #[derive(Debug)]
 struct Shared {
     hub: Arc<Hub>,
-    mode: ServerMode,
     config: Config,
     shutting_down: AtomicBool,
     stop: watch::Sender<bool>,
@@ -75,16 +75,51 @@ impl Drop for RunGuard {
     }
 }
 
-/// Builder for the demo WebSocket server. Nothing is bound until
+/// Builder for the WebSocket server: the demo's echo or chat
+/// ([`Server::new`], [`mode`](Self::mode)) or your own [`Handler`]
+/// ([`Server::with_handler`]). Nothing is bound until
 /// [`start`](Self::start) or [`run`](Self::run).
+///
+/// ```no_run
+/// use std::net::SocketAddr;
+/// use ws_tokio::handler::{Handler, Refusal, Request, Socket, Upgrade};
+/// use ws_tokio::{Message, Server};
+///
+/// /// Rooms named by the path: `/ws/NAME`.
+/// struct Rooms;
+///
+/// impl Handler for Rooms {
+///     type State = String;
+///
+///     fn on_upgrade(&self, req: &Request, _peer: SocketAddr) -> Result<Upgrade<String>, Refusal> {
+///         match req.path().strip_prefix("/ws/") {
+///             Some(room) if !room.is_empty() => Ok(Upgrade::new(room.to_owned())),
+///             _ => Err(Refusal::not_found()),
+///         }
+///     }
+///
+///     fn on_open(&self, ws: &mut Socket<'_>, room: &mut String) {
+///         ws.subscribe(room);
+///     }
+///
+///     fn on_message(&self, ws: &mut Socket<'_>, room: &mut String, msg: Message) {
+///         let _ = ws.publish(room, &msg);
+///     }
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// Server::with_handler("127.0.0.1:8080", Rooms).run().await
+/// # }
+/// ```
 ///
 /// # How a connection is served
 ///
 /// Each connection task does the opening handshake and routing with
-/// ws-core ([`ServerHandshake`], [`route`]), then executes a
-/// [`ServerSession`]: after anything happens it calls
-/// [`ServerSession::poll`] (which decodes, echoes or broadcasts, takes
-/// broadcasts from the client's queue and applies the hub's flow control)
+/// ws-core ([`ServerHandshake`], [`route`]: the handler accepts or refuses
+/// the upgrade), opens a [`ServerSession`] (the handler's `on_open`), writes
+/// the 101, then executes the session: after anything happens it calls
+/// [`ServerSession::poll`] (which decodes, runs the handler's `on_message`,
+/// takes broadcasts from the client's queue and applies the hub's flow control)
 /// and writes what is queued with one vectored write, then
 /// `tokio::select!`s over:
 ///
@@ -111,30 +146,39 @@ impl Drop for RunGuard {
 /// the hard byte bound, is closed with 1013. Set the limits with
 /// [`flow_control`](Self::flow_control).
 #[derive(Debug, Clone)]
-pub struct Server {
+pub struct Server<H = ServerMode> {
     addr: String,
-    mode: ServerMode,
+    handler: Arc<H>,
     config: Config,
     flow: FlowControl,
 }
 
 impl Server {
-    /// A server that will listen on `addr`, e.g. `"127.0.0.1:8080"` (port 0
-    /// picks a free port; see [`ServerHandle::local_addr`]).
+    /// The demo chat server that will listen on `addr`, e.g.
+    /// `"127.0.0.1:8080"` (port 0 picks a free port; see
+    /// [`ServerHandle::local_addr`]).
     pub fn new(addr: impl Into<String>) -> Self {
+        Server::with_handler(addr, ServerMode::Chat)
+    }
+
+    /// Echo each message back, or publish it to the sender's chat room
+    /// (chat, the default).
+    pub fn mode(mut self, mode: ServerMode) -> Self {
+        self.handler = Arc::new(mode);
+        self
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// A server that will listen on `addr` and run `handler` on every
+    /// connection.
+    pub fn with_handler(addr: impl Into<String>, handler: H) -> Self {
         Server {
             addr: addr.into(),
-            mode: ServerMode::Chat,
+            handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
         }
-    }
-
-    /// Echo each message back, or broadcast it to every client (chat, the
-    /// default).
-    pub fn mode(mut self, mode: ServerMode) -> Self {
-        self.mode = mode;
-        self
     }
 
     /// The configuration of every accepted connection (limits, timeouts).
@@ -150,16 +194,16 @@ impl Server {
         self
     }
 
-    fn into_shared(self) -> Arc<Shared> {
-        Arc::new(Shared {
+    fn into_shared(self) -> (Arc<Shared>, Arc<H>) {
+        let shared = Arc::new(Shared {
             hub: Arc::new(Hub::new(self.flow)),
-            mode: self.mode,
             config: self.config,
             shutting_down: AtomicBool::new(false),
             stop: watch::Sender::new(false),
             tasks: AtomicUsize::new(0),
             idle: Notify::new(),
-        })
+        });
+        (shared, self.handler)
     }
 
     /// Binds and accepts connections in a background task; returns at once
@@ -168,9 +212,9 @@ impl Server {
     pub async fn start(self) -> io::Result<ServerHandle> {
         let listener = TcpListener::bind(&self.addr).await?;
         let local_addr = listener.local_addr()?;
-        let shared = self.into_shared();
+        let (shared, handler) = self.into_shared();
         let guard = shared.track();
-        tokio::spawn(accept_loop(listener, shared.clone(), guard));
+        tokio::spawn(accept_loop(listener, shared.clone(), handler, guard));
         Ok(ServerHandle { shared, local_addr })
     }
 
@@ -182,10 +226,10 @@ impl Server {
     /// [`ServerHandle::shutdown`] to wait for the clients.
     pub async fn run(self) -> io::Result<()> {
         let listener = TcpListener::bind(&self.addr).await?;
-        let shared = self.into_shared();
+        let (shared, handler) = self.into_shared();
         let _shutdown_on_drop = RunGuard(shared.clone());
         let guard = shared.track();
-        accept_loop(listener, shared.clone(), guard).await;
+        accept_loop(listener, shared.clone(), handler, guard).await;
         Ok(())
     }
 }
@@ -216,9 +260,63 @@ impl ServerHandle {
     /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
     /// but text or binary.
     pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
+        self.push(Target::All, msg).await
+    }
+
+    /// Queues `msg` (text or binary) for every subscriber of `topic`,
+    /// encoded once, under the rules of [`broadcast`](Self::broadcast).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
+    /// but text or binary.
+    pub async fn publish(&self, topic: &str, msg: &Message) -> Result<BroadcastReport> {
+        self.push(Target::Topic(topic), msg).await
+    }
+
+    async fn push(&self, target: Target<'_>, msg: &Message) -> Result<BroadcastReport> {
         let msg = PreparedMessage::new(msg)?;
         let sleep = |at: Instant| tokio::time::sleep_until(at.into());
-        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, &msg, sleep).await)
+        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, target, &msg, sleep).await)
+    }
+
+    /// Queues `msg` (text or binary) for client `id` without waiting (see
+    /// [`ConnectionHandle::send`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) if no such client is
+    /// connected; [`Error::InvalidMessage`](crate::Error::InvalidMessage)
+    /// for a control message.
+    pub fn send_to(&self, id: ClientId, msg: &Message) -> Result<()> {
+        self.connection(id).ok_or(crate::Error::Closed)?.send(msg)
+    }
+
+    /// A handle to client `id`, if it is connected.
+    pub fn connection(&self, id: ClientId) -> Option<ConnectionHandle> {
+        self.shared.hub.connection(id)
+    }
+
+    /// Closes client `id` with `code` and `reason` after what is queued for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) if it is not connected; as
+    /// [`ConnectionHandle::close`] otherwise.
+    pub fn close(&self, id: ClientId, code: CloseCode, reason: &str) -> Result<()> {
+        self.connection(id)
+            .ok_or(crate::Error::Closed)?
+            .close(code, reason)
+    }
+
+    /// Number of clients subscribed to `topic`.
+    pub fn topic_count(&self, topic: &str) -> usize {
+        self.shared.hub.topic_len(topic)
+    }
+
+    /// Every topic with at least one subscriber, with its subscriber count.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.shared.hub.topics()
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in
@@ -258,7 +356,12 @@ impl ServerHandle {
 }
 
 /// Accepts until shutdown, spawning one task per connection.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, _guard: TaskGuard) {
+async fn accept_loop<H: Handler>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    _guard: TaskGuard,
+) {
     let mut stop = shared.stop.subscribe();
     loop {
         if *stop.borrow_and_update() {
@@ -269,12 +372,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, _guard: TaskGua
             // The sender lives in `shared`, so this only reports a change.
             _ = stop.changed() => {}
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => {
+                Ok((tcp, peer)) => {
                     let guard = shared.track();
                     let shared = shared.clone();
+                    let handler = handler.clone();
                     tokio::spawn(async move {
                         let _guard = guard;
-                        serve(&shared, tcp).await;
+                        serve(&shared, handler, tcp, peer).await;
                     });
                 }
                 Err(e) => {
@@ -288,41 +392,50 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, _guard: TaskGua
 }
 
 /// One connection: handshake and routing, then the session loop.
-async fn serve(shared: &Shared, mut tcp: TcpStream) {
+async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, mut tcp: TcpStream, peer: SocketAddr) {
     // Latency matters more than packet count; the loop batches writes itself.
     let _ = tcp.set_nodelay(true);
     let config = shared.config.clone();
-    let handshake = tokio::time::timeout(
-        config.get_handshake_timeout(),
-        handshake(&mut tcp, shared.mode),
-    );
-    let buffered = match handshake.await {
-        Ok(Ok(Some(buffered))) => buffered,
+    let limit = config.get_handshake_timeout();
+    let started = Instant::now();
+    let routed = tokio::time::timeout(limit, handshake(&mut tcp, &*handler, peer));
+    let (response, state, buffered) = match routed.await {
+        Ok(Ok(Some(upgrade))) => upgrade,
         // Answered with a page or an error, failed, or timed out.
         _ => return,
     };
     let wake = Arc::new(TaskWake::default());
-    // Registers in the hub (closed at once with 1001 if shutting down);
-    // dropping the session unregisters however the task ends.
+    // Registers in the hub (closed at once with 1001 if shutting down) and
+    // runs `on_open` before the 101 goes out; dropping the session
+    // unregisters and runs `on_close` however the task ends.
     let session = ServerSession::new(
         Connection::with_buffered(Role::Server, config, buffered),
-        shared.mode,
+        handler,
+        state,
+        peer,
         &shared.hub,
         wake.clone(),
+        Instant::now(),
     );
+    let written =
+        tokio::time::timeout_at((started + limit).into(), write_upgrade(&mut tcp, &response));
+    if !matches!(written.await, Ok(Ok(()))) {
+        return;
+    }
     let _ = drive(session, tcp, &wake).await;
 }
 
-/// Reads the request and routes it; `Some(bytes after the head)` when it
-/// was upgraded to a WebSocket.
-async fn handshake(tcp: &mut TcpStream, mode: ServerMode) -> Result<Option<BytesMut>> {
+/// Reads the request and routes it; `Some((101 response, state, bytes
+/// after the head))` when the handler accepted an upgrade.
+async fn handshake<H: Handler>(
+    tcp: &mut TcpStream,
+    handler: &H,
+    peer: SocketAddr,
+) -> Result<Option<(bytes::Bytes, H::State, BytesMut)>> {
     let mut hs = ServerHandshake::new();
     let req = read_request(tcp, &mut hs).await?;
-    match route(&req, mode, &Accept::new()) {
-        Route::Upgrade { response } => {
-            write_upgrade(tcp, &response).await?;
-            Ok(Some(hs.take_remaining()))
-        }
+    match route(&req, handler, peer) {
+        Route::Upgrade { response, state } => Ok(Some((response, state, hs.take_remaining()))),
         Route::Respond { response } => {
             respond_and_close(tcp, &response).await;
             Ok(None)
@@ -367,7 +480,11 @@ fn read_ready(tcp: &mut TcpStream, conn: &mut Connection) -> io::Result<(usize, 
 /// The session loop (see [`Server`]). Returns when the session is
 /// finished, the socket fails, or a peer that ended its side does not take
 /// our remaining bytes within the close timeout.
-async fn drive(mut session: ServerSession, mut tcp: TcpStream, wake: &TaskWake) -> Result<()> {
+async fn drive<H: Handler>(
+    mut session: ServerSession<H>,
+    mut tcp: TcpStream,
+    wake: &TaskWake,
+) -> Result<()> {
     let mut read_eof = false;
     let timer = tokio::time::sleep(Duration::ZERO);
     let mut timer = std::pin::pin!(timer);

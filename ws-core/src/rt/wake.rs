@@ -49,14 +49,16 @@ impl crate::server::hub::Wake for TaskWake {
     }
 }
 
-/// Queues `msg` for every client of `hub` under the same rules as a
+/// Queues `msg` for `target` (every client, a topic, one client) under the same rules as a
 /// client's message ([`Hub::offer`](crate::server::hub::Hub::offer)): while
 /// the hub is congested it waits, for the congestion to clear or at most
 /// until the stalled client's deadline (`sleep_until`, the runtime's timer),
-/// then offers again. Every async `ServerHandle::broadcast` is this.
+/// then offers again. Every async `ServerHandle::broadcast` and
+/// `ServerHandle::publish` is this.
 #[cfg(feature = "server")]
 pub async fn broadcast<F: std::future::Future<Output = ()>>(
     hub: &crate::server::hub::Hub,
+    target: crate::server::hub::Target<'_>,
     msg: &crate::PreparedMessage,
     mut sleep_until: impl FnMut(std::time::Instant) -> F,
 ) -> crate::server::hub::BroadcastReport {
@@ -65,7 +67,7 @@ pub async fn broadcast<F: std::future::Future<Output = ()>>(
     let mut registered = None;
     loop {
         let now = std::time::Instant::now();
-        match hub.offer(msg, &wake, &mut registered, now) {
+        match hub.offer(target, msg, &wake, &mut registered, now) {
             Ok(report) => return report,
             Err(deadline) => {
                 let mut sleep = std::pin::pin!(sleep_until(deadline.unwrap_or(now)));
@@ -116,7 +118,12 @@ mod tests {
         hub.broadcast(&x, std::time::Instant::now());
         assert!(hub.is_congested());
         let app = PreparedMessage::new(&Message::text("app")).unwrap();
-        let mut fut = pin!(broadcast(&hub, &app, |_| std::future::pending::<()>()));
+        let mut fut = pin!(broadcast(
+            &hub,
+            crate::server::hub::Target::All,
+            &app,
+            |_| std::future::pending::<()>()
+        ));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(
             fut.as_mut().poll(&mut cx).is_pending(),

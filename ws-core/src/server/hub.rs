@@ -29,13 +29,17 @@
 //!    `max_message_size`). Server memory is therefore bounded by clients x
 //!    that bound, whatever the senders do.
 //!
+//! A push goes to a [`Target`]: every client, the subscribers of a topic
+//! (a room: [`Hub::subscribe`], [`Hub::unsubscribe`]), or one client. The
+//! rules above are the same whatever the target.
+//!
 //! The hub reads no clock: time comes in as `now`. It is thread-safe and
 //! runtime-neutral: the only thing an adapter supplies is a [`Wake`], the way
 //! its connection task (or thread) is woken.
 
 use crate::close::CloseCode;
 use crate::connection::PreparedMessage;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -161,6 +165,19 @@ pub struct HubStats {
     pub peak_queue_bytes: usize,
     /// Clients dropped as slow (stalled or past the byte bound) so far.
     pub dropped_slow: u64,
+    /// Topics with at least one subscriber.
+    pub topics: usize,
+}
+
+/// Whom a push goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target<'a> {
+    /// Every registered client.
+    All,
+    /// The clients subscribed to this topic.
+    Topic(&'a str),
+    /// One client.
+    Client(ClientId),
 }
 
 /// What [`Outbox::pop`] found.
@@ -178,6 +195,8 @@ pub enum Pop {
 /// One client's queue; the hub pushes, the client's [`Outbox`] pops.
 struct Queue {
     id: ClientId,
+    /// The client's address, for [`Hub::connection`].
+    peer: Option<std::net::SocketAddr>,
     wake: Arc<dyn Wake>,
     state: Mutex<QueueState>,
     /// False only while the queue is empty and open, so that a session can
@@ -194,6 +213,9 @@ struct QueueState {
     above: bool,
     /// Set when the hub let go of the client, with the close code.
     closed: Option<CloseCode>,
+    /// The close reason to send with `closed` (empty unless the application
+    /// closed the client through [`Hub::close_client`]).
+    reason: String,
 }
 
 impl Queue {
@@ -206,6 +228,11 @@ impl Queue {
 
 struct HubState {
     clients: HashMap<ClientId, Arc<Queue>>,
+    /// Each topic's subscribers. A topic exists only while it has one, so
+    /// the table cannot grow with topics nobody is in.
+    topics: HashMap<Arc<str>, HashMap<ClientId, Arc<Queue>>>,
+    /// Each client's topics, to clean up when it leaves.
+    subscriptions: HashMap<ClientId, HashSet<Arc<str>>>,
     /// Queues above the mark, with the time each crossed it.
     stalled: HashMap<ClientId, Instant>,
     /// Parties waiting for the congestion to clear.
@@ -251,6 +278,8 @@ impl Hub {
             limits,
             state: Mutex::new(HubState {
                 clients: HashMap::new(),
+                topics: HashMap::new(),
+                subscriptions: HashMap::new(),
                 stalled: HashMap::new(),
                 paused: Vec::new(),
                 epoch: 0,
@@ -278,9 +307,20 @@ impl Hub {
     /// the queue. Dropping the [`Outbox`] removes the client. After
     /// [`shutdown`](Self::shutdown) the outbox starts closed (1001).
     pub fn register(self: &Arc<Self>, wake: Arc<dyn Wake>) -> Outbox {
+        self.register_peer(wake, None)
+    }
+
+    /// [`register`](Self::register) for a client at `peer` (what
+    /// [`connection`](Self::connection) reports).
+    pub fn register_peer(
+        self: &Arc<Self>,
+        wake: Arc<dyn Wake>,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Outbox {
         let id = ClientId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let queue = Arc::new(Queue {
             id,
+            peer,
             wake,
             state: Mutex::new(QueueState::default()),
             pending: AtomicBool::new(false),
@@ -297,6 +337,21 @@ impl Hub {
             hub: self.clone(),
             queue,
         }
+    }
+
+    /// A handle to registered client `id` (`None` if it is not registered).
+    /// A client registered without a peer address reports `0.0.0.0:0`.
+    pub fn connection(
+        self: &Arc<Self>,
+        id: ClientId,
+    ) -> Option<crate::server::handler::ConnectionHandle> {
+        let peer = self.lock().clients.get(&id)?.peer;
+        let peer = peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+        Some(crate::server::handler::ConnectionHandle::new(
+            id,
+            peer,
+            self.clone(),
+        ))
     }
 
     /// Whether `id` is registered.
@@ -336,6 +391,7 @@ impl Hub {
             queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
             peak_queue_bytes: self.peak_queue_bytes.load(Ordering::Relaxed),
             dropped_slow: self.dropped_slow.load(Ordering::Relaxed),
+            topics: st.topics.len(),
         }
     }
 
@@ -358,15 +414,69 @@ impl Hub {
     /// (seen as dozens of threads parked on it in a 50-sender burst).
     /// `delivered` counts the clients that got all of them.
     pub fn broadcast_all(&self, msgs: &[PreparedMessage], now: Instant) -> BroadcastReport {
+        self.deliver(Target::All, msgs, now)
+    }
+
+    /// Queues `msg` for the subscribers of `topic`, encoded once and shared,
+    /// under the rules of [`broadcast`](Self::broadcast).
+    pub fn publish(&self, topic: &str, msg: &PreparedMessage, now: Instant) -> BroadcastReport {
+        self.deliver(Target::Topic(topic), std::slice::from_ref(msg), now)
+    }
+
+    /// Queues `msgs`, in order, for `target`, under one lock (see
+    /// [`broadcast_all`](Self::broadcast_all)); the rules of
+    /// [`broadcast`](Self::broadcast) hold whatever the target. A target
+    /// with no client (an unknown id, a topic nobody is in) delivers to none.
+    pub fn deliver(
+        &self,
+        target: Target<'_>,
+        msgs: &[PreparedMessage],
+        now: Instant,
+    ) -> BroadcastReport {
+        let mut st = self.lock();
+        let HubState {
+            clients,
+            topics,
+            stalled,
+            ..
+        } = &mut *st;
+        let one;
+        let queues: Box<dyn Iterator<Item = &Arc<Queue>>> = match target {
+            Target::All => Box::new(clients.values()),
+            Target::Topic(topic) => match topics.get(topic) {
+                Some(subs) => Box::new(subs.values()),
+                None => Box::new(std::iter::empty()),
+            },
+            Target::Client(id) => {
+                one = clients.get(&id);
+                Box::new(one.into_iter())
+            }
+        };
+        let (mut report, over) = self.push(queues, stalled, msgs, now);
+        for id in &over {
+            self.drop_client(&mut st, *id, SLOW_CLIENT_CLOSE);
+        }
+        report.dropped = over;
+        report.dropped.extend(self.expire(&mut st, now));
+        self.after_change(st);
+        report.dropped.sort();
+        report
+    }
+
+    /// Appends `msgs` to each of `queues`; returns the report (without the
+    /// drops) and the clients whose queue would pass the hard bound.
+    fn push<'q>(
+        &self,
+        queues: impl Iterator<Item = &'q Arc<Queue>>,
+        stalled: &mut HashMap<ClientId, Instant>,
+        msgs: &[PreparedMessage],
+        now: Instant,
+    ) -> (BroadcastReport, Vec<ClientId>) {
         let max = self.limits.get_max_queued_bytes();
         let mut report = BroadcastReport::default();
-        let mut st = self.lock();
         let mut over = Vec::new();
         let mut added = 0;
-        let HubState {
-            clients, stalled, ..
-        } = &mut *st;
-        for queue in clients.values() {
+        for queue in queues {
             let mut q = queue.lock();
             let was_empty = q.items.is_empty();
             let mut bytes = q.bytes;
@@ -405,17 +515,119 @@ impl Hub {
             }
         }
         self.queued_bytes.fetch_add(added, Ordering::Relaxed);
-        for id in &over {
-            self.drop_client(&mut st, *id, SLOW_CLIENT_CLOSE);
-        }
-        report.dropped = over;
-        report.dropped.extend(self.expire(&mut st, now));
-        self.after_change(st);
-        report.dropped.sort();
-        report
+        (report, over)
     }
 
-    /// A broadcast from the application (not from a client), under the same
+    /// Subscribes client `id` to `topic`; `false` if `id` is not registered
+    /// (it left, or was dropped). Subscribing twice is one subscription.
+    pub fn subscribe(&self, id: ClientId, topic: &str) -> bool {
+        let mut st = self.lock();
+        let Some(queue) = st.clients.get(&id).cloned() else {
+            return false;
+        };
+        let subs = st.subscriptions.entry(id).or_default();
+        if subs.contains(topic) {
+            return true;
+        }
+        let topic: Arc<str> = match st.topics.get_key_value(topic) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(topic),
+        };
+        st.subscriptions
+            .entry(id)
+            .or_default()
+            .insert(topic.clone());
+        st.topics.entry(topic).or_default().insert(id, queue);
+        true
+    }
+
+    /// Unsubscribes client `id` from `topic`; `false` if it was not
+    /// subscribed. The last subscriber leaving removes the topic.
+    pub fn unsubscribe(&self, id: ClientId, topic: &str) -> bool {
+        let mut st = self.lock();
+        let HubState {
+            topics,
+            subscriptions,
+            ..
+        } = &mut *st;
+        let Some(subs) = subscriptions.get_mut(&id) else {
+            return false;
+        };
+        if !subs.remove(topic) {
+            return false;
+        }
+        if subs.is_empty() {
+            subscriptions.remove(&id);
+        }
+        Self::leave_topic(topics, id, topic);
+        true
+    }
+
+    fn leave_topic(
+        topics: &mut HashMap<Arc<str>, HashMap<ClientId, Arc<Queue>>>,
+        id: ClientId,
+        topic: &str,
+    ) {
+        if let Some(members) = topics.get_mut(topic) {
+            members.remove(&id);
+            if members.is_empty() {
+                topics.remove(topic);
+            }
+        }
+    }
+
+    /// Removes client `id` from every topic.
+    fn leave_all_topics(st: &mut HubState, id: ClientId) {
+        for topic in st.subscriptions.remove(&id).unwrap_or_default() {
+            Self::leave_topic(&mut st.topics, id, &topic);
+        }
+    }
+
+    /// Number of clients subscribed to `topic`.
+    pub fn topic_len(&self, topic: &str) -> usize {
+        self.lock().topics.get(topic).map_or(0, HashMap::len)
+    }
+
+    /// The topics with at least one subscriber and their subscriber counts,
+    /// sorted by name.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        let mut all: Vec<_> = self
+            .lock()
+            .topics
+            .iter()
+            .map(|(name, members)| (name.to_string(), members.len()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The topics client `id` is subscribed to, sorted.
+    pub fn subscriptions(&self, id: ClientId) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .lock()
+            .subscriptions
+            .get(&id)
+            .map(|subs| subs.iter().map(|t| t.to_string()).collect())
+            .unwrap_or_default();
+        all.sort();
+        all
+    }
+
+    /// Lets go of client `id` on the application's request: it leaves every
+    /// topic, what is already queued for it is still delivered, and then it
+    /// is closed with `code` and `reason`. `false` if `id` is not registered.
+    pub fn close_client(&self, id: ClientId, code: CloseCode, reason: &str) -> bool {
+        let mut st = self.lock();
+        let Some(queue) = st.clients.get(&id).cloned() else {
+            return false;
+        };
+        queue.lock().reason = reason.to_owned();
+        self.drop_client(&mut st, id, code);
+        self.after_change(st);
+        true
+    }
+
+    /// A push to `target` from the application (not from a client), under the same
     /// rules as a client's message: while the hub is congested it is not
     /// queued; instead `wake` is registered (as in [`pause`](Self::pause))
     /// and `Err(deadline)` says until when to wait at most (the earliest
@@ -423,6 +635,7 @@ impl Hub {
     /// deadline passed at `now` are dropped first. `Ok` once queued.
     pub fn offer(
         &self,
+        target: Target<'_>,
         msg: &PreparedMessage,
         wake: &Arc<dyn Wake>,
         registered: &mut Option<u64>,
@@ -432,7 +645,7 @@ impl Hub {
         if self.pause(wake, registered) {
             return Err(self.poll_timeout());
         }
-        let mut report = self.broadcast(msg, now);
+        let mut report = self.deliver(target, std::slice::from_ref(msg), now);
         report.dropped.extend(expired);
         report.dropped.sort();
         Ok(report)
@@ -503,6 +716,7 @@ impl Hub {
         let Some(queue) = st.clients.remove(&id) else {
             return;
         };
+        Self::leave_all_topics(st, id);
         let mut q = queue.lock();
         if code == SLOW_CLIENT_CLOSE {
             self.dropped_slow.fetch_add(1, Ordering::Relaxed);
@@ -565,6 +779,7 @@ impl Hub {
         let mut st = self.lock();
         st.clients.remove(&queue.id);
         st.stalled.remove(&queue.id);
+        Self::leave_all_topics(&mut st, queue.id);
         let mut q = queue.lock();
         self.queued_bytes.fetch_sub(q.bytes, Ordering::Relaxed);
         q.items.clear();
@@ -673,6 +888,12 @@ impl Outbox {
         }
         let q = self.queue.lock();
         q.closed.filter(|_| q.items.is_empty())
+    }
+
+    /// The reason to close with, once [`closed`](Self::closed) (empty
+    /// unless the application gave one to [`Hub::close_client`]).
+    pub fn close_reason(&self) -> String {
+        self.queue.lock().reason.clone()
     }
 
     /// Messages queued now.

@@ -4,27 +4,25 @@
 //! outbox only while the client keeps up, stop reading from a client that
 //! does not read its echoes, and close a client the hub dropped.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::connection::{Connection, PreparedMessage, State};
+use crate::close::CloseCode;
+use crate::connection::{Connection, State};
 use crate::error::Error;
 use crate::message::Message;
+use crate::server::handler::{Batch, ConnectionHandle, Handler, Socket};
 use crate::server::hub::{ClientId, Hub, Outbox, Wake};
-use crate::server::site::ServerMode;
-
-/// Chat messages one poll broadcasts per hub lock, at most: the congestion
-/// is checked per message but seen by others per batch, so a batch is also
-/// how far one sender can overshoot a high-water mark.
-const BROADCAST_BATCH: usize = 64;
 
 /// Broadcasts taken from the outbox per lock: enough to fill a write, few
 /// enough that a broadcaster waiting for the lock is not held up for long.
 const POP_BATCH: usize = 64;
 
 /// One server-side client connection and what the server does with it:
-/// its [`Connection`], its broadcast [`Outbox`] in the [`Hub`], and the
-/// flow-control rules between them (see the [`hub`](crate::server::hub) docs).
+/// its [`Connection`], the application's [`Handler`] and the connection's
+/// state, its broadcast [`Outbox`] in the [`Hub`], and the flow-control
+/// rules between them (see the [`hub`](crate::server::hub) docs).
 ///
 /// The adapter's loop is: call [`poll`](Self::poll) after anything happened
 /// (bytes read, bytes written, the [`Wake`] fired, the timer fired), write
@@ -32,56 +30,96 @@ const POP_BATCH: usize = 64;
 /// (only while [`wants_read`](Self::wants_read)), writable (while the
 /// connection [`wants_write`](Connection::wants_write)), the wake, and the
 /// timer at [`poll_timeout`](Self::poll_timeout); stop once
-/// [`is_finished`](Self::is_finished).
-pub struct ServerSession {
+/// [`is_finished`](Self::is_finished). Dropping the session ends it: the
+/// client leaves the hub and the handler's `on_close` runs.
+pub struct ServerSession<H: Handler> {
     conn: Connection,
-    mode: ServerMode,
+    handler: Arc<H>,
+    /// `None` once `on_close` has taken it.
+    state: Option<H::State>,
+    handle: ConnectionHandle,
     /// `None` once the client left the hub (its connection is closing).
     outbox: Option<Outbox>,
     hub: Arc<Hub>,
     wake: Arc<dyn Wake>,
     /// The hub epoch this session registered its pause in.
     paused: Option<u64>,
-    /// A chat message decoded while the hub was congested, broadcast once
-    /// it clears. A session only pauses with a message in hand, so clients
-    /// that only read are never paused (nor woken when the pause ends).
+    /// A message decoded while the hub was congested, handed to the handler
+    /// once it clears. Only a connection that publishes pauses, and only
+    /// with a message in hand, so clients that only read are never paused
+    /// (nor woken when the pause ends).
     held: Option<Message>,
+    /// Whether the handler has published or broadcast for this connection:
+    /// from then on its messages wait while the hub is congested.
+    publisher: bool,
+    /// Publishes and broadcasts of this poll, one hub lock per batch.
+    batch: Batch,
+    /// The first close frame sent or received, for `on_close`.
+    close: Option<(CloseCode, String)>,
     /// Bytes taken for a write that has not finished
     /// ([`take_for_write`](Self::take_for_write)).
     in_flight: usize,
 }
 
-impl std::fmt::Debug for ServerSession {
+impl<H: Handler> std::fmt::Debug for ServerSession<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSession")
             .field("conn", &self.conn)
-            .field("mode", &self.mode)
+            .field("handle", &self.handle)
             .field("outbox", &self.outbox)
             .field("paused", &self.paused)
             .finish_non_exhaustive()
     }
 }
 
-impl ServerSession {
-    /// Wraps a server-role connection that completed its handshake and
-    /// registers it in `hub` (in both modes, so that application broadcasts
-    /// reach echo clients too); `wake` wakes the task that runs the session.
-    pub fn new(conn: Connection, mode: ServerMode, hub: &Arc<Hub>, wake: Arc<dyn Wake>) -> Self {
-        ServerSession {
+impl<H: Handler> ServerSession<H> {
+    /// Wraps a server-role connection whose upgrade `handler` accepted with
+    /// `state`, from `peer`, registers it in `hub` and runs the handler's
+    /// `on_open` at `now`; `wake` wakes the task that runs the session.
+    ///
+    /// Adapters open the session before writing the 101, so that a client
+    /// holding its 101 is already registered and in the topics `on_open`
+    /// chose (what `on_open` sends goes out right after the 101).
+    pub fn new(
+        conn: Connection,
+        handler: Arc<H>,
+        state: H::State,
+        peer: SocketAddr,
+        hub: &Arc<Hub>,
+        wake: Arc<dyn Wake>,
+        now: Instant,
+    ) -> Self {
+        let outbox = hub.register_peer(wake.clone(), Some(peer));
+        let mut session = ServerSession {
             conn,
-            mode,
-            outbox: Some(hub.register(wake.clone())),
+            handler,
+            state: Some(state),
+            handle: ConnectionHandle::new(outbox.id(), peer, hub.clone()),
+            outbox: Some(outbox),
             hub: hub.clone(),
             wake,
             paused: None,
             held: None,
+            publisher: false,
+            batch: Batch::default(),
+            close: None,
             in_flight: 0,
-        }
+        };
+        session.callback(now, |h, ws, state| h.on_open(ws, state));
+        session.batch.flush(&session.hub, now);
+        session.pump_outbox();
+        session
     }
 
-    /// The client's id in the hub.
+    /// The client's id in the hub, while it is registered.
     pub fn id(&self) -> Option<ClientId> {
         self.outbox.as_ref().map(Outbox::id)
+    }
+
+    /// The handle the handler's callbacks see (its id stays valid after the
+    /// client left the hub).
+    pub fn handle(&self) -> &ConnectionHandle {
+        &self.handle
     }
 
     /// The connection (for reading into, writing from, and timers).
@@ -119,10 +157,12 @@ impl ServerSession {
     ///    the hub's slow-client deadline);
     /// 2. moves broadcasts from the outbox into the connection while its
     ///    write buffer has room; closes the connection with the hub's code if
-    ///    the hub let go of the client (1013 too slow, 1001 shutting down);
-    /// 3. decodes the messages received so far: echoes each (echo mode) or
-    ///    broadcasts it through the hub, encoded once (chat mode). Decoding
-    ///    stops while the write buffer is full; in chat mode a message
+    ///    the hub let go of the client (1013 too slow, 1001 shutting down, or
+    ///    the application's code);
+    /// 3. decodes the messages received so far and hands each text or binary
+    ///    one to the handler's `on_message`; its publishes and broadcasts go
+    ///    to the hub in batches, encoded once. Decoding stops while the
+    ///    write buffer is full; for a connection that publishes, a message
     ///    decoded while the hub is congested is held and the session pauses
     ///    until the congestion clears. Either way undecoded bytes wait in the
     ///    connection and [`wants_read`](Self::wants_read) turns false, so TCP
@@ -138,8 +178,6 @@ impl ServerSession {
         }
         self.pump_outbox();
         let mut result = Ok(());
-        // Chat messages of this poll, broadcast together (one hub lock).
-        let mut batch = Vec::new();
         while self.has_room() {
             let msg = match self.held.take() {
                 Some(msg) => msg,
@@ -147,39 +185,61 @@ impl ServerSession {
                     Ok(Some(msg)) => msg,
                     Ok(None) => break,
                     Err(e) => {
+                        if let Some(code) = e.close_code() {
+                            self.close.get_or_insert((code, String::new()));
+                        }
                         result = Err(e);
                         break;
                     }
                 },
             };
-            if !msg.is_data() {
-                continue; // pings are answered by the connection; close is handled there too
-            }
-            match self.mode {
-                // Fails only once the connection is closing: nothing to echo to then.
-                ServerMode::Echo => drop(self.conn.send(&msg)),
-                ServerMode::Chat => {
-                    if self.hub.is_congested() && self.hub.pause(&self.wake, &mut self.paused) {
-                        self.held = Some(msg);
-                        break;
-                    }
-                    // Cannot fail: `msg` is text or binary.
-                    if let Ok(frame) = PreparedMessage::new(&msg) {
-                        batch.push(frame);
-                    }
-                    if batch.len() == BROADCAST_BATCH {
-                        self.hub.broadcast_all(&batch, now);
-                        batch.clear();
-                    }
+            match &msg {
+                Message::Text(_) | Message::Binary(_) => {}
+                Message::Close(frame) => {
+                    let (code, reason) = frame
+                        .as_ref()
+                        .map_or((CloseCode::NO_STATUS, ""), |f| (f.code, &*f.reason));
+                    self.close.get_or_insert_with(|| (code, reason.to_owned()));
+                    continue;
                 }
+                // Pings are answered by the connection.
+                Message::Ping(_) | Message::Pong(_) => continue,
             }
+            if self.publisher
+                && self.hub.is_congested()
+                && self.hub.pause(&self.wake, &mut self.paused)
+            {
+                // What this poll published goes out before we wait.
+                self.batch.flush(&self.hub, now);
+                self.held = Some(msg);
+                break;
+            }
+            self.callback(now, |h, ws, state| h.on_message(ws, state, msg));
         }
-        if !batch.is_empty() {
-            self.hub.broadcast_all(&batch, now);
-        }
+        self.batch.flush(&self.hub, now);
         // Our own close may have started above: leave the hub then.
         self.pump_outbox();
         result
+    }
+
+    /// Runs one handler callback with a [`Socket`] on this connection.
+    fn callback(&mut self, now: Instant, f: impl FnOnce(&H, &mut Socket<'_>, &mut H::State)) {
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        let mut ws = Socket {
+            conn: &mut self.conn,
+            handle: &self.handle,
+            batch: &mut self.batch,
+            now,
+            published: false,
+            closed: None,
+        };
+        f(&self.handler, &mut ws, state);
+        self.publisher |= ws.published;
+        if let Some(closed) = ws.closed {
+            self.close.get_or_insert(closed);
+        }
     }
 
     /// Moves queued broadcasts into the connection while it has room.
@@ -193,8 +253,7 @@ impl ServerSession {
         }
         if !self.has_room() {
             if let Some(code) = outbox.closed() {
-                self.outbox = None;
-                let _ = self.conn.close(code, "");
+                self.close_for_hub(code);
             }
             return;
         }
@@ -209,14 +268,25 @@ impl ServerSession {
                 conn.buffered_transmit() < limit
             });
             if let Some(code) = closed {
-                self.outbox = None;
-                let _ = self.conn.close(code, "");
+                self.close_for_hub(code);
                 return;
             }
             // A short batch: the queue is empty, or the buffer is full.
             if taken < POP_BATCH || conn.buffered_transmit() >= limit {
                 return;
             }
+        }
+    }
+
+    /// The hub let go of the client: close with its code (and reason).
+    fn close_for_hub(&mut self, code: CloseCode) {
+        let reason = self
+            .outbox
+            .take()
+            .map(|o| o.close_reason())
+            .unwrap_or_default();
+        if self.conn.close(code, &reason).is_ok() {
+            self.close.get_or_insert((code, reason));
         }
     }
 
@@ -246,11 +316,21 @@ impl ServerSession {
     pub fn is_finished(&self) -> bool {
         self.conn.should_close_transport()
     }
+}
 
-    /// Consumes the session, returning the connection (the client leaves
-    /// the hub).
-    pub fn into_connection(self) -> Connection {
-        self.conn
+impl<H: Handler> Drop for ServerSession<H> {
+    /// The client leaves the hub (and its topics), then the handler's
+    /// `on_close` runs.
+    fn drop(&mut self) {
+        self.outbox = None;
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let (code, reason) = self
+            .close
+            .take()
+            .unwrap_or((CloseCode::ABNORMAL, String::new()));
+        self.handler.on_close(&self.handle, state, code, &reason);
     }
 }
 
@@ -269,8 +349,9 @@ pub fn display_line(msg: &Message) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::close::CloseCode;
+    use crate::connection::PreparedMessage;
     use crate::server::hub::FlowControl;
+    use crate::server::site::ServerMode;
     use crate::{Config, Role};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -298,13 +379,29 @@ mod tests {
         std::iter::from_fn(|| c.poll_message().unwrap()).collect()
     }
 
-    fn session_in(hub: &Arc<Hub>, mode: ServerMode, cfg: Config) -> (ServerSession, Arc<Counter>) {
+    const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        40000,
+    ));
+
+    type Demo = ServerSession<ServerMode>;
+
+    fn session_in(hub: &Arc<Hub>, mode: ServerMode, cfg: Config) -> (Demo, Arc<Counter>) {
         let wake = Arc::new(Counter::default());
-        let s = ServerSession::new(Connection::new(Role::Server, cfg), mode, hub, wake.clone());
+        let room = (mode == ServerMode::Chat).then(|| Arc::from(crate::server::demo::LOBBY));
+        let s = ServerSession::new(
+            Connection::new(Role::Server, cfg),
+            Arc::new(mode),
+            room,
+            PEER,
+            hub,
+            wake.clone(),
+            Instant::now(),
+        );
         (s, wake)
     }
 
-    fn session(mode: ServerMode) -> (ServerSession, Arc<Hub>) {
+    fn session(mode: ServerMode) -> (Demo, Arc<Hub>) {
         let hub = Arc::new(Hub::default());
         let (s, _) = session_in(&hub, mode, Config::default());
         (s, hub)
@@ -460,7 +557,7 @@ mod tests {
         sender.poll(Instant::now()).unwrap();
         assert!(sender.is_paused());
         let queued = reader.outbox.as_ref().unwrap().len();
-        assert_eq!(queued, BROADCAST_BATCH, "one batch, then the pause");
+        assert_eq!(queued, 64, "one batch, then the pause");
     }
 
     #[test]

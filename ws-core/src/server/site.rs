@@ -3,29 +3,39 @@
 
 use bytes::Bytes;
 
+use std::net::SocketAddr;
+
+use crate::handshake::Request;
 use crate::handshake::response::{ResponseHead, build_response};
-use crate::handshake::{Accept, Request};
+use crate::server::handler::{Handler, internal_error};
 
 /// The browser test page: a WebSocket client for `/ws` on the same host,
 /// with `#status`, `#input`, `#send` and `#messages` elements.
 pub const INDEX_HTML: &str = include_str!("site/index.html");
 
-/// Which demo server is running; it decides which paths upgrade.
+/// Which demo server is running: a shortcut for the two handlers the demo
+/// is built from, [`Echo`](crate::server::demo::Echo) and
+/// [`Chat`](crate::server::demo::Chat) (`ServerMode` is itself a
+/// [`Handler`] that delegates to them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServerMode {
     /// Echo server: an upgrade on any path is accepted (autobahn-style).
     Echo,
-    /// Chat server: the page at `/`, the WebSocket endpoint at `/ws`.
+    /// Chat server: the page at `/`, the WebSocket endpoint at `/ws`, rooms
+    /// with `/ws?room=NAME`.
     Chat,
 }
 
 /// What an adapter must do with a parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// Write `response` (the 101), then speak WebSocket on the connection.
+pub enum Route<S> {
+    /// Write `response` (the 101), then speak WebSocket on the connection,
+    /// with the handler's per-connection `state`.
     Upgrade {
         /// The `101 Switching Protocols` response bytes.
         response: Bytes,
+        /// What the handler's `on_upgrade` made for this connection.
+        state: S,
     },
     /// Write `response`, then close the TCP connection.
     Respond {
@@ -34,11 +44,11 @@ pub enum Route {
     },
 }
 
-impl Route {
+impl<S> Route<S> {
     /// The bytes to write, whichever the route.
     pub fn response(&self) -> &Bytes {
         match self {
-            Self::Upgrade { response } | Self::Respond { response } => response,
+            Self::Upgrade { response, .. } | Self::Respond { response } => response,
         }
     }
 
@@ -48,53 +58,68 @@ impl Route {
     }
 }
 
-/// Decide how to answer `req` so every adapter follows the same HTTP rules.
+/// Decide how to answer `req` from `peer` so every adapter follows the same
+/// HTTP rules.
 ///
 /// - Any method but `GET`/`HEAD` → 405 (`Allow: GET, HEAD`).
-/// - `GET /` or `/index.html` without upgrade headers → 200 with
-///   [`INDEX_HTML`] (`HEAD` gets the headers only), in both modes.
-/// - Echo: an upgrade request on any path is validated and accepted; a
-///   plain request elsewhere → 426.
-/// - Chat: `/ws` upgrades (a plain `GET /ws` → 426); everything else → 404.
-/// - An invalid upgrade gets its own error response (e.g. 400, or 426 with
-///   `Sec-WebSocket-Version: 13`), see [`HandshakeError::response`].
+/// - `GET /` or `/index.html` without upgrade headers → 200 with the
+///   handler's [`page`](Handler::page) if it has one (`HEAD` gets the
+///   headers only).
+/// - An upgrade request on one of the handler's
+///   [endpoints](Handler::is_endpoint) is validated (an invalid one gets its
+///   own error response, e.g. 400, or 426 with `Sec-WebSocket-Version: 13`,
+///   see [`HandshakeError::response`]) and then put to the handler's
+///   [`on_upgrade`](Handler::on_upgrade): accepted with its state and
+///   options, or refused with its status and body.
+/// - A plain request on an endpoint → 426; anything else → 404.
 ///
 /// [`HandshakeError::response`]: crate::handshake::HandshakeError::response
-pub fn route(req: &Request, mode: ServerMode, accept: &Accept) -> Route {
+pub fn route<H: Handler>(req: &Request, handler: &H, peer: SocketAddr) -> Route<H::State> {
     let head_only = req.method() == "HEAD";
     if req.method() != "GET" && !head_only {
         return respond(405, &[("Allow", "GET, HEAD")], "method not allowed\n", true);
     }
     let path = req.path();
     let is_page = path == "/" || path == "/index.html";
-    let wants_ws = match mode {
-        ServerMode::Echo => true,
-        ServerMode::Chat => path == "/ws",
-    };
+    let endpoint = handler.is_endpoint(path);
     let body = !head_only;
     if req.is_upgrade() {
-        if !wants_ws {
+        if !endpoint {
             return respond(404, &[], "not found\n", body);
         }
-        return match req.accept(accept) {
-            Ok(response) => Route::Upgrade { response },
-            Err(e) => Route::Respond {
+        if let Err(e) = req.validate_upgrade() {
+            return Route::Respond {
                 response: e.response(),
+            };
+        }
+        return match handler.on_upgrade(req, peer) {
+            Ok(up) => match req.accept(&up.accept) {
+                Ok(response) => Route::Upgrade {
+                    response,
+                    state: up.state,
+                },
+                // The request was valid: the handler's options were not.
+                Err(_) => Route::Respond {
+                    response: internal_error(),
+                },
+            },
+            Err(refusal) => Route::Respond {
+                response: refusal.response(),
             },
         };
     }
-    if is_page {
+    if let (true, Some(page)) = (is_page, handler.page()) {
         return Route::Respond {
             response: build_response(ResponseHead {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
                 headers: &[],
-                body: INDEX_HTML.as_bytes(),
+                body: page.as_bytes(),
                 include_body: body,
             }),
         };
     }
-    if wants_ws {
+    if endpoint {
         return respond(
             426,
             crate::handshake::response::UPGRADE_REQUIRED,
@@ -105,7 +130,7 @@ pub fn route(req: &Request, mode: ServerMode, accept: &Accept) -> Route {
     respond(404, &[], "not found\n", body)
 }
 
-fn respond(status: u16, headers: &[(&str, &str)], text: &str, include_body: bool) -> Route {
+fn respond<S>(status: u16, headers: &[(&str, &str)], text: &str, include_body: bool) -> Route<S> {
     Route::Respond {
         response: build_response(ResponseHead {
             status,
@@ -121,6 +146,12 @@ fn respond(status: u16, headers: &[(&str, &str)], text: &str, include_body: bool
 mod tests {
     use super::*;
     use crate::handshake::ServerHandshake;
+    use crate::server::handler::{Refusal, Upgrade};
+
+    const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        40000,
+    ));
 
     const UPGRADE_HEADERS: &str = "Host: localhost:9001\r\nUpgrade: websocket\r\n\
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -142,15 +173,15 @@ mod tests {
         req("GET", target, UPGRADE_HEADERS)
     }
 
-    fn go(r: &Request, mode: ServerMode) -> Route {
-        route(r, mode, &Accept::new())
+    fn go(r: &Request, mode: ServerMode) -> Route<Option<std::sync::Arc<str>>> {
+        route(r, &mode, PEER)
     }
 
-    fn text(route: &Route) -> &str {
+    fn text<S>(route: &Route<S>) -> &str {
         std::str::from_utf8(route.response()).unwrap()
     }
 
-    fn status_of(route: &Route) -> &str {
+    fn status_of<S>(route: &Route<S>) -> &str {
         &text(route)[9..12]
     }
 
@@ -281,14 +312,73 @@ mod tests {
         assert_eq!(status_of(&r), "400");
     }
 
+    /// Accepts with a subprotocol and a header when the query has
+    /// `token=good`; refuses 401 otherwise; any path is an endpoint.
+    struct Gate;
+
+    impl Handler for Gate {
+        type State = SocketAddr;
+
+        fn on_upgrade(
+            &self,
+            req: &Request,
+            peer: SocketAddr,
+        ) -> Result<Upgrade<SocketAddr>, Refusal> {
+            match req.query() {
+                Some("token=good") => {
+                    Ok(Upgrade::new(peer).subprotocol("chat").header("X-Ok", "1"))
+                }
+                Some("token=bad-header") => {
+                    Ok(Upgrade::new(peer).header("Sec-WebSocket-Accept", "x"))
+                }
+                _ => Err(Refusal::unauthorized()),
+            }
+        }
+
+        fn on_message(
+            &self,
+            _: &mut crate::server::handler::Socket<'_>,
+            _: &mut SocketAddr,
+            _: crate::Message,
+        ) {
+        }
+    }
+
     #[test]
-    fn accept_options_are_applied_on_upgrade() {
+    fn the_handlers_upgrade_options_and_state_are_applied() {
         let r = req(
             "GET",
-            "/ws",
+            "/feed?token=good",
             &format!("{UPGRADE_HEADERS}Sec-WebSocket-Protocol: chat\r\n"),
         );
-        let routed = route(&r, ServerMode::Chat, &Accept::new().subprotocol("chat"));
+        let routed = route(&r, &Gate, PEER);
         assert!(text(&routed).contains("\r\nSec-WebSocket-Protocol: chat\r\n"));
+        assert!(text(&routed).contains("\r\nX-Ok: 1\r\n"));
+        match routed {
+            Route::Upgrade { state, .. } => assert_eq!(state, PEER),
+            Route::Respond { .. } => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_answered_with_its_status_headers_and_body() {
+        let routed = route(&upgrade("/feed?token=no"), &Gate, PEER);
+        assert_eq!(status_of(&routed), "401");
+        assert!(text(&routed).contains("\r\nWWW-Authenticate: Bearer\r\n"));
+        assert!(text(&routed).ends_with("\r\n\r\nunauthorized\n"));
+    }
+
+    #[test]
+    fn an_invalid_upgrade_never_reaches_the_handler_and_a_bad_accept_is_500() {
+        let headers = UPGRADE_HEADERS.replace("Connection: Upgrade\r\n", "");
+        let r = route(&req("GET", "/feed?token=good", &headers), &Gate, PEER);
+        assert_eq!(status_of(&r), "400");
+        let r = route(&upgrade("/feed?token=bad-header"), &Gate, PEER);
+        assert_eq!(status_of(&r), "500");
+    }
+
+    #[test]
+    fn a_handler_without_a_page_answers_426_at_root() {
+        assert_eq!(status_of(&route(&plain("GET", "/"), &Gate, PEER)), "426");
     }
 }

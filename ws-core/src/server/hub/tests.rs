@@ -309,13 +309,15 @@ fn an_application_broadcast_waits_while_congested() {
     let mut reg = None;
     let deadline = t0 + Duration::from_secs(1);
     assert_eq!(
-        hub.offer(&text("app"), &pw, &mut reg, t0),
+        hub.offer(Target::All, &text("app"), &pw, &mut reg, t0),
         Err(Some(deadline))
     );
     assert_eq!(slow.len(), 3, "not queued while congested");
     slow.pop();
     assert_eq!(p.count(), 1);
-    let report = hub.offer(&text("app"), &pw, &mut reg, t0).unwrap();
+    let report = hub
+        .offer(Target::All, &text("app"), &pw, &mut reg, t0)
+        .unwrap();
     assert_eq!(report.delivered, 1);
     assert_eq!(pop_all(&slow).last(), Some(&text("app")));
 }
@@ -332,7 +334,13 @@ fn an_application_broadcast_drops_an_expired_client_and_goes_on() {
     }
     let w = counter().1;
     let report = hub
-        .offer(&text("app"), &w, &mut None, t0 + Duration::from_secs(1))
+        .offer(
+            Target::All,
+            &text("app"),
+            &w,
+            &mut None,
+            t0 + Duration::from_secs(1),
+        )
         .unwrap();
     assert_eq!(report.dropped, vec![slow.id()]);
     assert_eq!(report.delivered, 1);
