@@ -194,6 +194,9 @@ impl<H: Handler> ServerSession<H> {
                 },
             };
             match &msg {
+                // After our close only the peer's close matters (RFC 6455
+                // 5.5.1): a handler that closed hears nothing more.
+                Message::Text(_) | Message::Binary(_) if self.conn.close_sent() => continue,
                 Message::Text(_) | Message::Binary(_) => {}
                 Message::Close(frame) => {
                     let (code, reason) = frame
@@ -679,5 +682,220 @@ mod tests {
         assert_eq!(s.id(), None, "a closing client leaves the hub");
         s.connection().take_transmit();
         assert!(s.is_finished());
+    }
+
+    /// Logs every callback; counts messages in its state; `close` closes
+    /// with 4001, `sub:T` subscribes to T, `pub:T:X` publishes X to T.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl Recorder {
+        fn log(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Handler for Arc<Recorder> {
+        type State = usize;
+
+        fn on_upgrade(
+            &self,
+            _: &crate::handshake::Request,
+            _: SocketAddr,
+        ) -> Result<crate::server::Upgrade<usize>, crate::server::Refusal> {
+            unreachable!("sessions are made by hand here")
+        }
+
+        fn on_open(&self, ws: &mut Socket<'_>, n: &mut usize) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("open {} {n}", ws.peer_addr()));
+        }
+
+        fn on_message(&self, ws: &mut Socket<'_>, n: &mut usize, msg: Message) {
+            *n += 1;
+            let text = match &msg {
+                Message::Text(t) => t.to_string(),
+                _ => String::new(),
+            };
+            self.0.lock().unwrap().push(format!("message {n} {text}"));
+            if text == "close" {
+                ws.close(CloseCode(4001), "asked").unwrap();
+            } else if let Some(topic) = text.strip_prefix("sub:") {
+                ws.subscribe(topic);
+            } else if let Some(rest) = text.strip_prefix("pub:") {
+                let (topic, body) = rest.split_once(':').unwrap();
+                ws.publish(topic, &Message::text(body)).unwrap();
+            }
+        }
+
+        fn on_close(&self, ws: &ConnectionHandle, n: usize, code: CloseCode, reason: &str) {
+            let registered = ws.is_open();
+            self.0.lock().unwrap().push(format!(
+                "close {} {n} {reason:?} registered={registered}",
+                code.0
+            ));
+        }
+    }
+
+    fn recorded(hub: &Arc<Hub>) -> (ServerSession<Arc<Recorder>>, Arc<Recorder>) {
+        let rec = Arc::new(Recorder::default());
+        let s = ServerSession::new(
+            Connection::new(Role::Server, Config::default()),
+            Arc::new(rec.clone()),
+            0,
+            PEER,
+            hub,
+            Arc::new(Counter::default()),
+            Instant::now(),
+        );
+        (s, rec)
+    }
+
+    #[test]
+    fn the_handler_sees_open_then_each_message_then_the_peers_close_once() {
+        let hub = Arc::new(Hub::default());
+        let (mut s, rec) = recorded(&hub);
+        let close = Message::Close(Some(crate::CloseFrame::new(CloseCode(4000), "done")));
+        s.connection().handle_bytes(&client_bytes(&[
+            Message::text("a"),
+            Message::Ping("p".into()),
+            Message::binary(vec![1]),
+            close,
+        ]));
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(hub.len(), 0, "a closing client leaves the hub");
+        drop(s);
+        assert_eq!(
+            rec.log(),
+            [
+                "open 127.0.0.1:40000 0",
+                "message 1 a",
+                "message 2 ",
+                "close 4000 2 \"done\" registered=false",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_connection_that_just_vanishes_is_closed_with_1006() {
+        let hub = Arc::new(Hub::default());
+        let (mut s, rec) = recorded(&hub);
+        s.connection()
+            .handle_bytes(&client_bytes(&[Message::text("x")]));
+        s.poll(Instant::now()).unwrap();
+        drop(s);
+        assert_eq!(
+            rec.log().last().unwrap(),
+            "close 1006 1 \"\" registered=false"
+        );
+    }
+
+    #[test]
+    fn a_close_from_the_handler_is_sent_and_reported() {
+        let hub = Arc::new(Hub::default());
+        let (mut s, rec) = recorded(&hub);
+        s.connection().handle_bytes(&client_bytes(&[
+            Message::text("close"),
+            Message::text("late"),
+        ]));
+        s.poll(Instant::now()).unwrap();
+        let back = decode_as_client(&s.connection().take_transmit());
+        assert_eq!(
+            back,
+            [Message::Close(Some(crate::CloseFrame::new(
+                CloseCode(4001),
+                "asked"
+            )))]
+        );
+        drop(s);
+        let log = rec.log();
+        assert!(!log.iter().any(|l| l.contains("late")), "{log:?}");
+        assert_eq!(
+            log.last().unwrap(),
+            "close 4001 1 \"asked\" registered=false"
+        );
+    }
+
+    #[test]
+    fn a_protocol_error_is_reported_to_on_close_with_its_code() {
+        let hub = Arc::new(Hub::default());
+        let (mut s, rec) = recorded(&hub);
+        s.connection().handle_bytes(&[0x81, 0x00]); // unmasked
+        assert!(s.poll(Instant::now()).is_err());
+        drop(s);
+        assert_eq!(
+            rec.log().last().unwrap(),
+            "close 1002 0 \"\" registered=false"
+        );
+    }
+
+    #[test]
+    fn each_connection_has_its_own_state_and_topics_reach_subscribers_only() {
+        let hub = Arc::new(Hub::default());
+        let (mut a, rec_a) = recorded(&hub);
+        let (mut b, _) = recorded(&hub);
+        let (mut c, _) = recorded(&hub);
+        a.connection()
+            .handle_bytes(&client_bytes(&[Message::text("sub:t")]));
+        b.connection()
+            .handle_bytes(&client_bytes(&[Message::text("sub:t")]));
+        a.poll(Instant::now()).unwrap();
+        b.poll(Instant::now()).unwrap();
+        c.connection().handle_bytes(&client_bytes(&[
+            Message::text("x"),
+            Message::text("pub:t:hello"),
+        ]));
+        c.poll(Instant::now()).unwrap();
+        for s in [&mut a, &mut b, &mut c] {
+            s.poll(Instant::now()).unwrap();
+        }
+        let got = |s: &mut ServerSession<Arc<Recorder>>| {
+            decode_as_client(&s.connection().take_transmit())
+        };
+        assert_eq!(got(&mut a), [Message::text("hello")]);
+        assert_eq!(got(&mut b), [Message::text("hello")]);
+        assert!(got(&mut c).is_empty(), "the publisher is not subscribed");
+        assert_eq!(
+            rec_a.log().last().unwrap(),
+            "message 1 sub:t",
+            "a's own count"
+        );
+        assert_eq!(hub.topic_len("t"), 2);
+        drop((a, b));
+        assert_eq!(hub.stats().topics, 0);
+    }
+
+    #[test]
+    fn a_handler_that_publishes_is_paused_by_congestion_and_loses_nothing() {
+        let limits = FlowControl::default().high_water(1, 1 << 20);
+        let hub = Arc::new(Hub::new(limits));
+        let (mut reader, _) = recorded(&hub);
+        let (mut sender, _) = recorded(&hub);
+        reader
+            .connection()
+            .handle_bytes(&client_bytes(&[Message::text("sub:t")]));
+        reader.poll(Instant::now()).unwrap();
+        let msgs: Vec<_> = (0..5)
+            .map(|i| Message::text(format!("pub:t:{i}")))
+            .collect();
+        sender.connection().handle_bytes(&client_bytes(&msgs[..2]));
+        sender.poll(Instant::now()).unwrap();
+        assert!(hub.is_congested());
+        sender.connection().handle_bytes(&client_bytes(&msgs[2..]));
+        sender.poll(Instant::now()).unwrap();
+        assert!(
+            sender.is_paused() && !sender.wants_read(),
+            "a publisher waits"
+        );
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            reader.poll(Instant::now()).unwrap();
+            got.extend(decode_as_client(&reader.connection().take_transmit()));
+            sender.poll(Instant::now()).unwrap();
+        }
+        let want: Vec<_> = (0..5).map(|i| Message::text(i.to_string())).collect();
+        assert_eq!(got, want, "every message, once, in order");
     }
 }

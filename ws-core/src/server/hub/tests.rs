@@ -488,3 +488,120 @@ fn a_queue_may_fill_exactly_to_the_byte_bound() {
         "one past"
     );
 }
+
+#[test]
+fn publish_reaches_subscribers_only_once_and_in_order() {
+    let hub = hub(FlowControl::default());
+    let a = hub.register(counter().1);
+    let b = hub.register(counter().1);
+    let outsider = hub.register(counter().1);
+    assert!(hub.subscribe(a.id(), "room"));
+    assert!(hub.subscribe(b.id(), "room"));
+    assert!(hub.subscribe(b.id(), "room"), "twice is one subscription");
+    let t0 = Instant::now();
+    let msgs = [text("1"), text("2"), text("3")];
+    let report = hub.deliver(Target::Topic("room"), &msgs, t0);
+    assert_eq!(report.delivered, 2);
+    for o in [&a, &b] {
+        assert_eq!(pop_all(o), msgs.to_vec());
+    }
+    assert!(pop_all(&outsider).is_empty());
+    assert_eq!(hub.publish("nobody", &text("x"), t0).delivered, 0);
+    assert_eq!(hub.topic_len("room"), 2);
+    assert_eq!(hub.topics(), vec![("room".to_string(), 2)]);
+}
+
+#[test]
+fn unsubscribing_and_leaving_empty_the_topic_table() {
+    let hub = hub(FlowControl::default());
+    let a = hub.register(counter().1);
+    let b = hub.register(counter().1);
+    for t in ["x", "y"] {
+        hub.subscribe(a.id(), t);
+        hub.subscribe(b.id(), t);
+    }
+    assert_eq!(hub.subscriptions(a.id()), ["x", "y"]);
+    assert!(hub.unsubscribe(a.id(), "x"));
+    assert!(!hub.unsubscribe(a.id(), "x"), "not subscribed any more");
+    hub.publish("x", &text("only b"), Instant::now());
+    assert!(pop_all(&a).is_empty());
+    assert_eq!(pop_all(&b).len(), 1);
+    drop(b);
+    assert_eq!(hub.topics(), vec![("y".to_string(), 1)]);
+    drop(a);
+    assert_eq!(hub.stats().topics, 0, "no topic outlives its subscribers");
+    assert!(hub.topics().is_empty());
+}
+
+#[test]
+fn a_dropped_client_leaves_its_topics_and_cannot_subscribe_again() {
+    let limits = FlowControl::default()
+        .high_water(1000, 1)
+        .max_queued_bytes(1);
+    let hub = hub(limits);
+    let slow = hub.register(counter().1);
+    hub.subscribe(slow.id(), "t");
+    let t0 = Instant::now();
+    hub.publish("t", &text("a"), t0);
+    let report = hub.publish("t", &text("b"), t0);
+    assert_eq!(report.dropped, vec![slow.id()], "past the hard bound");
+    assert_eq!(hub.topic_len("t"), 0);
+    assert!(!hub.subscribe(slow.id(), "t"));
+    assert_eq!(hub.stats().topics, 0);
+}
+
+#[test]
+fn a_send_to_one_client_reaches_only_it() {
+    let hub = hub(FlowControl::default());
+    let a = hub.register(counter().1);
+    let b = hub.register(counter().1);
+    let report = hub.deliver(Target::Client(b.id()), &[text("dm")], Instant::now());
+    assert_eq!(report.delivered, 1);
+    assert!(pop_all(&a).is_empty());
+    assert_eq!(pop_all(&b), vec![text("dm")]);
+    let gone = ClientId(999);
+    assert_eq!(
+        hub.deliver(Target::Client(gone), &[text("x")], Instant::now())
+            .delivered,
+        0
+    );
+}
+
+#[test]
+fn an_application_close_delivers_what_is_queued_then_closes_with_its_reason() {
+    let hub = hub(FlowControl::default());
+    let (w, wake) = counter();
+    let a = hub.register(wake);
+    hub.subscribe(a.id(), "t");
+    hub.broadcast(&text("last"), Instant::now());
+    assert!(hub.close_client(a.id(), CloseCode::POLICY_VIOLATION, "bye"));
+    assert!(!hub.close_client(a.id(), CloseCode::NORMAL, "again"));
+    assert!(w.count() > 0, "woken to close");
+    assert_eq!(hub.topic_len("t"), 0, "left its topics at once");
+    assert_eq!(a.pop(), Pop::Message(text("last")));
+    assert_eq!(a.pop(), Pop::Closed(CloseCode::POLICY_VIOLATION));
+    assert_eq!(a.close_reason(), "bye");
+}
+
+#[test]
+fn a_connection_handle_knows_the_peer_of_a_registered_client() {
+    let hub = hub(FlowControl::default());
+    let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let a = hub.register_peer(counter().1, Some(peer));
+    let h = hub.connection(a.id()).unwrap();
+    assert_eq!((h.id(), h.peer_addr()), (a.id(), peer));
+    assert!(h.is_open());
+    h.send(&Message::text("via handle")).unwrap();
+    assert_eq!(pop_all(&a), vec![text("via handle")]);
+    assert!(
+        h.send(&Message::Ping("p".into())).is_err(),
+        "control frames are refused"
+    );
+    drop(a);
+    assert!(hub.connection(h.id()).is_none());
+    assert!(matches!(
+        h.send(&Message::text("late")),
+        Err(crate::Error::Closed)
+    ));
+    assert!(!h.subscribe("t"));
+}
