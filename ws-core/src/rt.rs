@@ -23,6 +23,7 @@
 pub mod driver;
 pub mod halves;
 pub mod handoff;
+pub mod reconnect;
 pub mod stream;
 pub mod wake;
 pub mod write;

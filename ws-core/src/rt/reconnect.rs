@@ -1,0 +1,305 @@
+//! When a client reconnects, written once for every adapter's `Client`:
+//! exponential backoff with jitter and a cap ([`Backoff`]), and which
+//! endings are final ([`Reconnect::is_final_error`],
+//! [`Reconnect::is_final_close`]). The adapters only sleep and connect.
+//!
+//! Jitter is "equal jitter": each delay is drawn uniformly from the upper
+//! half of the exponential step, so a fleet of clients that lost the same
+//! server spreads its reconnects out instead of arriving in waves, while
+//! no client retries much sooner than the step says.
+
+use std::time::Duration;
+
+use crate::close::CloseCode;
+use crate::error::Error;
+use crate::handshake::HandshakeError;
+
+/// A reconnecting client's policy. Defaults: first delay 100 ms, doubling
+/// up to 30 s, attempts unlimited, no close code final.
+///
+/// A refusal at the upgrade with a 4xx status (401, 403, 404, ...) always
+/// ends the retries: the server answered, and asking again will not change
+/// its mind. So does a close with a code marked
+/// [`final_close_code`](Self::final_close_code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconnect {
+    initial_delay: Duration,
+    max_delay: Duration,
+    max_attempts: Option<u32>,
+    final_codes: Vec<CloseCode>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+            max_attempts: None,
+            final_codes: Vec::new(),
+        }
+    }
+}
+
+impl Reconnect {
+    /// The default policy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The step before the first retry (each later step doubles, up to
+    /// [`max_delay`](Self::max_delay)).
+    pub fn initial_delay(mut self, delay: Duration) -> Self {
+        self.initial_delay = delay;
+        self
+    }
+
+    /// The cap on one step.
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Gives up after `attempts` failed connection attempts in a row.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// A close with `code` from the server ends the client for good (for
+    /// example 1008 for a banned user, or an application code such as 4001).
+    pub fn final_close_code(mut self, code: CloseCode) -> Self {
+        self.final_codes.push(code);
+        self
+    }
+
+    /// Whether a failed connection attempt is final: the server refused the
+    /// upgrade with a 4xx status, or the URL itself is unusable.
+    pub fn is_final_error(&self, e: &Error) -> bool {
+        match e {
+            Error::Handshake(HandshakeError::UnexpectedStatus(r)) => {
+                (400..500).contains(&r.status())
+            }
+            Error::Url(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the server closing with `code` is final.
+    pub fn is_final_close(&self, code: CloseCode) -> bool {
+        self.final_codes.contains(&code)
+    }
+
+    /// A backoff that follows this policy.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            policy: self.clone(),
+            attempt: 0,
+        }
+    }
+}
+
+/// The delays between attempts of one outage. [`reset`](Self::reset) it
+/// once connected, so the next outage starts from the first step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: Reconnect,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// The policy.
+    pub fn policy(&self) -> &Reconnect {
+        &self.policy
+    }
+
+    /// Failed attempts so far in this outage.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Counts a failed attempt and returns how long to wait before the
+    /// next, or `None` once the attempts are used up. `unit` in `[0, 1)`
+    /// places the delay in the upper half of the step (pass
+    /// [`random_unit`] outside tests).
+    pub fn next_delay_with(&mut self, unit: f64) -> Option<Duration> {
+        if self
+            .policy
+            .max_attempts
+            .is_some_and(|max| self.attempt >= max)
+        {
+            return None;
+        }
+        let step = self
+            .policy
+            .initial_delay
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.policy.max_delay);
+        self.attempt += 1;
+        Some(step.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0)))
+    }
+
+    /// [`next_delay_with`](Self::next_delay_with) a random unit.
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        self.next_delay_with(random_unit())
+    }
+
+    /// Connected: the next outage starts from the first step.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// A uniformly random number in `[0, 1)`.
+pub fn random_unit() -> f64 {
+    rand::random::<f64>()
+}
+
+/// Connects with `connect` until it succeeds, the failure is final
+/// ([`Reconnect::is_final_error`]) or the attempts are used up, sleeping
+/// `sleep(delay)` (the runtime's timer) between attempts; resets `backoff`
+/// on success. Every async adapter's reconnecting `Client` is this loop.
+///
+/// # Errors
+///
+/// The last attempt's error.
+pub async fn connect_with_retries<T, C, CF, S, SF>(
+    backoff: &mut Backoff,
+    mut connect: C,
+    mut sleep: S,
+) -> Result<T, Error>
+where
+    C: FnMut() -> CF,
+    CF: Future<Output = Result<T, Error>>,
+    S: FnMut(Duration) -> SF,
+    SF: Future<Output = ()>,
+{
+    loop {
+        match connect().await {
+            Ok(t) => {
+                backoff.reset();
+                return Ok(t);
+            }
+            Err(e) if backoff.policy().is_final_error(&e) => return Err(e),
+            Err(e) => match backoff.next_delay() {
+                Some(delay) => sleep(delay).await,
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+/// The blocking form of [`connect_with_retries`], for ws-blocking.
+///
+/// # Errors
+///
+/// The last attempt's error.
+pub fn connect_with_retries_blocking<T>(
+    backoff: &mut Backoff,
+    mut connect: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Error> {
+    loop {
+        match connect() {
+            Ok(t) => {
+                backoff.reset();
+                return Ok(t);
+            }
+            Err(e) if backoff.policy().is_final_error(&e) => return Err(e),
+            Err(e) => match backoff.next_delay() {
+                Some(delay) => std::thread::sleep(delay),
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::ClientHandshake;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn steps_double_up_to_the_cap_and_jitter_stays_in_the_upper_half() {
+        let mut b = Reconnect::new()
+            .initial_delay(ms(100))
+            .max_delay(ms(1000))
+            .backoff();
+        let top: Vec<_> = (0..6).map(|_| b.next_delay_with(1.0).unwrap()).collect();
+        assert_eq!(
+            top,
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        b.reset();
+        assert_eq!(b.attempts(), 0);
+        assert_eq!(b.next_delay_with(0.0), Some(ms(50)), "half the first step");
+        for _ in 0..4 {
+            b.next_delay();
+        }
+        for _ in 0..100 {
+            let d = b.next_delay().unwrap();
+            assert!(d >= ms(500) && d <= ms(1000), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn attempts_run_out_after_the_maximum() {
+        let mut b = Reconnect::new().max_attempts(2).backoff();
+        assert!(b.next_delay().is_some());
+        assert!(b.next_delay().is_some());
+        assert_eq!(b.next_delay(), None);
+    }
+
+    fn refused(status: u16) -> Error {
+        let (mut hs, _) =
+            ClientHandshake::new(&crate::handshake::ClientRequest::new("localhost", 80, "/"));
+        let raw = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        Error::Handshake(hs.feed(raw.as_bytes()).unwrap_err())
+    }
+
+    #[test]
+    fn a_4xx_refusal_is_final_and_a_5xx_or_io_error_is_not() {
+        let p = Reconnect::new();
+        assert!(p.is_final_error(&refused(401)));
+        assert!(p.is_final_error(&refused(404)));
+        assert!(!p.is_final_error(&refused(503)));
+        assert!(!p.is_final_error(&Error::Io(std::io::ErrorKind::ConnectionRefused.into())));
+        assert!(!p.is_final_error(&Error::AbnormalClosure));
+    }
+
+    #[test]
+    fn only_marked_close_codes_are_final() {
+        let p = Reconnect::new().final_close_code(CloseCode(4001));
+        assert!(p.is_final_close(CloseCode(4001)));
+        assert!(!p.is_final_close(CloseCode::GOING_AWAY));
+    }
+
+    #[test]
+    fn the_retry_loop_stops_at_a_final_refusal_and_resets_on_success() {
+        let mut b = Reconnect::new().initial_delay(ms(1)).backoff();
+        let mut calls = 0;
+        let r: Result<(), _> = connect_with_retries_blocking(&mut b, || {
+            calls += 1;
+            Err(if calls < 3 {
+                Error::Io(std::io::ErrorKind::ConnectionRefused.into())
+            } else {
+                refused(401)
+            })
+        });
+        assert!(r.unwrap_err().is_handshake());
+        assert_eq!(calls, 3, "two retries, then the 401 ended it");
+        let mut calls = 0;
+        let r = connect_with_retries_blocking(&mut b, || {
+            calls += 1;
+            if calls < 2 {
+                Err(Error::AbnormalClosure)
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(b.attempts(), 0, "reset once connected");
+    }
+}
