@@ -5,8 +5,9 @@
 //! [`futures_io::AsyncWrite`]), so the same [`WebSocketStream`] works with
 //! async-std's and smol's sockets (and any other futures-io transport).
 //! All protocol logic (framing, the closing handshake, HTTP routing, the
-//! per-client server logic, broadcast bookkeeping) lives in ws-core; this
-//! crate only moves bytes, owns timers, and spawns tasks.
+//! per-client server logic and the [`Handler`] API, broadcast and topic
+//! bookkeeping) lives in ws-core; this crate only moves bytes, owns timers,
+//! and spawns tasks.
 //!
 //! - The crate root's [`Server`], [`ServerHandle`], [`Client`], [`connect`]
 //!   and [`connect_with`] run on **async-std** (cargo feature `async-std`).
@@ -53,7 +54,17 @@ mod stream;
 pub use handshake::{accept, accept_with, client_handshake};
 pub use split::{Alarm, Io, SplitIo, WsReader, WsWriter};
 pub use stream::WebSocketStream;
-pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};
+pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
+pub use ws_core::server::{ConnectionHandle, Handler};
+
+/// What a [`Handler`] works with: the upgrade request, the answers to it,
+/// the connection inside a callback, and the demo's handlers. The same for
+/// the async-std and the smol `Server`.
+pub mod handler {
+    pub use ws_core::handshake::Request;
+    pub use ws_core::server::demo::{Chat, Echo};
+    pub use ws_core::server::{ClientId, ConnectionHandle, Handler, Refusal, Socket, Upgrade};
+}
 pub use ws_core::server::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
 
@@ -62,12 +73,47 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 #[cfg(feature = "async-std")]
 mod async_std_api {
+    use crate::ServerMode;
     use crate::runtime::AsyncStd;
 
-    /// The demo server on async-std: a builder; nothing is bound until
-    /// `start` or `run`.
-    pub type Server = crate::server::Server<AsyncStd>;
-    /// A running async-std server: broadcast, count clients, shut down.
+    /// The WebSocket server on async-std, a builder: the demo's echo or chat
+    /// (`Server::new`, `mode`) or your own [`Handler`](crate::Handler)
+    /// (`Server::with_handler`). Nothing is bound until `start` or `run`.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use ws_async_std::handler::{Handler, Refusal, Request, Socket, Upgrade};
+    /// use ws_async_std::{Message, Server};
+    ///
+    /// /// Rooms named by the path: `/ws/NAME`.
+    /// struct Rooms;
+    ///
+    /// impl Handler for Rooms {
+    ///     type State = String;
+    ///
+    ///     fn on_upgrade(&self, req: &Request, _peer: SocketAddr) -> Result<Upgrade<String>, Refusal> {
+    ///         match req.path().strip_prefix("/ws/") {
+    ///             Some(room) if !room.is_empty() => Ok(Upgrade::new(room.to_owned())),
+    ///             _ => Err(Refusal::not_found()),
+    ///         }
+    ///     }
+    ///
+    ///     fn on_open(&self, ws: &mut Socket<'_>, room: &mut String) {
+    ///         ws.subscribe(room);
+    ///     }
+    ///
+    ///     fn on_message(&self, ws: &mut Socket<'_>, room: &mut String, msg: Message) {
+    ///         let _ = ws.publish(room, &msg);
+    ///     }
+    /// }
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// Server::with_handler("127.0.0.1:8080", Rooms).run().await
+    /// # }
+    /// ```
+    pub type Server<H = ServerMode> = crate::server::Server<AsyncStd, H>;
+    /// A running async-std server: broadcast or publish to a topic, send to
+    /// or close one client, count clients and subscribers, shut down.
     pub type ServerHandle = crate::server::ServerHandle<AsyncStd>;
     /// A ready-made async-std WebSocket client (connect, send, receive,
     /// interactive stdin/stdout mode).
@@ -105,12 +151,44 @@ pub use async_std_api::{Client, Server, ServerHandle, connect, connect_with};
 /// `connect` returning a `smol::net::TcpStream`).
 #[cfg(feature = "smol")]
 pub mod smol {
+    use crate::ServerMode;
     use crate::runtime::Smol;
 
-    /// The demo server on smol: a builder; nothing is bound until
-    /// `start` or `run`.
-    pub type Server = crate::server::Server<Smol>;
-    /// A running smol server: broadcast, count clients, shut down.
+    /// The WebSocket server on smol, a builder: the demo's echo or chat
+    /// (`Server::new`, `mode`) or your own [`Handler`](crate::Handler)
+    /// (`Server::with_handler`). Nothing is bound until `start` or `run`.
+    /// The handler API is runtime-neutral: [`crate::handler`].
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use ws_async_std::handler::{Handler, Refusal, Request, Socket, Upgrade};
+    /// use ws_async_std::Message;
+    /// use ws_async_std::smol::Server;
+    ///
+    /// /// Echo, prefixed with the connection's id.
+    /// struct Tagged;
+    ///
+    /// impl Handler for Tagged {
+    ///     type State = ();
+    ///
+    ///     fn on_upgrade(&self, _req: &Request, _peer: SocketAddr) -> Result<Upgrade<()>, Refusal> {
+    ///         Ok(Upgrade::new(()))
+    ///     }
+    ///
+    ///     fn on_message(&self, ws: &mut Socket<'_>, _: &mut (), msg: Message) {
+    ///         if let Message::Text(text) = msg {
+    ///             let _ = ws.send(&Message::text(format!("{}: {}", ws.id().0, text.as_str())));
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// Server::with_handler("127.0.0.1:8080", Tagged).run().await
+    /// # }
+    /// ```
+    pub type Server<H = ServerMode> = crate::server::Server<Smol, H>;
+    /// A running smol server: broadcast or publish to a topic, send to or
+    /// close one client, count clients and subscribers, shut down.
     pub type ServerHandle = crate::server::ServerHandle<Smol>;
     /// A ready-made smol WebSocket client (connect, send, receive,
     /// interactive stdin/stdout mode).

@@ -1,20 +1,23 @@
-//! The demo server: [`Server`] (builder) and [`ServerHandle`] (control).
+//! The server: [`Server`] (builder) and [`ServerHandle`] (control), running
+//! your [`Handler`] or the demo's echo and chat.
 //!
 //! Each connection runs in its own task: ws-core's `ServerHandshake` and
-//! `site::route` answer the HTTP request; an upgraded connection is driven
-//! by ws-core's `ServerSession` in one poll loop over read, write, the
-//! hub's wake and the timer. Broadcast queues and their flow control are
-//! ws-core's `Hub`; this adapter only supplies the wake (an `AtomicWaker`).
+//! `site::route` answer the HTTP request (the handler accepts or refuses
+//! the upgrade); an upgraded connection is driven by ws-core's
+//! `ServerSession` (which runs the handler's callbacks) in one poll loop
+//! over read, write, the hub's wake and the timer. Broadcast queues, topics
+//! and their flow control are ws-core's `Hub`; this adapter only supplies
+//! the wake (ws-core's `TaskWake`).
 
 use crate::io::{
     handshake_timeout, poll_write_conn, read_spare, respond_and_close, timeout, write_all,
 };
 use crate::runtime::Runtime;
-use crate::{Config, Message, Result, ServerMode};
+use crate::{CloseCode, Config, Message, Result, ServerMode};
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use async_net::TcpListener;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::{self, Read};
@@ -25,11 +28,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use std::time::Instant;
-use ws_core::handshake::{Accept, ServerHandshake};
+use ws_core::handshake::ServerHandshake;
 use ws_core::rt::wake::TaskWake;
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats};
+use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target};
 use ws_core::server::session::ServerSession;
 use ws_core::server::site::{Route, route};
+use ws_core::server::{ConnectionHandle, Handler};
 use ws_core::{Connection, PreparedMessage, Role};
 
 /// Steps one connection poll takes before yielding to the executor, so a
@@ -41,7 +45,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// State shared by the handle, the accept loop and the connection tasks.
 struct Shared {
     hub: Arc<Hub>,
-    mode: ServerMode,
     config: Config,
     /// Closed on shutdown; accept loop and handshakes watch it.
     stop_tx: Sender<()>,
@@ -51,44 +54,70 @@ struct Shared {
     done_rx: Receiver<()>,
 }
 
-/// A WebSocket server builder: echo or chat mode, test page at `/`.
-/// Nothing is bound until [`start`](Self::start) or [`run`](Self::run).
-pub struct Server<R> {
+/// Builder for the WebSocket server on runtime `R`: the demo's echo or chat
+/// ([`Server::new`], [`mode`](Self::mode)) or your own [`Handler`]
+/// ([`Server::with_handler`]), test page at `/` in chat mode. Nothing is
+/// bound until [`start`](Self::start) or [`run`](Self::run).
+///
+/// # How a connection is served
+///
+/// Each connection task does the opening handshake and routing with
+/// ws-core (`ServerHandshake`, `site::route`: the handler accepts or refuses
+/// the upgrade) within the handshake timeout, opens a [`ServerSession`]
+/// (the handler's `on_open`), writes the 101 (within the same deadline),
+/// then drives the session in one poll loop: after anything happens it
+/// calls [`ServerSession::poll`] (which decodes, runs the handler's
+/// `on_message`, takes broadcasts from the client's queue and applies the
+/// hub's flow control), writes what is queued, and waits for the socket,
+/// the hub's wake and the timer. Dropping the session (however the task
+/// ends) unregisters the client and runs the handler's `on_close`.
+pub struct Server<R, H = ServerMode> {
     addr: String,
-    mode: ServerMode,
+    handler: Arc<H>,
     config: Config,
     flow: FlowControl,
     _rt: PhantomData<fn() -> R>,
 }
 
-impl<R> fmt::Debug for Server<R> {
+impl<R, H: fmt::Debug> fmt::Debug for Server<R, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("addr", &self.addr)
-            .field("mode", &self.mode)
+            .field("handler", &self.handler)
             .field("flow", &self.flow)
             .finish_non_exhaustive()
     }
 }
 
 impl<R: Runtime> Server<R> {
-    /// A server for `addr` (e.g. `"127.0.0.1:8080"`; port 0 picks a free
-    /// port), in chat mode, with the default config and flow control.
+    /// The demo chat server that will listen on `addr`, e.g.
+    /// `"127.0.0.1:8080"` (port 0 picks a free port; see
+    /// [`ServerHandle::local_addr`]), with the default config and flow
+    /// control.
     pub fn new(addr: impl Into<String>) -> Self {
+        Server::with_handler(addr, ServerMode::Chat)
+    }
+
+    /// Echo each message back (every path upgrades), or publish it to the
+    /// sender's chat room (chat, the default: `/ws` upgrades, rooms with
+    /// `/ws?room=NAME`).
+    pub fn mode(mut self, mode: ServerMode) -> Self {
+        self.handler = Arc::new(mode);
+        self
+    }
+}
+
+impl<R: Runtime, H: Handler> Server<R, H> {
+    /// A server that will listen on `addr` and run `handler` on every
+    /// connection.
+    pub fn with_handler(addr: impl Into<String>, handler: H) -> Self {
         Server {
             addr: addr.into(),
-            mode: ServerMode::Chat,
+            handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
             _rt: PhantomData,
         }
-    }
-
-    /// Echo (every path upgrades, messages come back) or chat (`/ws`
-    /// upgrades, messages go to every client).
-    pub fn mode(mut self, mode: ServerMode) -> Self {
-        self.mode = mode;
-        self
     }
 
     /// Limits and timeouts for every connection.
@@ -109,9 +138,9 @@ impl<R: Runtime> Server<R> {
     /// stop the server). Dropping this future before it resolves binds
     /// nothing lasting.
     pub async fn start(self) -> io::Result<ServerHandle<R>> {
-        let (handle, listener, done_tx) = self.bind().await?;
+        let (handle, handler, listener, done_tx) = self.bind().await?;
         let shared = handle.shared.clone();
-        R::spawn(accept_loop::<R>(shared, listener, done_tx));
+        R::spawn(accept_loop::<R, H>(shared, handler, listener, done_tx));
         Ok(handle)
     }
 
@@ -121,20 +150,19 @@ impl<R: Runtime> Server<R> {
     /// [`start`](Self::start) and [`ServerHandle::shutdown`] to wait for the
     /// clients.
     pub async fn run(self) -> io::Result<()> {
-        let (handle, listener, done_tx) = self.bind().await?;
+        let (handle, handler, listener, done_tx) = self.bind().await?;
         let _shutdown_on_drop = RunGuard(handle.shared.clone());
-        accept_loop::<R>(handle.shared.clone(), listener, done_tx).await;
+        accept_loop::<R, H>(handle.shared.clone(), handler, listener, done_tx).await;
         Ok(())
     }
 
-    async fn bind(self) -> io::Result<(ServerHandle<R>, TcpListener, Sender<()>)> {
+    async fn bind(self) -> io::Result<(ServerHandle<R>, Arc<H>, TcpListener, Sender<()>)> {
         let listener = TcpListener::bind(self.addr.as_str()).await?;
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
         let shared = Arc::new(Shared {
             hub: Arc::new(Hub::new(self.flow)),
-            mode: self.mode,
             config: self.config,
             stop_tx,
             stop_rx,
@@ -145,7 +173,7 @@ impl<R: Runtime> Server<R> {
             local_addr,
             _rt: PhantomData,
         };
-        Ok((handle, listener, done_tx))
+        Ok((handle, self.handler, listener, done_tx))
     }
 }
 
@@ -193,11 +221,65 @@ impl<R: Runtime> ServerHandle<R> {
     /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
     /// but text or binary.
     pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
+        self.push(Target::All, msg).await
+    }
+
+    /// Queues `msg` (text or binary) for every subscriber of `topic`,
+    /// encoded once, under the rules of [`broadcast`](Self::broadcast).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
+    /// but text or binary.
+    pub async fn publish(&self, topic: &str, msg: &Message) -> Result<BroadcastReport> {
+        self.push(Target::Topic(topic), msg).await
+    }
+
+    async fn push(&self, target: Target<'_>, msg: &Message) -> Result<BroadcastReport> {
         let msg = PreparedMessage::new(msg)?;
         let sleep = |at: Instant| async move {
             Timer::at(at).await;
         };
-        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, &msg, sleep).await)
+        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, target, &msg, sleep).await)
+    }
+
+    /// Queues `msg` (text or binary) for client `id` without waiting (see
+    /// [`ConnectionHandle::send`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) if no such client is
+    /// connected; [`Error::InvalidMessage`](crate::Error::InvalidMessage)
+    /// for a control message.
+    pub fn send_to(&self, id: ClientId, msg: &Message) -> Result<()> {
+        self.connection(id).ok_or(crate::Error::Closed)?.send(msg)
+    }
+
+    /// A handle to client `id`, if it is connected.
+    pub fn connection(&self, id: ClientId) -> Option<ConnectionHandle> {
+        self.shared.hub.connection(id)
+    }
+
+    /// Closes client `id` with `code` and `reason` after what is queued for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) if it is not connected; as
+    /// [`ConnectionHandle::close`] otherwise.
+    pub fn close(&self, id: ClientId, code: CloseCode, reason: &str) -> Result<()> {
+        self.connection(id)
+            .ok_or(crate::Error::Closed)?
+            .close(code, reason)
+    }
+
+    /// Number of clients subscribed to `topic`.
+    pub fn topic_count(&self, topic: &str) -> usize {
+        self.shared.hub.topic_len(topic)
+    }
+
+    /// Every topic with at least one subscriber, with its subscriber count.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.shared.hub.topics()
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in
@@ -256,15 +338,27 @@ async fn unless_stopped<T>(stop: &Receiver<()>, fut: impl Future<Output = T>) ->
     .await
 }
 
-async fn accept_loop<R: Runtime>(shared: Arc<Shared>, listener: TcpListener, done: Sender<()>) {
+/// Accepts until shutdown, spawning one task per connection.
+async fn accept_loop<R: Runtime, H: Handler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    listener: TcpListener,
+    done: Sender<()>,
+) {
     loop {
         if shared.stop_tx.is_closed() {
             return;
         }
         match unless_stopped(&shared.stop_rx, listener.accept()).await {
             None => return,
-            Some(Ok((tcp, _peer))) => {
-                R::spawn(serve_connection(shared.clone(), tcp, done.clone()));
+            Some(Ok((tcp, peer))) => {
+                R::spawn(serve_connection(
+                    shared.clone(),
+                    handler.clone(),
+                    tcp,
+                    peer,
+                    done.clone(),
+                ));
             }
             Some(Err(e)) => {
                 if let Some(pause) = ws_core::server::accept_backoff(&e) {
@@ -277,7 +371,13 @@ async fn accept_loop<R: Runtime>(shared: Arc<Shared>, listener: TcpListener, don
 
 /// One TCP connection: HTTP handshake and routing, then the WebSocket
 /// session. `_done` is dropped when the task ends (see `shutdown`).
-async fn serve_connection(shared: Arc<Shared>, tcp: async_net::TcpStream, _done: Sender<()>) {
+async fn serve_connection<H: Handler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    tcp: async_net::TcpStream,
+    peer: SocketAddr,
+    _done: Sender<()>,
+) {
     // The async-io handle underneath, for readiness without a read buffer
     // (see `SessionDriver::poll_read`). Nothing else holds it right after
     // `accept`.
@@ -286,24 +386,42 @@ async fn serve_connection(shared: Arc<Shared>, tcp: async_net::TcpStream, _done:
     };
     let _ = tcp.get_ref().set_nodelay(true);
     let limit = shared.config.get_handshake_timeout();
+    let started = Instant::now();
     // Boxed: the handshake's state (parser, timer, stop listener) is large
     // and short-lived; inline, it would size every connection's task for
     // its whole life.
     let hs = Box::pin(unless_stopped(
         &shared.stop_rx,
-        handshake_timeout(limit, http_exchange(&mut tcp, shared.mode)),
+        handshake_timeout(limit, http_exchange(&mut tcp, &*handler, peer)),
     ))
     .await;
-    let buffered = match hs {
-        Some(Ok(Some(buffered))) => buffered,
+    let (response, state, buffered) = match hs {
+        Some(Ok(Some(upgrade))) => upgrade,
         _ => return, // answered over HTTP, failed, timed out, or stopping
     };
 
     let conn = Connection::with_buffered(Role::Server, shared.config.clone(), buffered);
     let wake = Arc::new(TaskWake::default());
-    // Registers in the hub (closed at once with 1001 if shutting down);
-    // dropping the session unregisters however the task ends.
-    let session = ServerSession::new(conn, shared.mode, &shared.hub, wake.clone());
+    // Registers in the hub (closed at once with 1001 if shutting down) and
+    // runs `on_open` before the 101 goes out; dropping the session
+    // unregisters and runs `on_close` however the task ends.
+    let session = ServerSession::new(
+        conn,
+        handler,
+        state,
+        peer,
+        &shared.hub,
+        wake.clone(),
+        Instant::now(),
+    );
+    // The 101, within what is left of the handshake's deadline.
+    let left = (started + limit).saturating_duration_since(Instant::now());
+    if !matches!(
+        timeout(left, write_all(&mut tcp, &response)).await,
+        Some(Ok(()))
+    ) {
+        return;
+    }
     let mut driver = SessionDriver {
         io: tcp,
         session,
@@ -318,19 +436,18 @@ async fn serve_connection(shared: Arc<Shared>, tcp: async_net::TcpStream, _done:
     let _ = driver.io.close().await;
 }
 
-/// Reads the request and answers it as ws-core's router says. Returns the
-/// bytes after the request head when the connection became a WebSocket.
-async fn http_exchange(
+/// Reads the request and routes it, answering anything but an upgrade as
+/// ws-core's router says; `Some((101 response, state, bytes after the
+/// head))` when the handler accepted an upgrade.
+async fn http_exchange<H: Handler>(
     io: &mut Async<std::net::TcpStream>,
-    mode: ServerMode,
-) -> Result<Option<BytesMut>> {
+    handler: &H,
+    peer: SocketAddr,
+) -> Result<Option<(Bytes, H::State, BytesMut)>> {
     let mut hs = ServerHandshake::new();
     let req = crate::handshake::read_request(io, &mut hs).await?;
-    match route(&req, mode, &Accept::new()) {
-        Route::Upgrade { response } => {
-            write_all(io, &response).await?;
-            Ok(Some(hs.take_remaining()))
-        }
+    match route(&req, handler, peer) {
+        Route::Upgrade { response, state } => Ok(Some((response, state, hs.take_remaining()))),
         Route::Respond { response } => {
             respond_and_close(io, &response).await;
             Ok(None)
@@ -340,9 +457,9 @@ async fn http_exchange(
 
 /// One upgraded client, driven by a single poll loop (so there is nothing
 /// to cancel half-way): the session's poll, write, timer, wake, read.
-struct SessionDriver {
+struct SessionDriver<H: Handler> {
     io: Async<std::net::TcpStream>,
-    session: ServerSession,
+    session: ServerSession<H>,
     wake: Arc<TaskWake>,
     timer: Timer,
     deadline: Option<Instant>,
@@ -352,7 +469,7 @@ struct SessionDriver {
     read_parked: bool,
 }
 
-impl SessionDriver {
+impl<H: Handler> SessionDriver<H> {
     /// One read step: `Ready(Ok)` when something happened (bytes, end of
     /// stream, an interrupted read), `Pending` when the socket is empty.
     ///

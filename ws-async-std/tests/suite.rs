@@ -113,6 +113,57 @@ fn payload(len: usize, seed: u8) -> String {
         .collect()
 }
 
+/// A handler for the `Server::with_handler` test: rooms named by the path
+/// (`/room/NAME`, anything else refused with 403), a greeting from
+/// `on_open`, messages published to the sender's room, and every `on_close`
+/// recorded as (id, code, reason).
+struct Rooms {
+    closed: std::sync::Arc<std::sync::Mutex<Vec<(u64, u16, String)>>>,
+}
+
+impl ws_async_std::Handler for Rooms {
+    type State = String;
+
+    fn on_upgrade(
+        &self,
+        req: &ws_async_std::handler::Request,
+        _peer: std::net::SocketAddr,
+    ) -> Result<ws_async_std::handler::Upgrade<String>, ws_async_std::handler::Refusal> {
+        match req.path().strip_prefix("/room/") {
+            Some(room) if !room.is_empty() => {
+                Ok(ws_async_std::handler::Upgrade::new(room.to_owned()))
+            }
+            _ => Err(ws_async_std::handler::Refusal::new(403)),
+        }
+    }
+
+    fn on_open(&self, ws: &mut ws_async_std::handler::Socket<'_>, room: &mut String) {
+        ws.subscribe(room);
+        let hello = format!("welcome {} to {room}", ws.id().0);
+        ws.send(&ws_async_std::Message::text(hello)).unwrap();
+    }
+
+    fn on_message(
+        &self,
+        ws: &mut ws_async_std::handler::Socket<'_>,
+        room: &mut String,
+        msg: ws_async_std::Message,
+    ) {
+        ws.publish(room, &msg).unwrap();
+    }
+
+    fn on_close(
+        &self,
+        ws: &ws_async_std::ConnectionHandle,
+        _room: String,
+        code: ws_async_std::CloseCode,
+        reason: &str,
+    ) {
+        let entry = (ws.id().0, code.0, reason.to_owned());
+        self.closed.lock().unwrap().push(entry);
+    }
+}
+
 /// The async-std surface.
 mod on_async_std {
     pub use ws_async_std::{Client, Server, ServerHandle, connect, connect_with};
@@ -451,6 +502,94 @@ macro_rules! suite {
                     assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("still here"));
                     drop(ws); // idle clients would hold shutdown for the close timeout
                     server.shutdown().await;
+                }));
+            }
+
+            /// A custom handler: refusal from `on_upgrade`, a greeting from
+            /// `on_open` right after the 101, topics, and the handle's
+            /// publish, send_to, connection, close, topic_count and topics,
+            /// with `on_close` once per connection.
+            #[test]
+            fn handler_rooms_topics_and_targeted_sends() {
+                rt::block_on(within(20, "handler", async {
+                    use ws_async_std::ClientId;
+                    let closed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                    let rooms = super::Rooms { closed: closed.clone() };
+                    let server = Server::with_handler("127.0.0.1:0", rooms).start().await.unwrap();
+
+                    let err = connect(&url(&server, "/elsewhere")).await.unwrap_err();
+                    match err {
+                        Error::Handshake(ws_core::handshake::HandshakeError::UnexpectedStatus(r)) => {
+                            assert_eq!(r.status(), 403)
+                        }
+                        other => panic!("expected a 403, got {other:?}"),
+                    }
+
+                    /// Connects to `room`; the id comes from the greeting.
+                    async fn join(
+                        server: &ServerHandle,
+                        room: &str,
+                    ) -> (
+                        ws_async_std::WebSocketStream<
+                            impl futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+                        >,
+                        ClientId,
+                    ) {
+                        let path = format!("/room/{room}");
+                        let (mut ws, _) = connect(&url(server, &path)).await.unwrap();
+                        let hello = ws.recv().await.unwrap().unwrap();
+                        let Message::Text(hello) = hello else { panic!("{hello:?}") };
+                        let rest = hello.as_str().strip_prefix("welcome ").unwrap();
+                        let (id, to) = rest.split_once(' ').unwrap();
+                        assert_eq!(to, format!("to {room}"));
+                        (ws, ClientId(id.parse().unwrap()))
+                    }
+                    let (mut a1, _) = join(&server, "a").await;
+                    let (mut a2, a2_id) = join(&server, "a").await;
+                    let (mut b1, b1_id) = join(&server, "b").await;
+                    assert_eq!(server.topic_count("a"), 2);
+                    assert_eq!(server.topic_count("nobody"), 0);
+                    assert_eq!(server.topics(), vec![("a".to_owned(), 2), ("b".to_owned(), 1)]);
+
+                    // A client's message goes to its room, itself included.
+                    a1.send(Message::text("hi a")).await.unwrap();
+                    assert_eq!(a1.recv().await.unwrap().unwrap(), Message::text("hi a"));
+                    assert_eq!(a2.recv().await.unwrap().unwrap(), Message::text("hi a"));
+
+                    // The handle publishes to a topic and sends to one client.
+                    let report = server.publish("b", &Message::text("to b")).await.unwrap();
+                    assert_eq!(report.delivered, 1);
+                    assert_eq!(b1.recv().await.unwrap().unwrap(), Message::text("to b"));
+                    server.send_to(a2_id, &Message::text("just a2")).unwrap();
+                    assert_eq!(a2.recv().await.unwrap().unwrap(), Message::text("just a2"));
+                    assert!(server.send_to(ClientId(u64::MAX), &Message::text("x")).unwrap_err().is_closed());
+                    assert!(server.publish("b", &Message::Ping(Default::default())).await.is_err());
+                    let handle = server.connection(b1_id).unwrap();
+                    assert_eq!(handle.id(), b1_id);
+                    assert!(handle.is_open());
+                    assert!(server.connection(ClientId(u64::MAX)).is_none());
+
+                    // Closed from the handle: the client sees the code, the
+                    // handler's on_close runs once with it.
+                    server.close(b1_id, CloseCode(4002), "bye b").unwrap();
+                    match b1.recv().await {
+                        Some(Ok(Message::Close(Some(f)))) => {
+                            assert_eq!(f.code, CloseCode(4002));
+                            assert_eq!(&*f.reason, "bye b");
+                        }
+                        other => panic!("expected the server's close, got {other:?}"),
+                    }
+                    assert!(b1.recv().await.is_none());
+                    eventually("on_close for b1", || closed.lock().unwrap().len() == 1).await;
+                    assert_eq!(closed.lock().unwrap()[0], (b1_id.0, 4002, "bye b".to_owned()));
+                    assert!(server.close(b1_id, CloseCode::NORMAL, "").unwrap_err().is_closed());
+                    assert_eq!(server.topics(), vec![("a".to_owned(), 2)]);
+
+                    drop((a1, a2)); // idle clients would hold shutdown for the close timeout
+                    server.shutdown().await;
+                    eventually("on_close for all", || closed.lock().unwrap().len() == 3).await;
+                    assert_eq!(server.client_count(), 0);
+                    assert!(server.topics().is_empty());
                 }));
             }
 
