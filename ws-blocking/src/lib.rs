@@ -13,7 +13,8 @@
 //!   for sockets, so two threads can read and write at once.
 //! - [`accept`], [`connect`] and friends: the opening handshake, bounded by
 //!   [`Config::get_handshake_timeout`].
-//! - [`Server`]: the demo chat/echo server (thread per connection).
+//! - [`Server`]: a server (threads per connection) running your
+//!   [`Handler`] (see [`handler`]), or the demo's chat and echo.
 //! - [`Client`]: a convenience client, including an interactive stdin mode.
 //!
 //! ## Timers without a runtime
@@ -51,7 +52,16 @@ pub use server::{Server, ServerHandle};
 pub use stream::{
     Messages, NoReadTimeout, SetReadTimeout, WebSocket, WebSocketStream, WsReader, WsWriter,
 };
-pub use ws_core::server::hub::{BroadcastReport, FlowControl, HubStats};
+pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
+pub use ws_core::server::{ConnectionHandle, Handler};
+
+/// What a [`Handler`] works with: the upgrade request, the answers to it,
+/// the connection inside a callback, and the demo's handlers.
+pub mod handler {
+    pub use ws_core::handshake::Request;
+    pub use ws_core::server::demo::{Chat, Echo};
+    pub use ws_core::server::{ClientId, ConnectionHandle, Handler, Refusal, Socket, Upgrade};
+}
 pub use ws_core::server::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
 

@@ -1,11 +1,12 @@
-//! The demo chat/echo [`Server`] on threads: an accept thread, one thread
-//! per connection, and one writer thread per client draining its broadcast
-//! queue (in chat mode started with the client; in echo mode, where
-//! broadcasts only come from [`ServerHandle::broadcast`], started by the
-//! first wake from the hub, so idle echo clients cost one thread).
+//! The [`Server`] on threads, running your [`Handler`] or the demo's echo
+//! and chat: an accept thread, one thread per connection, and one writer
+//! thread per client draining its queue in the hub (broadcasts, publishes,
+//! sends through a [`ConnectionHandle`]), started by the first wake from the
+//! hub, so a client that is never sent anything from elsewhere costs one
+//! thread.
 //!
-//! The per-client behaviour (echo or broadcast, back-pressure, the hub's
-//! flow control, the slow client close) is
+//! The per-client behaviour (the handler's callbacks, back-pressure, the
+//! hub's flow control, the slow client close) is
 //! [`ws_core::server::session::ServerSession`], HTTP routing is
 //! [`ws_core::server::site::route`], and the client registry is [`ws_core::server::hub::Hub`];
 //! this module only moves bytes between them and the sockets, and wakes
@@ -14,11 +15,12 @@
 //! No thread blocks forever: reads are bounded by the connection's timers
 //! and the handshake timeout, writes by a socket write timeout of the
 //! slow-client timeout plus `Config::close_timeout` (a client that accepts no
-//! bytes for that long is disconnected; the hub drops a stalled chat client
+//! bytes for that long is disconnected; the hub drops a stalled client
 //! after the first, and its close frame then has the second to get out), and
 //! waits for a closing handshake by the close timeout.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,11 +30,12 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ws_core::connection::State;
-use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, HubStats, Wake};
+use ws_core::handshake::ServerHandshake;
+use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target, Wake};
 use ws_core::server::session::ServerSession;
-use ws_core::server::site::{self, ServerMode};
-use ws_core::{Config, Connection, Message, PreparedMessage, Role};
+use ws_core::server::site::{Route, ServerMode, route};
+use ws_core::server::{ConnectionHandle, Handler};
+use ws_core::{CloseCode, Config, Connection, Message, PreparedMessage, Role};
 
 use crate::Result;
 use crate::handshake::read_head;
@@ -46,35 +49,100 @@ const THREAD_STACK: usize = 256 * 1024;
 /// drains before the socket is closed.
 const LINGER: Duration = Duration::from_millis(200);
 
-/// A server under construction: nothing is bound until
+/// Builder for the WebSocket server: the demo's echo or chat
+/// ([`Server::new`], [`mode`](Self::mode)) or your own [`Handler`]
+/// ([`Server::with_handler`]). Nothing is bound until
 /// [`start`](Self::start) or [`run`](Self::run).
+///
+/// ```no_run
+/// use std::net::SocketAddr;
+/// use ws_blocking::handler::{Handler, Refusal, Request, Socket, Upgrade};
+/// use ws_blocking::{Message, Server};
+///
+/// /// Rooms named by the path: `/ws/NAME`.
+/// struct Rooms;
+///
+/// impl Handler for Rooms {
+///     type State = String;
+///
+///     fn on_upgrade(&self, req: &Request, _peer: SocketAddr) -> Result<Upgrade<String>, Refusal> {
+///         match req.path().strip_prefix("/ws/") {
+///             Some(room) if !room.is_empty() => Ok(Upgrade::new(room.to_owned())),
+///             _ => Err(Refusal::not_found()),
+///         }
+///     }
+///
+///     fn on_open(&self, ws: &mut Socket<'_>, room: &mut String) {
+///         ws.subscribe(room);
+///     }
+///
+///     fn on_message(&self, ws: &mut Socket<'_>, room: &mut String, msg: Message) {
+///         let _ = ws.publish(room, &msg);
+///     }
+/// }
+///
+/// Server::with_handler("127.0.0.1:8080", Rooms).run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # How a connection is served
+///
+/// Each connection's thread reads the request and routes it with ws-core
+/// ([`ServerHandshake`], [`route`]: the handler accepts or refuses the
+/// upgrade), opens a [`ServerSession`] (the handler's `on_open`), writes the
+/// 101, then reads from the client and feeds the session (which decodes,
+/// runs the handler's `on_message`, takes what the hub queued for the
+/// client and applies the hub's flow control), writing what it queues. The
+/// handler's callbacks run on the connection's threads, under its lock: they
+/// must not block.
+///
+/// A second thread per client, the writer, moves what the hub queues for it
+/// (broadcasts, publishes to its topics, sends through a
+/// [`ConnectionHandle`]) to its socket while the reader is blocked in a
+/// read, and closes it when the hub lets go of it. It is started by the
+/// first wake from the hub, so a client nothing is ever sent to from
+/// elsewhere costs one thread.
+///
+/// A client whose queue stays above the high-water mark for the
+/// slow-client timeout, or would pass the hard byte bound, is closed with
+/// 1013. Set the limits with [`flow_control`](Self::flow_control).
 #[derive(Debug, Clone)]
-pub struct Server {
+pub struct Server<H = ServerMode> {
     addr: String,
-    mode: ServerMode,
+    handler: Arc<H>,
     config: Config,
     flow: FlowControl,
 }
 
 impl Server {
-    /// A server for `addr` (e.g. `"127.0.0.1:8080"`; port 0 picks a free
-    /// port, see [`ServerHandle::local_addr`]), in chat mode.
+    /// The demo chat server that will listen on `addr`, e.g.
+    /// `"127.0.0.1:8080"` (port 0 picks a free port; see
+    /// [`ServerHandle::local_addr`]).
     pub fn new(addr: impl Into<String>) -> Self {
+        Server::with_handler(addr, ServerMode::Chat)
+    }
+
+    /// Echo each message back, or publish it to the sender's chat room
+    /// (chat, the default).
+    pub fn mode(mut self, mode: ServerMode) -> Self {
+        self.handler = Arc::new(mode);
+        self
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// A server that will listen on `addr` and run `handler` on every
+    /// connection.
+    pub fn with_handler(addr: impl Into<String>, handler: H) -> Self {
         Server {
             addr: addr.into(),
-            mode: ServerMode::Chat,
+            handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
         }
     }
 
-    /// Chat (page on `/`, broadcast on `/ws`) or echo (upgrade on any path).
-    pub fn mode(mut self, mode: ServerMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// The connection settings for every client.
+    /// The configuration of every accepted connection (limits, timeouts).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -87,14 +155,19 @@ impl Server {
         self
     }
 
+    fn into_inner(self, local_addr: SocketAddr) -> (Arc<Inner>, Arc<H>) {
+        let inner = Arc::new(Inner::new(self.config, self.flow, local_addr));
+        (inner, self.handler)
+    }
+
     /// Binds, starts accepting on a background thread, and returns at once.
     pub fn start(self) -> io::Result<ServerHandle> {
         let listener = TcpListener::bind(self.addr.as_str())?;
-        let inner = Arc::new(Inner::new(self, listener.local_addr()?));
+        let (inner, handler) = self.into_inner(listener.local_addr()?);
         let acceptor = inner.clone();
         let thread = thread::Builder::new()
             .name("ws-accept".into())
-            .spawn(move || accept_loop(&acceptor, listener))?;
+            .spawn(move || accept_loop(&acceptor, &handler, listener))?;
         *lock(&inner.accept_thread) = Some(thread);
         Ok(ServerHandle { inner })
     }
@@ -104,8 +177,8 @@ impl Server {
     /// [`start`](Self::start) and [`ServerHandle::shutdown`] instead.
     pub fn run(self) -> io::Result<()> {
         let listener = TcpListener::bind(self.addr.as_str())?;
-        let inner = Arc::new(Inner::new(self, listener.local_addr()?));
-        accept_loop(&inner, listener);
+        let (inner, handler) = self.into_inner(listener.local_addr()?);
+        accept_loop(&inner, &handler, listener);
         Ok(())
     }
 }
@@ -136,6 +209,25 @@ impl ServerHandle {
     /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
     /// but text or binary.
     pub fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
+        self.push(Target::All, msg)
+    }
+
+    /// Queues `msg` (text or binary) for every subscriber of `topic`,
+    /// encoded once, under the rules of [`broadcast`](Self::broadcast)
+    /// (blocking while the hub is congested).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
+    /// but text or binary.
+    pub fn publish(&self, topic: &str, msg: &Message) -> Result<BroadcastReport> {
+        self.push(Target::Topic(topic), msg)
+    }
+
+    /// Queues `msg` for `target` once the hub is not congested (see
+    /// [`Hub::offer`]): until then it waits for the congestion to clear, or
+    /// at most until the stalled client's deadline, and offers again.
+    fn push(&self, target: Target<'_>, msg: &Message) -> Result<BroadcastReport> {
         let msg = PreparedMessage::new(msg)?;
         let signal = Arc::new(Signal::default());
         let wake: Arc<dyn Wake> = signal.clone();
@@ -145,12 +237,51 @@ impl ServerHandle {
             match self
                 .inner
                 .hub
-                .offer(&msg, &wake, &mut registered, Instant::now())
+                .offer(target, &msg, &wake, &mut registered, Instant::now())
             {
                 Ok(report) => return Ok(report),
                 Err(deadline) => signal.wait(seen, deadline),
             }
         }
+    }
+
+    /// Queues `msg` (text or binary) for client `id` without waiting (see
+    /// [`ConnectionHandle::send`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) if no such client is
+    /// connected; [`Error::InvalidMessage`](crate::Error::InvalidMessage)
+    /// for a control message.
+    pub fn send_to(&self, id: ClientId, msg: &Message) -> Result<()> {
+        self.connection(id).ok_or(crate::Error::Closed)?.send(msg)
+    }
+
+    /// A handle to client `id`, if it is connected.
+    pub fn connection(&self, id: ClientId) -> Option<ConnectionHandle> {
+        self.inner.hub.connection(id)
+    }
+
+    /// Closes client `id` with `code` and `reason` after what is queued for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) if it is not connected; as
+    /// [`ConnectionHandle::close`] otherwise.
+    pub fn close(&self, id: ClientId, code: CloseCode, reason: &str) -> Result<()> {
+        self.connection(id)
+            .ok_or(crate::Error::Closed)?
+            .close(code, reason)
+    }
+
+    /// Number of clients subscribed to `topic`.
+    pub fn topic_count(&self, topic: &str) -> usize {
+        self.inner.hub.topic_len(topic)
+    }
+
+    /// Every topic with at least one subscriber, with its subscriber count.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.inner.hub.topics()
     }
 
     /// Number of clients currently in the broadcast registry (the hub), in
@@ -191,14 +322,14 @@ impl ServerHandle {
         inner.hub.shutdown();
         // Connections still in their HTTP handshake are cut.
         for c in lock(&inner.conns).values() {
-            if c.lock().session.is_none() {
-                let _ = c.io.shutdown(Shutdown::Both);
+            if !c.is_upgraded() {
+                c.cut();
             }
         }
         let close_timeout = inner.config.get_close_timeout();
         if !inner.wait_conns(started + close_timeout) {
             for c in lock(&inner.conns).values() {
-                let _ = c.io.shutdown(Shutdown::Both);
+                c.cut();
             }
             inner.wait_conns(Instant::now() + Duration::from_secs(1));
         }
@@ -277,16 +408,23 @@ impl Signal {
 
 /// How the hub wakes one connection's threads: the [`Signal`] they wait on
 /// (the writer always, the reader while paused), and the writer thread,
-/// started by the first wake if it is not running yet (echo mode).
-#[derive(Debug)]
-struct ConnWake {
+/// started by the first wake if it is not running yet.
+struct ConnWake<H: Handler> {
     signal: Signal,
-    writer: Mutex<WriterState>,
+    writer: Mutex<WriterState<H>>,
     /// This wake itself, for the writer thread it starts.
-    me: Weak<ConnWake>,
+    me: Weak<ConnWake<H>>,
 }
 
-impl Wake for ConnWake {
+impl<H: Handler> fmt::Debug for ConnWake<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnWake")
+            .field("signal", &self.signal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Wake for ConnWake<H> {
     fn wake(&self) {
         self.signal.wake();
         if let Some(me) = self.me.upgrade() {
@@ -297,18 +435,17 @@ impl Wake for ConnWake {
 
 /// The writer thread of one client: not started yet (holding what it
 /// needs), running, or over.
-#[derive(Debug)]
-enum WriterState {
+enum WriterState<H: Handler> {
     Idle {
         inner: Arc<Inner>,
-        conn: Arc<ServerConn>,
+        conn: Arc<ServerConn<H>>,
     },
     Running(JoinHandle<()>),
     Over,
 }
 
-impl ConnWake {
-    fn new(inner: Arc<Inner>, conn: Arc<ServerConn>) -> Arc<Self> {
+impl<H: Handler> ConnWake<H> {
+    fn new(inner: Arc<Inner>, conn: Arc<ServerConn<H>>) -> Arc<Self> {
         Arc::new_cyclic(|me| ConnWake {
             signal: Signal::default(),
             writer: Mutex::new(WriterState::Idle { inner, conn }),
@@ -316,13 +453,13 @@ impl ConnWake {
         })
     }
 
-    /// Starts the writer unless it runs (or ran) already. Returns `false`
-    /// if no thread could be started: the connection is then cut (there
-    /// is nobody to deliver its broadcasts or close it politely).
-    fn ensure_started(self: &Arc<Self>) -> bool {
+    /// Starts the writer unless it runs (or ran) already. If no thread can
+    /// be started the connection is cut (there is nobody to deliver what
+    /// the hub queues for it or to close it politely).
+    fn ensure_started(self: &Arc<Self>) {
         let mut state = lock(&self.writer);
         if !matches!(*state, WriterState::Idle { .. }) {
-            return true;
+            return;
         }
         let WriterState::Idle { inner, conn } = std::mem::replace(&mut *state, WriterState::Over)
         else {
@@ -335,13 +472,9 @@ impl ConnWake {
             .stack_size(THREAD_STACK)
             .spawn(move || writer_loop(&inner, &c, &wake));
         match spawned {
-            Ok(handle) => {
-                *state = WriterState::Running(handle);
-                true
-            }
+            Ok(handle) => *state = WriterState::Running(handle),
             Err(_) => {
                 let _ = conn.io.shutdown(Shutdown::Both);
-                false
             }
         }
     }
@@ -359,13 +492,21 @@ impl ConnWake {
 
 /// One connection's state: the session once upgraded, and whether its
 /// reading thread has finished.
-#[derive(Debug)]
-struct ConnState {
-    session: Option<ServerSession>,
+struct ConnState<H: Handler> {
+    session: Option<ServerSession<H>>,
     done: bool,
 }
 
-impl SharedState for ConnState {
+impl<H: Handler> fmt::Debug for ConnState<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnState")
+            .field("session", &self.session)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<H: Handler> SharedState for ConnState<H> {
     fn conn(&mut self) -> Option<&mut Connection> {
         self.session.as_mut().map(|s| s.connection())
     }
@@ -385,17 +526,36 @@ impl SharedState for ConnState {
     }
 }
 
-type ServerConn = Shared<TcpStream, ConnState>;
+type ServerConn<H> = Shared<TcpStream, ConnState<H>>;
 
+/// What shutdown needs of a connection, whatever its handler.
+trait Conn: Send + Sync + fmt::Debug {
+    /// Whether it got past its HTTP handshake (has a session).
+    fn is_upgraded(&self) -> bool;
+    /// Shuts the socket down both ways (its threads then finish).
+    fn cut(&self);
+}
+
+impl<H: Handler> Conn for ServerConn<H> {
+    fn is_upgraded(&self) -> bool {
+        self.lock().session.is_some()
+    }
+    fn cut(&self) {
+        let _ = self.io.shutdown(Shutdown::Both);
+    }
+}
+
+/// What the server's threads and its handle share; the handler is not in
+/// it (the accept and connection threads hold it), so the handle needs no
+/// type parameter.
 #[derive(Debug)]
 struct Inner {
     local_addr: SocketAddr,
-    mode: ServerMode,
     config: Config,
     hub: Arc<Hub>,
     shutting_down: AtomicBool,
     /// Every connection with a thread, upgraded or not, for shutdown.
-    conns: Mutex<HashMap<u64, Arc<ServerConn>>>,
+    conns: Mutex<HashMap<u64, Arc<dyn Conn>>>,
     conns_cv: Condvar,
     next_conn: AtomicU64,
     accept_thread: Mutex<Option<JoinHandle<()>>>,
@@ -404,12 +564,11 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(server: Server, local_addr: SocketAddr) -> Self {
+    fn new(config: Config, flow: FlowControl, local_addr: SocketAddr) -> Self {
         Inner {
             local_addr,
-            mode: server.mode,
-            config: server.config,
-            hub: Arc::new(Hub::new(server.flow)),
+            config,
+            hub: Arc::new(Hub::new(flow)),
             shutting_down: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             conns_cv: Condvar::new(),
@@ -445,14 +604,14 @@ impl Inner {
     }
 }
 
-fn accept_loop(inner: &Arc<Inner>, listener: TcpListener) {
+fn accept_loop<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, listener: TcpListener) {
     loop {
         let accepted = listener.accept();
         if inner.shutting_down.load(Ordering::SeqCst) {
             return;
         }
         match accepted {
-            Ok((sock, _)) => spawn_conn(inner, sock),
+            Ok((sock, peer)) => spawn_conn(inner, handler, sock, peer),
             Err(e) => {
                 if let Some(pause) = ws_core::server::accept_backoff(&e) {
                     thread::sleep(pause);
@@ -462,7 +621,7 @@ fn accept_loop(inner: &Arc<Inner>, listener: TcpListener) {
     }
 }
 
-fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream) {
+fn spawn_conn<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, sock: TcpStream, peer: SocketAddr) {
     let _ = sock.set_nodelay(true);
     let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Shared::new(
@@ -474,16 +633,36 @@ fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream) {
     ));
     lock(&inner.conns).insert(id, conn.clone());
     let server = inner.clone();
+    let handler = handler.clone();
     let spawned = thread::Builder::new()
         .name("ws-conn".into())
         .stack_size(THREAD_STACK)
         .spawn(move || {
-            serve(&server, &conn);
-            let _ = conn.io.shutdown(Shutdown::Both);
-            server.remove_conn(id);
+            let _done = Done {
+                inner: &server,
+                conn: &*conn,
+                id,
+            };
+            serve(&server, handler, &conn, peer);
         });
     if spawned.is_err() {
         inner.remove_conn(id);
+    }
+}
+
+/// Closes a connection's socket and forgets it once its thread ends,
+/// however it ends (a panicking handler too), so shutdown does not wait
+/// for it.
+struct Done<'a> {
+    inner: &'a Inner,
+    conn: &'a dyn Conn,
+    id: u64,
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.conn.cut();
+        self.inner.remove_conn(self.id);
     }
 }
 
@@ -509,7 +688,12 @@ fn respond_and_close(sock: &TcpStream, response: &[u8]) {
 }
 
 /// One connection, from the handshake to the end.
-fn serve(inner: &Arc<Inner>, conn: &Arc<ServerConn>) {
+fn serve<H: Handler>(
+    inner: &Arc<Inner>,
+    handler: Arc<H>,
+    conn: &Arc<ServerConn<H>>,
+    peer: SocketAddr,
+) {
     let config = &inner.config;
     let stall = inner.hub.limits().get_slow_client_timeout();
     let _ = conn
@@ -523,51 +707,89 @@ fn serve(inner: &Arc<Inner>, conn: &Arc<ServerConn>) {
         Err(ws_core::Error::Handshake(e)) => return respond_and_close(&conn.io, &e.response()),
         Err(_) => return,
     };
-    let route = site::route(&req, inner.mode, &Accept::new());
-    if !route.is_upgrade() {
-        return respond_and_close(&conn.io, route.response());
-    }
-    if io.write_all(route.response()).is_err() {
-        return;
-    }
-    // Every upgraded client is registered, in both modes, so that
-    // `ServerHandle::broadcast` reaches it and `client_count` counts it
-    // (closed at once with 1001 if the server is shutting down).
+    let (response, state) = match route(&req, &*handler, peer) {
+        Route::Upgrade { response, state } => (response, state),
+        Route::Respond { response } => return respond_and_close(&conn.io, &response),
+    };
     let wake = ConnWake::new(inner.clone(), conn.clone());
+    // From here on the connection is ended by `Finish`, also when a
+    // handler callback panics on this thread.
+    let finish = Finish {
+        conn,
+        wake: wake.clone(),
+    };
+    // Registers in the hub (closed at once with 1001 if shutting down) and
+    // runs `on_open` before the 101 goes out, so a client holding its 101
+    // is in the topics `on_open` chose; `Finish` drops the session, which
+    // unregisters and runs `on_close`.
     let session = ServerSession::new(
         Connection::with_buffered(Role::Server, config.clone(), hs.take_remaining()),
-        inner.mode,
+        handler,
+        state,
+        peer,
         &inner.hub,
         wake.clone(),
+        Instant::now(),
     );
-    conn.lock().session = Some(session);
-    // Chat clients take broadcasts from the start; an echo client's writer
-    // is started by the first wake from the hub.
-    if inner.mode == ServerMode::Chat && !wake.ensure_started() {
-        conn.lock().session = None;
-        return;
-    }
-
-    reader_loop(conn, &wake);
-
-    let _ = conn.io.shutdown(Shutdown::Both);
-    {
-        let mut st = conn.lock();
-        st.done = true;
-        // Leaves the hub: nothing can start the writer any more.
-        st.session = None;
-    }
-    conn.notify_done();
+    let upgraded = {
+        // The writer, if a wake during `on_open` already started it, writes
+        // only under the write lock, after the 101.
+        let _writing = conn.lock_writes();
+        conn.lock().session = Some(session);
+        io.write_all(&response).is_ok()
+    };
+    // A writer started before the session was stored waits for this.
     wake.signal.wake();
-    wake.join();
+    if upgraded {
+        reader_loop(conn, &wake);
+    }
+    drop(finish);
+}
+
+/// Ends an upgraded connection when its reader returns (or unwinds from a
+/// panicking handler): cuts the socket, drops the session (it leaves the
+/// hub, so nothing can start the writer any more, and the handler's
+/// `on_close` runs, outside the connection's lock), and waits for the writer.
+struct Finish<'a, H: Handler> {
+    conn: &'a ServerConn<H>,
+    wake: Arc<ConnWake<H>>,
+}
+
+impl<H: Handler> Drop for Finish<'_, H> {
+    fn drop(&mut self) {
+        let conn = self.conn;
+        let _ = conn.io.shutdown(Shutdown::Both);
+        let session = {
+            let mut st = conn.lock();
+            st.done = true;
+            st.session.take()
+        };
+        conn.notify_done();
+        drop(session);
+        self.wake.signal.wake();
+        self.wake.join();
+    }
+}
+
+/// Cuts a connection whose writer thread unwinds from a panicking handler
+/// (its callbacks also run on the writer, in `ServerSession::poll`), so the
+/// reader does not go on without it.
+struct CutOnPanic<'a, H: Handler>(&'a ServerConn<H>);
+
+impl<H: Handler> Drop for CutOnPanic<'_, H> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let _ = self.0.io.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 /// Reads from the client and feeds the session (echoes are batched: all
 /// echoes of one read leave in one write); writes what the session queues.
-/// While the hub pauses the session (chat mode, some client's queue above
-/// its mark), it waits for the wake instead of reading, so TCP pushes back
-/// on the client.
-fn reader_loop(conn: &ServerConn, wake: &ConnWake) {
+/// While the hub pauses the session (it publishes, and some client's queue
+/// is above its mark), it waits for the wake instead of reading, so TCP
+/// pushes back on the client.
+fn reader_loop<H: Handler>(conn: &ServerConn<H>, wake: &ConnWake<H>) {
     let mut spare = BytesMut::new();
     let mut timeouts = TimeoutCache::default();
     let mut eof = false;
@@ -625,11 +847,13 @@ fn reader_loop(conn: &ServerConn, wake: &ConnWake) {
     }
 }
 
-/// Moves broadcasts from the client's queue to its socket, in batches
-/// (everything waiting leaves in one write), and closes the client when the
-/// hub drops it (1013) or the server shuts down (1001).
-fn writer_loop(inner: &Inner, conn: &ServerConn, wake: &ConnWake) {
+/// Moves what the hub queues for the client (broadcasts, publishes, sends)
+/// to its socket, in batches (everything waiting leaves in one write), and
+/// closes the client when the hub lets go of it (1013 too slow, 1001 on
+/// shutdown, or the application's [`ServerHandle::close`]).
+fn writer_loop<H: Handler>(inner: &Inner, conn: &ServerConn<H>, wake: &ConnWake<H>) {
     let close_timeout = inner.config.get_close_timeout();
+    let _cut = CutOnPanic(conn);
     loop {
         let seen = wake.signal.seen();
         let now = Instant::now();
@@ -638,7 +862,13 @@ fn writer_loop(inner: &Inner, conn: &ServerConn, wake: &ConnWake) {
             if st.done {
                 return;
             }
-            let Some(s) = st.session.as_mut() else { return };
+            let Some(s) = st.session.as_mut() else {
+                // Started by a wake during `on_open`, before the session
+                // was stored: `serve` wakes us once it is.
+                drop(st);
+                wake.signal.wait(seen, None);
+                continue;
+            };
             let _ = s.poll(now);
             let open = s.connection().state() == State::Open;
             (s.poll_timeout(now), open, s.connection().wants_write())
@@ -664,7 +894,7 @@ fn writer_loop(inner: &Inner, conn: &ServerConn, wake: &ConnWake) {
 /// Waits for the reader to finish the closing handshake; disconnects the
 /// client if it does not within the close timeout (the reader's blocking
 /// read may have started before the close and have no deadline).
-fn finish_close(conn: &ServerConn, close_timeout: Duration) {
+fn finish_close<H: Handler>(conn: &ServerConn<H>, close_timeout: Duration) {
     if !conn.wait_done(close_timeout) {
         let _ = conn.io.shutdown(Shutdown::Both);
     }

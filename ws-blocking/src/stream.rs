@@ -651,6 +651,13 @@ impl<S, St: SharedState> Shared<S, St> {
         lock(&self.state)
     }
 
+    /// Holds the write lock: nothing the connection queues is written until
+    /// the guard is dropped (for bytes that must go first, such as a 101
+    /// written while another thread may already flush the connection).
+    pub(crate) fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        lock(&self.write_lock)
+    }
+
     /// Wakes threads waiting in [`wait_done`](Self::wait_done); call after
     /// making `is_done` true.
     pub(crate) fn notify_done(&self) {
