@@ -3,6 +3,8 @@
 //! the same `Server`/`Client` surface, so the per-runtime code below differs
 //! only in which crate it names.
 
+pub mod feed;
+
 use std::io;
 
 use clap::ValueEnum;

@@ -33,9 +33,11 @@ macro_rules! surface {
             use std::time::Duration;
             use $($rt)::+::{Client, Server, ServerHandle, connect, connect_with};
             use $krate::{
-                BroadcastReport, CloseCode, Config, Error, FlowControl, HubStats, Message,
-                ServerMode, WebSocketStream, WsReader, WsWriter,
+                BroadcastReport, ClientId, CloseCode, Config, ConnectionHandle, Error,
+                FlowControl, Handler, HubStats, Message, ServerMode, WebSocketStream, WsReader,
+                WsWriter,
             };
+            use $krate::handler::{Chat, Echo, Refusal, Request, Socket, Upgrade};
 
             #[test]
             fn every_item_of_the_surface_is_here_and_behaves_alike() {
@@ -43,7 +45,11 @@ macro_rules! surface {
                 // (their behaviour is pinned by the shared suite).
                 let _ = $krate::accept::<$tcp>;
                 let _ = $krate::client_handshake::<$tcp>;
-                let _ = Server::run;
+                let _ = Server::<ServerMode>::run;
+                let _ = || Server::with_handler("127.0.0.1:0", Echo);
+                let _ = || Server::with_handler("127.0.0.1:0", Chat);
+                fn handler_items<H: Handler>(_: &Request, _: &mut Socket<'_>, _: Upgrade<H::State>, _: Refusal, _: ConnectionHandle) {}
+                let _ = handler_items::<Echo>;
                 let _ = Client::run_interactive;
                 let _ = WebSocketStream::<$tcp>::from_raw;
 
@@ -101,6 +107,21 @@ macro_rules! surface {
                     assert_eq!((report.delivered, report.dropped.len()), (2, 0));
                     assert_eq!(ws.recv() $($aw)*.unwrap().unwrap(), Message::text("all"));
                     assert_eq!(client.recv() $($aw)*.unwrap().unwrap(), Message::text("all"));
+                    // Topics (the chat's lobby), one client by id, handles.
+                    assert_eq!(server.topic_count("lobby"), 2);
+                    assert_eq!(server.topics(), vec![("lobby".to_string(), 2)]);
+                    let report = server.publish("lobby", &Message::text("room")) $($aw)*.unwrap();
+                    assert_eq!(report.delivered, 2);
+                    assert_eq!(ws.recv() $($aw)*.unwrap().unwrap(), Message::text("room"));
+                    assert_eq!(client.recv() $($aw)*.unwrap().unwrap(), Message::text("room"));
+                    let first = ClientId(1);
+                    let handle: ConnectionHandle = server.connection(first).unwrap();
+                    assert_eq!(handle.id(), first);
+                    assert_eq!(handle.topics(), vec!["lobby".to_string()]);
+                    server.send_to(first, &Message::text("dm")).unwrap();
+                    assert_eq!(client.recv() $($aw)*.unwrap().unwrap(), Message::text("dm"));
+                    assert!(matches!(server.send_to(ClientId(99), &Message::text("x")), Err(Error::Closed)));
+                    assert!(matches!(server.close(ClientId(99), CloseCode::NORMAL, ""), Err(Error::Closed)));
                     let stats: HubStats = server.stats();
                     assert_eq!((stats.clients, stats.stalled, stats.dropped_slow), (2, 0, 0));
                     assert!(matches!(

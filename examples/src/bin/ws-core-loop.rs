@@ -13,11 +13,12 @@
 //! ```
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use ws_core::handshake::{Accept, ServerHandshake};
-use ws_core::server::site::{Route, ServerMode, route};
+use ws_core::handshake::ServerHandshake;
+use ws_core::server::demo::Echo;
+use ws_core::server::site::{Route, route};
 use ws_core::{Bytes, Config, Connection, Message, Role};
 
 /// Where one connection is in its life.
@@ -38,6 +39,8 @@ enum Phase {
 
 struct Client {
     stream: TcpStream,
+    /// The client's address, for the handler deciding the upgrade.
+    peer: SocketAddr,
     phase: Phase,
 }
 
@@ -78,8 +81,8 @@ impl Client {
                 } else {
                     match hs.poll_request() {
                         Ok(None) => Phase::Handshake(hs),
-                        Ok(Some(req)) => match route(&req, ServerMode::Echo, &Accept::new()) {
-                            Route::Upgrade { response } => {
+                        Ok(Some(req)) => match route(&req, &Echo, self.peer) {
+                            Route::Upgrade { response, .. } => {
                                 let conn = Connection::with_buffered(
                                     Role::Server,
                                     Config::default(),
@@ -229,11 +232,12 @@ fn main() -> io::Result<()> {
         let mut progressed = false;
         loop {
             match listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     stream.set_nonblocking(true)?;
                     stream.set_nodelay(true)?;
                     clients.push(Client {
                         stream,
+                        peer,
                         phase: Phase::Handshake(ServerHandshake::new()),
                     });
                     progressed = true;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use examples::Runtime;
 use ws_core::handshake::{ClientHandshake, ClientRequest};
-use ws_core::server::hub::{FlowControl, HubStats};
+use ws_core::server::Handler;
+use ws_core::server::hub::{ClientId, FlowControl, HubStats};
 use ws_core::server::site::ServerMode;
 use ws_core::{Config, Connection, Error, Message, Receiver, Role, Sender};
 
@@ -40,6 +41,12 @@ impl TestServer {
     /// Starts a server on 127.0.0.1 with an OS-chosen port and these
     /// flow-control limits.
     pub fn start_flow(rt: Runtime, mode: ServerMode, flow: FlowControl) -> TestServer {
+        Self::start_handler(rt, mode, flow)
+    }
+
+    /// Starts a server running `handler` on 127.0.0.1 with an OS-chosen
+    /// port and these flow-control limits.
+    pub fn start_handler<H: Handler>(rt: Runtime, handler: H, flow: FlowControl) -> TestServer {
         let addr = "127.0.0.1:0";
         let inner = match rt {
             Runtime::Tokio => {
@@ -50,8 +57,7 @@ impl TestServer {
                     .unwrap();
                 let h = runtime
                     .block_on(
-                        ws_tokio::Server::new(addr)
-                            .mode(mode)
+                        ws_tokio::Server::with_handler(addr, handler)
                             .flow_control(flow.clone())
                             .start(),
                     )
@@ -60,8 +66,7 @@ impl TestServer {
             }
             Runtime::AsyncStd => Inner::AsyncStd(
                 async_std::task::block_on(
-                    ws_async_std::Server::new(addr)
-                        .mode(mode)
+                    ws_async_std::Server::with_handler(addr, handler)
                         .flow_control(flow.clone())
                         .start(),
                 )
@@ -69,16 +74,14 @@ impl TestServer {
             ),
             Runtime::Smol => Inner::Smol(
                 smol::block_on(
-                    ws_async_std::smol::Server::new(addr)
-                        .mode(mode)
+                    ws_async_std::smol::Server::with_handler(addr, handler)
                         .flow_control(flow.clone())
                         .start(),
                 )
                 .unwrap(),
             ),
             Runtime::Blocking => Inner::Blocking(
-                ws_blocking::Server::new(addr)
-                    .mode(mode)
+                ws_blocking::Server::with_handler(addr, handler)
                     .flow_control(flow.clone())
                     .start()
                     .unwrap(),
@@ -128,6 +131,57 @@ impl TestServer {
         }
     }
 
+    /// Queues `msg` for client `id` (from whatever thread calls this).
+    pub fn send_to(&self, id: ClientId, msg: &Message) -> Result<(), Error> {
+        match &self.inner {
+            Inner::Tokio(_, h) => h.send_to(id, msg),
+            Inner::AsyncStd(h) => h.send_to(id, msg),
+            Inner::Smol(h) => h.send_to(id, msg),
+            Inner::Blocking(h) => h.send_to(id, msg),
+        }
+    }
+
+    /// Publishes `msg` to `topic` from the application; returns how many
+    /// subscribers it was queued for.
+    pub fn publish(&self, topic: &str, msg: &Message) -> usize {
+        let report = match &self.inner {
+            Inner::Tokio(rt, h) => rt.block_on(h.publish(topic, msg)),
+            Inner::AsyncStd(h) => async_std::task::block_on(h.publish(topic, msg)),
+            Inner::Smol(h) => smol::block_on(h.publish(topic, msg)),
+            Inner::Blocking(h) => h.publish(topic, msg),
+        };
+        report.unwrap().delivered
+    }
+
+    /// Subscribers of `topic`.
+    pub fn topic_count(&self, topic: &str) -> usize {
+        match &self.inner {
+            Inner::Tokio(_, h) => h.topic_count(topic),
+            Inner::AsyncStd(h) => h.topic_count(topic),
+            Inner::Smol(h) => h.topic_count(topic),
+            Inner::Blocking(h) => h.topic_count(topic),
+        }
+    }
+
+    /// Every topic with a subscriber.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        match &self.inner {
+            Inner::Tokio(_, h) => h.topics(),
+            Inner::AsyncStd(h) => h.topics(),
+            Inner::Smol(h) => h.topics(),
+            Inner::Blocking(h) => h.topics(),
+        }
+    }
+
+    /// Waits (bounded) until `check` holds.
+    pub fn wait_until(&self, what: &str, mut check: impl FnMut(&TestServer) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits (bounded) until the registry holds `n` clients.
     pub fn wait_for_clients(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -163,24 +217,34 @@ impl RawClient {
     }
 
     pub fn connect_with(addr: SocketAddr, path: &str, config: Config) -> RawClient {
+        let req = ClientRequest::new(&addr.ip().to_string(), addr.port(), path);
+        Self::connect_request(addr, &req, config).unwrap()
+    }
+
+    /// Connects with a request of the caller's (extra headers); the
+    /// handshake's error if the server refuses.
+    pub fn connect_request(
+        addr: SocketAddr,
+        req: &ClientRequest,
+        config: Config,
+    ) -> Result<RawClient, Error> {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let req = ClientRequest::new(&addr.ip().to_string(), addr.port(), path);
-        let (mut hs, bytes) = ClientHandshake::new(&req);
+        let (mut hs, bytes) = ClientHandshake::new(req);
         stream.write_all(&bytes).unwrap();
         let mut buf = [0u8; 4096];
         loop {
             let n = stream.read(&mut buf).unwrap();
             assert!(n > 0, "server closed during handshake");
-            if hs.feed(&buf[..n]).unwrap().is_some() {
+            if hs.feed(&buf[..n])?.is_some() {
                 break;
             }
         }
         let conn = Connection::with_buffered(Role::Client, config, hs.take_remaining());
-        RawClient { stream, conn }
+        Ok(RawClient { stream, conn })
     }
 
     pub fn send(&mut self, msg: &Message) {
