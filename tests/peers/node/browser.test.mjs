@@ -153,5 +153,62 @@ for (const runtime of browserRuntimes) {
       assert.deepEqual(problems, [], 'page errors / blocked requests');
       assert.ok(server.alive(), `ws-server died, see ${server.logPath}`);
     });
+
+    it('rooms: a message reaches its room only; joining another room from the field', { timeout: 120000 }, async () => {
+      const red = await context.newPage();
+      const blue = await context.newPage();
+      const lobby = await context.newPage();
+      for (const [name, page] of [['red', red], ['blue', blue], ['lobby', lobby]]) {
+        page.on('pageerror', (err) => problems.push(`page ${name} error: ${err.message}`));
+      }
+      await red.goto(`${server.http}/?room=red`, { waitUntil: 'load', timeout: TIMEOUT });
+      await blue.goto(`${server.http}/?room=blue%20room`, { waitUntil: 'load', timeout: TIMEOUT });
+      await lobby.goto(`${server.http}/`, { waitUntil: 'load', timeout: TIMEOUT });
+      assert.equal(await blue.locator('#room').inputValue(), 'blue room', 'the room field shows the query');
+      for (const [name, page] of [['red', red], ['blue', blue], ['lobby', lobby]]) await waitConnected(page, name);
+
+      const inRed = `only for red ${runtime}`;
+      await red.locator('#input').fill(inRed);
+      await red.locator('#send').click();
+      await waitMessage(red, 'red', inRed);
+      const inLobby = `only for the lobby ${runtime}`;
+      await lobby.locator('#input').fill(inLobby);
+      await lobby.locator('#send').click();
+      await waitMessage(lobby, 'lobby', inLobby);
+      // blue hears its own message, and neither of the others'
+      const inBlue = `only for blue ${runtime}`;
+      await blue.locator('#input').fill(inBlue);
+      await blue.locator('#send').click();
+      await waitMessage(blue, 'blue', inBlue);
+      const seen = async (page) => (await page.locator('#messages li').allTextContents()).join('\n');
+      assert.ok(!(await seen(blue)).includes(inRed) && !(await seen(blue)).includes(inLobby), `blue: ${await seen(blue)}`);
+      assert.ok(!(await seen(red)).includes(inBlue) && !(await seen(red)).includes(inLobby), `red: ${await seen(red)}`);
+      assert.ok(!(await seen(lobby)).includes(inRed) && !(await seen(lobby)).includes(inBlue), `lobby: ${await seen(lobby)}`);
+
+      // the lobby page joins red through the field, then hears red
+      await lobby.locator('#room').fill('red');
+      await lobby.locator('#join').click();
+      await waitConnected(lobby, 'lobby→red');
+      const again = `red again ${runtime}`;
+      // the join may still be in flight on the server: retry until the lobby page hears it
+      const deadline = Date.now() + TIMEOUT;
+      for (;;) {
+        await red.locator('#input').fill(again);
+        await red.locator('#send').click();
+        try {
+          await lobby.waitForFunction(
+            (t) => [...document.querySelectorAll('#messages li')].some((li) => li.textContent.includes(t)),
+            again,
+            { timeout: 1000, polling: 100 },
+          );
+          break;
+        } catch (e) {
+          if (Date.now() > deadline) throw new Error(`the page that joined red never heard it: ${e.message}`);
+        }
+      }
+      assert.ok(!(await seen(blue)).includes(again), 'blue never hears red');
+      assert.deepEqual(problems, [], 'page errors / blocked requests');
+      await Promise.all([red.close(), blue.close(), lobby.close()]);
+    });
   });
 }
