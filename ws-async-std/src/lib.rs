@@ -36,6 +36,57 @@
 //! # Ok::<(), ws_async_std::Error>(())
 //! # });
 //! ```
+//!
+//! ## Your own server: a handler with rooms
+//!
+//! A [`Handler`] decides each upgrade (authentication goes here), keeps
+//! per-connection state of its own type, and is called on open, on each
+//! message and on close, synchronously on the connection's own task.
+//! Topics (rooms) carry publishes to their subscribers, encoded once, under
+//! the server's flow control.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use ws_async_std::handler::{Handler, Refusal, Request, Socket, Upgrade};
+//! use ws_async_std::{Message, Server};
+//!
+//! /// `/ws/NAME` joins room NAME; a message reaches everyone in the room.
+//! struct Rooms;
+//!
+//! impl Handler for Rooms {
+//!     type State = String;
+//!
+//!     fn on_upgrade(&self, req: &Request, _: SocketAddr) -> Result<Upgrade<String>, Refusal> {
+//!         match req.path().strip_prefix("/ws/") {
+//!             Some(room) if !room.is_empty() => Ok(Upgrade::new(room.to_owned())),
+//!             _ => Err(Refusal::not_found()),
+//!         }
+//!     }
+//!
+//!     fn on_open(&self, ws: &mut Socket<'_>, room: &mut String) {
+//!         ws.subscribe(room);
+//!     }
+//!
+//!     fn on_message(&self, ws: &mut Socket<'_>, room: &mut String, msg: Message) {
+//!         let _ = ws.publish(room, &msg);
+//!     }
+//! }
+//!
+//! # #[cfg(feature = "async-std")]
+//! # async_std::task::block_on(async {
+//! let server = Server::with_handler("127.0.0.1:0", Rooms).start().await?;
+//! let url = format!("ws://{}/ws/lobby", server.local_addr());
+//! let (mut ws, _response) = ws_async_std::connect(&url).await?;
+//! ws.send(Message::text("hi")).await?;
+//! assert_eq!(ws.recv().await.expect("published back")?, Message::text("hi"));
+//! server.publish("lobby", &Message::text("from the app")).await?;
+//! assert_eq!(ws.recv().await.expect("published")?, Message::text("from the app"));
+//! assert_eq!(server.topic_count("lobby"), 1);
+//! ws.close(ws_async_std::CloseCode::NORMAL, "bye").await?;
+//! server.shutdown().await;
+//! # Ok::<(), ws_async_std::Error>(())
+//! # }).unwrap();
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
