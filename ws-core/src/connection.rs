@@ -673,6 +673,15 @@ impl Connection {
         }
     }
 
+    /// Queues bytes that are not a frame (the server's `101` response, so
+    /// that it leaves before anything the session queues after it).
+    #[cfg(feature = "server")]
+    pub(crate) fn queue_raw(&mut self, bytes: Bytes) {
+        let head = self.out.split().freeze();
+        self.seal(head);
+        self.seal(bytes);
+    }
+
     /// Queues any message; `Message::Close` starts the closing handshake.
     /// A server sends large text and binary payloads without copying them.
     pub fn send(&mut self, msg: &Message) -> Result<(), Error> {

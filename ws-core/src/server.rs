@@ -8,12 +8,14 @@
 //!
 //! Behind the `server` cargo feature (on by default).
 
+pub mod conn;
 pub mod demo;
 pub mod handler;
 pub mod hub;
 pub mod session;
 pub mod site;
 
+pub use conn::ServerConnection;
 pub use handler::{ConnectionHandle, Handler, Refusal, Socket, Upgrade};
 pub use hub::{ClientId, Target};
 

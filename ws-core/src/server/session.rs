@@ -301,6 +301,11 @@ impl<H: Handler> ServerSession<H> {
         self.has_room() && self.held.is_none()
     }
 
+    /// Whether bytes are queued for the client.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
     /// Whether this session is paused by the hub's congestion (it is woken
     /// through its [`Wake`] when that clears).
     pub fn is_paused(&self) -> bool {

@@ -1,0 +1,476 @@
+//! One server-side connection from its first request byte to the closed
+//! socket, sans-IO: the request head, routing (the handler's
+//! [`on_upgrade`](crate::server::Handler::on_upgrade), the page, the errors),
+//! the response, the upgrade into a [`ServerSession`], and the closing. Every
+//! adapter's server is an accept loop plus an executor of this machine, so
+//! the HTTP phase is written once, like the session.
+//!
+//! The executor's loop, on any runtime:
+//!
+//! 1. read into [`read_buf`](ServerConnection::read_buf) while
+//!    [`wants_read`](ServerConnection::wants_read) (zero bytes:
+//!    [`handle_eof`](ServerConnection::handle_eof));
+//! 2. [`poll`](ServerConnection::poll) at `now` after anything happened;
+//! 3. write what it has queued (it implements [`Transmit`], so
+//!    [`rt::write`](crate::rt) or any vectored write loop drains it);
+//! 4. when [`wants_write_shutdown`](ServerConnection::wants_write_shutdown),
+//!    shut the socket's write side and call
+//!    [`write_shut`](ServerConnection::write_shut);
+//! 5. stop and close the socket once
+//!    [`is_finished`](ServerConnection::is_finished); otherwise wait for
+//!    readable (if it wants to read), writable (if it
+//!    [`wants_write`](ServerConnection::wants_write)), the hub's wake, and
+//!    [`poll_timeout`](ServerConnection::poll_timeout).
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::{Config, Role};
+use crate::connection::{Connection, Transmit};
+use crate::error::Error;
+use crate::handshake::ServerHandshake;
+use crate::server::handler::Handler;
+use crate::server::hub::{Hub, Wake};
+use crate::server::session::ServerSession;
+use crate::server::site::{Route, route};
+
+/// How long a connection answered with a plain HTTP response keeps reading
+/// (and discarding) after its write side is shut, so that request bytes it
+/// never read do not turn the close into a reset that could destroy the
+/// response on the way to the client.
+pub const LINGER: Duration = Duration::from_millis(200);
+
+/// Where the connection is.
+// The session is by far the largest variant, and the one a connection
+// spends its life in: boxing it would add an allocation and a pointer to
+// every connection to save bytes only during the handshake.
+#[allow(clippy::large_enum_variant)]
+enum Phase<H: Handler> {
+    /// Reading the request head, until the handshake deadline.
+    Request(ServerHandshake),
+    /// Writing a final HTTP response (the rest of it).
+    Respond(Bytes),
+    /// The response is written; the write side is to be shut (once), then
+    /// what arrives is discarded until the peer's end or the deadline.
+    Linger { until: Instant, shut: bool },
+    /// The WebSocket session; its transmit queue starts with the 101.
+    Open(ServerSession<H>),
+    /// Over: close the socket.
+    Done,
+}
+
+/// One server-side connection, from the first request byte to the end
+/// (see the [module docs](self) for the executor's loop).
+pub struct ServerConnection<H: Handler> {
+    phase: Phase<H>,
+    handler: Arc<H>,
+    hub: Arc<Hub>,
+    wake: Arc<dyn Wake>,
+    peer: SocketAddr,
+    config: Config,
+    /// When the request head must have arrived.
+    deadline: Instant,
+    /// The peer ended its side before the session existed.
+    eof: bool,
+    /// Where lingering reads go (emptied before each read).
+    discard: BytesMut,
+}
+
+/// Bytes one lingering read takes.
+const DISCARD: usize = 1024;
+
+impl<H: Handler> std::fmt::Debug for ServerConnection<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phase = match &self.phase {
+            Phase::Request(_) => "request",
+            Phase::Respond(_) => "respond",
+            Phase::Linger { .. } => "linger",
+            Phase::Open(_) => "open",
+            Phase::Done => "done",
+        };
+        f.debug_struct("ServerConnection")
+            .field("phase", &phase)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> ServerConnection<H> {
+    /// A connection from `peer` accepted at `now`, served by `handler`; a
+    /// session it opens registers in `hub` and is woken through `wake`.
+    /// The request head must arrive within `config`'s handshake timeout.
+    pub fn new(
+        handler: Arc<H>,
+        hub: Arc<Hub>,
+        wake: Arc<dyn Wake>,
+        peer: SocketAddr,
+        config: Config,
+        now: Instant,
+    ) -> Self {
+        ServerConnection {
+            phase: Phase::Request(ServerHandshake::new()),
+            handler,
+            hub,
+            wake,
+            peer,
+            deadline: now + config.get_handshake_timeout(),
+            config,
+            eof: false,
+            discard: BytesMut::new(),
+        }
+    }
+
+    /// Where to read the next bytes into (read straight into it, then
+    /// [`poll`](Self::poll)).
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        match &mut self.phase {
+            Phase::Request(hs) => hs.read_buf(),
+            Phase::Open(s) => s.connection().read_buf(),
+            // Lingering (or read when not asked to): the bytes are dropped.
+            Phase::Linger { .. } | Phase::Respond(_) | Phase::Done => {
+                self.discard.clear();
+                if self.discard.capacity() < DISCARD {
+                    self.discard.reserve(DISCARD);
+                }
+                &mut self.discard
+            }
+        }
+    }
+
+    /// The peer ended its side (a read returned zero bytes).
+    pub fn handle_eof(&mut self) {
+        match &mut self.phase {
+            Phase::Open(s) => s.connection().handle_eof(),
+            Phase::Request(_) | Phase::Linger { .. } => self.phase = Phase::Done,
+            // Still writing the response: finish it, then end.
+            Phase::Respond(_) => self.eof = true,
+            Phase::Done => {}
+        }
+    }
+
+    /// Does everything that needs no I/O at `now`: parses the request head
+    /// once complete and routes it (a response to write, or the upgrade: the
+    /// 101 is queued, the session opened and the handler's `on_open` run),
+    /// drives the session ([`ServerSession::poll`]), fires the handshake and
+    /// linger deadlines.
+    ///
+    /// An error from the session (a protocol violation, the peer vanishing)
+    /// is returned for logging; its close frame is already queued and the
+    /// executor carries on until [`is_finished`](Self::is_finished).
+    pub fn poll(&mut self, now: Instant) -> Result<(), Error> {
+        loop {
+            match &mut self.phase {
+                Phase::Request(hs) => {
+                    let routed = match hs.poll_request() {
+                        Ok(Some(req)) => route(&req, &*self.handler, self.peer),
+                        Ok(None) => {
+                            if now >= self.deadline {
+                                // Too slow to say what it wants: let go.
+                                self.phase = Phase::Done;
+                            }
+                            return Ok(());
+                        }
+                        Err(e) => Route::Respond {
+                            response: e.response(),
+                        },
+                    };
+                    self.phase = match routed {
+                        Route::Respond { response } => Phase::Respond(response),
+                        Route::Upgrade { response, state } => {
+                            let buffered = hs.take_remaining();
+                            let mut conn = Connection::with_buffered(
+                                Role::Server,
+                                self.config.clone(),
+                                buffered,
+                            );
+                            conn.queue_raw(response);
+                            Phase::Open(ServerSession::new(
+                                conn,
+                                self.handler.clone(),
+                                state,
+                                self.peer,
+                                &self.hub,
+                                self.wake.clone(),
+                                now,
+                            ))
+                        }
+                    };
+                }
+                Phase::Respond(rest) => {
+                    if rest.is_empty() {
+                        self.phase = Phase::Linger {
+                            until: now + LINGER,
+                            shut: false,
+                        };
+                        if self.eof {
+                            self.phase = Phase::Done;
+                        }
+                        continue;
+                    }
+                    return Ok(());
+                }
+                Phase::Linger { until, .. } => {
+                    if now >= *until {
+                        self.phase = Phase::Done;
+                    }
+                    return Ok(());
+                }
+                Phase::Open(s) => {
+                    let result = s.poll(now);
+                    if s.is_finished() {
+                        self.phase = Phase::Done;
+                    }
+                    return result;
+                }
+                Phase::Done => return Ok(()),
+            }
+        }
+    }
+
+    /// Whether to read from the socket now.
+    pub fn wants_read(&self) -> bool {
+        match &self.phase {
+            Phase::Request(_) | Phase::Linger { .. } => true,
+            Phase::Open(s) => s.wants_read(),
+            Phase::Respond(_) | Phase::Done => false,
+        }
+    }
+
+    /// Whether bytes are queued for the socket.
+    pub fn wants_write(&self) -> bool {
+        match &self.phase {
+            Phase::Respond(rest) => !rest.is_empty(),
+            Phase::Open(s) => s.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// Whether the executor should shut the socket's write side now (a plain
+    /// response was written); call [`write_shut`](Self::write_shut) after.
+    pub fn wants_write_shutdown(&self) -> bool {
+        matches!(self.phase, Phase::Linger { shut: false, .. })
+    }
+
+    /// The socket's write side is shut.
+    pub fn write_shut(&mut self) {
+        if let Phase::Linger { shut, .. } = &mut self.phase {
+            *shut = true;
+        }
+    }
+
+    /// When [`poll`](Self::poll) next needs calling for a timer.
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        match &mut self.phase {
+            Phase::Request(_) => Some(self.deadline),
+            Phase::Linger { until, .. } => Some(*until),
+            Phase::Open(s) => s.poll_timeout(now),
+            Phase::Respond(_) | Phase::Done => None,
+        }
+    }
+
+    /// Whether the connection is over: close the socket.
+    pub fn is_finished(&self) -> bool {
+        match &self.phase {
+            Phase::Done => true,
+            Phase::Open(s) => s.is_finished(),
+            _ => false,
+        }
+    }
+
+    /// The WebSocket session, once upgraded.
+    pub fn session(&mut self) -> Option<&mut ServerSession<H>> {
+        match &mut self.phase {
+            Phase::Open(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection was upgraded (and not yet over).
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    /// Frees the session's empty buffers (see
+    /// [`Connection::release_idle_buffers`]); call when the socket has no
+    /// more to read and the executor is about to wait.
+    pub fn release_idle_buffers(&mut self) {
+        if let Phase::Open(s) = &mut self.phase {
+            s.connection().release_idle_buffers();
+        }
+    }
+}
+
+impl<H: Handler> Transmit for ServerConnection<H> {
+    fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        match &mut self.phase {
+            Phase::Respond(rest) if !rest.is_empty() && !dst.is_empty() => {
+                dst[0] = IoSlice::new(rest);
+                1
+            }
+            Phase::Open(s) => s.connection().transmit_slices(dst),
+            _ => 0,
+        }
+    }
+
+    fn advance_transmit(&mut self, n: usize) {
+        match &mut self.phase {
+            Phase::Respond(rest) => {
+                let _ = rest.split_to(n.min(rest.len()));
+            }
+            Phase::Open(s) => s.connection().advance_transmit(n),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{ClientHandshake, ClientRequest};
+    use crate::message::Message;
+    use crate::server::demo::Echo;
+    use crate::server::site::INDEX_HTML;
+
+    const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        40000,
+    ));
+
+    struct Nop;
+    impl Wake for Nop {
+        fn wake(&self) {}
+    }
+
+    fn conn_at(now: Instant) -> (ServerConnection<Echo>, Arc<Hub>) {
+        let hub = Arc::new(Hub::default());
+        let c = ServerConnection::new(
+            Arc::new(Echo),
+            hub.clone(),
+            Arc::new(Nop),
+            PEER,
+            Config::default().handshake_timeout(Duration::from_secs(2)),
+            now,
+        );
+        (c, hub)
+    }
+
+    fn feed(c: &mut ServerConnection<Echo>, bytes: &[u8], now: Instant) {
+        assert!(c.wants_read());
+        c.read_buf().extend_from_slice(bytes);
+        c.poll(now).unwrap();
+    }
+
+    /// Everything queued, as one write loop would drain it.
+    fn drain(c: &mut ServerConnection<Echo>) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::rt::write::write_transmit(c, |slices| {
+            let n: usize = slices.iter().map(|s| s.len()).sum();
+            for s in slices {
+                out.extend_from_slice(s);
+            }
+            Ok(n)
+        })
+        .unwrap();
+        out
+    }
+
+    fn upgrade_request() -> (ClientHandshake, bytes::Bytes) {
+        ClientHandshake::new(&ClientRequest::new("127.0.0.1", 80, "/ws"))
+    }
+
+    #[test]
+    fn an_upgrade_writes_the_101_then_serves_frames_sent_right_behind_it() {
+        let now = Instant::now();
+        let (mut c, hub) = conn_at(now);
+        let (mut hs, request) = upgrade_request();
+        let mut client = Connection::new(Role::Client, Config::default());
+        client.send(&Message::text("pipelined")).unwrap();
+        let mut bytes = request.to_vec();
+        bytes.extend_from_slice(&client.take_transmit());
+        // In two reads, split inside the head.
+        feed(&mut c, &bytes[..20], now);
+        assert!(!c.is_open() && !c.wants_write());
+        feed(&mut c, &bytes[20..], now);
+        assert!(c.is_open() && c.wants_write());
+        assert_eq!(hub.len(), 1, "registered before the 101 leaves");
+        let out = drain(&mut c);
+        let response = hs.feed(&out).unwrap().expect("a complete 101");
+        assert_eq!(response.status(), 101);
+        client.handle_bytes(&hs.take_remaining());
+        assert_eq!(
+            client.poll_message().unwrap(),
+            Some(Message::text("pipelined"))
+        );
+        c.handle_eof();
+        assert!(matches!(c.poll(now), Err(Error::AbnormalClosure)));
+        drain(&mut c);
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn a_plain_request_is_answered_then_the_write_side_shut_then_it_lingers() {
+        let now = Instant::now();
+        let (mut c, hub) = conn_at(now);
+        feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(!c.wants_read(), "not read while the response is written");
+        let out = String::from_utf8(drain(&mut c)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with(INDEX_HTML));
+        c.poll(now).unwrap();
+        assert!(c.wants_write_shutdown());
+        c.write_shut();
+        assert!(!c.wants_write_shutdown(), "once");
+        assert!(c.wants_read() && !c.is_finished(), "lingering");
+        feed(&mut c, b"unread junk", now);
+        assert!(!c.is_finished());
+        assert_eq!(c.poll_timeout(now), Some(now + LINGER));
+        c.poll(now + LINGER).unwrap();
+        assert!(c.is_finished(), "the linger ends at its deadline");
+        assert_eq!(hub.len(), 0, "no session");
+    }
+
+    #[test]
+    fn a_malformed_head_gets_400_and_the_peers_end_ends_the_linger() {
+        let now = Instant::now();
+        let (mut c, _) = conn_at(now);
+        feed(&mut c, b"GARBAGE\r\n\r\n", now);
+        let out = String::from_utf8(drain(&mut c)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        c.poll(now).unwrap();
+        c.write_shut();
+        c.handle_eof();
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn a_head_that_does_not_arrive_in_time_is_let_go_silently() {
+        let now = Instant::now();
+        let (mut c, _) = conn_at(now);
+        feed(&mut c, b"GET / HTTP/1.1\r\n", now);
+        let deadline = c.poll_timeout(now).unwrap();
+        assert_eq!(deadline, now + Duration::from_secs(2));
+        c.poll(deadline - Duration::from_millis(1)).unwrap();
+        assert!(!c.is_finished());
+        c.poll(deadline).unwrap();
+        assert!(c.is_finished() && !c.wants_write());
+    }
+
+    #[test]
+    fn the_peers_end_during_the_head_or_the_response_ends_the_connection() {
+        let now = Instant::now();
+        let (mut c, _) = conn_at(now);
+        feed(&mut c, b"GET / HT", now);
+        c.handle_eof();
+        assert!(c.is_finished());
+        let (mut c, _) = conn_at(now);
+        feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        c.handle_eof();
+        assert!(!c.is_finished(), "the response is still written");
+        drain(&mut c);
+        c.poll(now).unwrap();
+        assert!(c.is_finished());
+    }
+}
