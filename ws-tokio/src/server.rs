@@ -11,16 +11,13 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
-use ws_core::handshake::ServerHandshake;
 use ws_core::rt::wake::TaskWake;
 use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target};
-use ws_core::server::session::ServerSession;
-use ws_core::server::site::{Route, ServerMode, route};
-use ws_core::server::{ConnectionHandle, Handler};
-use ws_core::{CloseCode, Config, Connection, Message, PreparedMessage, Role};
+use ws_core::server::site::ServerMode;
+use ws_core::server::{ConnectionHandle, Handler, ServerConnection};
+use ws_core::{CloseCode, Config, Message, PreparedMessage};
 
 use crate::Result;
-use crate::handshake::{read_request, respond_and_close, write_upgrade};
 
 /// Polls of a connection in a row without waiting, before it checks in
 /// with tokio's cooperative budget.
@@ -114,25 +111,25 @@ impl Drop for RunGuard {
 ///
 /// # How a connection is served
 ///
-/// Each connection task does the opening handshake and routing with
-/// ws-core ([`ServerHandshake`], [`route`]: the handler accepts or refuses
-/// the upgrade), opens a [`ServerSession`] (the handler's `on_open`), writes
-/// the 101, then executes the session: after anything happens it calls
-/// [`ServerSession::poll`] (which decodes, runs the handler's `on_message`,
-/// takes broadcasts from the client's queue and applies the hub's flow control)
-/// and writes what is queued with one vectored write, then
+/// Each connection task executes ws-core's
+/// [`ServerConnection`](ws_core::server::ServerConnection), which does
+/// everything from the first request byte: the head, routing (the handler
+/// accepts or refuses the upgrade, or a page or an error is answered), the
+/// 101 and the session (the handler's callbacks, the client's queue, the
+/// hub's flow control), and the closing. After anything happens the task
+/// calls `poll(now)` and writes what is queued with one vectored write, then
 /// `tokio::select!`s over:
 ///
 /// - socket writable, while bytes are queued;
-/// - socket readable, while [`ServerSession::wants_read`] (not while the
-///   client's own write buffer is full, nor while the hub is congested in
-///   chat mode: that is how TCP pushes back on senders); when a read would
-///   block, the connection's empty buffers are released
-///   ([`Connection::release_idle_buffers`]) before the task parks, so an
-///   idle client holds no buffer memory;
+/// - socket readable, while the connection wants to read (not while the
+///   client's own write buffer is full, nor while the hub is congested for a
+///   connection that publishes: that is how TCP pushes back on senders);
+///   when a read would block, the connection's empty buffers are released
+///   before the task parks, so an idle client holds no buffer memory;
 /// - the hub's wake (a broadcast arrived, the client was dropped, the
 ///   congestion cleared);
-/// - one timer at [`ServerSession::poll_timeout`].
+/// - one timer at the connection's `poll_timeout` (the handshake deadline,
+///   the protocol's timers, a paused sender's slow-client deadline).
 ///
 /// Every branch is cancel-safe and all progress lives in ws-core, so the
 /// loop can be re-entered at any point. Nothing here needs a multi-threaded
@@ -391,61 +388,27 @@ async fn accept_loop<H: Handler>(
     }
 }
 
-/// One connection: handshake and routing, then the session loop.
-async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, mut tcp: TcpStream, peer: SocketAddr) {
+/// One connection, from its first byte to the end: an executor of
+/// ws-core's [`ServerConnection`] (request head, routing, the response or
+/// the 101, the session, the closing).
+async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, tcp: TcpStream, peer: SocketAddr) {
     // Latency matters more than packet count; the loop batches writes itself.
     let _ = tcp.set_nodelay(true);
-    let config = shared.config.clone();
-    let limit = config.get_handshake_timeout();
-    let started = Instant::now();
-    let routed = tokio::time::timeout(limit, handshake(&mut tcp, &*handler, peer));
-    let (response, state, buffered) = match routed.await {
-        Ok(Ok(Some(upgrade))) => upgrade,
-        // Answered with a page or an error, failed, or timed out.
-        _ => return,
-    };
     let wake = Arc::new(TaskWake::default());
-    // Registers in the hub (closed at once with 1001 if shutting down) and
-    // runs `on_open` before the 101 goes out; dropping the session
-    // unregisters and runs `on_close` however the task ends.
-    let session = ServerSession::new(
-        Connection::with_buffered(Role::Server, config, buffered),
+    let conn = ServerConnection::new(
         handler,
-        state,
-        peer,
-        &shared.hub,
+        shared.hub.clone(),
         wake.clone(),
+        peer,
+        shared.config.clone(),
         Instant::now(),
     );
-    let written =
-        tokio::time::timeout_at((started + limit).into(), write_upgrade(&mut tcp, &response));
-    if !matches!(written.await, Ok(Ok(()))) {
-        return;
-    }
-    let _ = drive(session, tcp, &wake).await;
-}
-
-/// Reads the request and routes it; `Some((101 response, state, bytes
-/// after the head))` when the handler accepted an upgrade.
-async fn handshake<H: Handler>(
-    tcp: &mut TcpStream,
-    handler: &H,
-    peer: SocketAddr,
-) -> Result<Option<(bytes::Bytes, H::State, BytesMut)>> {
-    let mut hs = ServerHandshake::new();
-    let req = read_request(tcp, &mut hs).await?;
-    match route(&req, handler, peer) {
-        Route::Upgrade { response, state } => Ok(Some((response, state, hs.take_remaining()))),
-        Route::Respond { response } => {
-            respond_and_close(tcp, &response).await;
-            Ok(None)
-        }
-    }
+    let _ = drive(conn, tcp, &wake).await;
 }
 
 /// Writes as much of the queued output as the socket takes now, normally in
 /// one call. `Err` means the socket is unusable.
-fn write_queued(tcp: &TcpStream, conn: &mut Connection) -> io::Result<()> {
+fn write_queued<H: Handler>(tcp: &TcpStream, conn: &mut ServerConnection<H>) -> io::Result<()> {
     let written = ws_core::rt::write::write_transmit(conn, |slices| match slices {
         [one] => tcp.try_write(one),
         many => tcp.try_write_vectored(many),
@@ -466,9 +429,8 @@ fn write_queued(tcp: &TcpStream, conn: &mut Connection) -> io::Result<()> {
 /// per echoed message in the 20 B closed-loop benchmark.) `Pending` is
 /// reported as `WouldBlock`; the loop's next `readable()` registers the real
 /// waker.
-fn read_ready(tcp: &mut TcpStream, conn: &mut Connection) -> io::Result<(usize, bool)> {
+fn read_ready(tcp: &mut TcpStream, buf: &mut BytesMut) -> io::Result<(usize, bool)> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let buf = conn.read_buf();
     let offered = buf.capacity() - buf.len();
     match tokio_util::io::poll_read_buf(std::pin::Pin::new(tcp), &mut cx, buf) {
         // Fewer bytes than offered: the socket is drained.
@@ -477,11 +439,11 @@ fn read_ready(tcp: &mut TcpStream, conn: &mut Connection) -> io::Result<(usize, 
     }
 }
 
-/// The session loop (see [`Server`]). Returns when the session is
+/// The connection loop (see [`Server`]). Returns when the connection is
 /// finished, the socket fails, or a peer that ended its side does not take
 /// our remaining bytes within the close timeout.
 async fn drive<H: Handler>(
-    mut session: ServerSession<H>,
+    mut conn: ServerConnection<H>,
     mut tcp: TcpStream,
     wake: &TaskWake,
 ) -> Result<()> {
@@ -490,11 +452,7 @@ async fn drive<H: Handler>(
     let mut timer = std::pin::pin!(timer);
     let mut armed: Option<Instant> = None;
     let mut timer_fired = false;
-    // The handshake's reads may have left the socket's readiness cleared
-    // (tokio clears it on a short read), so the first wait can park without
-    // a would-block read: release the (empty) handshake buffer after the
-    // first poll (frames pipelined behind the handshake are decoded by it).
-    let mut drained = true;
+    let mut drained = false;
     let mut spins = 0;
 
     loop {
@@ -505,10 +463,10 @@ async fn drive<H: Handler>(
         }
         // An error (protocol violation, peer vanished) has already queued
         // the right close frame; the loop flushes it.
-        let _ = session.poll(now);
-        let queued = session.connection().buffered_transmit();
-        write_queued(&tcp, session.connection())?;
-        if session.connection().buffered_transmit() < queued {
+        let _ = conn.poll(now);
+        let queued = conn.buffered_transmit();
+        write_queued(&tcp, &mut conn)?;
+        if conn.buffered_transmit() < queued && conn.is_open() {
             // Room was made: the session may take more broadcasts (or
             // decode more echoes) at once; nothing else would wake us for
             // them. The budget keeps a connection that always has work
@@ -525,37 +483,42 @@ async fn drive<H: Handler>(
         if std::mem::take(&mut drained) {
             // A short read emptied the socket (and cleared its readiness):
             // the loop parks next, so free what is empty.
-            session.connection().release_idle_buffers();
+            conn.release_idle_buffers();
         }
-        if session.is_finished() {
+        if conn.wants_write_shutdown() {
+            // A plain HTTP response is out: end our side, then linger.
+            let _ = tcp.shutdown().await;
+            conn.write_shut();
+        }
+        if conn.is_finished() {
             let _ = tcp.shutdown().await;
             return Ok(());
         }
         // After the peer ended its side, ws-core's close timer (armed by
         // `handle_eof`) bounds how long queued bytes wait for a peer that does
-        // not read; when it fires the session is finished.
-        let deadline = session.poll_timeout(now);
+        // not read; when it fires the connection is finished.
+        let deadline = conn.poll_timeout(now);
         if let Some(d) = deadline {
             if armed != Some(d) {
                 timer.as_mut().reset(d.into());
                 armed = Some(d);
             }
         }
-        let want_write = session.connection().wants_write();
-        let want_read = !read_eof && session.wants_read();
+        let want_write = conn.wants_write();
+        let want_read = !read_eof && conn.wants_read();
 
         tokio::select! {
             biased;
             ready = tcp.writable(), if want_write => {
                 ready?;
-                write_queued(&tcp, session.connection())?;
+                write_queued(&tcp, &mut conn)?;
             }
             ready = tcp.readable(), if want_read => {
                 ready?;
-                match read_ready(&mut tcp, session.connection()) {
+                match read_ready(&mut tcp, conn.read_buf()) {
                     Ok((0, _)) => {
                         read_eof = true;
-                        session.connection().handle_eof();
+                        conn.handle_eof();
                     }
                     Ok((_, short)) => drained = short,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

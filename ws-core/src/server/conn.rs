@@ -78,6 +78,8 @@ pub struct ServerConnection<H: Handler> {
     eof: bool,
     /// Where lingering reads go (emptied before each read).
     discard: BytesMut,
+    /// The time of the last poll.
+    now: Instant,
 }
 
 /// Bytes one lingering read takes.
@@ -121,6 +123,7 @@ impl<H: Handler> ServerConnection<H> {
             config,
             eof: false,
             discard: BytesMut::new(),
+            now,
         }
     }
 
@@ -162,6 +165,7 @@ impl<H: Handler> ServerConnection<H> {
     /// is returned for logging; its close frame is already queued and the
     /// executor carries on until [`is_finished`](Self::is_finished).
     pub fn poll(&mut self, now: Instant) -> Result<(), Error> {
+        self.now = now;
         loop {
             match &mut self.phase {
                 Phase::Request(hs) => {
@@ -200,19 +204,7 @@ impl<H: Handler> ServerConnection<H> {
                         }
                     };
                 }
-                Phase::Respond(rest) => {
-                    if rest.is_empty() {
-                        self.phase = Phase::Linger {
-                            until: now + LINGER,
-                            shut: false,
-                        };
-                        if self.eof {
-                            self.phase = Phase::Done;
-                        }
-                        continue;
-                    }
-                    return Ok(());
-                }
+                Phase::Respond(_) => return Ok(()),
                 Phase::Linger { until, .. } => {
                     if now >= *until {
                         self.phase = Phase::Done;
@@ -237,6 +229,15 @@ impl<H: Handler> ServerConnection<H> {
             Phase::Request(_) | Phase::Linger { .. } => true,
             Phase::Open(s) => s.wants_read(),
             Phase::Respond(_) | Phase::Done => false,
+        }
+    }
+
+    /// Bytes queued for the socket now.
+    pub fn buffered_transmit(&self) -> usize {
+        match &self.phase {
+            Phase::Respond(rest) => rest.len(),
+            Phase::Open(s) => s.buffered_transmit(),
+            _ => 0,
         }
     }
 
@@ -320,6 +321,19 @@ impl<H: Handler> Transmit for ServerConnection<H> {
         match &mut self.phase {
             Phase::Respond(rest) => {
                 let _ = rest.split_to(n.min(rest.len()));
+                if rest.is_empty() {
+                    // The response is out: linger (from the last poll's
+                    // time, at most one write earlier), or end at once if
+                    // the peer already left.
+                    self.phase = if self.eof {
+                        Phase::Done
+                    } else {
+                        Phase::Linger {
+                            until: self.now + LINGER,
+                            shut: false,
+                        }
+                    };
+                }
             }
             Phase::Open(s) => s.connection().advance_transmit(n),
             _ => {}
@@ -419,8 +433,10 @@ mod tests {
         assert!(!c.wants_read(), "not read while the response is written");
         let out = String::from_utf8(drain(&mut c)).unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with(INDEX_HTML));
-        c.poll(now).unwrap();
-        assert!(c.wants_write_shutdown());
+        assert!(
+            c.wants_write_shutdown(),
+            "as soon as the response is written"
+        );
         c.write_shut();
         assert!(!c.wants_write_shutdown(), "once");
         assert!(c.wants_read() && !c.is_finished(), "lingering");
@@ -470,7 +486,6 @@ mod tests {
         c.handle_eof();
         assert!(!c.is_finished(), "the response is still written");
         drain(&mut c);
-        c.poll(now).unwrap();
-        assert!(c.is_finished());
+        assert!(c.is_finished(), "then it ends without lingering");
     }
 }

@@ -301,6 +301,11 @@ impl<H: Handler> ServerSession<H> {
         self.has_room() && self.held.is_none()
     }
 
+    /// Bytes queued for the client now.
+    pub fn buffered_transmit(&self) -> usize {
+        self.conn.buffered_transmit()
+    }
+
     /// Whether bytes are queued for the client.
     pub fn wants_write(&self) -> bool {
         self.conn.wants_write()
