@@ -5,49 +5,45 @@
 //! hub, so a client that is never sent anything from elsewhere costs one
 //! thread.
 //!
-//! The per-client behaviour (the handler's callbacks, back-pressure, the
-//! hub's flow control, the slow client close) is
-//! [`ws_core::server::session::ServerSession`], HTTP routing is
-//! [`ws_core::server::site::route`], and the client registry is [`ws_core::server::hub::Hub`];
-//! this module only moves bytes between them and the sockets, and wakes
-//! threads when the hub says so.
+//! Everything a connection does from its first request byte is
+//! [`ws_core::server::ServerConnection`]: the request head and the
+//! handshake timeout, HTTP routing, a plain response and the linger after
+//! it, the 101, and the per-client behaviour of the session (the handler's
+//! callbacks, back-pressure, the hub's flow control, the slow client
+//! close); the client registry is [`ws_core::server::hub::Hub`]. This module
+//! only executes that machine on threads, moves bytes between it and the
+//! socket, and wakes threads when the hub says so.
 //!
-//! No thread blocks forever: reads are bounded by the connection's timers
-//! and the handshake timeout, writes by a socket write timeout of the
-//! slow-client timeout plus `Config::close_timeout` (a client that accepts no
-//! bytes for that long is disconnected; the hub drops a stalled client
-//! after the first, and its close frame then has the second to get out), and
-//! waits for a closing handshake by the close timeout.
+//! No thread blocks forever: reads are bounded by the machine's timers (the
+//! handshake deadline, the linger, the protocol's), writes by a socket
+//! write timeout of the slow-client timeout plus `Config::close_timeout` (a
+//! client that accepts no bytes for that long is disconnected; the hub drops
+//! a stalled client after the first, and its close frame then has the
+//! second to get out), and waits for a closing handshake by the close
+//! timeout.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ws_core::connection::State;
-use ws_core::handshake::ServerHandshake;
 use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target, Wake};
-use ws_core::server::session::ServerSession;
-use ws_core::server::site::{Route, ServerMode, route};
-use ws_core::server::{ConnectionHandle, Handler};
-use ws_core::{CloseCode, Config, Connection, Message, PreparedMessage, Role};
+use ws_core::server::site::ServerMode;
+use ws_core::server::{ConnectionHandle, Handler, ServerConnection};
+use ws_core::{CloseCode, Config, Message, PreparedMessage, Transmit};
 
 use crate::Result;
-use crate::handshake::read_head;
 use crate::stream::{Shared, SharedState, Step, TimeoutCache};
 
 /// Stack size of connection threads: they keep their buffers on the heap,
 /// so a small stack lets one process hold many connections.
 const THREAD_STACK: usize = 256 * 1024;
-
-/// How long a rejected HTTP request may keep its thread while the response
-/// drains before the socket is closed.
-const LINGER: Duration = Duration::from_millis(200);
 
 /// Builder for the WebSocket server: the demo's echo or chat
 /// ([`Server::new`], [`mode`](Self::mode)) or your own [`Handler`]
@@ -87,12 +83,15 @@ const LINGER: Duration = Duration::from_millis(200);
 ///
 /// # How a connection is served
 ///
-/// Each connection's thread reads the request and routes it with ws-core
-/// ([`ServerHandshake`], [`route`]: the handler accepts or refuses the
-/// upgrade), opens a [`ServerSession`] (the handler's `on_open`), writes the
-/// 101, then reads from the client and feeds the session (which decodes,
-/// runs the handler's `on_message`, takes what the hub queued for the
-/// client and applies the hub's flow control), writing what it queues. The
+/// Each connection's thread executes ws-core's [`ServerConnection`] from
+/// the first request byte: it reads into it (the socket's read timeout set
+/// from the machine's next deadline), polls it, and writes what it queues.
+/// The machine reads the head (within `Config::handshake_timeout`) and
+/// routes it (the handler accepts or refuses the upgrade, or a page or an
+/// error is answered, after which the write side is shut and the socket
+/// lingers briefly), or queues the 101 and opens the session (the handler's
+/// `on_open`), which decodes, runs the handler's `on_message`, takes what
+/// the hub queued for the client and applies the hub's flow control. The
 /// handler's callbacks run on the connection's threads, under its lock: they
 /// must not block.
 ///
@@ -490,47 +489,75 @@ impl<H: Handler> ConnWake<H> {
     }
 }
 
-/// One connection's state: the session once upgraded, and whether its
-/// reading thread has finished.
+/// One connection's state: its [`ServerConnection`] (from the first
+/// request byte; taken out by [`Finish`] when the reader ends), and whether
+/// its reading thread has finished.
 struct ConnState<H: Handler> {
-    session: Option<ServerSession<H>>,
+    connection: Option<ServerConnection<H>>,
     done: bool,
 }
 
 impl<H: Handler> fmt::Debug for ConnState<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnState")
-            .field("session", &self.session)
+            .field("connection", &self.connection)
             .field("done", &self.done)
             .finish()
     }
 }
 
 impl<H: Handler> SharedState for ConnState<H> {
-    fn conn(&mut self) -> Option<&mut Connection> {
-        self.session.as_mut().map(|s| s.connection())
+    fn read_buf(&mut self) -> Option<&mut BytesMut> {
+        self.connection.as_mut().map(ServerConnection::read_buf)
+    }
+    fn wants_write(&self) -> bool {
+        self.connection
+            .as_ref()
+            .is_some_and(ServerConnection::wants_write)
     }
     fn is_done(&self) -> bool {
         self.done
     }
-    // Bytes being written outside the lock still count against the write
-    // buffer limit, so the session takes no more broadcasts meanwhile (and
-    // a client that does not read fills its queue, not our memory).
-    fn take_for_write(&mut self) -> Option<bytes::Bytes> {
-        self.session.as_mut().map(ServerSession::take_for_write)
-    }
-    fn written(&mut self, n: usize) {
-        if let Some(s) = self.session.as_mut() {
-            s.written(n);
+    // Once upgraded, bytes being written outside the lock still count
+    // against the write buffer limit, so the session takes no more
+    // broadcasts meanwhile (and a client that does not read fills its
+    // queue, not our memory). Before that only a plain HTTP response is
+    // written, by the reader alone: it is copied and stays queued until
+    // written, which is when the machine starts its linger.
+    fn take_for_write(&mut self) -> Option<Bytes> {
+        let c = self.connection.as_mut()?;
+        match c.session() {
+            Some(s) => Some(s.take_for_write()),
+            None => Some(copy_queued(c)),
         }
     }
+    fn written(&mut self, n: usize) {
+        let Some(c) = self.connection.as_mut() else {
+            return;
+        };
+        match c.session() {
+            Some(s) => s.written(n),
+            None => c.advance_transmit(n),
+        }
+    }
+}
+
+/// A copy of what `t` has queued, left queued.
+fn copy_queued(t: &mut impl Transmit) -> Bytes {
+    let mut slices = [IoSlice::new(&[]); 8];
+    let n = t.transmit_slices(&mut slices);
+    let mut out = BytesMut::with_capacity(slices[..n].iter().map(|s| s.len()).sum());
+    for slice in &slices[..n] {
+        out.extend_from_slice(slice);
+    }
+    out.freeze()
 }
 
 type ServerConn<H> = Shared<TcpStream, ConnState<H>>;
 
 /// What shutdown needs of a connection, whatever its handler.
 trait Conn: Send + Sync + fmt::Debug {
-    /// Whether it got past its HTTP handshake (has a session).
+    /// Whether it got past its HTTP handshake (has an open session).
     fn is_upgraded(&self) -> bool;
     /// Shuts the socket down both ways (its threads then finish).
     fn cut(&self);
@@ -538,7 +565,10 @@ trait Conn: Send + Sync + fmt::Debug {
 
 impl<H: Handler> Conn for ServerConn<H> {
     fn is_upgraded(&self) -> bool {
-        self.lock().session.is_some()
+        self.lock()
+            .connection
+            .as_ref()
+            .is_some_and(ServerConnection::is_open)
     }
     fn cut(&self) {
         let _ = self.io.shutdown(Shutdown::Both);
@@ -627,7 +657,7 @@ fn spawn_conn<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, sock: TcpStream,
     let conn = Arc::new(Shared::new(
         sock,
         ConnState {
-            session: None,
+            connection: None,
             done: false,
         },
     ));
@@ -666,28 +696,9 @@ impl Drop for Done<'_> {
     }
 }
 
-/// Writes a plain HTTP response and closes gracefully: shut down our
-/// sending side, then drain briefly so unread request bytes do not turn
-/// the close into a reset that could destroy the response.
-fn respond_and_close(sock: &TcpStream, response: &[u8]) {
-    let mut w = sock;
-    if w.write_all(response).and_then(|()| w.flush()).is_err() {
-        return;
-    }
-    let _ = sock.shutdown(Shutdown::Write);
-    let _ = sock.set_read_timeout(Some(LINGER));
-    let deadline = Instant::now() + LINGER;
-    let mut sink = [0u8; 1024];
-    let mut r = sock;
-    while Instant::now() < deadline {
-        match r.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// One connection, from the handshake to the end.
+/// One connection, from its first byte to the end: the reader executes
+/// ws-core's [`ServerConnection`] (request head, routing, the response and
+/// its linger or the 101 and the session, the closing).
 fn serve<H: Handler>(
     inner: &Arc<Inner>,
     handler: Arc<H>,
@@ -699,18 +710,6 @@ fn serve<H: Handler>(
     let _ = conn
         .io
         .set_write_timeout(Some(stall + config.get_close_timeout()));
-    let mut hs = ServerHandshake::new();
-    let deadline = Instant::now() + config.get_handshake_timeout();
-    let mut io = &conn.io;
-    let req = match read_head(&mut io, &mut hs, deadline) {
-        Ok(req) => req,
-        Err(ws_core::Error::Handshake(e)) => return respond_and_close(&conn.io, &e.response()),
-        Err(_) => return,
-    };
-    let (response, state) = match route(&req, &*handler, peer) {
-        Route::Upgrade { response, state } => (response, state),
-        Route::Respond { response } => return respond_and_close(&conn.io, &response),
-    };
     let wake = ConnWake::new(inner.clone(), conn.clone());
     // From here on the connection is ended by `Finish`, also when a
     // handler callback panics on this thread.
@@ -718,38 +717,28 @@ fn serve<H: Handler>(
         conn,
         wake: wake.clone(),
     };
-    // Registers in the hub (closed at once with 1001 if shutting down) and
-    // runs `on_open` before the 101 goes out, so a client holding its 101
-    // is in the topics `on_open` chose; `Finish` drops the session, which
-    // unregisters and runs `on_close`.
-    let session = ServerSession::new(
-        Connection::with_buffered(Role::Server, config.clone(), hs.take_remaining()),
+    // The handshake deadline runs from here. An upgrade registers in the
+    // hub (closed at once with 1001 if shutting down) and runs `on_open`
+    // inside the machine's `poll`, under the connection's lock, with the
+    // 101 queued ahead of what `on_open` sends: a writer started by a wake
+    // during `on_open` waits for the lock and then writes the 101 first.
+    conn.lock().connection = Some(ServerConnection::new(
         handler,
-        state,
-        peer,
-        &inner.hub,
+        inner.hub.clone(),
         wake.clone(),
+        peer,
+        config.clone(),
         Instant::now(),
-    );
-    let upgraded = {
-        // The writer, if a wake during `on_open` already started it, writes
-        // only under the write lock, after the 101.
-        let _writing = conn.lock_writes();
-        conn.lock().session = Some(session);
-        io.write_all(&response).is_ok()
-    };
-    // A writer started before the session was stored waits for this.
-    wake.signal.wake();
-    if upgraded {
-        reader_loop(conn, &wake);
-    }
+    ));
+    reader_loop(conn, &wake);
     drop(finish);
 }
 
-/// Ends an upgraded connection when its reader returns (or unwinds from a
-/// panicking handler): cuts the socket, drops the session (it leaves the
-/// hub, so nothing can start the writer any more, and the handler's
-/// `on_close` runs, outside the connection's lock), and waits for the writer.
+/// Ends a connection when its reader returns (or unwinds from a panicking
+/// handler): cuts the socket, drops the [`ServerConnection`] (a session
+/// still open leaves the hub, so nothing can start the writer any more, and
+/// the handler's `on_close` runs, outside the connection's lock; a session
+/// that finished in `poll` did so there), and waits for the writer.
 struct Finish<'a, H: Handler> {
     conn: &'a ServerConn<H>,
     wake: Arc<ConnWake<H>>,
@@ -759,21 +748,21 @@ impl<H: Handler> Drop for Finish<'_, H> {
     fn drop(&mut self) {
         let conn = self.conn;
         let _ = conn.io.shutdown(Shutdown::Both);
-        let session = {
+        let connection = {
             let mut st = conn.lock();
             st.done = true;
-            st.session.take()
+            st.connection.take()
         };
         conn.notify_done();
-        drop(session);
+        drop(connection);
         self.wake.signal.wake();
         self.wake.join();
     }
 }
 
 /// Cuts a connection whose writer thread unwinds from a panicking handler
-/// (its callbacks also run on the writer, in `ServerSession::poll`), so the
-/// reader does not go on without it.
+/// (its callbacks also run on the writer, in `ServerConnection::poll`), so
+/// the reader does not go on without it.
 struct CutOnPanic<'a, H: Handler>(&'a ServerConn<H>);
 
 impl<H: Handler> Drop for CutOnPanic<'_, H> {
@@ -784,8 +773,12 @@ impl<H: Handler> Drop for CutOnPanic<'_, H> {
     }
 }
 
-/// Reads from the client and feeds the session (echoes are batched: all
-/// echoes of one read leave in one write); writes what the session queues.
+/// Executes the connection from its first byte: reads into it (with the
+/// socket's read timeout set from its `poll_timeout`: the handshake
+/// deadline, the linger, the protocol's timers), polls it, writes what it
+/// queues (the response, or the 101 and frames; echoes are batched: all
+/// echoes of one read leave in one write), shuts the write side when it
+/// asks (after a plain HTTP response), and returns once it is finished.
 /// While the hub pauses the session (it publishes, and some client's queue
 /// is above its mark), it waits for the wake instead of reading, so TCP
 /// pushes back on the client.
@@ -798,22 +791,29 @@ fn reader_loop<H: Handler>(conn: &ServerConn<H>, wake: &ConnWake<H>) {
         let now = Instant::now();
         let (timer, wait) = {
             let mut st = conn.lock();
-            let Some(s) = st.session.as_mut() else { return };
+            let Some(c) = st.connection.as_mut() else {
+                return;
+            };
             // A protocol error has queued its close frame; the loop below
             // writes it and finishes.
-            let _ = s.poll(now);
-            if s.connection().wants_write() {
+            let _ = c.poll(now);
+            if c.wants_write() {
                 drop(st);
                 if conn.flush(true).is_err() {
                     return;
                 }
                 continue;
             }
-            if s.is_finished() {
+            if c.wants_write_shutdown() {
+                // A plain HTTP response is out: end our side, then linger.
+                let _ = conn.io.shutdown(Shutdown::Write);
+                c.write_shut();
+            }
+            if c.is_finished() {
                 return;
             }
-            let wait = eof || !s.wants_read();
-            if wait && !eof && !s.is_paused() {
+            let wait = eof || !c.wants_read();
+            if wait && !eof && !c.session().is_some_and(|s| s.is_paused()) {
                 // No room because the other thread's write is in flight:
                 // wait for it on the write lock (no wake comes when a write
                 // ends), then look again.
@@ -826,9 +826,9 @@ fn reader_loop<H: Handler>(conn: &ServerConn<H>, wake: &ConnWake<H>) {
             if !wait {
                 // Nothing buffered: let ws-core drop what a burst grew
                 // (large buffers after its idle delay, via the timer).
-                s.connection().release_idle_buffers();
+                c.release_idle_buffers();
             }
-            (s.poll_timeout(now), wait)
+            (c.poll_timeout(now), wait)
         };
         if wait {
             wake.signal.wait(seen, timer);
@@ -838,8 +838,8 @@ fn reader_loop<H: Handler>(conn: &ServerConn<H>, wake: &ConnWake<H>) {
             Step::Data | Step::Interrupted | Step::TimedOut => {}
             Step::Eof => {
                 eof = true;
-                if let Some(s) = conn.lock().session.as_mut() {
-                    s.connection().handle_eof();
+                if let Some(c) = conn.lock().connection.as_mut() {
+                    c.handle_eof();
                 }
             }
             Step::Failed => return,
@@ -862,16 +862,18 @@ fn writer_loop<H: Handler>(inner: &Inner, conn: &ServerConn<H>, wake: &ConnWake<
             if st.done {
                 return;
             }
-            let Some(s) = st.session.as_mut() else {
-                // Started by a wake during `on_open`, before the session
-                // was stored: `serve` wakes us once it is.
-                drop(st);
-                wake.signal.wait(seen, None);
-                continue;
+            // Started by a wake from the hub, so the machine is stored and
+            // its session was opened (under this lock); `Finish` takes the
+            // machine only when it sets `done`. Once the session is over the
+            // machine is not open, and the closing below applies.
+            let Some(c) = st.connection.as_mut() else {
+                return;
             };
-            let _ = s.poll(now);
-            let open = s.connection().state() == State::Open;
-            (s.poll_timeout(now), open, s.connection().wants_write())
+            let _ = c.poll(now);
+            let open = c
+                .session()
+                .is_some_and(|s| s.connection().state() == State::Open);
+            (c.poll_timeout(now), open, c.wants_write())
         };
         if wants_write {
             if conn.flush(true).is_err() {

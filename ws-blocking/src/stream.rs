@@ -584,17 +584,19 @@ where
 /// [`WebSocketStream`] use [`ws_core::Receiver`]/[`ws_core::Sender`]
 /// instead, see below).
 pub(crate) trait SharedState {
-    /// The connection, once there is one.
-    fn conn(&mut self) -> Option<&mut Connection>;
+    /// Where the next read goes, while there is a connection to read for.
+    fn read_buf(&mut self) -> Option<&mut BytesMut>;
+    /// Whether bytes are queued for the transport.
+    fn wants_write(&self) -> bool;
     /// Whether the reading side finished (the transport is done).
     fn is_done(&self) -> bool;
-    /// Takes everything queued for one write made outside the lock.
-    fn take_for_write(&mut self) -> Option<Bytes> {
-        self.conn().map(|c| c.take_transmit())
-    }
+    /// The queued bytes for one write made outside the lock (empty or
+    /// `None`: nothing to write). They may stay queued until
+    /// [`written`](Self::written) reports them on the wire.
+    fn take_for_write(&mut self) -> Option<Bytes>;
     /// `n` bytes taken by [`take_for_write`](Self::take_for_write) are on
     /// the wire.
-    fn written(&mut self, _n: usize) {}
+    fn written(&mut self, n: usize);
 }
 
 /// A transport shared by a server connection's reading and writing threads,
@@ -651,13 +653,6 @@ impl<S, St: SharedState> Shared<S, St> {
         lock(&self.state)
     }
 
-    /// Holds the write lock: nothing the connection queues is written until
-    /// the guard is dropped (for bytes that must go first, such as a 101
-    /// written while another thread may already flush the connection).
-    pub(crate) fn lock_writes(&self) -> MutexGuard<'_, ()> {
-        lock(&self.write_lock)
-    }
-
     /// Wakes threads waiting in [`wait_done`](Self::wait_done); call after
     /// making `is_done` true.
     pub(crate) fn notify_done(&self) {
@@ -681,11 +676,11 @@ where
     for<'a> &'a S: Write,
 {
     /// Writes out everything the connection has queued. Under the write
-    /// lock it repeatedly takes the whole output buffer (no copy) and writes
-    /// it, so bytes queued by another thread meanwhile leave in the same
-    /// pass. With `wait == false` it does not wait for the write lock: the
-    /// current holder re-checks for queued bytes after releasing it, so
-    /// nothing is stranded.
+    /// lock it repeatedly takes the whole output buffer (no copy for a
+    /// session's) and writes it, so bytes queued by another thread meanwhile
+    /// leave in the same pass. With `wait == false` it does not wait for the
+    /// write lock: the current holder re-checks for queued bytes after
+    /// releasing it, so nothing is stranded.
     ///
     /// An error means bytes were lost: the transport must be shut down.
     pub(crate) fn flush(&self, wait: bool) -> io::Result<()> {
@@ -729,7 +724,7 @@ where
                 (&self.io).flush()?;
             }
             drop(guard);
-            if !self.lock().conn().is_some_and(|c| c.wants_write()) {
+            if !self.lock().wants_write() {
                 return Ok(());
             }
         }
@@ -741,11 +736,12 @@ where
     S: SetReadTimeout,
     for<'a> &'a S: Read,
 {
-    /// One blocking read straight into the connection's receive buffer,
-    /// without holding the state lock while blocked: the buffer is swapped
-    /// out (with `spare`, an empty buffer) for the duration of the read and
-    /// swapped back after. Only the reading thread touches the receive side,
-    /// so nothing else needs it meanwhile. Call without holding the lock.
+    /// One blocking read straight into the connection's read buffer (the
+    /// request head's, then the session's), without holding the state lock
+    /// while blocked: the buffer is swapped out (with `spare`, an empty
+    /// buffer) for the duration of the read and swapped back after. Only the
+    /// reading thread touches the receive side, so nothing else needs it
+    /// meanwhile. Call without holding the lock.
     pub(crate) fn read_once(
         &self,
         spare: &mut BytesMut,
@@ -753,8 +749,8 @@ where
         deadline: Option<Instant>,
         now: Instant,
     ) -> Step {
-        match self.lock().conn() {
-            Some(c) => std::mem::swap(c.read_buf(), spare),
+        match self.lock().read_buf() {
+            Some(buf) => std::mem::swap(buf, spare),
             None => return Step::Eof,
         }
         let step = match timeouts.arm(&self.io, deadline, now) {
@@ -768,8 +764,8 @@ where
                 Err(_) => Step::Failed,
             },
         };
-        if let Some(c) = self.lock().conn() {
-            std::mem::swap(c.read_buf(), spare);
+        if let Some(buf) = self.lock().read_buf() {
+            std::mem::swap(buf, spare);
         }
         step
     }
