@@ -8,6 +8,7 @@ pub mod feed;
 use std::io;
 
 use clap::ValueEnum;
+use ws_core::rt::reconnect::Reconnect;
 use ws_core::server::hub::FlowControl;
 use ws_core::server::site::ServerMode;
 use ws_core::{CloseCode, Error, Message};
@@ -156,7 +157,15 @@ fn set_env_once(name: &str, value: usize) {
 
 /// Connects to `url` and runs the interactive session: stdin lines out,
 /// received messages one per line on stdout, close 1000 at end of input.
-pub fn run_client(rt: Runtime, url: &str) -> Result<(), Error> {
+///
+/// With `reconnect` (`ws-client --reconnect`), the client connects with
+/// that policy's retries and reconnects whenever the connection is lost,
+/// printing `[reconnected]` on stderr after each reconnection and
+/// `[gave up reconnecting: ...]` when reconnecting fails for good (a 4xx
+/// at the upgrade, or the policy's attempts used up; the session then
+/// ends with that error). A close with a code the policy marks final ends
+/// the session as without a policy.
+pub fn run_client(rt: Runtime, url: &str, reconnect: Option<Reconnect>) -> Result<(), Error> {
     match rt {
         Runtime::Tokio => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -164,6 +173,9 @@ pub fn run_client(rt: Runtime, url: &str) -> Result<(), Error> {
                 .build()?;
             let result = rt.block_on(async {
                 let mut client = ws_tokio::Client::new(url)?;
+                if let Some(policy) = reconnect {
+                    client = client.reconnect(policy);
+                }
                 client.connect().await?;
                 client.run_interactive().await
             });
@@ -174,16 +186,25 @@ pub fn run_client(rt: Runtime, url: &str) -> Result<(), Error> {
         }
         Runtime::AsyncStd => async_std::task::block_on(async {
             let mut client = ws_async_std::Client::new(url)?;
+            if let Some(policy) = reconnect {
+                client = client.reconnect(policy);
+            }
             client.connect().await?;
             client.run_interactive().await
         }),
         Runtime::Smol => smol::block_on(async {
             let mut client = ws_async_std::smol::Client::new(url)?;
+            if let Some(policy) = reconnect {
+                client = client.reconnect(policy);
+            }
             client.connect().await?;
             client.run_interactive().await
         }),
         Runtime::Blocking => {
             let mut client = ws_blocking::Client::new(url)?;
+            if let Some(policy) = reconnect {
+                client = client.reconnect(policy);
+            }
             client.connect()?;
             client.run_interactive()
         }

@@ -105,6 +105,7 @@ mod stream;
 pub use handshake::{accept, accept_with, client_handshake};
 pub use split::{Alarm, Io, SplitIo, WsReader, WsWriter};
 pub use stream::WebSocketStream;
+pub use ws_core::rt::reconnect::Reconnect;
 pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
 pub use ws_core::server::{ConnectionHandle, Handler};
 

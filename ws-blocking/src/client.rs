@@ -1,24 +1,30 @@
 //! [`Client`]: a convenience WebSocket client for scripts and the
-//! interactive command-line client.
+//! interactive command-line client, optionally reconnecting
+//! ([`Client::reconnect`]).
 //!
 //! It holds the connection as split halves, so [`Client::run_interactive`]
 //! can send stdin lines from one thread while printing received messages on
 //! another.
 
+use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use ws_core::handshake::Response;
+use ws_core::rt::reconnect::{Backoff, Reconnect, connect_with_retries_blocking};
 use ws_core::server::session::display_line;
 use ws_core::url::WsUrl;
-use ws_core::{CloseCode, Config, Error, Message};
+use ws_core::{CloseCode, CloseFrame, Config, Error, Message};
 
 use crate::Result;
 use crate::handshake::connect_url;
-use crate::stream::{Messages, WsReader, WsWriter};
+use crate::stream::{Messages, WebSocketStream, WsReader, WsWriter};
+
+/// The hook [`Client::on_reconnect`] installs.
+type Hook = Box<dyn FnMut(u32) -> Vec<Message> + Send + 'static>;
 
 #[derive(Debug)]
 enum Conn {
@@ -29,6 +35,16 @@ enum Conn {
         writer: WsWriter<TcpStream>,
     },
     Closed,
+}
+
+/// How the server ended the current connection, as far as the client knows
+/// (our own close is [`Client::closing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// With a code the policy marks final.
+    Final,
+    /// With any other code.
+    Peer,
 }
 
 /// A WebSocket client for one `ws://` URL.
@@ -49,12 +65,69 @@ enum Conn {
 /// Sending before [`connect`](Self::connect) (or after the connection
 /// ended) fails with [`Error::Closed`]; receiving yields `None` (as on every
 /// runtime).
-#[derive(Debug)]
+///
+/// # Reconnecting
+///
+/// Opt in with [`reconnect`](Self::reconnect) and a [`Reconnect`] policy
+/// (the same on every runtime; the backoff, the jitter and which endings
+/// are final live in [`ws_core::rt::reconnect`]):
+///
+/// - [`connect`](Self::connect) retries per the policy; a final refusal (a
+///   4xx answer to the upgrade, an unusable URL) ends it at once.
+/// - When the connection ends while receiving (the server closed, went
+///   away or broke the connection), the client connects again with
+///   backoff, runs the [`on_reconnect`](Self::on_reconnect) hook, sends
+///   the hook's messages first, and [`recv`](Self::recv) continues on the
+///   new connection: a loop over `recv` survives a server restart. The
+///   server's `Close` is still delivered (so the loop sees the restart);
+///   errors that ended the old connection are not.
+/// - The end is final, and `recv` yields `None`, after our own
+///   [`close`](Self::close), or a close with a code the policy marks
+///   [final](Reconnect::final_close_code); when reconnecting gives up
+///   (a final refusal, or the attempts used up), `recv` yields that error
+///   once, then `None`.
+/// - A send while disconnected (after `recv` saw the end, or after the
+///   server's `Close`) reconnects first, by the same rules. A send that
+///   fails because the connection just broke returns its error; the next
+///   send or `recv` reconnects.
+///
+/// The client notices a lost connection by receiving, so keep calling
+/// `recv`. Waiting between attempts blocks the calling thread. The backoff
+/// starts over after each successful connection, so a server that accepts
+/// and at once closes with a code not marked final is reconnected to at
+/// once, every time: mark such codes final.
 pub struct Client {
     url: WsUrl,
     config: Config,
     conn: Conn,
     response: Option<Response>,
+    /// With a policy: its backoff.
+    retry: Option<Backoff>,
+    /// In a `Mutex` only to keep the client `Sync`; reached through
+    /// `get_mut`, never locked.
+    hook: Mutex<Option<Hook>>,
+    reconnects: u32,
+    /// The connection was lost and the policy says to connect again.
+    lost: bool,
+    ending: Option<Ending>,
+    /// We are closing (shared with the interactive input thread, which
+    /// sends the close at the end of input): the end is final.
+    closing: Arc<AtomicBool>,
+    /// Report reconnections on stderr (set while interactive).
+    announce: bool,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .field("config", &self.config)
+            .field("conn", &self.conn)
+            .field("response", &self.response)
+            .field("policy", &self.retry.as_ref().map(Backoff::policy))
+            .field("reconnects", &self.reconnects)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -66,6 +139,13 @@ impl Client {
             config: Config::default(),
             conn: Conn::Idle,
             response: None,
+            retry: None,
+            hook: Mutex::new(None),
+            reconnects: 0,
+            lost: false,
+            ending: None,
+            closing: Arc::new(AtomicBool::new(false)),
+            announce: false,
         })
     }
 
@@ -75,18 +155,69 @@ impl Client {
         self
     }
 
+    /// Reconnects per `policy` (opt-in; see [Reconnecting](Self#reconnecting)).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.retry = Some(policy.backoff());
+        self
+    }
+
+    /// Runs `hook` after every successful reconnection (not the first
+    /// [`connect`](Self::connect)) with the number of reconnections so far
+    /// (1 the first time), and sends the messages it returns on the new
+    /// connection before anything else: to subscribe again or
+    /// re-authenticate. Only used with a [`reconnect`](Self::reconnect)
+    /// policy.
+    ///
+    /// The hook is a plain synchronous function, the same on every runtime:
+    /// it decides what to send and the client sends it. Keep it short (it
+    /// runs on the thread that receives).
+    pub fn on_reconnect<F>(mut self, hook: F) -> Self
+    where
+        F: FnMut(u32) -> Vec<Message> + Send + 'static,
+    {
+        *self.hook.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(hook));
+        self
+    }
+
+    /// How many times the client reconnected (the first connection and
+    /// explicit [`connect`](Self::connect) calls not counted).
+    pub fn reconnects(&self) -> u32 {
+        self.reconnects
+    }
+
     /// Connects and performs the opening handshake (bounded by the
     /// handshake timeout). Replaces any previous connection (dropping it
-    /// without a closing handshake).
+    /// without a closing handshake). With a [`reconnect`](Self::reconnect)
+    /// policy, retries per the policy.
+    ///
+    /// # Errors
+    ///
+    /// The (last) attempt's error; with a policy, a final refusal ends the
+    /// retries at once.
     pub fn connect(&mut self) -> Result<()> {
-        let (ws, response) = connect_url(&self.url, self.config.clone())?;
+        let (ws, response) = match self.retry.as_mut() {
+            None => connect_url(&self.url, self.config.clone())?,
+            Some(backoff) => {
+                let (url, config) = (&self.url, &self.config);
+                connect_with_retries_blocking(backoff, || connect_url(url, config.clone()))?
+            }
+        };
+        self.open(ws, response);
+        Ok(())
+    }
+
+    fn open(&mut self, ws: WebSocketStream<TcpStream>, response: Response) {
         let (reader, writer) = ws.split();
         self.conn = Conn::Open {
             reader: Box::new(reader),
             writer,
         };
         self.response = Some(response);
-        Ok(())
+        self.lost = false;
+        self.ending = None;
+        // A new flag: an interactive input thread left behind by an earlier
+        // session cannot end this connection.
+        self.closing = Arc::new(AtomicBool::new(false));
     }
 
     /// The socket, once connected, e.g. to set a write timeout (sends
@@ -112,40 +243,164 @@ impl Client {
         }
     }
 
+    /// The writer to send with: with a policy, reconnects first when the
+    /// connection is lost or the server closed it (not finally).
+    fn writer_to_send(&mut self) -> Result<&mut WsWriter<TcpStream>> {
+        if self.retry.is_some() {
+            if matches!(self.conn, Conn::Open { .. }) && self.ending == Some(Ending::Peer) {
+                self.connection_ended();
+            }
+            self.relink(&mut |_| {})?;
+        }
+        self.writer()
+    }
+
+    /// After a send: with a policy, a connection the failure ended is lost.
+    fn sent(&mut self, result: Result<()>) -> Result<()> {
+        if self.retry.is_some() && matches!(result, Err(Error::Closed | Error::Io(_))) {
+            self.connection_ended();
+        }
+        result
+    }
+
     /// Sends a text message (and flushes it).
     pub fn send_message(&mut self, text: &str) -> Result<()> {
-        self.writer()?.send_text(text)
+        let result = self.writer_to_send()?.send_text(text);
+        self.sent(result)
     }
 
     /// Sends a binary message (and flushes it).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<()> {
-        self.writer()?.send_binary(data)
+        let result = self.writer_to_send()?.send_binary(data);
+        self.sent(result)
     }
 
     /// Sends a ping (payload at most 125 bytes); the pong arrives as a
     /// `Message::Pong` from [`recv`](Self::recv).
     pub fn ping(&mut self, payload: &[u8]) -> Result<()> {
-        self.writer()?
-            .send(Message::Ping(ws_core::Bytes::copy_from_slice(payload)))
+        let msg = Message::Ping(ws_core::Bytes::copy_from_slice(payload));
+        let result = self.writer_to_send()?.send(msg);
+        self.sent(result)
     }
 
     /// Blocks for the next message: `Some(Ok(_))` for each message
     /// (including the server's close frame), `Some(Err(_))` for an error,
-    /// `None` once the connection is over.
+    /// `None` once the connection is over. With a
+    /// [`reconnect`](Self::reconnect) policy, continues on a new connection
+    /// when the old one ends (see [Reconnecting](Self#reconnecting)).
     pub fn recv(&mut self) -> Option<Result<Message>> {
-        let reader = match &mut self.conn {
-            Conn::Open { reader, .. } => reader,
-            Conn::Idle => return None,
-            Conn::Closed => return None,
-        };
-        match reader.read() {
-            Ok(msg) => Some(Ok(msg)),
-            Err(Error::Closed) => {
-                self.conn = Conn::Closed;
-                None
-            }
-            Err(e) => Some(Err(e)),
+        self.recv_relinking(&mut |_| {})
+    }
+
+    /// [`recv`](Self::recv), calling `relinked` with the new writer after
+    /// each reconnection.
+    fn recv_relinking(
+        &mut self,
+        relinked: &mut dyn FnMut(&WsWriter<TcpStream>),
+    ) -> Option<Result<Message>> {
+        if self.retry.is_none() {
+            let reader = match &mut self.conn {
+                Conn::Open { reader, .. } => reader,
+                Conn::Idle => return None,
+                Conn::Closed => return None,
+            };
+            return match reader.read() {
+                Ok(msg) => Some(Ok(msg)),
+                Err(Error::Closed) => {
+                    self.conn = Conn::Closed;
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            };
         }
+        loop {
+            if let Err(e) = self.relink(relinked) {
+                return Some(Err(e));
+            }
+            let Conn::Open { reader, .. } = &mut self.conn else {
+                return None;
+            };
+            match reader.read() {
+                Ok(Message::Close(frame)) => {
+                    self.peer_closed(frame.as_ref());
+                    return Some(Ok(Message::Close(frame)));
+                }
+                Ok(msg) => return Some(Ok(msg)),
+                Err(e) => {
+                    self.connection_ended();
+                    if !self.lost {
+                        return (!e.is_closed()).then_some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// With a policy and a lost connection: reconnects (ws-core's retry
+    /// loop), runs the hook and sends its messages, then calls `relinked`.
+    /// `Err` when reconnecting gave up (the end is final then).
+    fn relink(&mut self, relinked: &mut dyn FnMut(&WsWriter<TcpStream>)) -> Result<()> {
+        while self.lost {
+            let backoff = self.retry.as_mut().expect("lost implies a policy");
+            let (url, config) = (&self.url, &self.config);
+            let (ws, response) =
+                match connect_with_retries_blocking(backoff, || connect_url(url, config.clone())) {
+                    Ok(connected) => connected,
+                    Err(e) => {
+                        self.lost = false;
+                        if self.announce {
+                            eprintln!("[gave up reconnecting: {e}]");
+                        }
+                        return Err(e);
+                    }
+                };
+            // Keep our flag: an interactive session may be ending meanwhile.
+            let closing = self.closing.clone();
+            self.open(ws, response);
+            self.closing = closing;
+            self.reconnects += 1;
+            let hook = self.hook.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let msgs = hook.as_mut().map(|hook| hook(self.reconnects));
+            let Conn::Open { writer, .. } = &mut self.conn else {
+                unreachable!("just opened");
+            };
+            let sent = msgs
+                .into_iter()
+                .flatten()
+                .try_for_each(|msg| writer.feed(msg))
+                .and_then(|()| writer.flush());
+            match sent {
+                Ok(()) => {
+                    relinked(writer);
+                    if self.announce {
+                        eprintln!("[reconnected]");
+                    }
+                }
+                // The new connection broke at once: again (or not, if final).
+                Err(_) => self.connection_ended(),
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's close arrived: final if the policy says so.
+    fn peer_closed(&mut self, frame: Option<&CloseFrame>) {
+        let policy = self.retry.as_ref().map(Backoff::policy);
+        let is_final = frame.is_some_and(|f| policy.is_some_and(|p| p.is_final_close(f.code)));
+        self.ending = Some(if is_final {
+            Ending::Final
+        } else {
+            Ending::Peer
+        });
+    }
+
+    /// The current connection is over: drop it, and with a policy note
+    /// whether to connect again.
+    fn connection_ended(&mut self) {
+        self.conn = Conn::Closed;
+        self.lost = self.retry.is_some()
+            && self.ending != Some(Ending::Final)
+            && !self.closing.load(Ordering::SeqCst);
     }
 
     /// An iterator over [`recv`](Self::recv).
@@ -154,7 +409,8 @@ impl Client {
     }
 
     /// Calls `f` with every message until the connection is closed (the
-    /// close frame included); returns the first error.
+    /// close frame included; with a policy: until the final end); returns
+    /// the first error.
     pub fn receive_messages<F: FnMut(&Message)>(&mut self, mut f: F) -> Result<()> {
         while let Some(msg) = self.recv() {
             f(&msg?);
@@ -169,6 +425,14 @@ impl Client {
     /// server's reply ends the connection, bounded by the close timeout;
     /// it returns `Ok(())` then, or when the server closes first. The
     /// server's reply to our own close is not printed.
+    ///
+    /// With a [`reconnect`](Self::reconnect) policy the session survives
+    /// the server going away: `[reconnected]` is printed on stderr after
+    /// each reconnection, and `[gave up reconnecting: ...]` when the client
+    /// gives up (the session then ends with that error). Lines typed while
+    /// disconnected are sent once reconnected. Input that ends while the
+    /// client is reconnecting ends the session when that reconnection
+    /// succeeds (closing at once) or gives up.
     ///
     /// # Errors
     ///
@@ -186,71 +450,83 @@ impl Client {
         R: BufRead + Send + 'static,
         W: Write,
     {
-        let Conn::Open { reader, writer } = &mut self.conn else {
-            return match self.conn {
-                Conn::Idle => Err(Error::Closed),
-                _ => Ok(()),
-            };
+        if let Err(e) = self.relink(&mut |_| {}) {
+            self.conn = Conn::Closed;
+            return Err(e);
+        }
+        let writer = match &self.conn {
+            Conn::Open { writer, .. } => writer.clone(),
+            Conn::Idle => return Err(Error::Closed),
+            Conn::Closed => return Ok(()),
         };
-        let mut lines_writer = writer.clone();
+        let reconnecting = self.retry.is_some();
+        let outbox = Arc::new(Outbox::new(writer));
+        let input_outbox = outbox.clone();
         // Set once the input ended and our close is about to leave: a close
-        // received after that is the server's reply, not news.
-        let closing = Arc::new(AtomicBool::new(false));
-        let input_closing = closing.clone();
+        // received after that is the server's reply, not news, and the end
+        // is final.
+        let closing = self.closing.clone();
         let input_thread = thread::Builder::new()
             .name("ws-stdin".into())
             .spawn(move || {
                 for line in input.lines() {
                     let Ok(line) = line else { break };
-                    if lines_writer.send_text(&line).is_err() {
+                    if !input_outbox.send(Message::text(line), reconnecting) {
                         return;
                     }
                 }
-                input_closing.store(true, Ordering::SeqCst);
+                closing.store(true, Ordering::SeqCst);
                 // Queue the close and return: the main thread keeps reading
                 // (echoes in flight arrive before the reply), and the
                 // connection's close timer bounds its wait.
-                let close = ws_core::CloseFrame::new(CloseCode::NORMAL, "");
-                let _ = lines_writer.send(Message::Close(Some(close)));
+                let close = CloseFrame::new(CloseCode::NORMAL, "");
+                let _ = input_outbox.send(Message::Close(Some(close)), reconnecting);
             })?;
+        let announce = std::mem::replace(&mut self.announce, reconnecting);
         let mut first_err = None;
         let result = loop {
-            match reader.read() {
-                Ok(msg) => {
-                    let reply = matches!(msg, Message::Close(_)) && closing.load(Ordering::SeqCst);
+            match self.recv_relinking(&mut |writer| outbox.relink(writer)) {
+                Some(Ok(msg)) => {
+                    let reply =
+                        matches!(msg, Message::Close(_)) && self.closing.load(Ordering::SeqCst);
                     if let Some(line) = display_line(&msg).filter(|_| !reply) {
                         let printed = writeln!(output, "{line}").and_then(|()| output.flush());
                         if let Err(e) = printed {
-                            let _ = writer.send(Message::Close(None));
+                            if let Ok(writer) = self.writer() {
+                                let _ = writer.send(Message::Close(None));
+                            }
                             break Err(Error::Io(e));
                         }
                     }
                 }
-                Err(Error::Closed) => break first_err.map_or(Ok(()), Err),
-                Err(e) => {
+                Some(Err(e)) => {
                     first_err.get_or_insert(e);
                 }
+                None => break first_err.map_or(Ok(()), Err),
             }
         };
+        self.announce = announce;
+        outbox.end();
         if input_thread.is_finished() {
             let _ = input_thread.join();
         }
         self.conn = Conn::Closed;
+        self.lost = false;
         result
     }
 
     /// Closes with 1000 (Normal Closure) and waits for the server's reply
     /// and the end of the connection, bounded by the close timeout.
     /// Messages still arriving meanwhile are discarded. Does nothing when
-    /// not connected.
+    /// not connected. The end is final: a reconnecting client stops
+    /// reconnecting.
     pub fn close(&mut self) -> Result<()> {
+        self.closing.store(true, Ordering::SeqCst);
+        self.lost = false;
         let Conn::Open { reader, writer } = &mut self.conn else {
             return Ok(());
         };
-        let sent = writer.send(Message::Close(Some(ws_core::CloseFrame::new(
-            CloseCode::NORMAL,
-            "",
-        ))));
+        let sent = writer.send(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))));
         let result = match sent {
             Ok(()) | Err(Error::Closed) => loop {
                 match reader.read() {
@@ -270,5 +546,86 @@ impl Iterator for Messages<'_, Client> {
     type Item = Result<Message>;
     fn next(&mut self) -> Option<Self::Item> {
         self.source.recv()
+    }
+}
+
+/// Where the interactive input thread sends: the current connection's
+/// writer, replaced after each reconnection.
+struct Outbox {
+    link: Mutex<Link>,
+    changed: Condvar,
+}
+
+struct Link {
+    writer: Option<WsWriter<TcpStream>>,
+    /// Counts the writers installed, so a failed send waits for a new one.
+    generation: u64,
+    /// The session is over: nothing more will be sent.
+    over: bool,
+}
+
+impl Outbox {
+    fn new(writer: WsWriter<TcpStream>) -> Outbox {
+        Outbox {
+            link: Mutex::new(Link {
+                writer: Some(writer),
+                generation: 0,
+                over: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `msg` on the current connection (without holding the lock
+    /// while writing). If that fails and `wait` is set, waits for the next
+    /// connection and sends it there. `false`: not sent, and nothing more
+    /// will be.
+    fn send(&self, msg: Message, wait: bool) -> bool {
+        loop {
+            let (writer, generation) = {
+                let link = self.lock();
+                if link.over {
+                    return false;
+                }
+                (link.writer.clone(), link.generation)
+            };
+            if let Some(mut writer) = writer {
+                if writer.send(msg.clone()).is_ok() {
+                    return true;
+                }
+                if !wait {
+                    return false;
+                }
+            }
+            let mut link = self.lock();
+            while link.generation == generation && !link.over {
+                link = self
+                    .changed
+                    .wait(link)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+
+    /// The client reconnected: send on `writer` from now on.
+    fn relink(&self, writer: &WsWriter<TcpStream>) {
+        let mut link = self.lock();
+        link.writer = Some(writer.clone());
+        link.generation += 1;
+        drop(link);
+        self.changed.notify_all();
+    }
+
+    /// The session is over.
+    fn end(&self) {
+        let mut link = self.lock();
+        link.over = true;
+        link.writer = None;
+        drop(link);
+        self.changed.notify_all();
     }
 }

@@ -100,6 +100,7 @@ pub use server::{Server, ServerHandle};
 pub use stream::{
     Messages, NoReadTimeout, SetReadTimeout, WebSocket, WebSocketStream, WsReader, WsWriter,
 };
+pub use ws_core::rt::reconnect::Reconnect;
 pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
 pub use ws_core::server::{ConnectionHandle, Handler};
 

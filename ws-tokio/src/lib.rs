@@ -109,6 +109,7 @@ pub use server::{Server, ServerHandle};
 pub use split::{Io, SplitIo, WsReader, WsWriter};
 pub use stream::{Deadline, WebSocketStream};
 
+pub use ws_core::rt::reconnect::Reconnect;
 pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
 pub use ws_core::server::{ConnectionHandle, Handler};
 

@@ -416,3 +416,75 @@ pub fn raw_http(addr: SocketAddr, request: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A loopback address whose port is free right now (bound by the OS,
+/// noted, released), for a server that must come back on the same port.
+pub fn free_addr() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+impl TestServer {
+    /// Starts a server running `handler` on `addr` (e.g. from [`free_addr`],
+    /// to restart a server where its clients expect it). A bind that fails
+    /// with `AddrInUse` (the previous listener not released yet) is retried
+    /// for up to 10 s.
+    pub fn start_handler_at<H: Handler + Clone>(
+        rt: Runtime,
+        addr: SocketAddr,
+        handler: H,
+        flow: FlowControl,
+    ) -> TestServer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::try_start_at(rt, addr, handler.clone(), flow.clone()) {
+                Ok(server) => return server,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("binding {addr}: {e}"),
+            }
+        }
+    }
+
+    fn try_start_at<H: Handler>(
+        rt: Runtime,
+        addr: SocketAddr,
+        handler: H,
+        flow: FlowControl,
+    ) -> std::io::Result<TestServer> {
+        let at = addr.to_string();
+        let inner = match rt {
+            Runtime::Tokio => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                let h = runtime.block_on(
+                    ws_tokio::Server::with_handler(at, handler)
+                        .flow_control(flow)
+                        .start(),
+                )?;
+                Inner::Tokio(runtime, h)
+            }
+            Runtime::AsyncStd => Inner::AsyncStd(async_std::task::block_on(
+                ws_async_std::Server::with_handler(at, handler)
+                    .flow_control(flow)
+                    .start(),
+            )?),
+            Runtime::Smol => Inner::Smol(smol::block_on(
+                ws_async_std::smol::Server::with_handler(at, handler)
+                    .flow_control(flow)
+                    .start(),
+            )?),
+            Runtime::Blocking => Inner::Blocking(
+                ws_blocking::Server::with_handler(at, handler)
+                    .flow_control(flow)
+                    .start()?,
+            ),
+        };
+        Ok(TestServer { addr, inner })
+    }
+}
