@@ -8,14 +8,19 @@
 //! server spreads its reconnects out instead of arriving in waves, while
 //! no client retries much sooner than the step says.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::close::CloseCode;
 use crate::error::Error;
 use crate::handshake::HandshakeError;
 
 /// A reconnecting client's policy. Defaults: first delay 100 ms, doubling
-/// up to 30 s, attempts unlimited, no close code final.
+/// up to 30 s, attempts unlimited, a connection counts as stable after 5 s,
+/// no close code final.
+///
+/// A connection that ends before it was [stable](Self::stable_after) does
+/// not reset the backoff: the next attempt waits the next step first, so a
+/// server that accepts and closes at once is not hammered.
 ///
 /// A refusal at the upgrade with a 4xx status (401, 403, 404, ...) always
 /// ends the retries: the server answered, and asking again will not change
@@ -26,6 +31,7 @@ pub struct Reconnect {
     initial_delay: Duration,
     max_delay: Duration,
     max_attempts: Option<u32>,
+    stable_after: Duration,
     final_codes: Vec<CloseCode>,
 }
 
@@ -35,6 +41,7 @@ impl Default for Reconnect {
             initial_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(30),
             max_attempts: None,
+            stable_after: Duration::from_secs(5),
             final_codes: Vec::new(),
         }
     }
@@ -59,9 +66,17 @@ impl Reconnect {
         self
     }
 
-    /// Gives up after `attempts` failed connection attempts in a row.
+    /// Gives up after `attempts` failed connection attempts in a row (so
+    /// at most `attempts - 1` waits; 0 behaves as 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// How long a connection must last to count as stable: only then does
+    /// its end start the next outage from the first step.
+    pub fn stable_after(mut self, d: Duration) -> Self {
+        self.stable_after = d;
         self
     }
 
@@ -94,6 +109,7 @@ impl Reconnect {
         Backoff {
             policy: self.clone(),
             attempt: 0,
+            connected_at: None,
         }
     }
 }
@@ -104,6 +120,8 @@ impl Reconnect {
 pub struct Backoff {
     policy: Reconnect,
     attempt: u32,
+    /// When the last attempt succeeded (the connection that may end next).
+    connected_at: Option<Instant>,
 }
 
 impl Backoff {
@@ -125,7 +143,7 @@ impl Backoff {
         if self
             .policy
             .max_attempts
-            .is_some_and(|max| self.attempt >= max)
+            .is_some_and(|max| self.attempt + 1 >= max)
         {
             return None;
         }
@@ -143,9 +161,29 @@ impl Backoff {
         self.next_delay_with(random_unit())
     }
 
-    /// Connected: the next outage starts from the first step.
+    /// Starts over from the first step.
     pub fn reset(&mut self) {
         self.attempt = 0;
+    }
+
+    /// An attempt succeeded at `now`.
+    pub fn connected(&mut self, now: Instant) {
+        self.connected_at = Some(now);
+    }
+
+    /// Before connecting at `now`: how long to wait first. Nothing for the
+    /// first connection or after a stable one (whose end resets the steps);
+    /// the next step after a connection that ended before it was stable.
+    /// `None` once the attempts are used up.
+    pub fn before_connect(&mut self, now: Instant) -> Option<Duration> {
+        match self.connected_at.take() {
+            None => Some(Duration::ZERO),
+            Some(at) if now.saturating_duration_since(at) >= self.policy.stable_after => {
+                self.reset();
+                Some(Duration::ZERO)
+            }
+            Some(_) => self.next_delay(),
+        }
     }
 }
 
@@ -156,8 +194,10 @@ pub fn random_unit() -> f64 {
 
 /// Connects with `connect` until it succeeds, the failure is final
 /// ([`Reconnect::is_final_error`]) or the attempts are used up, sleeping
-/// `sleep(delay)` (the runtime's timer) between attempts; resets `backoff`
-/// on success. Every async adapter's reconnecting `Client` is this loop.
+/// `sleep(delay)` (the runtime's timer) between attempts. After a
+/// connection that ended before it was stable it first waits the next step
+/// ([`Backoff::before_connect`]). Every async adapter's reconnecting
+/// `Client` is this loop.
 ///
 /// # Errors
 ///
@@ -173,10 +213,15 @@ where
     S: FnMut(Duration) -> SF,
     SF: Future<Output = ()>,
 {
+    match backoff.before_connect(Instant::now()) {
+        Some(Duration::ZERO) => {}
+        Some(wait) => sleep(wait).await,
+        None => return Err(Error::Closed),
+    }
     loop {
         match connect().await {
             Ok(t) => {
-                backoff.reset();
+                backoff.connected(Instant::now());
                 return Ok(t);
             }
             Err(e) if backoff.policy().is_final_error(&e) => return Err(e),
@@ -197,10 +242,15 @@ pub fn connect_with_retries_blocking<T>(
     backoff: &mut Backoff,
     mut connect: impl FnMut() -> Result<T, Error>,
 ) -> Result<T, Error> {
+    match backoff.before_connect(Instant::now()) {
+        Some(Duration::ZERO) => {}
+        Some(wait) => std::thread::sleep(wait),
+        None => return Err(Error::Closed),
+    }
     loop {
         match connect() {
             Ok(t) => {
-                backoff.reset();
+                backoff.connected(Instant::now());
                 return Ok(t);
             }
             Err(e) if backoff.policy().is_final_error(&e) => return Err(e),
@@ -246,10 +296,52 @@ mod tests {
 
     #[test]
     fn attempts_run_out_after_the_maximum() {
-        let mut b = Reconnect::new().max_attempts(2).backoff();
-        assert!(b.next_delay().is_some());
-        assert!(b.next_delay().is_some());
-        assert_eq!(b.next_delay(), None);
+        let mut b = Reconnect::new().max_attempts(3).backoff();
+        assert!(b.next_delay().is_some(), "after the first failed attempt");
+        assert!(b.next_delay().is_some(), "after the second");
+        assert_eq!(b.next_delay(), None, "the third was the last");
+        let mut calls = 0;
+        let r: Result<(), _> = connect_with_retries_blocking(
+            &mut Reconnect::new()
+                .initial_delay(ms(1))
+                .max_attempts(2)
+                .backoff(),
+            || {
+                calls += 1;
+                Err(Error::AbnormalClosure)
+            },
+        );
+        assert!(r.is_err());
+        assert_eq!(calls, 2, "max_attempts(2) is two attempts");
+    }
+
+    #[test]
+    fn a_connection_that_ends_before_it_is_stable_does_not_reset_the_steps() {
+        let policy = Reconnect::new()
+            .initial_delay(ms(100))
+            .stable_after(Duration::from_secs(5));
+        let mut b = policy.backoff();
+        let t0 = Instant::now();
+        assert_eq!(
+            b.before_connect(t0),
+            Some(Duration::ZERO),
+            "the first connect"
+        );
+        b.connected(t0);
+        // Closed after 1 s: wait a step before reconnecting, and the next
+        // short one waits longer.
+        let first = b.before_connect(t0 + Duration::from_secs(1)).unwrap();
+        assert!(first >= ms(50) && first <= ms(100), "{first:?}");
+        b.connected(t0 + Duration::from_secs(1));
+        let second = b.before_connect(t0 + Duration::from_secs(2)).unwrap();
+        assert!(second >= ms(100) && second <= ms(200), "{second:?}");
+        // A connection that lasted: reconnect at once, from the first step.
+        b.connected(t0 + Duration::from_secs(2));
+        assert_eq!(
+            b.before_connect(t0 + Duration::from_secs(8)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(b.attempts(), 0);
     }
 
     fn refused(status: u16) -> Error {
@@ -277,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn the_retry_loop_stops_at_a_final_refusal_and_resets_on_success() {
+    fn the_retry_loop_stops_at_a_final_refusal_and_returns_on_success() {
         let mut b = Reconnect::new().initial_delay(ms(1)).backoff();
         let mut calls = 0;
         let r: Result<(), _> = connect_with_retries_blocking(&mut b, || {
@@ -300,6 +392,10 @@ mod tests {
             }
         });
         assert_eq!(r.unwrap(), 2);
-        assert_eq!(b.attempts(), 0, "reset once connected");
+        assert_eq!(
+            b.attempts(),
+            3,
+            "failures stay counted until the connection proves stable"
+        );
     }
 }
