@@ -49,6 +49,12 @@ def fanout(a):
             order.append(d["scenario"])
         runs[d["scenario"]][d["server"]][d["rep"]] = d
 
+    rooms = any(
+        (rec["r"].get("rooms") or 0) > 0
+        for srv in runs.values()
+        for reps in srv.values()
+        for rec in reps.values()
+    )
     out = [f"# {a.title}", ""]
     if a.note:
         out += [a.note, ""]
@@ -73,21 +79,38 @@ def fanout(a):
         "counts are listed per repetition. ~: the run took under 0.5 s, and "
         "/proc CPU times have 10 ms resolution, so the CPU figures are rough."
     )
+    if rooms:
+        out += [
+            "",
+            "Rooms (`ws-load --rooms R`): client i connects to `/ws?room=r{i % R}`, "
+            "so a message reaches only the clients of its sender's room (sender "
+            "included) and a complete run is the sum over rooms of (room size)² x M "
+            "deliveries; without rooms every client is in the lobby, as above. "
+            "Foreign = well-formed messages a client got from a sender of another "
+            "room (not counted as deliveries; a correct server has 0).",
+        ]
     out.append("")
     for sc in order:
         servers = runs[sc]
         first = next(iter(next(iter(servers.values())).values()))["r"]
         nreps = max(len(v) for v in servers.values())
+        r_rooms = first.get("rooms") or 0
+        if r_rooms:
+            lo, hi = first.get("room_size_min"), first.get("room_size_max")
+            size = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            where = f" in {r_rooms} room{'s' if r_rooms != 1 else ''} of {size}"
+        else:
+            where = f" (no room: all {first['connections']} together)" if rooms else ""
         out.append(
-            f"## {sc}: N={first['connections']}, M={first['messages']:,}, "
+            f"## {sc}: N={first['connections']}{where}, M={first['messages']:,}, "
             f"{first['size']} B {'text' if first['text'] else 'binary'}, "
-            f"expected {first['connections'] ** 2 * first['messages']:,} deliveries  "
+            f"expected {first['expected']:,} deliveries  "
             f"({nreps} rep{'s' if nreps != 1 else ''})"
         )
         out.append("")
         cols = [
             "server", "deliveries/s", "sent msg/s", "elapsed s", "delivered", "missing",
-            "order", "closed", "server ns/delivery", "server us/msg", "client %",
+            "order", *(["foreign"] if rooms else []), "closed", "server ns/delivery", "server us/msg", "client %",
             "peak RSS MiB", "end",
         ]
         out.append("| " + " | ".join(cols) + " |")
@@ -114,6 +137,7 @@ def fanout(a):
                 per_rep([r["deliveries"] for r in rs]),
                 per_rep([r["missing"] for r in rs]),
                 per_rep([r["order_violations"] for r in rs]),
+                *([per_rep([r.get("foreign", 0) for r in rs])] if rooms else []),
                 closed[0] if len(set(closed)) == 1 else " / ".join(closed),
                 short + fmt(med([r["server_cpu_ns_per_delivery"] for r in rs]), ",.0f"),
                 short + fmt(med([r["server_cpu_us_per_msg"] for r in rs]), ".2f"),
@@ -123,7 +147,59 @@ def fanout(a):
             ]
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+    for pair in filter(None, a.ratio.split(",")):
+        out += fanout_ratio(runs, *pair.split("/", 1))
     print("\n".join(out))
+
+
+def fanout_ratio(runs, sa, sb):
+    """Scenario sa next to sb per runtime: medians, and medians of the
+    per-repetition ratios (the two ran back to back in each repetition)."""
+    if sa not in runs or sb not in runs:
+        return [f"(no ratio: scenario {sa} or {sb} missing)", ""]
+    out = [
+        f"## {sa} vs {sb}",
+        "",
+        f"Ratios are medians of per-repetition ratios ({sa} / {sb}, same runtime, "
+        "run back to back). Deliveries/s above 1: the first is faster; "
+        "ns/delivery above 1: the first costs the server more CPU per delivery.",
+        "",
+        f"| server | {sa} deliveries/s | {sb} deliveries/s | ratio | "
+        f"{sa} ns/delivery | {sb} ns/delivery | ratio | lost/dup/reordered/foreign |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in runs[sa]:
+        ra, rb = runs[sa][s], runs[sb].get(s, {})
+        reps = sorted(set(ra) & set(rb))
+        pa = [ra[k]["r"] for k in reps]
+        pb = [rb[k]["r"] for k in reps]
+
+        def ratio(key):
+            xs = [
+                x[key] / y[key]
+                for x, y in zip(pa, pb)
+                if x.get(key) is not None and y.get(key)
+            ]
+            return med(xs)
+
+        bad = sum(
+            r["missing"] + r["order_violations"] + r.get("foreign", 0) + r["bad"]
+            for r in pa + pb
+        )
+        out.append(
+            "| " + " | ".join([
+                f"**{s}**",
+                fmt(med([r["rate"] for r in pa])),
+                fmt(med([r["rate"] for r in pb])),
+                fmt(ratio("rate"), ".2f"),
+                fmt(med([r["server_cpu_ns_per_delivery"] for r in pa])),
+                fmt(med([r["server_cpu_ns_per_delivery"] for r in pb])),
+                fmt(ratio("server_cpu_ns_per_delivery"), ".2f"),
+                f"{bad:,} in {len(reps)} paired rep{'s' if len(reps) != 1 else ''}",
+            ]) + " |"
+        )
+    out.append("")
+    return out
 
 
 def main():
@@ -132,6 +208,7 @@ def main():
     ap.add_argument("--title", default="Echo benchmark")
     ap.add_argument("--fanout", action="store_true", help="raw lines are from fanout.sh")
     ap.add_argument("--note", default="", help="a line under the title (--fanout)")
+    ap.add_argument("--ratio", default="", help="A/B[,C/D...]: scenario A next to B per runtime (--fanout)")
     a = ap.parse_args()
     if a.fanout:
         fanout(a)

@@ -12,6 +12,8 @@
 //!   each sends `--messages M` numbered messages while reading; every client
 //!   checks it gets all N x M, each sender's in order. Ends when all arrived,
 //!   at `--duration-limit`, or after `--stall` seconds without a delivery.
+//!   With `--rooms R`, client i joins room `r{i % R}` (`?room=` on the URL)
+//!   and expects exactly the messages of its room's clients.
 //!
 //! With `--server-pid PID` it samples the server's utime+stime at the start
 //! and end of the measured window and reports CPU per message (per delivery
@@ -33,7 +35,7 @@ const USAGE: &str = "usage: ws-load --url ws://127.0.0.1:PORT/ [--connections N]
 [--in-flight K] [--duration SECS] [--warmup SECS] [--text|--binary] [--json] [--threads T] \
 [--server-pid PID] [--label NAME] | --handshakes | --idle N [--hold SECS] [--burst-size BYTES] [--burst-conns M] \
 | --fanout --url ws://127.0.0.1:PORT/ws [--connections N] [--size BYTES] [--messages M] [--duration-limit SECS] \
-[--stall SECS] [--text|--binary] [--server-pid PID] [--json] [--label NAME]";
+[--stall SECS] [--rooms R] [--text|--binary] [--server-pid PID] [--json] [--label NAME]";
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -71,10 +73,15 @@ impl Stats {
 const MAX_SAMPLES: usize = 2_000_000;
 
 fn request(o: &Opts) -> Vec<u8> {
+    request_to(o, &o.path)
+}
+
+/// The upgrade request for `path` (with its query) on `o`'s host.
+fn request_to(o: &Opts, path: &str) -> Vec<u8> {
     format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        o.path, o.host_port
+        path, o.host_port
     )
     .into_bytes()
 }
@@ -688,6 +695,31 @@ struct FanoutOpts {
     limit: f64,
     /// End early once no client received anything for this long.
     stall: f64,
+    /// Rooms (topics): client i joins room `r{i % rooms}`; 0: no room
+    /// (the lobby: everyone together).
+    rooms: usize,
+}
+
+impl FanoutOpts {
+    /// How many groups of clients there are: the rooms, or one (no rooms).
+    fn groups(&self) -> usize {
+        self.rooms.max(1)
+    }
+
+    /// The group (room index) of client `i`.
+    fn group_of(&self, i: usize) -> usize {
+        if self.rooms == 0 { 0 } else { i % self.rooms }
+    }
+
+    /// The URL path of client `i`: `path` plus `room=r{i % rooms}` in its
+    /// query (unchanged without rooms).
+    fn path_of(&self, path: &str, i: usize) -> String {
+        if self.rooms == 0 {
+            return path.to_string();
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}room=r{}", self.group_of(i))
+    }
 }
 
 /// Phase of a `--fanout` run, broadcast to the client tasks.
@@ -698,15 +730,16 @@ const PHASE_GO: u8 = 1;
 const PHASE_STOP: u8 = 2;
 
 /// State the `--fanout` client tasks share with the coordinator.
-#[derive(Default)]
 struct FanoutShared {
     /// Connections upgraded.
     connected: AtomicUsize,
     /// Connections that failed to connect or upgrade.
     connect_failed: AtomicUsize,
-    /// Messages each client must receive (connected clients x M); set
-    /// before [`PHASE_GO`].
-    target: AtomicU64,
+    /// Connections upgraded, per group (room).
+    group_connected: Vec<AtomicUsize>,
+    /// Messages each client of a group must receive (the group's connected
+    /// clients x M); set before [`PHASE_GO`].
+    group_target: Vec<AtomicU64>,
     /// Deliveries so far, all clients (updated once per read batch).
     progress: AtomicU64,
     /// Clients that are done: received `target`, or ended (closed, error).
@@ -716,6 +749,18 @@ struct FanoutShared {
 }
 
 impl FanoutShared {
+    fn new(groups: usize) -> Self {
+        FanoutShared {
+            connected: AtomicUsize::new(0),
+            connect_failed: AtomicUsize::new(0),
+            group_connected: (0..groups).map(|_| AtomicUsize::new(0)).collect(),
+            group_target: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            progress: AtomicU64::new(0),
+            done: AtomicUsize::new(0),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
     /// Increments one of the counters and wakes the coordinator.
     fn bump(&self, counter: &AtomicUsize) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -737,6 +782,9 @@ struct FanoutStats {
     order_violations: u64,
     /// Frames of an unexpected opcode, length or prefix.
     bad: u64,
+    /// Well-formed messages from a sender of another room (not counted in
+    /// `received`).
+    foreign: u64,
     /// Close code of a close frame the server sent (1005 if none in it).
     closed_by_server: Option<u16>,
     /// The server ended the TCP stream without a close frame.
@@ -764,9 +812,11 @@ async fn fanout_client(
     mut phase: tokio::sync::watch::Receiver<u8>,
 ) -> FanoutStats {
     let mut st = FanoutStats::default();
+    let group = f.group_of(idx as usize);
+    let req = request_to(&o, &f.path_of(&o.path, idx as usize));
     let conn = async {
         let _permit = connect_gate.acquire().await;
-        tokio::time::timeout(Duration::from_secs(10), connect(&o, &request(&o))).await
+        tokio::time::timeout(Duration::from_secs(10), connect(&o, &req)).await
     };
     let (s, leftover) = match conn.await {
         Ok(Ok(c)) => c,
@@ -782,12 +832,13 @@ async fn fanout_client(
         }
     };
     st.connected = true;
+    shared.group_connected[group].fetch_add(1, Ordering::Relaxed);
     shared.bump(&shared.connected);
     let go = phase.wait_for(|p| *p != PHASE_CONNECT).await.map(|p| *p);
     if !matches!(go, Ok(PHASE_GO)) {
         return st;
     }
-    let target = shared.target.load(Ordering::Relaxed);
+    let target = shared.group_target[group].load(Ordering::Relaxed);
 
     // The message template: masked once with this client's key; only the
     // prefix differs between messages, and is re-masked per message.
@@ -810,7 +861,8 @@ async fn fanout_client(
     let mut close = Vec::new();
     encode_frame(&mut close, op::CLOSE, &1000u16.to_be_bytes(), Some(key));
 
-    // Receiving side: next expected sequence number per sender.
+    // Receiving side: next expected sequence number per sender (only
+    // senders of this client's room may appear).
     let mut next = vec![0u32; o.conns];
     let mut reader = PrefixReader::default();
     let mut rbuf = vec![0u8; 64 * 1024];
@@ -821,6 +873,11 @@ async fn fanout_client(
         reader.feed(data, |h, p| match h.opcode {
             op::TEXT | op::BINARY if h.fin && h.len == size && h.opcode == opcode => {
                 match get_fanout_prefix(p, text) {
+                    Some((from, _))
+                        if (from as usize) < next.len() && f.group_of(from as usize) != group =>
+                    {
+                        st.foreign += 1;
+                    }
                     Some((from, seq)) if (from as usize) < next.len() && seq < f.messages => {
                         let n = &mut next[from as usize];
                         if seq != *n {
@@ -959,7 +1016,7 @@ async fn fanout_client(
 async fn run_fanout(o: Arc<Opts>, f: FanoutOpts) {
     let f = Arc::new(f);
     let n = o.conns;
-    let shared = Arc::new(FanoutShared::default());
+    let shared = Arc::new(FanoutShared::new(f.groups()));
     let gate = Arc::new(tokio::sync::Semaphore::new(200));
     let (phase_tx, phase_rx) = tokio::sync::watch::channel(PHASE_CONNECT);
     let tasks: Vec<_> = (0..n)
@@ -985,11 +1042,21 @@ async fn run_fanout(o: Arc<Opts>, f: FanoutOpts) {
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), shared.notify.notified()).await;
     }
-    let connected = shared.connected.load(Ordering::Relaxed);
+    // Clients per room, and the deliveries each of a room's clients should
+    // get: its room's connected clients x M (everyone's without rooms).
+    let group_sizes: Vec<usize> = shared
+        .group_connected
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    let connected: usize = group_sizes.iter().sum();
+    let m = u64::from(f.messages);
+    for (t, &c) in shared.group_target.iter().zip(&group_sizes) {
+        t.store(c as u64 * m, Ordering::Relaxed);
+    }
+    let expected: u64 = group_sizes.iter().map(|&c| (c * c) as u64 * m).sum();
     // No "ready" signal from the server: let it register the last upgrades.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let target = connected as u64 * u64::from(f.messages);
-    shared.target.store(target, Ordering::Relaxed);
     let cpu0 = (
         o.server_pid.as_deref().and_then(proc_cpu_secs),
         proc_cpu_secs("self"),
@@ -1040,7 +1107,8 @@ async fn run_fanout(o: Arc<Opts>, f: FanoutOpts) {
         &all,
         FanoutRun {
             connected,
-            target,
+            expected,
+            group_sizes,
             t_go,
             t_end,
             end,
@@ -1055,8 +1123,11 @@ async fn run_fanout(o: Arc<Opts>, f: FanoutOpts) {
 struct FanoutRun {
     /// Clients that upgraded and took part.
     connected: usize,
-    /// Deliveries each client should get (connected x M).
-    target: u64,
+    /// Deliveries all clients together should get: the sum over rooms of
+    /// (the room's connected clients)² x M (connected² x M without rooms).
+    expected: u64,
+    /// Connected clients per room (one entry without rooms).
+    group_sizes: Vec<usize>,
     /// When sending started.
     t_go: Instant,
     /// When the end was noticed.
@@ -1078,7 +1149,10 @@ fn fanout_report(o: &Opts, f: &FanoutOpts, all: &[FanoutStats], r: FanoutRun) {
     let sent = sum(|s| s.sent);
     let order = sum(|s| s.order_violations);
     let bad = sum(|s| s.bad);
-    let expected = r.connected as u64 * r.target;
+    let foreign = sum(|s| s.foreign);
+    let expected = r.expected;
+    let room_min = r.group_sizes.iter().copied().min().unwrap_or(0);
+    let room_max = r.group_sizes.iter().copied().max().unwrap_or(0);
     let missing = expected.saturating_sub(deliveries);
     let finished = all.iter().filter(|s| s.finished.is_some()).count();
     let mut closed: BTreeMap<u16, usize> = BTreeMap::new();
@@ -1124,10 +1198,17 @@ fn fanout_report(o: &Opts, f: &FanoutOpts, all: &[FanoutStats], r: FanoutRun) {
         let codes: Vec<String> = closed.iter().map(|(c, k)| format!("{c} x{k}")).collect();
         format!("{closed_total} ({})", codes.join(", "))
     };
+    let rooms_str = if f.rooms == 0 {
+        "rooms 0 (no room: all together)".to_string()
+    } else if room_min == room_max {
+        format!("rooms {} of {room_min}", f.rooms)
+    } else {
+        format!("rooms {} of {room_min}-{room_max}", f.rooms)
+    };
     println!(
-        "{label} fanout: {conn}/{n} clients x {m} msgs x {size} B: {deliveries}/{expected} deliveries \
+        "{label} fanout: {conn}/{n} clients x {m} msgs x {size} B, {rooms_str}: {deliveries}/{expected} deliveries \
 (missing {missing}), {rate:.0} deliveries/s, {sent_rate:.0} sent msg/s, {elapsed:.2} s (sends done {send_s:.2} s), \
-order violations {order}, bad {bad}, complete clients {finished}, closed by server {closed_str}, eof {eof}, \
+order violations {order}, foreign {foreign}, bad {bad}, complete clients {finished}, closed by server {closed_str}, eof {eof}, \
 errors {nerr}, server cpu {scpu:.2} s ({ns_per_delivery:.0} ns/delivery, {us_per_msg:.2} us/msg), \
 client cpu {ccpu:.2} s, end {end}",
         label = o.label,
@@ -1152,9 +1233,9 @@ client cpu {ccpu:.2} s, end {end}",
         let codes: Vec<String> = closed.iter().map(|(c, k)| format!("\"{c}\":{k}")).collect();
         println!(
             "{{\"label\":\"{}\",\"mode\":\"fanout\",\"connections\":{},\"connected\":{},\"size\":{},\
-\"messages\":{},\"text\":{},\"elapsed_s\":{},\"send_s\":{},\"window_s\":{},\"deliveries\":{deliveries},\
+\"messages\":{},\"text\":{},\"rooms\":{},\"room_size_min\":{room_min},\"room_size_max\":{room_max},\"elapsed_s\":{},\"send_s\":{},\"window_s\":{},\"deliveries\":{deliveries},\
 \"expected\":{expected},\"missing\":{missing},\"rate\":{},\"sent\":{sent},\"sent_rate\":{},\
-\"order_violations\":{order},\"bad\":{bad},\"complete_clients\":{finished},\"closed\":{{{}}},\
+\"order_violations\":{order},\"foreign\":{foreign},\"bad\":{bad},\"complete_clients\":{finished},\"closed\":{{{}}},\
 \"closed_total\":{closed_total},\"eof\":{eof},\"errors\":{},\"server_cpu_s\":{},\
 \"server_cpu_ns_per_delivery\":{},\"server_cpu_us_per_msg\":{},\"client_cpu_s\":{},\"end\":\"{}\"}}",
             o.label,
@@ -1163,6 +1244,7 @@ client cpu {ccpu:.2} s, end {end}",
             o.size,
             f.messages,
             o.text,
+            f.rooms,
             num(elapsed),
             num(send_s),
             num(window),
@@ -1232,6 +1314,8 @@ fn main() {
             messages: a.parse_or("--messages", 1000u32).max(1),
             limit: a.parse_or("--duration-limit", 60.0f64).clamp(0.1, 3600.0),
             stall: a.parse_or("--stall", 3.0f64).clamp(0.1, 3600.0),
+            // More rooms than clients would only add empty ones.
+            rooms: a.parse_or("--rooms", 0usize).min(o.conns),
         };
         rt.block_on(run_fanout(o, f));
     } else if let Some(n) = a.value("--idle") {
@@ -1287,6 +1371,33 @@ mod tests {
             }
             assert_eq!(seen, want, "cut {cut}");
         }
+    }
+
+    #[test]
+    fn fanout_rooms_split_clients_round_robin() {
+        let f = |rooms| FanoutOpts {
+            messages: 1,
+            limit: 1.0,
+            stall: 1.0,
+            rooms,
+        };
+        let none = f(0);
+        assert_eq!(none.groups(), 1);
+        assert_eq!(none.group_of(7), 0);
+        assert_eq!(none.path_of("/ws", 7), "/ws");
+        let ten = f(10);
+        assert_eq!(ten.groups(), 10);
+        assert_eq!(ten.group_of(0), 0);
+        assert_eq!(ten.group_of(13), 3);
+        assert_eq!(ten.path_of("/ws", 13), "/ws?room=r3");
+        assert_eq!(ten.path_of("/ws?x=1", 20), "/ws?x=1&room=r0");
+        // 25 clients in 4 rooms: 7, 6, 6, 6.
+        let four = f(4);
+        let mut sizes = [0usize; 4];
+        for i in 0..25 {
+            sizes[four.group_of(i)] += 1;
+        }
+        assert_eq!(sizes, [7, 6, 6, 6]);
     }
 
     #[test]
