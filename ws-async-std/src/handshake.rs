@@ -80,8 +80,8 @@ where
 }
 
 /// Reads until a complete request head; a malformed one is answered with
-/// its error response. Shared with the server.
-pub(crate) async fn read_request<S>(io: &mut S, hs: &mut ServerHandshake) -> Result<Request>
+/// its error response.
+async fn read_request<S>(io: &mut S, hs: &mut ServerHandshake) -> Result<Request>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

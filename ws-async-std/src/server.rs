@@ -1,23 +1,20 @@
 //! The server: [`Server`] (builder) and [`ServerHandle`] (control), running
 //! your [`Handler`] or the demo's echo and chat.
 //!
-//! Each connection runs in its own task: ws-core's `ServerHandshake` and
-//! `site::route` answer the HTTP request (the handler accepts or refuses
-//! the upgrade); an upgraded connection is driven by ws-core's
-//! `ServerSession` (which runs the handler's callbacks) in one poll loop
-//! over read, write, the hub's wake and the timer. Broadcast queues, topics
-//! and their flow control are ws-core's `Hub`; this adapter only supplies
-//! the wake (ws-core's `TaskWake`).
+//! Each connection runs in its own task, which executes ws-core's
+//! `ServerConnection` from the first request byte (the head, routing: the
+//! handler accepts or refuses the upgrade, the response or the 101, the
+//! session with the handler's callbacks, the closing) in one poll loop over
+//! read, write, the hub's wake and the timer. Broadcast queues, topics and
+//! their flow control are ws-core's `Hub`; this adapter only supplies the
+//! wake (ws-core's `TaskWake`).
 
-use crate::io::{
-    handshake_timeout, poll_write_conn, read_spare, respond_and_close, timeout, write_all,
-};
+use crate::io::{poll_write_conn, read_spare, timeout};
 use crate::runtime::Runtime;
 use crate::{CloseCode, Config, Message, Result, ServerMode};
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use async_net::TcpListener;
-use bytes::{Bytes, BytesMut};
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::{self, Read};
@@ -28,13 +25,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use std::time::Instant;
-use ws_core::handshake::ServerHandshake;
+use ws_core::PreparedMessage;
 use ws_core::rt::wake::TaskWake;
 use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target};
-use ws_core::server::session::ServerSession;
-use ws_core::server::site::{Route, route};
-use ws_core::server::{ConnectionHandle, Handler};
-use ws_core::{Connection, PreparedMessage, Role};
+use ws_core::server::{ConnectionHandle, Handler, ServerConnection};
 
 /// Steps one connection poll takes before yielding to the executor, so a
 /// flooding client cannot starve other tasks.
@@ -46,7 +40,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 struct Shared {
     hub: Arc<Hub>,
     config: Config,
-    /// Closed on shutdown; accept loop and handshakes watch it.
+    /// Closed on shutdown; the accept loop and connections not yet upgraded
+    /// watch it.
     stop_tx: Sender<()>,
     stop_rx: Receiver<()>,
     /// Ends (all senders dropped) once the accept loop and every connection
@@ -61,16 +56,31 @@ struct Shared {
 ///
 /// # How a connection is served
 ///
-/// Each connection task does the opening handshake and routing with
-/// ws-core (`ServerHandshake`, `site::route`: the handler accepts or refuses
-/// the upgrade) within the handshake timeout, opens a [`ServerSession`]
-/// (the handler's `on_open`), writes the 101 (within the same deadline),
-/// then drives the session in one poll loop: after anything happens it
-/// calls [`ServerSession::poll`] (which decodes, runs the handler's
-/// `on_message`, takes broadcasts from the client's queue and applies the
-/// hub's flow control), writes what is queued, and waits for the socket,
-/// the hub's wake and the timer. Dropping the session (however the task
-/// ends) unregisters the client and runs the handler's `on_close`.
+/// Each connection task executes ws-core's [`ServerConnection`], which
+/// does everything from the first request byte: the head, routing (the
+/// handler accepts or refuses the upgrade, or a page or an error is
+/// answered, after which the write side is shut and the connection lingers
+/// briefly), the 101 and the session (the handler's callbacks, the client's
+/// queue, the hub's flow control), and the closing. After anything happens
+/// the task calls `poll(now)` and writes what is queued with one vectored
+/// write, then waits, in one poll loop, for:
+///
+/// - socket writable, while bytes are queued;
+/// - socket readable, while the connection wants to read (not while the
+///   client's own write buffer is full, nor while the hub is congested for a
+///   connection that publishes: that is how TCP pushes back on senders);
+///   when a read would block, the connection's empty buffers are released
+///   before the task parks, so an idle client holds no buffer memory;
+/// - the hub's wake (a broadcast arrived, the client was dropped, the
+///   congestion cleared);
+/// - one timer at the connection's `poll_timeout` (the handshake deadline,
+///   the linger after a plain response, the protocol's timers, a paused
+///   sender's slow-client deadline);
+/// - the server's stop, until the connection is upgraded (an upgraded
+///   client is closed with 1001 through the hub instead).
+///
+/// Dropping the session (however the task ends) unregisters the client and
+/// runs the handler's `on_close`.
 pub struct Server<R, H = ServerMode> {
     addr: String,
     handler: Arc<H>,
@@ -369,8 +379,10 @@ async fn accept_loop<R: Runtime, H: Handler>(
     }
 }
 
-/// One TCP connection: HTTP handshake and routing, then the WebSocket
-/// session. `_done` is dropped when the task ends (see `shutdown`).
+/// One TCP connection, from its first byte to the end: an executor of
+/// ws-core's [`ServerConnection`] (request head, routing, the response or
+/// the 101, the session, the closing). `_done` is dropped when the task
+/// ends (see `shutdown`).
 async fn serve_connection<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
@@ -379,87 +391,50 @@ async fn serve_connection<H: Handler>(
     _done: Sender<()>,
 ) {
     // The async-io handle underneath, for readiness without a read buffer
-    // (see `SessionDriver::poll_read`). Nothing else holds it right after
+    // (see `ConnDriver::poll_read`). Nothing else holds it right after
     // `accept`.
-    let Some(mut tcp) = Arc::into_inner(Arc::<Async<std::net::TcpStream>>::from(tcp)) else {
+    let Some(tcp) = Arc::into_inner(Arc::<Async<std::net::TcpStream>>::from(tcp)) else {
         return;
     };
     let _ = tcp.get_ref().set_nodelay(true);
-    let limit = shared.config.get_handshake_timeout();
-    let started = Instant::now();
-    // Boxed: the handshake's state (parser, timer, stop listener) is large
-    // and short-lived; inline, it would size every connection's task for
-    // its whole life.
-    let hs = Box::pin(unless_stopped(
-        &shared.stop_rx,
-        handshake_timeout(limit, http_exchange(&mut tcp, &*handler, peer)),
-    ))
-    .await;
-    let (response, state, buffered) = match hs {
-        Some(Ok(Some(upgrade))) => upgrade,
-        _ => return, // answered over HTTP, failed, timed out, or stopping
-    };
-
-    let conn = Connection::with_buffered(Role::Server, shared.config.clone(), buffered);
     let wake = Arc::new(TaskWake::default());
-    // Registers in the hub (closed at once with 1001 if shutting down) and
-    // runs `on_open` before the 101 goes out; dropping the session
-    // unregisters and runs `on_close` however the task ends.
-    let session = ServerSession::new(
-        conn,
+    let conn = ServerConnection::new(
         handler,
-        state,
-        peer,
-        &shared.hub,
+        shared.hub.clone(),
         wake.clone(),
+        peer,
+        shared.config.clone(),
         Instant::now(),
     );
-    // The 101, within what is left of the handshake's deadline.
-    let left = (started + limit).saturating_duration_since(Instant::now());
-    if !matches!(
-        timeout(left, write_all(&mut tcp, &response)).await,
-        Some(Ok(()))
-    ) {
-        return;
-    }
-    let mut driver = SessionDriver {
+    let mut driver = ConnDriver {
         io: tcp,
-        session,
+        conn,
         wake,
         timer: Timer::never(),
         deadline: None,
         read_eof: false,
         read_parked: false,
     };
-    poll_fn(|cx| driver.poll_drive(cx)).await;
+    // Until the upgrade, a stop lets the connection go (as the accept loop
+    // does); a session is closed with 1001 through the hub instead.
+    let mut stopped = pin!(shared.stop_rx.recv());
+    poll_fn(|cx| {
+        if !driver.conn.is_open() && stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        driver.poll_drive(cx)
+    })
+    .await;
     use futures_util::io::AsyncWriteExt;
     let _ = driver.io.close().await;
 }
 
-/// Reads the request and routes it, answering anything but an upgrade as
-/// ws-core's router says; `Some((101 response, state, bytes after the
-/// head))` when the handler accepted an upgrade.
-async fn http_exchange<H: Handler>(
-    io: &mut Async<std::net::TcpStream>,
-    handler: &H,
-    peer: SocketAddr,
-) -> Result<Option<(Bytes, H::State, BytesMut)>> {
-    let mut hs = ServerHandshake::new();
-    let req = crate::handshake::read_request(io, &mut hs).await?;
-    match route(&req, handler, peer) {
-        Route::Upgrade { response, state } => Ok(Some((response, state, hs.take_remaining()))),
-        Route::Respond { response } => {
-            respond_and_close(io, &response).await;
-            Ok(None)
-        }
-    }
-}
-
-/// One upgraded client, driven by a single poll loop (so there is nothing
-/// to cancel half-way): the session's poll, write, timer, wake, read.
-struct SessionDriver<H: Handler> {
+/// One connection, driven by a single poll loop (so there is nothing to
+/// cancel half-way): the connection's poll, write, write shutdown, timer,
+/// wake, read.
+struct ConnDriver<H: Handler> {
     io: Async<std::net::TcpStream>,
-    session: ServerSession<H>,
+    conn: ServerConnection<H>,
     wake: Arc<TaskWake>,
     timer: Timer,
     deadline: Option<Instant>,
@@ -469,15 +444,15 @@ struct SessionDriver<H: Handler> {
     read_parked: bool,
 }
 
-impl<H: Handler> SessionDriver<H> {
+impl<H: Handler> ConnDriver<H> {
     /// One read step: `Ready(Ok)` when something happened (bytes, end of
     /// stream, an interrupted read), `Pending` when the socket is empty.
     ///
     /// Once a read would block, the connection's empty buffers are released
-    /// ([`Connection::release_idle_buffers`]) and readiness is awaited with
-    /// [`Async::poll_readable`], which needs no buffer (and no syscall while
-    /// nothing arrived): an idle client holds no buffer memory, and wakes
-    /// for other reasons (broadcasts, timers) do not read. A busy
+    /// ([`ServerConnection::release_idle_buffers`]) and readiness is awaited
+    /// with [`Async::poll_readable`], which needs no buffer (and no syscall
+    /// while nothing arrived): an idle client holds no buffer memory, and
+    /// wakes for other reasons (broadcasts, timers) do not read. A busy
     /// connection keeps its buffers: they are released only when the
     /// socket runs dry, never after every message.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -485,17 +460,16 @@ impl<H: Handler> SessionDriver<H> {
             ready!(self.io.poll_readable(cx))?;
             self.read_parked = false;
         }
-        let conn = self.session.connection();
         let mut tcp = self.io.get_ref();
-        match read_spare(conn.read_buf(), |spare| tcp.read(spare)) {
+        match read_spare(self.conn.read_buf(), |spare| tcp.read(spare)) {
             Ok(0) => {
                 self.read_eof = true;
-                conn.handle_eof();
+                self.conn.handle_eof();
                 Poll::Ready(Ok(()))
             }
             Ok(_) => Poll::Ready(Ok(())),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                conn.release_idle_buffers();
+                self.conn.release_idle_buffers();
                 // The next turn arms any timer the release started (large
                 // buffers are freed after an idle delay), then registers for
                 // readiness (or finds that it came meanwhile).
@@ -513,25 +487,34 @@ impl<H: Handler> SessionDriver<H> {
         for _ in 0..POLL_BUDGET {
             // Timers round; never let a deadline look early.
             let now = Instant::now().max(fired.take().unwrap_or_else(Instant::now));
-            // Decode and dispatch, take broadcasts, flow control. An error
-            // has already queued the close frame; keep driving.
-            let _ = self.session.poll(now);
+            // The head, routing, decode and dispatch, broadcasts, flow
+            // control, deadlines. An error has already queued the close
+            // frame; keep driving.
+            let _ = self.conn.poll(now);
 
             let mut progressed = false;
-            let queued = self.session.connection().buffered_transmit();
-            if self.session.connection().wants_write() {
-                match poll_write_conn(&mut self.io, self.session.connection(), cx) {
+            let queued = self.conn.buffered_transmit();
+            if self.conn.wants_write() {
+                match poll_write_conn(&mut self.io, &mut self.conn, cx) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
                     Poll::Ready(Err(_)) => return Poll::Ready(()),
                 }
-                // Room was made: the session may take more broadcasts.
-                progressed = self.session.connection().buffered_transmit() < queued;
+                // Room was made: the session may take more broadcasts. (A
+                // written response has nothing more to take.)
+                progressed = self.conn.buffered_transmit() < queued && self.conn.is_open();
             }
-            if self.session.is_finished() {
+            // Checked after the write: emptying the queue may have moved
+            // the connection on (a response out: shut and linger; the last
+            // bytes of a closing session out: finished).
+            if self.conn.wants_write_shutdown() {
+                let _ = self.io.get_ref().shutdown(std::net::Shutdown::Write);
+                self.conn.write_shut();
+            }
+            if self.conn.is_finished() {
                 return Poll::Ready(());
             }
 
-            match self.session.poll_timeout(now) {
+            match self.conn.poll_timeout(now) {
                 Some(at) => {
                     if self.deadline != Some(at) {
                         self.timer.set_at(at);
@@ -550,7 +533,7 @@ impl<H: Handler> SessionDriver<H> {
                 progressed = true;
             }
 
-            if !self.read_eof && self.session.wants_read() {
+            if !self.read_eof && self.conn.wants_read() {
                 match self.poll_read(cx) {
                     Poll::Ready(Ok(())) => progressed = true,
                     Poll::Ready(Err(_)) => return Poll::Ready(()),
