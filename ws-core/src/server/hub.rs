@@ -440,19 +440,16 @@ impl Hub {
             stalled,
             ..
         } = &mut *st;
-        let one;
-        let queues: Box<dyn Iterator<Item = &Arc<Queue>>> = match target {
-            Target::All => Box::new(clients.values()),
+        // One concrete iterator per target: this loop runs once per
+        // delivery, so no dynamic dispatch in it.
+        let (mut report, over) = match target {
+            Target::All => self.push(clients.values(), stalled, msgs, now),
             Target::Topic(topic) => match topics.get(topic) {
-                Some(subs) => Box::new(subs.values()),
-                None => Box::new(std::iter::empty()),
+                Some(subs) => self.push(subs.values(), stalled, msgs, now),
+                None => (BroadcastReport::default(), Vec::new()),
             },
-            Target::Client(id) => {
-                one = clients.get(&id);
-                Box::new(one.into_iter())
-            }
+            Target::Client(id) => self.push(clients.get(&id).into_iter(), stalled, msgs, now),
         };
-        let (mut report, over) = self.push(queues, stalled, msgs, now);
         for id in &over {
             self.drop_client(&mut st, *id, SLOW_CLIENT_CLOSE);
         }
