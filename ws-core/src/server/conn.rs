@@ -52,8 +52,9 @@ pub const LINGER: Duration = Duration::from_millis(200);
 enum Phase<H: Handler> {
     /// Reading the request head, until the handshake deadline.
     Request(ServerHandshake),
-    /// Writing a final HTTP response (the rest of it).
-    Respond(Bytes),
+    /// Writing a final HTTP response (the rest of it), until a deadline (a
+    /// client that does not read its response does not hold the connection).
+    Respond(Bytes, Instant),
     /// The response is written; the write side is to be shut (once), then
     /// what arrives is discarded until the peer's end or the deadline.
     Linger { until: Instant, shut: bool },
@@ -89,7 +90,7 @@ impl<H: Handler> std::fmt::Debug for ServerConnection<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let phase = match &self.phase {
             Phase::Request(_) => "request",
-            Phase::Respond(_) => "respond",
+            Phase::Respond(..) => "respond",
             Phase::Linger { .. } => "linger",
             Phase::Open(_) => "open",
             Phase::Done => "done",
@@ -134,7 +135,7 @@ impl<H: Handler> ServerConnection<H> {
             Phase::Request(hs) => hs.read_buf(),
             Phase::Open(s) => s.connection().read_buf(),
             // Lingering (or read when not asked to): the bytes are dropped.
-            Phase::Linger { .. } | Phase::Respond(_) | Phase::Done => {
+            Phase::Linger { .. } | Phase::Respond(..) | Phase::Done => {
                 self.discard.clear();
                 if self.discard.capacity() < DISCARD {
                     self.discard.reserve(DISCARD);
@@ -150,7 +151,7 @@ impl<H: Handler> ServerConnection<H> {
             Phase::Open(s) => s.connection().handle_eof(),
             Phase::Request(_) | Phase::Linger { .. } => self.phase = Phase::Done,
             // Still writing the response: finish it, then end.
-            Phase::Respond(_) => self.eof = true,
+            Phase::Respond(..) => self.eof = true,
             Phase::Done => {}
         }
     }
@@ -183,7 +184,9 @@ impl<H: Handler> ServerConnection<H> {
                         },
                     };
                     self.phase = match routed {
-                        Route::Respond { response } => Phase::Respond(response),
+                        Route::Respond { response } => {
+                            Phase::Respond(response, now + self.config.get_handshake_timeout())
+                        }
                         Route::Upgrade { response, state } => {
                             let buffered = hs.take_remaining();
                             let mut conn = Connection::with_buffered(
@@ -204,7 +207,12 @@ impl<H: Handler> ServerConnection<H> {
                         }
                     };
                 }
-                Phase::Respond(_) => return Ok(()),
+                Phase::Respond(_, until) => {
+                    if now >= *until {
+                        self.phase = Phase::Done;
+                    }
+                    return Ok(());
+                }
                 Phase::Linger { until, .. } => {
                     if now >= *until {
                         self.phase = Phase::Done;
@@ -228,14 +236,14 @@ impl<H: Handler> ServerConnection<H> {
         match &self.phase {
             Phase::Request(_) | Phase::Linger { .. } => true,
             Phase::Open(s) => s.wants_read(),
-            Phase::Respond(_) | Phase::Done => false,
+            Phase::Respond(..) | Phase::Done => false,
         }
     }
 
     /// Bytes queued for the socket now.
     pub fn buffered_transmit(&self) -> usize {
         match &self.phase {
-            Phase::Respond(rest) => rest.len(),
+            Phase::Respond(rest, _) => rest.len(),
             Phase::Open(s) => s.buffered_transmit(),
             _ => 0,
         }
@@ -244,7 +252,7 @@ impl<H: Handler> ServerConnection<H> {
     /// Whether bytes are queued for the socket.
     pub fn wants_write(&self) -> bool {
         match &self.phase {
-            Phase::Respond(rest) => !rest.is_empty(),
+            Phase::Respond(rest, _) => !rest.is_empty(),
             Phase::Open(s) => s.wants_write(),
             _ => false,
         }
@@ -267,9 +275,9 @@ impl<H: Handler> ServerConnection<H> {
     pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
         match &mut self.phase {
             Phase::Request(_) => Some(self.deadline),
-            Phase::Linger { until, .. } => Some(*until),
+            Phase::Respond(_, until) | Phase::Linger { until, .. } => Some(*until),
             Phase::Open(s) => s.poll_timeout(now),
-            Phase::Respond(_) | Phase::Done => None,
+            Phase::Done => None,
         }
     }
 
@@ -308,7 +316,7 @@ impl<H: Handler> ServerConnection<H> {
 impl<H: Handler> Transmit for ServerConnection<H> {
     fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         match &mut self.phase {
-            Phase::Respond(rest) if !rest.is_empty() && !dst.is_empty() => {
+            Phase::Respond(rest, _) if !rest.is_empty() && !dst.is_empty() => {
                 dst[0] = IoSlice::new(rest);
                 1
             }
@@ -319,7 +327,7 @@ impl<H: Handler> Transmit for ServerConnection<H> {
 
     fn advance_transmit(&mut self, n: usize) {
         match &mut self.phase {
-            Phase::Respond(rest) => {
+            Phase::Respond(rest, _) => {
                 let _ = rest.split_to(n.min(rest.len()));
                 if rest.is_empty() {
                     // The response is out: linger (from the last poll's
@@ -471,6 +479,20 @@ mod tests {
         c.poll(deadline - Duration::from_millis(1)).unwrap();
         assert!(!c.is_finished());
         c.poll(deadline).unwrap();
+        assert!(c.is_finished() && !c.wants_write());
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_its_response_is_let_go_at_a_deadline() {
+        let now = Instant::now();
+        let (mut c, _) = conn_at(now);
+        feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(c.wants_write());
+        let later = now + Duration::from_secs(1);
+        assert_eq!(c.poll_timeout(later), Some(now + Duration::from_secs(2)));
+        c.poll(later).unwrap();
+        assert!(!c.is_finished());
+        c.poll(now + Duration::from_secs(2)).unwrap();
         assert!(c.is_finished() && !c.wants_write());
     }
 
