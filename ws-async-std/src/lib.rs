@@ -107,7 +107,7 @@ pub use split::{Alarm, Io, SplitIo, WsReader, WsWriter};
 pub use stream::WebSocketStream;
 pub use ws_core::rt::reconnect::Reconnect;
 pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
-pub use ws_core::server::{ConnectionHandle, Handler};
+pub use ws_core::server::{ConnectionHandle, Handler, Registry};
 
 /// What a [`Handler`] works with: the upgrade request, the answers to it,
 /// the connection inside a callback, and the demo's handlers. The same for

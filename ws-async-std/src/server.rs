@@ -11,7 +11,7 @@
 
 use crate::io::{poll_write_conn, read_spare, timeout};
 use crate::runtime::Runtime;
-use crate::{CloseCode, Config, Message, Result, ServerMode};
+use crate::{Config, Message, Result, ServerMode};
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use async_net::TcpListener;
@@ -27,8 +27,8 @@ use std::time::Duration;
 use std::time::Instant;
 use ws_core::PreparedMessage;
 use ws_core::rt::wake::TaskWake;
-use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target};
-use ws_core::server::{ConnectionHandle, Handler, ServerConnection};
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
+use ws_core::server::{Handler, Registry, ServerConnection};
 
 /// Steps one connection poll takes before yielding to the executor, so a
 /// flooding client cannot starve other tasks.
@@ -39,6 +39,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// State shared by the handle, the accept loop and the connection tasks.
 struct Shared {
     hub: Arc<Hub>,
+    /// What the handle answers without waiting (its `Deref` target).
+    registry: Registry,
     config: Config,
     /// Closed on shutdown; the accept loop and connections not yet upgraded
     /// watch it.
@@ -171,8 +173,10 @@ impl<R: Runtime, H: Handler> Server<R, H> {
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
+        let hub = Arc::new(Hub::new(self.flow));
         let shared = Arc::new(Shared {
-            hub: Arc::new(Hub::new(self.flow)),
+            hub: hub.clone(),
+            registry: Registry::new(hub),
             config: self.config,
             stop_tx,
             stop_rx,
@@ -210,6 +214,18 @@ impl<R> fmt::Debug for ServerHandle<R> {
             .field("local_addr", &self.local_addr)
             .field("clients", &self.shared.hub.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Everything a handle answers without waiting (client count, statistics,
+/// topics, one client by id: [`Registry::send_to`], [`Registry::connection`],
+/// [`Registry::close`]) is written once in ws-core's [`Registry`]; the
+/// handle dereferences to it.
+impl<R> std::ops::Deref for ServerHandle<R> {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.shared.registry
     }
 }
 
@@ -251,59 +267,6 @@ impl<R: Runtime> ServerHandle<R> {
             Timer::at(at).await;
         };
         Ok(ws_core::rt::wake::broadcast(&self.shared.hub, target, &msg, sleep).await)
-    }
-
-    /// Queues `msg` (text or binary) for client `id` without waiting (see
-    /// [`ConnectionHandle::send`]).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed) if no such client is
-    /// connected; [`Error::InvalidMessage`](crate::Error::InvalidMessage)
-    /// for a control message.
-    pub fn send_to(&self, id: ClientId, msg: &Message) -> Result<()> {
-        self.connection(id).ok_or(crate::Error::Closed)?.send(msg)
-    }
-
-    /// A handle to client `id`, if it is connected.
-    pub fn connection(&self, id: ClientId) -> Option<ConnectionHandle> {
-        self.shared.hub.connection(id)
-    }
-
-    /// Closes client `id` with `code` and `reason` after what is queued for it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed) if it is not connected; as
-    /// [`ConnectionHandle::close`] otherwise.
-    pub fn close(&self, id: ClientId, code: CloseCode, reason: &str) -> Result<()> {
-        self.connection(id)
-            .ok_or(crate::Error::Closed)?
-            .close(code, reason)
-    }
-
-    /// Number of clients subscribed to `topic`.
-    pub fn topic_count(&self, topic: &str) -> usize {
-        self.shared.hub.topic_len(topic)
-    }
-
-    /// Every topic with at least one subscriber, with its subscriber count.
-    pub fn topics(&self) -> Vec<(String, usize)> {
-        self.shared.hub.topics()
-    }
-
-    /// Number of clients currently in the broadcast registry (the hub), in
-    /// either mode: a client is registered once its upgrade succeeded and
-    /// removed when its connection starts closing, or when the hub drops it
-    /// (too slow: closed with 1013) or the server shuts down (1001).
-    pub fn client_count(&self) -> usize {
-        self.shared.hub.len()
-    }
-
-    /// The broadcast queues now: clients, stalled clients, queued bytes,
-    /// the largest queue seen, slow clients dropped.
-    pub fn stats(&self) -> HubStats {
-        self.shared.hub.stats()
     }
 
     /// Stops accepting, closes every client with 1001 (going away), and

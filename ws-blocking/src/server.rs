@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ws_core::connection::State;
-use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target, Wake};
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target, Wake};
 use ws_core::server::site::ServerMode;
-use ws_core::server::{ConnectionHandle, Handler, ServerConnection};
-use ws_core::{CloseCode, Config, Message, PreparedMessage, Transmit};
+use ws_core::server::{Handler, Registry, ServerConnection};
+use ws_core::{Config, Message, PreparedMessage, Transmit};
 
 use crate::Result;
 use crate::stream::{Shared, SharedState, Step, TimeoutCache};
@@ -97,7 +97,7 @@ const THREAD_STACK: usize = 256 * 1024;
 ///
 /// A second thread per client, the writer, moves what the hub queues for it
 /// (broadcasts, publishes to its topics, sends through a
-/// [`ConnectionHandle`]) to its socket while the reader is blocked in a
+/// [`ConnectionHandle`](ws_core::server::ConnectionHandle)) to its socket while the reader is blocked in a
 /// read, and closes it when the hub lets go of it. It is started by the
 /// first wake from the hub, so a client nothing is ever sent to from
 /// elsewhere costs one thread.
@@ -189,6 +189,18 @@ pub struct ServerHandle {
     inner: Arc<Inner>,
 }
 
+/// Everything a handle answers without waiting (client count, statistics,
+/// topics, one client by id: [`Registry::send_to`], [`Registry::connection`],
+/// [`Registry::close`]) is written once in ws-core's [`Registry`]; the
+/// handle dereferences to it.
+impl std::ops::Deref for ServerHandle {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.inner.registry
+    }
+}
+
 impl ServerHandle {
     /// The address the server is bound to (with the real port if 0 was
     /// asked for).
@@ -242,59 +254,6 @@ impl ServerHandle {
                 Err(deadline) => signal.wait(seen, deadline),
             }
         }
-    }
-
-    /// Queues `msg` (text or binary) for client `id` without waiting (see
-    /// [`ConnectionHandle::send`]).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed) if no such client is
-    /// connected; [`Error::InvalidMessage`](crate::Error::InvalidMessage)
-    /// for a control message.
-    pub fn send_to(&self, id: ClientId, msg: &Message) -> Result<()> {
-        self.connection(id).ok_or(crate::Error::Closed)?.send(msg)
-    }
-
-    /// A handle to client `id`, if it is connected.
-    pub fn connection(&self, id: ClientId) -> Option<ConnectionHandle> {
-        self.inner.hub.connection(id)
-    }
-
-    /// Closes client `id` with `code` and `reason` after what is queued for it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed) if it is not connected; as
-    /// [`ConnectionHandle::close`] otherwise.
-    pub fn close(&self, id: ClientId, code: CloseCode, reason: &str) -> Result<()> {
-        self.connection(id)
-            .ok_or(crate::Error::Closed)?
-            .close(code, reason)
-    }
-
-    /// Number of clients subscribed to `topic`.
-    pub fn topic_count(&self, topic: &str) -> usize {
-        self.inner.hub.topic_len(topic)
-    }
-
-    /// Every topic with at least one subscriber, with its subscriber count.
-    pub fn topics(&self) -> Vec<(String, usize)> {
-        self.inner.hub.topics()
-    }
-
-    /// Number of clients currently in the broadcast registry (the hub), in
-    /// either mode: a client is registered once its upgrade succeeded and
-    /// removed when its connection starts closing, or when the hub drops it
-    /// (too slow: closed with 1013) or the server shuts down (1001).
-    pub fn client_count(&self) -> usize {
-        self.inner.hub.len()
-    }
-
-    /// The broadcast queues now: clients, stalled clients, queued bytes,
-    /// the largest queue seen, slow clients dropped.
-    pub fn stats(&self) -> HubStats {
-        self.inner.hub.stats()
     }
 
     /// Stops accepting, closes every client with 1001 (Going Away), and
@@ -583,6 +542,8 @@ struct Inner {
     local_addr: SocketAddr,
     config: Config,
     hub: Arc<Hub>,
+    /// What the handle answers without waiting (its `Deref` target).
+    registry: Registry,
     shutting_down: AtomicBool,
     /// Every connection with a thread, upgraded or not, for shutdown.
     conns: Mutex<HashMap<u64, Arc<dyn Conn>>>,
@@ -595,10 +556,12 @@ struct Inner {
 
 impl Inner {
     fn new(config: Config, flow: FlowControl, local_addr: SocketAddr) -> Self {
+        let hub = Arc::new(Hub::new(flow));
         Inner {
             local_addr,
             config,
-            hub: Arc::new(Hub::new(flow)),
+            hub: hub.clone(),
+            registry: Registry::new(hub),
             shutting_down: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             conns_cv: Condvar::new(),

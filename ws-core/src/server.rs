@@ -12,12 +12,14 @@ pub mod conn;
 pub mod demo;
 pub mod handler;
 pub mod hub;
+pub mod registry;
 pub mod session;
 pub mod site;
 
 pub use conn::ServerConnection;
 pub use handler::{ConnectionHandle, Handler, Refusal, Socket, Upgrade};
 pub use hub::{ClientId, Target};
+pub use registry::Registry;
 
 use std::io;
 use std::time::Duration;

@@ -12,10 +12,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use ws_core::rt::wake::TaskWake;
-use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, Hub, HubStats, Target};
+use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 use ws_core::server::site::ServerMode;
-use ws_core::server::{ConnectionHandle, Handler, ServerConnection};
-use ws_core::{CloseCode, Config, Message, PreparedMessage};
+use ws_core::server::{Handler, Registry, ServerConnection};
+use ws_core::{Config, Message, PreparedMessage};
 
 use crate::Result;
 
@@ -27,6 +27,8 @@ const SPIN_BUDGET: u32 = 64;
 #[derive(Debug)]
 struct Shared {
     hub: Arc<Hub>,
+    /// What the handle answers without waiting (its `Deref` target).
+    registry: Registry,
     config: Config,
     shutting_down: AtomicBool,
     stop: watch::Sender<bool>,
@@ -192,8 +194,10 @@ impl<H: Handler> Server<H> {
     }
 
     fn into_shared(self) -> (Arc<Shared>, Arc<H>) {
+        let hub = Arc::new(Hub::new(self.flow));
         let shared = Arc::new(Shared {
-            hub: Arc::new(Hub::new(self.flow)),
+            hub: hub.clone(),
+            registry: Registry::new(hub),
             config: self.config,
             shutting_down: AtomicBool::new(false),
             stop: watch::Sender::new(false),
@@ -239,6 +243,18 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
 }
 
+/// Everything a handle answers without waiting (client count, statistics,
+/// topics, one client by id: [`Registry::send_to`], [`Registry::connection`],
+/// [`Registry::close`]) is written once in ws-core's [`Registry`]; the
+/// handle dereferences to it.
+impl std::ops::Deref for ServerHandle {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.shared.registry
+    }
+}
+
 impl ServerHandle {
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
@@ -275,59 +291,6 @@ impl ServerHandle {
         let msg = PreparedMessage::new(msg)?;
         let sleep = |at: Instant| tokio::time::sleep_until(at.into());
         Ok(ws_core::rt::wake::broadcast(&self.shared.hub, target, &msg, sleep).await)
-    }
-
-    /// Queues `msg` (text or binary) for client `id` without waiting (see
-    /// [`ConnectionHandle::send`]).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed) if no such client is
-    /// connected; [`Error::InvalidMessage`](crate::Error::InvalidMessage)
-    /// for a control message.
-    pub fn send_to(&self, id: ClientId, msg: &Message) -> Result<()> {
-        self.connection(id).ok_or(crate::Error::Closed)?.send(msg)
-    }
-
-    /// A handle to client `id`, if it is connected.
-    pub fn connection(&self, id: ClientId) -> Option<ConnectionHandle> {
-        self.shared.hub.connection(id)
-    }
-
-    /// Closes client `id` with `code` and `reason` after what is queued for it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`](crate::Error::Closed) if it is not connected; as
-    /// [`ConnectionHandle::close`] otherwise.
-    pub fn close(&self, id: ClientId, code: CloseCode, reason: &str) -> Result<()> {
-        self.connection(id)
-            .ok_or(crate::Error::Closed)?
-            .close(code, reason)
-    }
-
-    /// Number of clients subscribed to `topic`.
-    pub fn topic_count(&self, topic: &str) -> usize {
-        self.shared.hub.topic_len(topic)
-    }
-
-    /// Every topic with at least one subscriber, with its subscriber count.
-    pub fn topics(&self) -> Vec<(String, usize)> {
-        self.shared.hub.topics()
-    }
-
-    /// Number of clients currently in the broadcast registry (the hub), in
-    /// either mode: a client is registered once its upgrade succeeded and
-    /// removed when its connection starts closing, or when the hub drops it
-    /// (too slow: closed with 1013) or the server shuts down (1001).
-    pub fn client_count(&self) -> usize {
-        self.shared.hub.len()
-    }
-
-    /// The broadcast queues now: clients, stalled clients, queued bytes,
-    /// the largest queue seen, slow clients dropped.
-    pub fn stats(&self) -> HubStats {
-        self.shared.hub.stats()
     }
 
     /// Stops accepting, closes every client with 1001 (going away), and
