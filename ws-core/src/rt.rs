@@ -20,6 +20,7 @@
 //! Behind the `rt` cargo feature (on by default); the protocol layer does
 //! not need it.
 
+pub mod client;
 pub mod driver;
 pub mod halves;
 pub mod handoff;
