@@ -16,6 +16,11 @@
 //!   broadcast.
 //! - [`write`](mod@write): the vectored write loop, one behaviour on `Interrupted`,
 //!   zero-byte and short writes for every transport.
+//! - [`client`]: the async convenience `Client` (connect by URL, send,
+//!   receive, reconnect, the interactive session) over an adapter's
+//!   [`Connector`](client::Connector): its connect, its sleep, stdin, stdout.
+//! - [`reconnect`]: a reconnecting client's policy (backoff with jitter, a
+//!   cap, stability, final endings) and its retry loops.
 //!
 //! Behind the `rt` cargo feature (on by default); the protocol layer does
 //! not need it.
