@@ -12,6 +12,7 @@ pub mod conn;
 pub mod demo;
 pub mod handler;
 pub mod hub;
+pub mod origin;
 pub mod registry;
 pub mod session;
 pub mod site;
@@ -19,6 +20,7 @@ pub mod site;
 pub use conn::ServerConnection;
 pub use handler::{ConnectionHandle, Handler, Refusal, Socket, Upgrade};
 pub use hub::{ClientId, Target};
+pub use origin::{AllowOrigins, OriginPolicy};
 pub use registry::Registry;
 
 use std::io;
