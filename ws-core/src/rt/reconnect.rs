@@ -295,6 +295,95 @@ mod tests {
     }
 
     #[test]
+    fn the_configured_steps_are_used_and_the_policy_is_kept() {
+        let policy = Reconnect::new()
+            .initial_delay(ms(30))
+            .max_delay(ms(70))
+            .final_close_code(CloseCode(4002));
+        let mut b = policy.backoff();
+        assert_eq!(b.policy(), &policy);
+        let steps: Vec<_> = (0..3).map(|_| b.next_delay_with(1.0).unwrap()).collect();
+        assert_eq!(steps, [ms(30), ms(60), ms(70)]);
+    }
+
+    #[test]
+    fn the_random_unit_is_in_range_and_varies() {
+        let draws: Vec<f64> = (0..64).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)), "{draws:?}");
+        assert!(draws.iter().any(|u| *u != draws[0]), "not constant");
+        assert!(draws.iter().any(|u| *u > 0.0) && draws.iter().any(|u| *u < 1.0));
+    }
+
+    /// Runs a future that never waits for anything (the closures below
+    /// return ready futures) to completion.
+    fn run_ready<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..10_000 {
+            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+        panic!("the future kept waiting");
+    }
+
+    #[test]
+    fn the_async_retry_loop_sleeps_between_attempts_and_stops_at_a_final_refusal() {
+        let mut b = Reconnect::new()
+            .initial_delay(ms(10))
+            .max_attempts(5)
+            .backoff();
+        let mut calls = 0;
+        let mut slept = Vec::new();
+        let r: Result<(), _> = run_ready(connect_with_retries(
+            &mut b,
+            || {
+                calls += 1;
+                let e = if calls < 3 {
+                    Error::Io(std::io::ErrorKind::ConnectionRefused.into())
+                } else {
+                    refused(403)
+                };
+                std::future::ready(Err(e))
+            },
+            |d| {
+                slept.push(d);
+                std::future::ready(())
+            },
+        ));
+        assert!(r.unwrap_err().is_handshake());
+        assert_eq!(calls, 3, "two retries, then the 403 ended it");
+        assert_eq!(slept.len(), 2);
+        assert!(
+            slept[0] >= ms(5) && slept[0] <= ms(10) && slept[1] >= ms(10),
+            "{slept:?}"
+        );
+        // A connection that ends at once: the next call waits a step first.
+        let mut b = Reconnect::new().initial_delay(ms(10)).backoff();
+        let mut slept = Vec::new();
+        let ok = run_ready(connect_with_retries(
+            &mut b,
+            || std::future::ready(Ok(1)),
+            |d| {
+                slept.push(d);
+                std::future::ready(())
+            },
+        ));
+        assert_eq!(ok.unwrap(), 1);
+        assert!(slept.is_empty(), "the first connect does not wait");
+        let ok = run_ready(connect_with_retries(
+            &mut b,
+            || std::future::ready(Ok(2)),
+            |d| {
+                slept.push(d);
+                std::future::ready(())
+            },
+        ));
+        assert_eq!(ok.unwrap(), 2);
+        assert_eq!(slept.len(), 1, "a short-lived connection's end waits first");
+    }
+
+    #[test]
     fn attempts_run_out_after_the_maximum() {
         let mut b = Reconnect::new().max_attempts(3).backoff();
         assert!(b.next_delay().is_some(), "after the first failed attempt");
@@ -359,6 +448,11 @@ mod tests {
         assert!(!p.is_final_error(&refused(503)));
         assert!(!p.is_final_error(&Error::Io(std::io::ErrorKind::ConnectionRefused.into())));
         assert!(!p.is_final_error(&Error::AbnormalClosure));
+        let bad_url = crate::url::WsUrl::parse("http://x/").unwrap_err();
+        assert!(
+            p.is_final_error(&Error::Url(bad_url)),
+            "a bad URL never gets better"
+        );
     }
 
     #[test]
@@ -370,7 +464,10 @@ mod tests {
 
     #[test]
     fn the_retry_loop_stops_at_a_final_refusal_and_returns_on_success() {
-        let mut b = Reconnect::new().initial_delay(ms(1)).backoff();
+        let mut b = Reconnect::new()
+            .initial_delay(ms(1))
+            .max_attempts(10)
+            .backoff();
         let mut calls = 0;
         let r: Result<(), _> = connect_with_retries_blocking(&mut b, || {
             calls += 1;
