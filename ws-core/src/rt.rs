@@ -19,12 +19,15 @@
 //! - [`client`]: the async convenience `Client` (connect by URL, send,
 //!   receive, reconnect, the interactive session) over an adapter's
 //!   [`Connector`](client::Connector): its connect, its sleep, stdin, stdout.
+//! - [`block`]: the blocking adapter's executor: runs the loops above on a
+//!   plain thread (a waker that unparks it, a timer that bounds its reads).
 //! - [`reconnect`]: a reconnecting client's policy (backoff with jitter, a
 //!   cap, stability, final endings) and its retry loops.
 //!
 //! Behind the `rt` cargo feature (on by default); the protocol layer does
 //! not need it.
 
+pub mod block;
 pub mod client;
 pub mod driver;
 pub mod halves;
