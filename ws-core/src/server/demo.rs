@@ -152,6 +152,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn both_demo_handlers_serve_the_test_page_and_chat_only_upgrades_on_ws() {
+        for page in [
+            Echo.page(),
+            Chat.page(),
+            ServerMode::Echo.page(),
+            ServerMode::Chat.page(),
+        ] {
+            assert_eq!(page, Some(INDEX_HTML));
+        }
+        assert!(Chat.is_endpoint("/ws") && !Chat.is_endpoint("/") && !Chat.is_endpoint("/ws/x"));
+        assert!(Echo.is_endpoint("/") && Echo.is_endpoint("/anything"));
+        assert!(ServerMode::Chat.is_endpoint("/ws") && !ServerMode::Chat.is_endpoint("/"));
+        assert!(ServerMode::Echo.is_endpoint("/x"));
+    }
+
+    #[test]
     fn a_query_without_a_room_is_the_lobby() {
         assert_eq!(room_of(None).as_deref(), Some(LOBBY));
         assert_eq!(room_of(Some("x=1")).as_deref(), Some(LOBBY));
