@@ -168,6 +168,40 @@ mod tests {
     }
 
     #[test]
+    fn server_mode_upgrades_into_its_handlers_state() {
+        let req = |target: &str| {
+            let raw = format!(
+                "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            );
+            crate::handshake::ServerHandshake::new()
+                .feed(raw.as_bytes())
+                .unwrap()
+                .unwrap()
+        };
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let room =
+            |mode: ServerMode, target: &str| mode.on_upgrade(&req(target), peer).map(|up| up.state);
+        assert_eq!(
+            room(ServerMode::Chat, "/ws").unwrap().as_deref(),
+            Some(LOBBY)
+        );
+        assert_eq!(
+            room(ServerMode::Chat, "/ws?room=dev").unwrap().as_deref(),
+            Some("dev")
+        );
+        assert_eq!(
+            room(ServerMode::Chat, "/ws?room=").unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            room(ServerMode::Echo, "/ws?room=dev").unwrap(),
+            None,
+            "echo has no room"
+        );
+    }
+
+    #[test]
     fn a_query_without_a_room_is_the_lobby() {
         assert_eq!(room_of(None).as_deref(), Some(LOBBY));
         assert_eq!(room_of(Some("x=1")).as_deref(), Some(LOBBY));
