@@ -28,7 +28,9 @@ use std::time::Instant;
 use ws_core::PreparedMessage;
 use ws_core::rt::wake::TaskWake;
 use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
-use ws_core::server::{Handler, Registry, ServerConnection};
+#[cfg(feature = "tls")]
+use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
+use ws_core::server::{Handler, Registry, Served, ServerConnection};
 
 /// Steps one connection poll takes before yielding to the executor, so a
 /// flooding client cannot starve other tasks.
@@ -42,6 +44,9 @@ struct Shared {
     /// What the handle answers without waiting (its `Deref` target).
     registry: Registry,
     config: Config,
+    /// wss://: every connection is served under TLS with this.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<ServerConfig>>,
     /// Closed on shutdown; the accept loop and connections not yet upgraded
     /// watch it.
     stop_tx: Sender<()>,
@@ -83,11 +88,22 @@ struct Shared {
 ///
 /// Dropping the session (however the task ends) unregisters the client and
 /// runs the handler's `on_close`.
+///
+/// # wss://
+///
+/// With [`tls`](Self::tls) the same loop executes ws-core's
+/// [`TlsConnection`](ws_core::server::tls::TlsConnection) instead: the
+/// machine above under rustls, written once and sans-IO in ws-core, so the
+/// TLS handshake is bounded by the handshake timeout, a TLS failure ends
+/// only its connection, and close_notify follows the closing handshake on
+/// every runtime alike.
 pub struct Server<R, H = ServerMode> {
     addr: String,
     handler: Arc<H>,
     config: Config,
     flow: FlowControl,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<ServerConfig>>,
     _rt: PhantomData<fn() -> R>,
 }
 
@@ -128,6 +144,8 @@ impl<R: Runtime, H: Handler> Server<R, H> {
             handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
             _rt: PhantomData,
         }
     }
@@ -142,6 +160,19 @@ impl<R: Runtime, H: Handler> Server<R, H> {
     /// slow-client timeout (see [`FlowControl`] and [`ws_core::server::hub`]).
     pub fn flow_control(mut self, flow: FlowControl) -> Self {
         self.flow = flow;
+        self
+    }
+
+    /// Serves wss:// (and the page over https://) with this rustls
+    /// configuration: certificates, ALPN, client authentication are the
+    /// configuration's. Build it with a crypto provider of your choice, or
+    /// from PEM files with
+    /// [`server_config_from_pem`](ws_core::server::tls::server_config_from_pem)
+    /// (rustls' ring provider, chosen explicitly: no process-level default
+    /// needed).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -178,6 +209,8 @@ impl<R: Runtime, H: Handler> Server<R, H> {
             hub: hub.clone(),
             registry: Registry::new(hub),
             config: self.config,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
             stop_tx,
             stop_rx,
             done_rx,
@@ -369,6 +402,25 @@ async fn serve_connection<H: Handler>(
         shared.config.clone(),
         Instant::now(),
     );
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        if let Ok(conn) = TlsConnection::new(tls.clone(), conn) {
+            // Boxed: a plain connection's task does not carry the size of
+            // rustls' state.
+            Box::pin(execute(&shared, tcp, conn, wake)).await;
+        }
+        return;
+    }
+    execute(&shared, tcp, conn, wake).await;
+}
+
+/// Drives `conn` on `tcp` until it is over, then closes the socket.
+async fn execute<C: Served>(
+    shared: &Shared,
+    tcp: Async<std::net::TcpStream>,
+    conn: C,
+    wake: Arc<TaskWake>,
+) {
     let mut driver = ConnDriver {
         io: tcp,
         conn,
@@ -395,9 +447,9 @@ async fn serve_connection<H: Handler>(
 /// One connection, driven by a single poll loop (so there is nothing to
 /// cancel half-way): the connection's poll, write, write shutdown, timer,
 /// wake, read.
-struct ConnDriver<H: Handler> {
+struct ConnDriver<C: Served> {
     io: Async<std::net::TcpStream>,
-    conn: ServerConnection<H>,
+    conn: C,
     wake: Arc<TaskWake>,
     timer: Timer,
     deadline: Option<Instant>,
@@ -407,12 +459,12 @@ struct ConnDriver<H: Handler> {
     read_parked: bool,
 }
 
-impl<H: Handler> ConnDriver<H> {
+impl<C: Served> ConnDriver<C> {
     /// One read step: `Ready(Ok)` when something happened (bytes, end of
     /// stream, an interrupted read), `Pending` when the socket is empty.
     ///
     /// Once a read would block, the connection's empty buffers are released
-    /// ([`ServerConnection::release_idle_buffers`]) and readiness is awaited
+    /// ([`Served::release_idle_buffers`]) and readiness is awaited
     /// with [`Async::poll_readable`], which needs no buffer (and no syscall
     /// while nothing arrived): an idle client holds no buffer memory, and
     /// wakes for other reasons (broadcasts, timers) do not read. A busy

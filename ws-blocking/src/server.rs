@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -35,8 +35,10 @@ use bytes::{Bytes, BytesMut};
 use ws_core::connection::State;
 use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target, Wake};
 use ws_core::server::site::ServerMode;
-use ws_core::server::{Handler, Registry, ServerConnection};
-use ws_core::{Config, Message, PreparedMessage, Transmit};
+#[cfg(feature = "tls")]
+use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
+use ws_core::server::{Handler, Registry, Served, ServerConnection};
+use ws_core::{Config, Message, PreparedMessage};
 
 use crate::Result;
 use crate::stream::{Shared, SharedState, Step, TimeoutCache};
@@ -105,12 +107,24 @@ const THREAD_STACK: usize = 256 * 1024;
 /// A client whose queue stays above the high-water mark for the
 /// slow-client timeout, or would pass the hard byte bound, is closed with
 /// 1013. Set the limits with [`flow_control`](Self::flow_control).
+///
+/// # wss://
+///
+/// With [`tls`](Self::tls) the same threads execute ws-core's
+/// [`TlsConnection`](ws_core::server::tls::TlsConnection) instead: the
+/// machine above under rustls, written once and sans-IO in ws-core (the
+/// records are encrypted under the connection's lock and written outside
+/// it, like plaintext), so the TLS handshake is bounded by the handshake
+/// timeout, a TLS failure ends only its connection, and close_notify
+/// follows the closing handshake on every runtime alike.
 #[derive(Debug, Clone)]
 pub struct Server<H = ServerMode> {
     addr: String,
     handler: Arc<H>,
     config: Config,
     flow: FlowControl,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Server {
@@ -138,6 +152,8 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -154,8 +170,27 @@ impl<H: Handler> Server<H> {
         self
     }
 
+    /// Serves wss:// (and the page over https://) with this rustls
+    /// configuration: certificates, ALPN, client authentication are the
+    /// configuration's. Build it with a crypto provider of your choice, or
+    /// from PEM files with
+    /// [`server_config_from_pem`](ws_core::server::tls::server_config_from_pem)
+    /// (rustls' ring provider, chosen explicitly: no process-level default
+    /// needed).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     fn into_inner(self, local_addr: SocketAddr) -> (Arc<Inner>, Arc<H>) {
-        let inner = Arc::new(Inner::new(self.config, self.flow, local_addr));
+        #[allow(unused_mut)]
+        let mut inner = Inner::new(self.config, self.flow, local_addr);
+        #[cfg(feature = "tls")]
+        {
+            inner.tls = self.tls;
+        }
+        let inner = Arc::new(inner);
         (inner, self.handler)
     }
 
@@ -367,14 +402,14 @@ impl Signal {
 /// How the hub wakes one connection's threads: the [`Signal`] they wait on
 /// (the writer always, the reader while paused), and the writer thread,
 /// started by the first wake if it is not running yet.
-struct ConnWake<H: Handler> {
+struct ConnWake<C: Served> {
     signal: Signal,
-    writer: Mutex<WriterState<H>>,
+    writer: Mutex<WriterState<C>>,
     /// This wake itself, for the writer thread it starts.
-    me: Weak<ConnWake<H>>,
+    me: Weak<ConnWake<C>>,
 }
 
-impl<H: Handler> fmt::Debug for ConnWake<H> {
+impl<C: Served> fmt::Debug for ConnWake<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnWake")
             .field("signal", &self.signal)
@@ -382,7 +417,7 @@ impl<H: Handler> fmt::Debug for ConnWake<H> {
     }
 }
 
-impl<H: Handler> Wake for ConnWake<H> {
+impl<C: Served> Wake for ConnWake<C> {
     fn wake(&self) {
         self.signal.wake();
         if let Some(me) = self.me.upgrade() {
@@ -393,17 +428,17 @@ impl<H: Handler> Wake for ConnWake<H> {
 
 /// The writer thread of one client: not started yet (holding what it
 /// needs), running, or over.
-enum WriterState<H: Handler> {
+enum WriterState<C: Served> {
     Idle {
         inner: Arc<Inner>,
-        conn: Arc<ServerConn<H>>,
+        conn: Arc<ServerConn<C>>,
     },
     Running(JoinHandle<()>),
     Over,
 }
 
-impl<H: Handler> ConnWake<H> {
-    fn new(inner: Arc<Inner>, conn: Arc<ServerConn<H>>) -> Arc<Self> {
+impl<C: Served> ConnWake<C> {
+    fn new(inner: Arc<Inner>, conn: Arc<ServerConn<C>>) -> Arc<Self> {
         Arc::new_cyclic(|me| ConnWake {
             signal: Signal::default(),
             writer: Mutex::new(WriterState::Idle { inner, conn }),
@@ -451,12 +486,12 @@ impl<H: Handler> ConnWake<H> {
 /// One connection's state: its [`ServerConnection`] (from the first
 /// request byte; taken out by [`Finish`] when the reader ends), and whether
 /// its reading thread has finished.
-struct ConnState<H: Handler> {
-    connection: Option<ServerConnection<H>>,
+struct ConnState<C: Served> {
+    connection: Option<C>,
     done: bool,
 }
 
-impl<H: Handler> fmt::Debug for ConnState<H> {
+impl<C: Served> fmt::Debug for ConnState<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnState")
             .field("connection", &self.connection)
@@ -465,14 +500,12 @@ impl<H: Handler> fmt::Debug for ConnState<H> {
     }
 }
 
-impl<H: Handler> SharedState for ConnState<H> {
+impl<C: Served> SharedState for ConnState<C> {
     fn read_buf(&mut self) -> Option<&mut BytesMut> {
-        self.connection.as_mut().map(ServerConnection::read_buf)
+        self.connection.as_mut().map(C::read_buf)
     }
     fn wants_write(&self) -> bool {
-        self.connection
-            .as_ref()
-            .is_some_and(ServerConnection::wants_write)
+        self.connection.as_ref().is_some_and(C::wants_write)
     }
     fn is_done(&self) -> bool {
         self.done
@@ -481,38 +514,20 @@ impl<H: Handler> SharedState for ConnState<H> {
     // against the write buffer limit, so the session takes no more
     // broadcasts meanwhile (and a client that does not read fills its
     // queue, not our memory). Before that only a plain HTTP response is
-    // written, by the reader alone: it is copied and stays queued until
-    // written, which is when the machine starts its linger.
+    // written, by the reader alone: it stays queued until written, which is
+    // when the machine starts its linger. Under TLS the records are handed
+    // out the same way (see `Served::take_for_write`).
     fn take_for_write(&mut self) -> Option<Bytes> {
-        let c = self.connection.as_mut()?;
-        match c.session() {
-            Some(s) => Some(s.take_for_write()),
-            None => Some(copy_queued(c)),
-        }
+        self.connection.as_mut().map(C::take_for_write)
     }
     fn written(&mut self, n: usize) {
-        let Some(c) = self.connection.as_mut() else {
-            return;
-        };
-        match c.session() {
-            Some(s) => s.written(n),
-            None => c.advance_transmit(n),
+        if let Some(c) = self.connection.as_mut() {
+            c.written(n);
         }
     }
 }
 
-/// A copy of what `t` has queued, left queued.
-fn copy_queued(t: &mut impl Transmit) -> Bytes {
-    let mut slices = [IoSlice::new(&[]); 8];
-    let n = t.transmit_slices(&mut slices);
-    let mut out = BytesMut::with_capacity(slices[..n].iter().map(|s| s.len()).sum());
-    for slice in &slices[..n] {
-        out.extend_from_slice(slice);
-    }
-    out.freeze()
-}
-
-type ServerConn<H> = Shared<TcpStream, ConnState<H>>;
+type ServerConn<C> = Shared<TcpStream, ConnState<C>>;
 
 /// What shutdown needs of a connection, whatever its handler.
 trait Conn: Send + Sync + fmt::Debug {
@@ -522,12 +537,9 @@ trait Conn: Send + Sync + fmt::Debug {
     fn cut(&self);
 }
 
-impl<H: Handler> Conn for ServerConn<H> {
+impl<C: Served> Conn for ServerConn<C> {
     fn is_upgraded(&self) -> bool {
-        self.lock()
-            .connection
-            .as_ref()
-            .is_some_and(ServerConnection::is_open)
+        self.lock().connection.as_ref().is_some_and(C::is_open)
     }
     fn cut(&self) {
         let _ = self.io.shutdown(Shutdown::Both);
@@ -541,6 +553,9 @@ impl<H: Handler> Conn for ServerConn<H> {
 struct Inner {
     local_addr: SocketAddr,
     config: Config,
+    /// wss://: every connection is served under TLS with this.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<ServerConfig>>,
     hub: Arc<Hub>,
     /// What the handle answers without waiting (its `Deref` target).
     registry: Registry,
@@ -560,6 +575,8 @@ impl Inner {
         Inner {
             local_addr,
             config,
+            #[cfg(feature = "tls")]
+            tls: None,
             hub: hub.clone(),
             registry: Registry::new(hub),
             shutting_down: AtomicBool::new(false),
@@ -604,7 +621,7 @@ fn accept_loop<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, listener: TcpLi
             return;
         }
         match accepted {
-            Ok((sock, peer)) => spawn_conn(inner, handler, sock, peer),
+            Ok((sock, peer)) => accepted_conn(inner, handler, sock, peer),
             Err(e) => {
                 if let Some(pause) = ws_core::server::accept_backoff(&e) {
                     thread::sleep(pause);
@@ -614,7 +631,34 @@ fn accept_loop<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, listener: TcpLi
     }
 }
 
-fn spawn_conn<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, sock: TcpStream, peer: SocketAddr) {
+/// Serves an accepted connection: plain, or under TLS when the server has
+/// a TLS configuration (the same threads executing ws-core's
+/// `TlsConnection`).
+fn accepted_conn<H: Handler>(
+    inner: &Arc<Inner>,
+    handler: &Arc<H>,
+    sock: TcpStream,
+    peer: SocketAddr,
+) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &inner.tls {
+        let tls = tls.clone();
+        return spawn_conn(inner, handler, sock, peer, move |c| {
+            TlsConnection::new(tls, c).ok()
+        });
+    }
+    spawn_conn(inner, handler, sock, peer, Some);
+}
+
+/// Starts the thread of a connection whose machine is `wrap` applied to
+/// the plain one (`None`: dropped at once).
+fn spawn_conn<H: Handler, C: Served<Handler = H>>(
+    inner: &Arc<Inner>,
+    handler: &Arc<H>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    wrap: impl FnOnce(ServerConnection<H>) -> Option<C> + Send + 'static,
+) {
     let _ = sock.set_nodelay(true);
     let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Shared::new(
@@ -636,7 +680,7 @@ fn spawn_conn<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, sock: TcpStream,
                 conn: &*conn,
                 id,
             };
-            serve(&server, handler, &conn, peer);
+            serve(&server, handler, &conn, peer, wrap);
         });
     if spawned.is_err() {
         inner.remove_conn(id);
@@ -661,12 +705,14 @@ impl Drop for Done<'_> {
 
 /// One connection, from its first byte to the end: the reader executes
 /// ws-core's [`ServerConnection`] (request head, routing, the response and
-/// its linger or the 101 and the session, the closing).
-fn serve<H: Handler>(
+/// its linger or the 101 and the session, the closing), or that machine
+/// under TLS.
+fn serve<H: Handler, C: Served<Handler = H>>(
     inner: &Arc<Inner>,
     handler: Arc<H>,
-    conn: &Arc<ServerConn<H>>,
+    conn: &Arc<ServerConn<C>>,
     peer: SocketAddr,
+    wrap: impl FnOnce(ServerConnection<H>) -> Option<C>,
 ) {
     let config = &inner.config;
     let stall = inner.hub.limits().get_slow_client_timeout();
@@ -685,14 +731,17 @@ fn serve<H: Handler>(
     // inside the machine's `poll`, under the connection's lock, with the
     // 101 queued ahead of what `on_open` sends: a writer started by a wake
     // during `on_open` waits for the lock and then writes the 101 first.
-    conn.lock().connection = Some(ServerConnection::new(
+    let Some(machine) = wrap(ServerConnection::new(
         handler,
         inner.hub.clone(),
         wake.clone(),
         peer,
         config.clone(),
         Instant::now(),
-    ));
+    )) else {
+        return;
+    };
+    conn.lock().connection = Some(machine);
     reader_loop(conn, &wake);
     drop(finish);
 }
@@ -702,12 +751,12 @@ fn serve<H: Handler>(
 /// still open leaves the hub, so nothing can start the writer any more, and
 /// the handler's `on_close` runs, outside the connection's lock; a session
 /// that finished in `poll` did so there), and waits for the writer.
-struct Finish<'a, H: Handler> {
-    conn: &'a ServerConn<H>,
-    wake: Arc<ConnWake<H>>,
+struct Finish<'a, C: Served> {
+    conn: &'a ServerConn<C>,
+    wake: Arc<ConnWake<C>>,
 }
 
-impl<H: Handler> Drop for Finish<'_, H> {
+impl<C: Served> Drop for Finish<'_, C> {
     fn drop(&mut self) {
         let conn = self.conn;
         let _ = conn.io.shutdown(Shutdown::Both);
@@ -726,9 +775,9 @@ impl<H: Handler> Drop for Finish<'_, H> {
 /// Cuts a connection whose writer thread unwinds from a panicking handler
 /// (its callbacks also run on the writer, in `ServerConnection::poll`), so
 /// the reader does not go on without it.
-struct CutOnPanic<'a, H: Handler>(&'a ServerConn<H>);
+struct CutOnPanic<'a, C: Served>(&'a ServerConn<C>);
 
-impl<H: Handler> Drop for CutOnPanic<'_, H> {
+impl<C: Served> Drop for CutOnPanic<'_, C> {
     fn drop(&mut self) {
         if thread::panicking() {
             let _ = self.0.io.shutdown(Shutdown::Both);
@@ -745,7 +794,7 @@ impl<H: Handler> Drop for CutOnPanic<'_, H> {
 /// While the hub pauses the session (it publishes, and some client's queue
 /// is above its mark), it waits for the wake instead of reading, so TCP
 /// pushes back on the client.
-fn reader_loop<H: Handler>(conn: &ServerConn<H>, wake: &ConnWake<H>) {
+fn reader_loop<C: Served>(conn: &ServerConn<C>, wake: &ConnWake<C>) {
     let mut spare = BytesMut::new();
     let mut timeouts = TimeoutCache::default();
     let mut eof = false;
@@ -776,7 +825,7 @@ fn reader_loop<H: Handler>(conn: &ServerConn<H>, wake: &ConnWake<H>) {
                 return;
             }
             let wait = eof || !c.wants_read();
-            if wait && !eof && !c.session().is_some_and(|s| s.is_paused()) {
+            if wait && !eof && !c.is_paused() {
                 // No room because the other thread's write is in flight:
                 // wait for it on the write lock (no wake comes when a write
                 // ends), then look again.
@@ -814,7 +863,7 @@ fn reader_loop<H: Handler>(conn: &ServerConn<H>, wake: &ConnWake<H>) {
 /// to its socket, in batches (everything waiting leaves in one write), and
 /// closes the client when the hub lets go of it (1013 too slow, 1001 on
 /// shutdown, or the application's [`ServerHandle::close`]).
-fn writer_loop<H: Handler>(inner: &Inner, conn: &ServerConn<H>, wake: &ConnWake<H>) {
+fn writer_loop<C: Served>(inner: &Inner, conn: &ServerConn<C>, wake: &ConnWake<C>) {
     let close_timeout = inner.config.get_close_timeout();
     let _cut = CutOnPanic(conn);
     loop {
@@ -859,7 +908,7 @@ fn writer_loop<H: Handler>(inner: &Inner, conn: &ServerConn<H>, wake: &ConnWake<
 /// Waits for the reader to finish the closing handshake; disconnects the
 /// client if it does not within the close timeout (the reader's blocking
 /// read may have started before the close and have no deadline).
-fn finish_close<H: Handler>(conn: &ServerConn<H>, close_timeout: Duration) {
+fn finish_close<C: Served>(conn: &ServerConn<C>, close_timeout: Duration) {
     if !conn.wait_done(close_timeout) {
         let _ = conn.io.shutdown(Shutdown::Both);
     }

@@ -4,7 +4,10 @@
 //! behaviour ([`session::ServerSession`]: the handler's callbacks,
 //! back-pressure, closing), the registry with its topics and flow control
 //! ([`hub::Hub`]), and the demo's echo and chat handlers ([`demo`]).
-//! Nothing here is RFC 6455; it is what a server does with it.
+//! Nothing here is RFC 6455; it is what a server does with it. Every
+//! adapter's server executes one [`ServerConnection`] per client, through
+//! the [`Served`] trait, which `tls::TlsConnection` (wss://, cargo
+//! feature `tls`) implements as well.
 //!
 //! Behind the `server` cargo feature (on by default).
 
@@ -16,8 +19,10 @@ pub mod origin;
 pub mod registry;
 pub mod session;
 pub mod site;
+#[cfg(feature = "tls")]
+pub mod tls;
 
-pub use conn::ServerConnection;
+pub use conn::{Served, ServerConnection};
 pub use handler::{ConnectionHandle, Handler, Refusal, Socket, Upgrade};
 pub use hub::{ClientId, Target};
 pub use origin::{AllowOrigins, OriginPolicy};

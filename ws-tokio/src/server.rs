@@ -14,7 +14,9 @@ use tokio::sync::{Notify, watch};
 use ws_core::rt::wake::TaskWake;
 use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 use ws_core::server::site::ServerMode;
-use ws_core::server::{Handler, Registry, ServerConnection};
+#[cfg(feature = "tls")]
+use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
+use ws_core::server::{Handler, Registry, Served, ServerConnection};
 use ws_core::{Config, Message, PreparedMessage};
 
 use crate::Result;
@@ -30,6 +32,9 @@ struct Shared {
     /// What the handle answers without waiting (its `Deref` target).
     registry: Registry,
     config: Config,
+    /// wss://: every connection is served under TLS with this.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<ServerConfig>>,
     shutting_down: AtomicBool,
     stop: watch::Sender<bool>,
     /// Running accept loop and connection tasks.
@@ -137,6 +142,15 @@ impl Drop for RunGuard {
 /// loop can be re-entered at any point. Nothing here needs a multi-threaded
 /// runtime; the server works the same on a `current_thread` runtime.
 ///
+/// # wss://
+///
+/// With [`tls`](Self::tls) the same loop executes ws-core's
+/// [`TlsConnection`](ws_core::server::tls::TlsConnection) instead: the
+/// machine above under rustls, written once and sans-IO in ws-core, so the
+/// TLS handshake is bounded by the handshake timeout, a TLS failure ends
+/// only its connection, and close_notify follows the closing handshake on
+/// every runtime alike.
+///
 /// # Flow control
 ///
 /// See [`ws_core::server::hub`]: a client that keeps reading loses nothing; senders
@@ -150,6 +164,8 @@ pub struct Server<H = ServerMode> {
     handler: Arc<H>,
     config: Config,
     flow: FlowControl,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Server {
@@ -177,6 +193,8 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -193,12 +211,27 @@ impl<H: Handler> Server<H> {
         self
     }
 
+    /// Serves wss:// (and the page over https://) with this rustls
+    /// configuration: certificates, ALPN, client authentication are the
+    /// configuration's. Build it with a crypto provider of your choice, or
+    /// from PEM files with
+    /// [`server_config_from_pem`](ws_core::server::tls::server_config_from_pem)
+    /// (rustls' ring provider, chosen explicitly: no process-level default
+    /// needed).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     fn into_shared(self) -> (Arc<Shared>, Arc<H>) {
         let hub = Arc::new(Hub::new(self.flow));
         let shared = Arc::new(Shared {
             hub: hub.clone(),
             registry: Registry::new(hub),
             config: self.config,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
             shutting_down: AtomicBool::new(false),
             stop: watch::Sender::new(false),
             tasks: AtomicUsize::new(0),
@@ -353,7 +386,8 @@ async fn accept_loop<H: Handler>(
 
 /// One connection, from its first byte to the end: an executor of
 /// ws-core's [`ServerConnection`] (request head, routing, the response or
-/// the 101, the session, the closing).
+/// the 101, the session, the closing), under TLS when the server has a TLS
+/// configuration.
 async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, tcp: TcpStream, peer: SocketAddr) {
     // Latency matters more than packet count; the loop batches writes itself.
     let _ = tcp.set_nodelay(true);
@@ -366,12 +400,21 @@ async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, tcp: TcpStream, pee
         shared.config.clone(),
         Instant::now(),
     );
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        if let Ok(conn) = TlsConnection::new(tls.clone(), conn) {
+            // Boxed: a plain connection's task does not carry the size of
+            // rustls' state.
+            let _ = Box::pin(drive(conn, tcp, &wake)).await;
+        }
+        return;
+    }
     let _ = drive(conn, tcp, &wake).await;
 }
 
 /// Writes as much of the queued output as the socket takes now, normally in
 /// one call. `Err` means the socket is unusable.
-fn write_queued<H: Handler>(tcp: &TcpStream, conn: &mut ServerConnection<H>) -> io::Result<()> {
+fn write_queued<C: Served>(tcp: &TcpStream, conn: &mut C) -> io::Result<()> {
     let written = ws_core::rt::write::write_transmit(conn, |slices| match slices {
         [one] => tcp.try_write(one),
         many => tcp.try_write_vectored(many),
@@ -405,11 +448,7 @@ fn read_ready(tcp: &mut TcpStream, buf: &mut BytesMut) -> io::Result<(usize, boo
 /// The connection loop (see [`Server`]). Returns when the connection is
 /// finished, the socket fails, or a peer that ended its side does not take
 /// our remaining bytes within the close timeout.
-async fn drive<H: Handler>(
-    mut conn: ServerConnection<H>,
-    mut tcp: TcpStream,
-    wake: &TaskWake,
-) -> Result<()> {
+async fn drive<C: Served>(mut conn: C, mut tcp: TcpStream, wake: &TaskWake) -> Result<()> {
     let mut read_eof = false;
     let timer = tokio::time::sleep(Duration::ZERO);
     let mut timer = std::pin::pin!(timer);

@@ -3,12 +3,13 @@
 //! ```text
 //! cargo run --release --bin ws-server                       # chat on 127.0.0.1:8080, tokio
 //! cargo run --release --bin ws-server -- --mode echo --runtime smol --addr 127.0.0.1:9001
+//! cargo run --release --bin ws-server -- --tls-cert cert.pem --tls-key key.pem   # https:// and wss://
 //! ```
 
 use std::time::Duration;
 
 use clap::Parser;
-use examples::{Mode, Runtime, run_server};
+use examples::{Mode, Runtime, run_server, server_tls};
 use ws_core::server::hub::FlowControl;
 
 /// A WebSocket chat/echo server: the test page on `/`, WebSocket on `/ws`.
@@ -44,6 +45,13 @@ struct Args {
     /// draining before the client is closed with 1013.
     #[arg(long, default_value_t = FlowControl::default().get_slow_client_timeout().as_millis() as u64)]
     slow_client_timeout_ms: u64,
+    /// Serve https:// and wss:// with this PEM certificate chain (leaf
+    /// first, then intermediates); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// glibc raises its mmap threshold each time it frees a large mmapped
@@ -71,7 +79,17 @@ fn main() {
         .max_queued_bytes(args.max_queued_bytes)
         .slow_client_timeout(Duration::from_millis(args.slow_client_timeout_ms));
     let mode = args.mode.into();
-    if let Err(e) = run_server(args.runtime, &args.addr, mode, args.threads, flow) {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match server_tls(cert, key) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("ws-server: TLS: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
+    if let Err(e) = run_server(args.runtime, &args.addr, mode, args.threads, flow, tls) {
         eprintln!("ws-server: {e}");
         std::process::exit(1);
     }

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use examples::Runtime;
@@ -13,6 +14,7 @@ use ws_core::handshake::{ClientHandshake, ClientRequest};
 use ws_core::server::Handler;
 use ws_core::server::hub::{ClientId, FlowControl, HubStats};
 use ws_core::server::site::ServerMode;
+use ws_core::server::tls::rustls::ServerConfig;
 use ws_core::{Config, Connection, Error, Message, Receiver, Role, Sender};
 
 /// A running server of one runtime, driven synchronously from a test.
@@ -47,6 +49,19 @@ impl TestServer {
     /// Starts a server running `handler` on 127.0.0.1 with an OS-chosen
     /// port and these flow-control limits.
     pub fn start_handler<H: Handler>(rt: Runtime, handler: H, flow: FlowControl) -> TestServer {
+        Self::start_with(rt, handler, flow, Config::default(), None)
+    }
+
+    /// Starts a server running `handler` on 127.0.0.1 with an OS-chosen
+    /// port, these flow-control limits and this connection config, serving
+    /// wss:// (and https://) with `tls` if given.
+    pub fn start_with<H: Handler>(
+        rt: Runtime,
+        handler: H,
+        flow: FlowControl,
+        config: Config,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> TestServer {
         let addr = "127.0.0.1:0";
         let inner = match rt {
             Runtime::Tokio => {
@@ -55,37 +70,42 @@ impl TestServer {
                     .enable_all()
                     .build()
                     .unwrap();
-                let h = runtime
-                    .block_on(
-                        ws_tokio::Server::with_handler(addr, handler)
-                            .flow_control(flow.clone())
-                            .start(),
-                    )
-                    .unwrap();
+                let mut server = ws_tokio::Server::with_handler(addr, handler)
+                    .flow_control(flow)
+                    .config(config);
+                if let Some(tls) = tls {
+                    server = server.tls(tls);
+                }
+                let h = runtime.block_on(server.start()).unwrap();
                 Inner::Tokio(runtime, h)
             }
-            Runtime::AsyncStd => Inner::AsyncStd(
-                async_std::task::block_on(
-                    ws_async_std::Server::with_handler(addr, handler)
-                        .flow_control(flow.clone())
-                        .start(),
-                )
-                .unwrap(),
-            ),
-            Runtime::Smol => Inner::Smol(
-                smol::block_on(
-                    ws_async_std::smol::Server::with_handler(addr, handler)
-                        .flow_control(flow.clone())
-                        .start(),
-                )
-                .unwrap(),
-            ),
-            Runtime::Blocking => Inner::Blocking(
-                ws_blocking::Server::with_handler(addr, handler)
-                    .flow_control(flow.clone())
-                    .start()
-                    .unwrap(),
-            ),
+            Runtime::AsyncStd => {
+                let mut server = ws_async_std::Server::with_handler(addr, handler)
+                    .flow_control(flow)
+                    .config(config);
+                if let Some(tls) = tls {
+                    server = server.tls(tls);
+                }
+                Inner::AsyncStd(async_std::task::block_on(server.start()).unwrap())
+            }
+            Runtime::Smol => {
+                let mut server = ws_async_std::smol::Server::with_handler(addr, handler)
+                    .flow_control(flow)
+                    .config(config);
+                if let Some(tls) = tls {
+                    server = server.tls(tls);
+                }
+                Inner::Smol(smol::block_on(server.start()).unwrap())
+            }
+            Runtime::Blocking => {
+                let mut server = ws_blocking::Server::with_handler(addr, handler)
+                    .flow_control(flow)
+                    .config(config);
+                if let Some(tls) = tls {
+                    server = server.tls(tls);
+                }
+                Inner::Blocking(server.start().unwrap())
+            }
         };
         let addr = match &inner {
             Inner::Tokio(_, h) => h.local_addr(),

@@ -21,6 +21,13 @@
 //!    readable (if it wants to read), writable (if it
 //!    [`wants_write`](ServerConnection::wants_write)), the hub's wake, and
 //!    [`poll_timeout`](ServerConnection::poll_timeout).
+//!
+//! That loop is written against the [`Served`] trait, which this machine
+//! implements and so does its TLS layer
+//! (`server::tls::TlsConnection`, cargo feature
+//! `tls`): the adapters' loops are generic over it, so one loop serves ws://
+//! and wss://, monomorphised for each (nothing dynamic on the plaintext
+//! path).
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -311,6 +318,172 @@ impl<H: Handler> ServerConnection<H> {
             s.connection().release_idle_buffers();
         }
     }
+
+    /// Whether the session is paused by the hub's congestion (see
+    /// [`ServerSession::is_paused`]); it is woken through its wake when
+    /// that clears.
+    pub fn is_paused(&self) -> bool {
+        matches!(&self.phase, Phase::Open(s) if s.is_paused())
+    }
+
+    /// The queued bytes for one write made outside the executor's lock
+    /// (the blocking server): a session's whole output buffer, which counts
+    /// against its write buffer limit until [`written`](Self::written)
+    /// (see [`ServerSession::take_for_write`]); a plain response stays
+    /// queued (a cheap reference to it is returned) until written. Empty:
+    /// nothing to write.
+    pub fn take_for_write(&mut self) -> Bytes {
+        match &mut self.phase {
+            Phase::Open(s) => s.take_for_write(),
+            Phase::Respond(rest, _) => rest.clone(),
+            _ => Bytes::new(),
+        }
+    }
+
+    /// `n` bytes taken by [`take_for_write`](Self::take_for_write) are on
+    /// the wire.
+    pub fn written(&mut self, n: usize) {
+        match &mut self.phase {
+            Phase::Open(s) => s.written(n),
+            _ => self.advance_transmit(n),
+        }
+    }
+
+    /// The configuration the connection was accepted with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// What every adapter's server executes: [`ServerConnection`] (ws://) or
+/// `server::tls::TlsConnection` (wss://, the same
+/// machine under TLS), one executor loop for both (see the
+/// [module docs](self) for that loop). The methods are
+/// [`ServerConnection`]'s, with the same meaning for every implementor: raw
+/// socket bytes go into [`read_buf`](Self::read_buf), and what
+/// [`Transmit`] (or [`take_for_write`](Self::take_for_write)) hands out goes
+/// to the socket as it is.
+///
+/// Adapters take it as a generic parameter, monomorphised per implementor:
+/// the plaintext path runs exactly the code it ran before the trait existed.
+pub trait Served: Transmit + Send + std::fmt::Debug + 'static {
+    /// The application's handler.
+    type Handler: Handler;
+
+    /// Where to read the next socket bytes into (read straight into its
+    /// spare capacity, then [`poll`](Self::poll)).
+    fn read_buf(&mut self) -> &mut BytesMut;
+    /// The peer ended its side (a read returned zero bytes).
+    fn handle_eof(&mut self);
+    /// Does everything that needs no I/O at `now` (see
+    /// [`ServerConnection::poll`]). An error is for logging; the executor
+    /// carries on until [`is_finished`](Self::is_finished).
+    fn poll(&mut self, now: Instant) -> Result<(), Error>;
+    /// Whether to read from the socket now.
+    fn wants_read(&self) -> bool;
+    /// Bytes queued for the socket now.
+    fn buffered_transmit(&self) -> usize;
+    /// Whether bytes are queued for the socket.
+    fn wants_write(&self) -> bool;
+    /// Whether to shut the socket's write side now; call
+    /// [`write_shut`](Self::write_shut) after.
+    fn wants_write_shutdown(&self) -> bool;
+    /// The socket's write side is shut.
+    fn write_shut(&mut self);
+    /// When [`poll`](Self::poll) next needs calling for a timer.
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant>;
+    /// Whether the connection is over: close the socket.
+    fn is_finished(&self) -> bool;
+    /// Whether the connection was upgraded (and not yet over).
+    fn is_open(&self) -> bool;
+    /// Whether the session is paused by the hub's congestion.
+    fn is_paused(&self) -> bool;
+    /// The WebSocket session, once upgraded.
+    fn session(&mut self) -> Option<&mut ServerSession<Self::Handler>>;
+    /// Frees empty buffers; call when the socket has no more to read and
+    /// the executor is about to wait.
+    fn release_idle_buffers(&mut self);
+    /// The queued bytes for one write made outside the executor's lock;
+    /// they count as queued until [`written`](Self::written) (see
+    /// [`ServerConnection::take_for_write`]).
+    fn take_for_write(&mut self) -> Bytes;
+    /// `n` bytes taken by [`take_for_write`](Self::take_for_write) are on
+    /// the wire.
+    fn written(&mut self, n: usize);
+}
+
+impl<H: Handler> Served for ServerConnection<H> {
+    type Handler = H;
+
+    #[inline]
+    fn read_buf(&mut self) -> &mut BytesMut {
+        ServerConnection::read_buf(self)
+    }
+    #[inline]
+    fn handle_eof(&mut self) {
+        ServerConnection::handle_eof(self)
+    }
+    #[inline]
+    fn poll(&mut self, now: Instant) -> Result<(), Error> {
+        ServerConnection::poll(self, now)
+    }
+    #[inline]
+    fn wants_read(&self) -> bool {
+        ServerConnection::wants_read(self)
+    }
+    #[inline]
+    fn buffered_transmit(&self) -> usize {
+        ServerConnection::buffered_transmit(self)
+    }
+    #[inline]
+    fn wants_write(&self) -> bool {
+        ServerConnection::wants_write(self)
+    }
+    #[inline]
+    fn wants_write_shutdown(&self) -> bool {
+        ServerConnection::wants_write_shutdown(self)
+    }
+    #[inline]
+    fn write_shut(&mut self) {
+        ServerConnection::write_shut(self)
+    }
+    #[inline]
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        ServerConnection::poll_timeout(self, now)
+    }
+    #[inline]
+    fn is_finished(&self) -> bool {
+        ServerConnection::is_finished(self)
+    }
+    #[inline]
+    fn is_open(&self) -> bool {
+        ServerConnection::is_open(self)
+    }
+    #[inline]
+    fn is_paused(&self) -> bool {
+        ServerConnection::is_paused(self)
+    }
+    #[inline]
+    fn session(&mut self) -> Option<&mut ServerSession<H>> {
+        ServerConnection::session(self)
+    }
+    #[inline]
+    fn release_idle_buffers(&mut self) {
+        ServerConnection::release_idle_buffers(self)
+    }
+    #[inline]
+    fn take_for_write(&mut self) -> Bytes {
+        ServerConnection::take_for_write(self)
+    }
+    #[inline]
+    fn written(&mut self, n: usize) {
+        ServerConnection::written(self, n)
+    }
 }
 
 impl<H: Handler> Transmit for ServerConnection<H> {
@@ -389,15 +562,18 @@ mod tests {
     /// Everything queued, as one write loop would drain it.
     fn drain(c: &mut ServerConnection<Echo>) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::rt::write::write_transmit(c, |slices| {
-            let n: usize = slices.iter().map(|s| s.len()).sum();
-            for s in slices {
+        loop {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let count = c.transmit_slices(&mut slices);
+            let n: usize = slices[..count].iter().map(|s| s.len()).sum();
+            if n == 0 {
+                return out;
+            }
+            for s in &slices[..count] {
                 out.extend_from_slice(s);
             }
-            Ok(n)
-        })
-        .unwrap();
-        out
+            c.advance_transmit(n);
+        }
     }
 
     fn upgrade_request() -> (ClientHandshake, bytes::Bytes) {
