@@ -10,9 +10,16 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 use ws_core::rt::reconnect::Reconnect;
+use ws_core::rt::tls;
+use ws_core::rt::tls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use ws_core::rt::tls::rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
+use ws_core::rt::tls::rustls::pki_types::UnixTime;
+use ws_core::rt::tls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use ws_core::rt::tls::{CertificateDer, ServerName};
 use ws_core::server::hub::FlowControl;
 use ws_core::server::site::ServerMode;
-use ws_core::server::tls::rustls::ServerConfig;
 use ws_core::{CloseCode, Error, Message};
 
 /// Which adapter crate (and runtime) to run on.
@@ -67,55 +74,30 @@ impl From<Mode> for ServerMode {
     }
 }
 
-fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr, tls: bool) {
-    let (ws, http) = if tls {
-        ("wss", "https")
-    } else {
-        ("ws", "http")
-    };
+fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr) {
     let page = if mode == ServerMode::Chat {
-        format!(", test page at {http}://{addr}/")
+        format!(", test page at http://{addr}/")
     } else {
         String::new()
     };
     println!(
-        "ws-server ({mode:?}, {}) listening on {ws}://{addr}/{page}",
+        "ws-server ({mode:?}, {}) listening on ws://{addr}/{page}",
         rt.name()
     );
-}
-
-/// The server's TLS configuration from a PEM certificate chain file (leaf
-/// first) and a PEM private key file (`ws-server --tls-cert --tls-key`):
-/// rustls' ring provider, TLS 1.3 and 1.2, ALPN http/1.1 (see
-/// [`ws_core::server::tls::server_config_from_pem`]).
-pub fn server_tls(
-    cert_path: &std::path::Path,
-    key_path: &std::path::Path,
-) -> io::Result<Arc<ServerConfig>> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-    };
-    let (cert, key) = (read(cert_path)?, read(key_path)?);
-    ws_core::server::tls::server_config_from_pem(&cert, &key)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// Runs the server until the process is stopped. `threads` sets the worker
 /// count of the async runtimes (1 = single-threaded, as in the benchmarks);
 /// the blocking server always uses a thread per connection. `flow` sets the
-/// broadcast queues' limits. With `tls` it serves wss:// and the page over
-/// https:// ([`server_tls`] builds it from PEM files).
+/// broadcast queues' limits.
 pub fn run_server(
     rt: Runtime,
     addr: &str,
     mode: ServerMode,
     threads: usize,
     flow: FlowControl,
-    tls: Option<Arc<ServerConfig>>,
 ) -> io::Result<()> {
     let threads = threads.max(1);
-    let secure = tls.is_some();
     match rt {
         Runtime::Tokio => {
             let mut builder = if threads == 1 {
@@ -126,12 +108,12 @@ pub fn run_server(
                 b
             };
             builder.enable_all().build()?.block_on(async {
-                let mut server = ws_tokio::Server::new(addr).mode(mode).flow_control(flow);
-                if let Some(tls) = tls {
-                    server = server.tls(tls);
-                }
-                let server = server.start().await?;
-                announce(mode, rt, server.local_addr(), secure);
+                let server = ws_tokio::Server::new(addr)
+                    .mode(mode)
+                    .flow_control(flow)
+                    .start()
+                    .await?;
+                announce(mode, rt, server.local_addr());
                 std::future::pending::<io::Result<()>>().await
             })
         }
@@ -139,38 +121,33 @@ pub fn run_server(
             // async-std sizes its global executor from this variable on first use.
             set_env_once("ASYNC_STD_THREAD_COUNT", threads);
             async_std::task::block_on(async {
-                let mut server = ws_async_std::Server::new(addr)
+                let server = ws_async_std::Server::new(addr)
                     .mode(mode)
-                    .flow_control(flow);
-                if let Some(tls) = tls {
-                    server = server.tls(tls);
-                }
-                let server = server.start().await?;
-                announce(mode, rt, server.local_addr(), secure);
+                    .flow_control(flow)
+                    .start()
+                    .await?;
+                announce(mode, rt, server.local_addr());
                 std::future::pending::<io::Result<()>>().await
             })
         }
         Runtime::Smol => {
             set_env_once("SMOL_THREADS", threads);
             smol::block_on(async {
-                let mut server = ws_async_std::smol::Server::new(addr)
+                let server = ws_async_std::smol::Server::new(addr)
                     .mode(mode)
-                    .flow_control(flow);
-                if let Some(tls) = tls {
-                    server = server.tls(tls);
-                }
-                let server = server.start().await?;
-                announce(mode, rt, server.local_addr(), secure);
+                    .flow_control(flow)
+                    .start()
+                    .await?;
+                announce(mode, rt, server.local_addr());
                 std::future::pending::<io::Result<()>>().await
             })
         }
         Runtime::Blocking => {
-            let mut server = ws_blocking::Server::new(addr).mode(mode).flow_control(flow);
-            if let Some(tls) = tls {
-                server = server.tls(tls);
-            }
-            let server = server.start()?;
-            announce(mode, rt, server.local_addr(), secure);
+            let server = ws_blocking::Server::new(addr)
+                .mode(mode)
+                .flow_control(flow)
+                .start()?;
+            announce(mode, rt, server.local_addr());
             loop {
                 std::thread::park();
             }
@@ -197,7 +174,15 @@ fn set_env_once(name: &str, value: usize) {
 /// at the upgrade, or the policy's attempts used up; the session then
 /// ends with that error). A close with a code the policy marks final ends
 /// the session as without a policy.
-pub fn run_client(rt: Runtime, url: &str, reconnect: Option<Reconnect>) -> Result<(), Error> {
+///
+/// A `wss://` URL uses `tls` if given ([`client_tls`] builds it from the
+/// command line's `--ca` and `--insecure`), else the default roots.
+pub fn run_client(
+    rt: Runtime,
+    url: &str,
+    reconnect: Option<Reconnect>,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<(), Error> {
     match rt {
         Runtime::Tokio => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -207,6 +192,9 @@ pub fn run_client(rt: Runtime, url: &str, reconnect: Option<Reconnect>) -> Resul
                 let mut client = ws_tokio::Client::new(url)?;
                 if let Some(policy) = reconnect {
                     client = client.reconnect(policy);
+                }
+                if let Some(tls) = tls {
+                    client = client.with_tls(tls);
                 }
                 client.connect().await?;
                 client.run_interactive().await
@@ -221,6 +209,9 @@ pub fn run_client(rt: Runtime, url: &str, reconnect: Option<Reconnect>) -> Resul
             if let Some(policy) = reconnect {
                 client = client.reconnect(policy);
             }
+            if let Some(tls) = tls {
+                client = client.with_tls(tls);
+            }
             client.connect().await?;
             client.run_interactive().await
         }),
@@ -228,6 +219,9 @@ pub fn run_client(rt: Runtime, url: &str, reconnect: Option<Reconnect>) -> Resul
             let mut client = ws_async_std::smol::Client::new(url)?;
             if let Some(policy) = reconnect {
                 client = client.reconnect(policy);
+            }
+            if let Some(tls) = tls {
+                client = client.with_tls(tls);
             }
             client.connect().await?;
             client.run_interactive().await
@@ -237,9 +231,118 @@ pub fn run_client(rt: Runtime, url: &str, reconnect: Option<Reconnect>) -> Resul
             if let Some(policy) = reconnect {
                 client = client.reconnect(policy);
             }
+            if let Some(tls) = tls {
+                client = client.with_tls(tls);
+            }
             client.connect()?;
             client.run_interactive()
         }
+    }
+}
+
+/// The TLS configuration `ws-client` uses for `wss://`: `None` (the
+/// default roots) unless `ca_files` adds roots (PEM, each file one or more
+/// certificates) or `insecure` turns verification off. Insecure prints a
+/// warning on stderr; it and `ca_files` are exclusive (the binary's flags
+/// conflict).
+///
+/// # Errors
+///
+/// A file that cannot be read, or holds no usable certificate.
+pub fn client_tls(
+    ca_files: &[std::path::PathBuf],
+    insecure: bool,
+) -> Result<Option<Arc<ClientConfig>>, Error> {
+    if insecure {
+        eprintln!(
+            "ws-client: WARNING: --insecure: the server's certificate is NOT verified; \
+             anyone on the path can read and change this connection"
+        );
+        return Ok(Some(insecure_tls_config()));
+    }
+    if ca_files.is_empty() {
+        return Ok(None);
+    }
+    let mut extra = Vec::new();
+    for file in ca_files {
+        let pem = std::fs::read(file).map_err(|e| {
+            Error::Io(io::Error::new(
+                e.kind(),
+                format!("--ca {}: {e}", file.display()),
+            ))
+        })?;
+        let certs = tls::certs_from_pem(&pem).map_err(|e| {
+            Error::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("--ca {}: {e}", file.display()),
+            ))
+        })?;
+        extra.extend(certs);
+    }
+    Ok(Some(tls::client_config_with_extra_roots(extra)?))
+}
+
+/// A client configuration that accepts any server certificate (the
+/// handshake's signatures are still checked, so the session key is the
+/// certificate's, whoever it belongs to): `ws-client --insecure`, for a
+/// test server with a throwaway certificate. Never the default, and not
+/// in the library crates.
+pub fn insecure_tls_config() -> Arc<ClientConfig> {
+    let verifier = AcceptAnyCertificate(tls::provider());
+    Arc::new(
+        tls::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth(),
+    )
+}
+
+/// The verifier behind [`insecure_tls_config`].
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<tls::rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, tls::rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tls::rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tls::rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -4,6 +4,7 @@
 //! the bottom instantiates each one per runtime.
 
 mod support;
+mod tls_echo;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use examples::Runtime;
 use support::{RawClient, TestServer, raw_http};
+use tls_echo::{TestCa, TlsEchoServer};
 use ws_core::server::hub::SLOW_CLIENT_CLOSE;
 use ws_core::server::site::ServerMode;
 use ws_core::{CloseCode, Config, Error, Message};
@@ -266,16 +268,69 @@ fn client_surface_sends_and_receives(rt: Runtime) {
     server.wait_for_clients(0);
 }
 
-fn wss_urls_are_refused_clearly(rt: Runtime) {
-    let err = match rt {
-        Runtime::Tokio => ws_tokio::Client::new("wss://127.0.0.1:1/").err(),
-        Runtime::AsyncStd => ws_async_std::Client::new("wss://127.0.0.1:1/").err(),
-        Runtime::Smol => ws_async_std::smol::Client::new("wss://127.0.0.1:1/").err(),
-        Runtime::Blocking => ws_blocking::Client::new("wss://127.0.0.1:1/").err(),
+/// wss:// connects on every runtime's client (a TLS echo server from the
+/// test's own CA, trusted through `with_tls`); a scheme other than ws and
+/// wss is still refused with a clear URL error.
+fn wss_connects_and_other_schemes_are_refused_clearly(rt: Runtime) {
+    let ca = TestCa::new("ws test CA");
+    let server = TlsEchoServer::start(&ca.issue(&["localhost", "127.0.0.1"]));
+    let (url, tls) = (server.url("/"), ca.client_config());
+    let text = Message::text("over TLS");
+    let echo = match rt {
+        Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut c = ws_tokio::Client::new(&url)?.with_tls(tls);
+                c.connect().await?;
+                c.send_message("over TLS").await?;
+                let echo = c.recv().await;
+                c.close().await?;
+                Ok::<_, Error>(echo)
+            }),
+        Runtime::AsyncStd => async_std::task::block_on(async {
+            let mut c = ws_async_std::Client::new(&url)?.with_tls(tls);
+            c.connect().await?;
+            c.send_message("over TLS").await?;
+            let echo = c.recv().await;
+            c.close().await?;
+            Ok::<_, Error>(echo)
+        }),
+        Runtime::Smol => smol::block_on(async {
+            let mut c = ws_async_std::smol::Client::new(&url)?.with_tls(tls);
+            c.connect().await?;
+            c.send_message("over TLS").await?;
+            let echo = c.recv().await;
+            c.close().await?;
+            Ok::<_, Error>(echo)
+        }),
+        Runtime::Blocking => (|| {
+            let mut c = ws_blocking::Client::new(&url)?.with_tls(tls);
+            c.connect()?;
+            c.send_message("over TLS")?;
+            let echo = c.recv();
+            c.close()?;
+            Ok::<_, Error>(echo)
+        })(),
     };
-    let err = err.expect("wss:// must be refused");
+    assert_eq!(echo.unwrap().unwrap().unwrap(), text);
+    assert_eq!(server.wait_endings(1), [tls_echo::Ending::CloseNotify]);
+
+    let https = "https://127.0.0.1:1/";
+    let err = match rt {
+        Runtime::Tokio => ws_tokio::Client::new(https).err(),
+        Runtime::AsyncStd => ws_async_std::Client::new(https).err(),
+        Runtime::Smol => ws_async_std::smol::Client::new(https).err(),
+        Runtime::Blocking => ws_blocking::Client::new(https).err(),
+    };
+    let err = err.expect("https:// must be refused");
     assert!(
-        matches!(err, Error::Url(ws_core::url::UrlError::TlsNotSupported)),
+        matches!(&err, Error::Url(ws_core::url::UrlError::UnsupportedScheme(s)) if &**s == "https"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("expected ws:// or wss://"),
         "{err}"
     );
 }
@@ -293,7 +348,7 @@ macro_rules! suite {
             #[test] fn handshake_rejections_keep_the_server_serving() { super::handshake_rejections_keep_the_server_serving($rt) }
             #[test] fn interactive_client_through_a_pipe() { super::interactive_client_through_a_pipe($rt) }
             #[test] fn client_surface_sends_and_receives() { super::client_surface_sends_and_receives($rt) }
-            #[test] fn wss_urls_are_refused_clearly() { super::wss_urls_are_refused_clearly($rt) }
+            #[test] fn wss_connects_and_other_schemes_are_refused_clearly() { super::wss_connects_and_other_schemes_are_refused_clearly($rt) }
         }
     )*};
 }

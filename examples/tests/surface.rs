@@ -25,18 +25,20 @@ macro_rules! surface {
         rt = $($rt:ident)::+,
         krate = $krate:ident,
         tcp = $tcp:ty,
+        client_io = $client_io:ty,
         block_on = $block_on:expr,
         [$($aw:tt)*]
     ) => {
         mod $name {
             use super::wait_until;
             use std::time::Duration;
-            use $($rt)::+::{Client, Server, ServerHandle, connect, connect_with};
+            use $($rt)::+::{Client, Server, ServerHandle, connect, connect_tls, connect_with};
             use $krate::{
                 BroadcastReport, ClientId, CloseCode, Config, ConnectionHandle, Error,
-                FlowControl, Handler, HubStats, Message, ServerMode, WebSocketStream, WsReader,
-                WsWriter,
+                FlowControl, Handler, HubStats, Message, MaybeTls, ServerMode, WebSocketStream,
+                WsReader, WsWriter,
             };
+            use $krate::tls::{TlsError, TlsErrorKind};
             use $krate::handler::{Chat, Echo, Refusal, Request, Socket, Upgrade};
 
             #[test]
@@ -51,6 +53,11 @@ macro_rules! surface {
                 fn handler_items<H: Handler>(_: &Request, _: &mut Socket<'_>, _: Upgrade<H::State>, _: Refusal, _: ConnectionHandle) {}
                 let _ = handler_items::<Echo>;
                 let _ = Client::run_interactive;
+                // wss:// (exercised by tests/tls_client.rs).
+                let _ = connect_tls;
+                let _ = |c: Client| c.with_tls($krate::tls::client_config($krate::tls::rustls::RootCertStore::empty()));
+                let _ = |s: &MaybeTls<$tcp>| s.is_tls();
+                let _ = |e: &Error| TlsError::find(e).map(TlsError::kind) == Some(TlsErrorKind::NameMismatch);
                 let _ = WebSocketStream::<$tcp>::from_raw;
 
                 #[allow(clippy::redundant_closure_call)]
@@ -131,7 +138,7 @@ macro_rules! surface {
 
                     // Split: the writer sends, the reader reads; the close
                     // comes back to the reader, then the end.
-                    let (mut reader, mut writer): (WsReader<$tcp>, WsWriter<$tcp>) = ws.split();
+                    let (mut reader, mut writer): (WsReader<$client_io>, WsWriter<$client_io>) = ws.split();
                     writer.send_text("split") $($aw)*.unwrap();
                     writer.send(Message::text("split 2")) $($aw)*.unwrap();
                     assert_eq!(reader.recv() $($aw)*.unwrap().unwrap(), Message::text("split"));
@@ -165,6 +172,7 @@ surface!(
     rt = ws_tokio,
     krate = ws_tokio,
     tcp = tokio::net::TcpStream,
+    client_io = ws_tokio::MaybeTls<tokio::net::TcpStream>,
     block_on = |f| tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -178,6 +186,7 @@ surface!(
     rt = ws_async_std,
     krate = ws_async_std,
     tcp = async_std::net::TcpStream,
+    client_io = ws_async_std::MaybeTls<async_std::net::TcpStream>,
     block_on = async_std::task::block_on,
     [.await]
 );
@@ -186,6 +195,7 @@ surface!(
     rt = ws_async_std::smol,
     krate = ws_async_std,
     tcp = smol::net::TcpStream,
+    client_io = ws_async_std::MaybeTls<smol::net::TcpStream>,
     block_on = smol::block_on,
     [.await]
 );
@@ -194,6 +204,7 @@ surface!(
     rt = ws_blocking,
     krate = ws_blocking,
     tcp = std::net::TcpStream,
+    client_io = ws_blocking::MaybeTls<std::net::TcpStream>,
     // Any executor: the blocking calls inside complete before it polls again.
     block_on = smol::block_on,
     []

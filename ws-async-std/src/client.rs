@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -11,31 +12,34 @@ use futures_util::io::{AsyncBufReadExt, BufReader};
 use ws_core::Config;
 use ws_core::handshake::Response;
 use ws_core::rt::client::Connector;
+use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
 
 use crate::runtime::Runtime;
 use crate::split::{Alarm, Io};
-use crate::{Result, WebSocketStream};
+use crate::{MaybeTls, Result, WebSocketStream};
 
 /// ws-core's client on runtime `R` (the crate root's `Client` on async-std,
 /// `smol::Client` on smol).
 pub(crate) type Client<R> = ws_core::rt::client::Client<On<R>>;
 
 /// What runtime `R` supplies to ws-core's client: its `TcpStream`
-/// connection, async-io's timer, stdin read on a blocking thread
-/// ([`blocking::Unblock`]) and stdout.
+/// connection (with futures-rustls for `wss://`), async-io's timer, stdin
+/// read on a blocking thread ([`blocking::Unblock`]) and stdout.
 #[derive(Debug)]
 pub struct On<R>(PhantomData<R>);
 
 impl<R: Runtime> Connector for On<R> {
-    type Io = Io<R::TcpStream>;
+    type Io = Io<MaybeTls<R::TcpStream>>;
     type Timer = Alarm;
+    type TlsConfig = Arc<ClientConfig>;
 
     async fn connect(
         url: &WsUrl,
         config: Config,
-    ) -> Result<(WebSocketStream<R::TcpStream>, Response)> {
-        crate::handshake::connect_on::<R>(&url.to_string(), config).await
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Result<(WebSocketStream<MaybeTls<R::TcpStream>>, Response)> {
+        crate::handshake::connect_url::<R>(url, config, tls).await
     }
 
     async fn sleep(delay: Duration) {

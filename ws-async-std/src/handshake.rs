@@ -145,21 +145,46 @@ where
     ))
 }
 
-/// `connect`/`connect_with` for runtime `R`: parse the URL (`wss://` is
-/// [`UrlError::TlsNotSupported`](ws_core::url::UrlError::TlsNotSupported)),
-/// connect TCP, handshake; the last two bounded together by the handshake
-/// timeout.
+/// `connect`/`connect_with`/`connect_tls` for runtime `R`: parse the URL,
+/// set TLS up (`wss://`: `tls`, or the default configuration), connect
+/// TCP, TLS handshake, WebSocket handshake; the last three bounded together
+/// by the handshake timeout.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 pub(crate) async fn connect_on<R: crate::runtime::Runtime>(
     url: &str,
     config: Config,
-) -> Result<(WebSocketStream<R::TcpStream>, Response)> {
-    let url = ws_core::url::WsUrl::parse(url)?;
-    let req = ClientRequest::from_url(&url);
+    tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
+) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
+    connect_url::<R>(&ws_core::url::WsUrl::parse(url)?, config, tls).await
+}
+
+/// [`connect_on`] for an already parsed URL.
+#[cfg(any(feature = "async-std", feature = "smol"))]
+pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
+    url: &ws_core::url::WsUrl,
+    config: Config,
+    tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
+) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
+    use ws_core::rt::tls;
+    // The TLS setup fails before any I/O.
+    let tls = if url.is_tls() {
+        let tls = match tls {
+            Some(tls) => tls,
+            None => tls::default_client_config()?,
+        };
+        Some((tls::server_name(url)?, tls))
+    } else {
+        None
+    };
+    let req = ClientRequest::from_url(url);
     let limit = config.get_handshake_timeout();
     handshake_timeout(limit, async {
         let tcp = R::connect_tcp(url.host(), url.port()).await?;
-        client_handshake_untimed(tcp, &req, config).await
+        let io = match tls {
+            None => crate::MaybeTls::Plain(tcp),
+            Some((name, tls)) => crate::maybe_tls::tls_handshake(tcp, name, tls).await?,
+        };
+        client_handshake_untimed(io, &req, config).await
     })
     .await
 }

@@ -9,8 +9,10 @@
 //! bookkeeping) lives in ws-core; this crate only moves bytes, owns timers,
 //! and spawns tasks.
 //!
-//! - The crate root's [`Server`], [`ServerHandle`], [`Client`], [`connect`]
-//!   and [`connect_with`] run on **async-std** (cargo feature `async-std`).
+//! - The crate root's [`Server`], [`ServerHandle`], [`Client`], [`connect`],
+//!   [`connect_with`] and [`connect_tls`] run on **async-std** (cargo
+//!   feature `async-std`). Clients speak `ws://` and `wss://` (rustls
+//!   through futures-rustls, see [`tls`]).
 //! - The [`smol`] module has the same surface running on
 //!   **smol** (cargo feature `smol`). async-std is deprecated upstream in
 //!   favour of smol; both features are on by default.
@@ -95,6 +97,7 @@
 mod client;
 mod handshake;
 mod io;
+mod maybe_tls;
 #[cfg(any(feature = "async-std", feature = "smol"))]
 mod runtime;
 #[cfg(any(feature = "async-std", feature = "smol"))]
@@ -103,6 +106,7 @@ mod split;
 mod stream;
 
 pub use handshake::{accept, accept_with, client_handshake};
+pub use maybe_tls::MaybeTls;
 pub use split::{Alarm, Io, SplitIo, WsReader, WsWriter};
 pub use stream::WebSocketStream;
 pub use ws_core::rt::reconnect::Reconnect;
@@ -119,6 +123,15 @@ pub mod handler {
 }
 pub use ws_core::server::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
+
+/// TLS for `wss://` clients: ws-core's [`ws_core::rt::tls`] (rustls
+/// configurations built with the ring provider, the default roots, roots
+/// from PEM, TLS errors by kind, and `rustls` itself), and the halves of a
+/// split [`MaybeTls`].
+pub mod tls {
+    pub use crate::maybe_tls::{ReadHalf, WriteHalf};
+    pub use ws_core::rt::tls::*;
+}
 
 /// The result type of every fallible operation in this crate.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -171,36 +184,67 @@ mod async_std_api {
     /// interactive stdin/stdout mode).
     pub type Client = crate::client::Client<AsyncStd>;
 
-    /// Connects to a `ws://` URL over an async-std `TcpStream` with
-    /// [`Config::default()`](crate::Config); `wss://` fails with
-    /// [`UrlError::TlsNotSupported`](ws_core::url::UrlError::TlsNotSupported).
-    /// TCP connect and handshake together are bounded by the handshake timeout.
+    /// Connects to a `ws://` or `wss://` URL over an async-std `TcpStream` with
+    /// [`Config::default()`](crate::Config); see [`connect_with`].
     pub async fn connect(
         url: &str,
     ) -> crate::Result<(
-        crate::WebSocketStream<async_std::net::TcpStream>,
+        crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, crate::Config::default()).await
+        crate::handshake::connect_on::<AsyncStd>(url, crate::Config::default(), None).await
     }
 
-    /// [`connect`] with an explicit [`Config`](crate::Config).
+    /// Connects to a `ws://` or `wss://` URL with `config`. `wss://`
+    /// verifies the server against the default roots
+    /// ([`tls::default_client_config`](crate::tls::default_client_config),
+    /// chosen by this crate's cargo features); [`connect_tls`] takes a
+    /// configuration of your own. The TCP connect, the TLS handshake and
+    /// the WebSocket handshake together are bounded by the handshake
+    /// timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`](crate::Error::Url) for an unusable URL (a scheme
+    /// other than `ws`/`wss`), [`Error::Timeout`](crate::Error::Timeout)
+    /// when the handshake timeout passed, a TLS failure as a
+    /// [`TlsError`](crate::tls::TlsError) inside
+    /// [`Error::Io`](crate::Error::Io) (an untrusted certificate, a name
+    /// mismatch, a protocol error: see
+    /// [`TlsError::find`](crate::tls::TlsError::find)),
+    /// [`Error::Handshake`](crate::Error::Handshake) when the server
+    /// refuses the upgrade.
     pub async fn connect_with(
         url: &str,
         config: crate::Config,
     ) -> crate::Result<(
-        crate::WebSocketStream<async_std::net::TcpStream>,
+        crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, config).await
+        crate::handshake::connect_on::<AsyncStd>(url, config, None).await
+    }
+
+    /// [`connect_with`] using `tls` for a `wss://` URL instead of the
+    /// default configuration: your roots, client certificate, ALPN (build
+    /// it with [`tls::builder`](crate::tls::builder) so no process-level
+    /// crypto provider is needed). A `ws://` URL connects without TLS.
+    pub async fn connect_tls(
+        url: &str,
+        config: crate::Config,
+        tls: std::sync::Arc<crate::tls::rustls::ClientConfig>,
+    ) -> crate::Result<(
+        crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
+        ws_core::handshake::Response,
+    )> {
+        crate::handshake::connect_on::<AsyncStd>(url, config, Some(tls)).await
     }
 }
 #[cfg(feature = "async-std")]
-pub use async_std_api::{Client, Server, ServerHandle, connect, connect_with};
+pub use async_std_api::{Client, Server, ServerHandle, connect, connect_tls, connect_with};
 
-/// The same `Server`, `ServerHandle`, `Client`, `connect` and `connect_with`
-/// as the crate root, running on smol (tasks on smol's global executor,
-/// `connect` returning a `smol::net::TcpStream`).
+/// The same `Server`, `ServerHandle`, `Client`, `connect`, `connect_with`
+/// and `connect_tls` as the crate root, running on smol (tasks on smol's
+/// global executor, `connect` over a `smol::net::TcpStream`).
 #[cfg(feature = "smol")]
 pub mod smol {
     use crate::ServerMode;
@@ -246,27 +290,58 @@ pub mod smol {
     /// interactive stdin/stdout mode).
     pub type Client = crate::client::Client<Smol>;
 
-    /// Connects to a `ws://` URL over a smol `TcpStream` with
-    /// [`Config::default()`](crate::Config); `wss://` fails with
-    /// [`UrlError::TlsNotSupported`](ws_core::url::UrlError::TlsNotSupported).
-    /// TCP connect and handshake together are bounded by the handshake timeout.
+    /// Connects to a `ws://` or `wss://` URL over a smol `TcpStream` with
+    /// [`Config::default()`](crate::Config); see [`connect_with`].
     pub async fn connect(
         url: &str,
     ) -> crate::Result<(
-        crate::WebSocketStream<::smol::net::TcpStream>,
+        crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, crate::Config::default()).await
+        crate::handshake::connect_on::<Smol>(url, crate::Config::default(), None).await
     }
 
-    /// [`connect`] with an explicit [`Config`](crate::Config).
+    /// Connects to a `ws://` or `wss://` URL with `config`. `wss://`
+    /// verifies the server against the default roots
+    /// ([`tls::default_client_config`](crate::tls::default_client_config),
+    /// chosen by this crate's cargo features); [`connect_tls`] takes a
+    /// configuration of your own. The TCP connect, the TLS handshake and
+    /// the WebSocket handshake together are bounded by the handshake
+    /// timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`](crate::Error::Url) for an unusable URL (a scheme
+    /// other than `ws`/`wss`), [`Error::Timeout`](crate::Error::Timeout)
+    /// when the handshake timeout passed, a TLS failure as a
+    /// [`TlsError`](crate::tls::TlsError) inside
+    /// [`Error::Io`](crate::Error::Io) (an untrusted certificate, a name
+    /// mismatch, a protocol error: see
+    /// [`TlsError::find`](crate::tls::TlsError::find)),
+    /// [`Error::Handshake`](crate::Error::Handshake) when the server
+    /// refuses the upgrade.
     pub async fn connect_with(
         url: &str,
         config: crate::Config,
     ) -> crate::Result<(
-        crate::WebSocketStream<::smol::net::TcpStream>,
+        crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, config).await
+        crate::handshake::connect_on::<Smol>(url, config, None).await
+    }
+
+    /// [`connect_with`] using `tls` for a `wss://` URL instead of the
+    /// default configuration: your roots, client certificate, ALPN (build
+    /// it with [`tls::builder`](crate::tls::builder) so no process-level
+    /// crypto provider is needed). A `ws://` URL connects without TLS.
+    pub async fn connect_tls(
+        url: &str,
+        config: crate::Config,
+        tls: std::sync::Arc<crate::tls::rustls::ClientConfig>,
+    ) -> crate::Result<(
+        crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
+        ws_core::handshake::Response,
+    )> {
+        crate::handshake::connect_on::<Smol>(url, config, Some(tls)).await
     }
 }

@@ -15,12 +15,13 @@ use std::thread;
 
 use ws_core::handshake::Response;
 use ws_core::rt::reconnect::{Backoff, Reconnect, connect_with_retries_blocking};
+use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::server::session::display_line;
 use ws_core::url::WsUrl;
 use ws_core::{CloseCode, CloseFrame, Config, Error, Message};
 
 use crate::Result;
-use crate::handshake::connect_url;
+use crate::handshake::{MaybeTls, connect_url};
 use crate::stream::{Messages, WebSocketStream, WsReader, WsWriter};
 
 /// The hook [`Client::on_reconnect`] installs.
@@ -31,8 +32,8 @@ enum Conn {
     Idle,
     Open {
         // Boxed: the reader holds the whole receiving state.
-        reader: Box<WsReader<TcpStream>>,
-        writer: WsWriter<TcpStream>,
+        reader: Box<WsReader<MaybeTls<TcpStream>>>,
+        writer: WsWriter<MaybeTls<TcpStream>>,
     },
     Closed,
 }
@@ -47,7 +48,9 @@ enum Ending {
     Peer,
 }
 
-/// A WebSocket client for one `ws://` URL.
+/// A WebSocket client for one `ws://` or `wss://` URL (`wss://` trusts the
+/// default roots, or your configuration given to
+/// [`with_tls`](Self::with_tls)).
 ///
 /// ```no_run
 /// use ws_blocking::Client;
@@ -99,6 +102,8 @@ enum Ending {
 pub struct Client {
     url: WsUrl,
     config: Config,
+    /// The TLS configuration for `wss://`; `None`: the default.
+    tls: Option<Arc<ClientConfig>>,
     conn: Conn,
     response: Option<Response>,
     /// With a policy: its backoff.
@@ -122,6 +127,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("url", &self.url)
             .field("config", &self.config)
+            .field("own_tls_config", &self.tls.is_some())
             .field("conn", &self.conn)
             .field("response", &self.response)
             .field("policy", &self.retry.as_ref().map(Backoff::policy))
@@ -131,12 +137,13 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `url`, not yet connected. Fails on an invalid URL,
-    /// including `wss://` (`Error::Url(UrlError::TlsNotSupported)`).
+    /// A client for a `ws://` or `wss://` `url`, not yet connected. Fails on
+    /// an invalid URL (`Error::Url`), including one with another scheme.
     pub fn new(url: &str) -> Result<Client> {
         Ok(Client {
             url: WsUrl::parse(url)?,
             config: Config::default(),
+            tls: None,
             conn: Conn::Idle,
             response: None,
             retry: None,
@@ -152,6 +159,16 @@ impl Client {
     /// Uses `config` for the next [`connect`](Self::connect).
     pub fn with_config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Uses `tls` for `wss://` connections instead of the default
+    /// configuration (the default roots): your roots, client certificate,
+    /// ALPN (build it with [`tls::builder`](crate::tls::builder) to keep
+    /// the explicit crypto provider). Reconnections use it too; a `ws://`
+    /// URL ignores it.
+    pub fn with_tls(mut self, tls: Arc<ClientConfig>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -196,17 +213,19 @@ impl Client {
     /// retries at once.
     pub fn connect(&mut self) -> Result<()> {
         let (ws, response) = match self.retry.as_mut() {
-            None => connect_url(&self.url, self.config.clone())?,
+            None => connect_url(&self.url, self.config.clone(), self.tls.clone())?,
             Some(backoff) => {
-                let (url, config) = (&self.url, &self.config);
-                connect_with_retries_blocking(backoff, || connect_url(url, config.clone()))?
+                let (url, config, tls) = (&self.url, &self.config, &self.tls);
+                connect_with_retries_blocking(backoff, || {
+                    connect_url(url, config.clone(), tls.clone())
+                })?
             }
         };
         self.open(ws, response);
         Ok(())
     }
 
-    fn open(&mut self, ws: WebSocketStream<TcpStream>, response: Response) {
+    fn open(&mut self, ws: WebSocketStream<MaybeTls<TcpStream>>, response: Response) {
         let (reader, writer) = ws.split();
         self.conn = Conn::Open {
             reader: Box::new(reader),
@@ -225,7 +244,7 @@ impl Client {
     /// timeout is managed by the client.
     pub fn get_ref(&self) -> Option<&TcpStream> {
         match &self.conn {
-            Conn::Open { writer, .. } => Some(writer.get_ref()),
+            Conn::Open { writer, .. } => Some(writer.get_ref().get_ref()),
             _ => None,
         }
     }
@@ -235,7 +254,7 @@ impl Client {
         self.response.as_ref()
     }
 
-    fn writer(&mut self) -> Result<&mut WsWriter<TcpStream>> {
+    fn writer(&mut self) -> Result<&mut WsWriter<MaybeTls<TcpStream>>> {
         match &mut self.conn {
             Conn::Open { writer, .. } => Ok(writer),
             Conn::Idle => Err(Error::Closed),
@@ -245,7 +264,7 @@ impl Client {
 
     /// The writer to send with: with a policy, reconnects first when the
     /// connection is lost or the server closed it (not finally).
-    fn writer_to_send(&mut self) -> Result<&mut WsWriter<TcpStream>> {
+    fn writer_to_send(&mut self) -> Result<&mut WsWriter<MaybeTls<TcpStream>>> {
         if self.retry.is_some() {
             if matches!(self.conn, Conn::Open { .. }) && self.ending == Some(Ending::Peer) {
                 self.connection_ended();
@@ -296,7 +315,7 @@ impl Client {
     /// each reconnection.
     fn recv_relinking(
         &mut self,
-        relinked: &mut dyn FnMut(&WsWriter<TcpStream>),
+        relinked: &mut dyn FnMut(&WsWriter<MaybeTls<TcpStream>>),
     ) -> Option<Result<Message>> {
         if self.retry.is_none() {
             let reader = match &mut self.conn {
@@ -339,21 +358,23 @@ impl Client {
     /// With a policy and a lost connection: reconnects (ws-core's retry
     /// loop), runs the hook and sends its messages, then calls `relinked`.
     /// `Err` when reconnecting gave up (the end is final then).
-    fn relink(&mut self, relinked: &mut dyn FnMut(&WsWriter<TcpStream>)) -> Result<()> {
+    fn relink(&mut self, relinked: &mut dyn FnMut(&WsWriter<MaybeTls<TcpStream>>)) -> Result<()> {
         while self.lost {
             let backoff = self.retry.as_mut().expect("lost implies a policy");
-            let (url, config) = (&self.url, &self.config);
-            let (ws, response) =
-                match connect_with_retries_blocking(backoff, || connect_url(url, config.clone())) {
-                    Ok(connected) => connected,
-                    Err(e) => {
-                        self.lost = false;
-                        if self.announce {
-                            eprintln!("[gave up reconnecting: {e}]");
-                        }
-                        return Err(e);
+            let (url, config, tls) = (&self.url, &self.config, &self.tls);
+            let connected = connect_with_retries_blocking(backoff, || {
+                connect_url(url, config.clone(), tls.clone())
+            });
+            let (ws, response) = match connected {
+                Ok(connected) => connected,
+                Err(e) => {
+                    self.lost = false;
+                    if self.announce {
+                        eprintln!("[gave up reconnecting: {e}]");
                     }
-                };
+                    return Err(e);
+                }
+            };
             // Keep our flag: an interactive session may be ending meanwhile.
             let closing = self.closing.clone();
             self.open(ws, response);
@@ -557,7 +578,7 @@ struct Outbox {
 }
 
 struct Link {
-    writer: Option<WsWriter<TcpStream>>,
+    writer: Option<WsWriter<MaybeTls<TcpStream>>>,
     /// Counts the writers installed, so a failed send waits for a new one.
     generation: u64,
     /// The session is over: nothing more will be sent.
@@ -565,7 +586,7 @@ struct Link {
 }
 
 impl Outbox {
-    fn new(writer: WsWriter<TcpStream>) -> Outbox {
+    fn new(writer: WsWriter<MaybeTls<TcpStream>>) -> Outbox {
         Outbox {
             link: Mutex::new(Link {
                 writer: Some(writer),
@@ -612,7 +633,7 @@ impl Outbox {
     }
 
     /// The client reconnected: send on `writer` from now on.
-    fn relink(&self, writer: &WsWriter<TcpStream>) {
+    fn relink(&self, writer: &WsWriter<MaybeTls<TcpStream>>) {
         let mut link = self.lock();
         link.writer = Some(writer.clone());
         link.generation += 1;

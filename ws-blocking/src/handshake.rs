@@ -1,4 +1,5 @@
-//! The opening handshake over blocking transports, both roles.
+//! The opening handshake over blocking transports, both roles, and a
+//! client's transport for `ws://` and `wss://` ([`MaybeTls`]).
 //!
 //! Parsing, validation and the response bytes are ws-core's
 //! ([`ws_core::handshake`]); this module reads the head straight into the
@@ -6,14 +7,18 @@
 //! `Config::handshake_timeout` through the transport's read timeout
 //! ([`SetReadTimeout`]).
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ws_core::handshake::{
     Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
 };
+use ws_core::rt::tls::rustls::{ClientConfig, ClientConnection};
+use ws_core::rt::tls::{self, ServerName, TlsError};
 use ws_core::url::WsUrl;
 use ws_core::{Config, Error, Role, TimeoutKind};
 
@@ -177,23 +182,78 @@ where
     Ok((ws, response))
 }
 
-/// Connects to a `ws://` URL with `Config::default()`. `wss://` fails with
-/// `Error::Url(UrlError::TlsNotSupported)`.
-pub fn connect(url: &str) -> Result<(WebSocketStream<TcpStream>, Response)> {
+/// Connects to a `ws://` or `wss://` URL with `Config::default()`; see
+/// [`connect_with`].
+pub fn connect(url: &str) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     connect_with(url, Config::default())
 }
 
-/// Connects to a `ws://` URL with `config`. TCP connect and handshake
-/// together are bounded by the handshake timeout (name resolution is the
-/// system resolver's and not covered by it).
-pub fn connect_with(url: &str, config: Config) -> Result<(WebSocketStream<TcpStream>, Response)> {
-    connect_url(&WsUrl::parse(url)?, config)
+/// Connects to a `ws://` or `wss://` URL with `config`. `wss://` verifies
+/// the server against the default roots
+/// ([`tls::default_client_config`](crate::tls::default_client_config),
+/// chosen by this crate's cargo features); [`connect_tls`] takes a
+/// configuration of your own.
+///
+/// The TCP connect, the TLS handshake and the WebSocket handshake together
+/// are bounded by the handshake timeout (name resolution is the system
+/// resolver's and not covered by it).
+///
+/// # Errors
+///
+/// `Error::Url` for an unusable URL (a scheme other than `ws`/`wss`),
+/// `Error::Timeout` when the handshake timeout passed, a TLS failure as a
+/// [`TlsError`](crate::tls::TlsError) inside `Error::Io` (an untrusted
+/// certificate, a name mismatch, a protocol error: see
+/// [`TlsError::find`](crate::tls::TlsError::find)), `Error::Handshake`
+/// when the server refuses the upgrade.
+pub fn connect_with(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    connect_url(&WsUrl::parse(url)?, config, None)
 }
 
+/// [`connect_with`] using `tls` for a `wss://` URL instead of the default
+/// configuration: your roots, client certificate, ALPN. Build it with
+/// [`tls::builder`](crate::tls::builder) (or any
+/// `ClientConfig::builder_with_provider`) so no process-level crypto
+/// provider is needed. A `ws://` URL connects without TLS.
+///
+/// ```no_run
+/// use ws_blocking::tls;
+///
+/// let ca = tls::certs_from_pem(&std::fs::read("ca.pem")?)?;
+/// let config = tls::client_config(tls::root_store(ca)?); // trusts ca.pem only
+/// let (mut ws, _response) =
+///     ws_blocking::connect_tls("wss://localhost:9443/ws", ws_blocking::Config::default(), config)?;
+/// ws.send(ws_blocking::Message::text("hello"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn connect_tls(
+    url: &str,
+    config: Config,
+    tls: Arc<ClientConfig>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    connect_url(&WsUrl::parse(url)?, config, Some(tls))
+}
+
+/// [`connect_tls`] for an already parsed URL; `None` is the default TLS
+/// configuration.
 pub(crate) fn connect_url(
     url: &WsUrl,
     config: Config,
-) -> Result<(WebSocketStream<TcpStream>, Response)> {
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    // The TLS setup fails before any I/O.
+    let tls = if url.is_tls() {
+        let tls = match tls {
+            Some(tls) => tls,
+            None => tls::default_client_config()?,
+        };
+        Some((tls::server_name(url)?, tls))
+    } else {
+        None
+    };
     let deadline = Instant::now() + config.get_handshake_timeout();
     let mut last_err = None;
     let mut sock = None;
@@ -228,8 +288,335 @@ pub(crate) fn connect_url(
         return Err(Error::Timeout(TimeoutKind::Handshake));
     }
     sock.set_write_timeout(Some(left))?;
+    let io = match tls {
+        None => MaybeTls::Plain(sock),
+        Some((name, tls)) => MaybeTls::Tls(Box::new(tls_handshake(sock, name, tls, deadline)?)),
+    };
     let req = ClientRequest::from_url(url);
-    let (ws, response) = client_handshake_until(sock, &req, config, deadline)?;
-    ws.get_ref().set_write_timeout(None)?;
+    let (ws, response) = client_handshake_until(io, &req, config, deadline)?;
+    ws.get_ref().get_ref().set_write_timeout(None)?;
     Ok((ws, response))
+}
+
+// ------------------------------------------------------------------ TLS
+
+/// A client's transport: `S` itself for `ws://`, or a TLS session over `S`
+/// for `wss://` ([`TlsStream`]). It reads and writes like `S` either way
+/// (closing sends TLS close_notify before shutting `S` down), so the
+/// [`WebSocketStream`] above it is the same, and like `S` it is usable
+/// through a shared reference, so [`WebSocketStream::split`] works on it.
+pub enum MaybeTls<S> {
+    /// `ws://`: the transport itself.
+    Plain(S),
+    /// `wss://`: a TLS session over the transport (boxed: the session
+    /// state is large).
+    Tls(Box<TlsStream<S>>),
+}
+
+impl<S> MaybeTls<S> {
+    /// True for a TLS session.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+
+    /// The transport under TLS (or the plain one), for socket options.
+    pub fn get_ref(&self) -> &S {
+        match self {
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(tls) => &tls.sock,
+        }
+    }
+
+    /// The TLS session (negotiated version, cipher suite, ALPN protocol,
+    /// the server's certificates), if this is one. It is locked while the
+    /// guard lives: drop it before reading or writing the stream.
+    pub fn tls_connection(&self) -> Option<MutexGuard<'_, ClientConnection>> {
+        match self {
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(tls) => Some(tls.lock()),
+        }
+    }
+}
+
+impl<S> fmt::Debug for MaybeTls<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MaybeTls::Plain(_) => "MaybeTls::Plain",
+            MaybeTls::Tls(_) => "MaybeTls::Tls",
+        })
+    }
+}
+
+impl<S> Read for &MaybeTls<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            MaybeTls::Plain(s) => (&*s).read(buf),
+            MaybeTls::Tls(tls) => (&**tls).read(buf),
+        }
+    }
+}
+
+impl<S> Write for &MaybeTls<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            MaybeTls::Plain(s) => (&*s).write(buf),
+            MaybeTls::Tls(tls) => (&**tls).write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            MaybeTls::Plain(s) => (&*s).write_vectored(bufs),
+            MaybeTls::Tls(tls) => (&**tls).write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => (&*s).flush(),
+            MaybeTls::Tls(tls) => (&**tls).flush(),
+        }
+    }
+}
+
+impl<S> Read for MaybeTls<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl<S> Write for MaybeTls<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
+    }
+}
+
+impl<S> SetReadTimeout for MaybeTls<S>
+where
+    S: SetReadTimeout,
+    for<'a> &'a S: Read + Write,
+{
+    /// Reaches the transport under TLS: the TLS session reads it.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.get_ref().set_read_timeout(timeout)
+    }
+
+    /// For TLS, sends close_notify first (best effort), then shuts the
+    /// transport down.
+    fn close_transport(&self) -> io::Result<()> {
+        if let MaybeTls::Tls(tls) = self {
+            tls.send_close_notify();
+        }
+        self.get_ref().close_transport()
+    }
+}
+
+/// The most TLS bytes one socket read takes: what rustls takes in one
+/// `read_tls` (so a read never leaves much for later).
+const TLS_READ: usize = 4096;
+
+/// A TLS client session over `S` (rustls' [`ClientConnection`]), readable
+/// and writable through a shared reference, as `TcpStream` is, so the
+/// halves of a split stream can read and write it from two threads.
+///
+/// Not [`rustls::StreamOwned`](ws_core::rt::tls::rustls::StreamOwned): a
+/// `StreamOwned` read blocks in the socket read while it holds the
+/// session, so behind a lock a reader waiting for the peer would keep every
+/// writer out. Here a read takes the session's lock only to decrypt what
+/// it already read (the socket read itself runs unlocked), and a write
+/// holds it while it encrypts and writes. The cost: that lock on every
+/// read and write, and a reader with bytes to decrypt waits for a writer's
+/// blocking write to finish.
+pub struct TlsStream<S> {
+    conn: Mutex<ClientConnection>,
+    /// TLS bytes read from the socket that rustls did not take yet (only
+    /// the reader touches it).
+    unread: Mutex<Vec<u8>>,
+    sock: S,
+}
+
+impl<S> TlsStream<S> {
+    fn lock(&self) -> MutexGuard<'_, ClientConnection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The transport under TLS.
+    pub fn get_ref(&self) -> &S {
+        &self.sock
+    }
+}
+
+impl<S> TlsStream<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    /// Queues close_notify and writes it (best effort: the stream is
+    /// ending).
+    fn send_close_notify(&self) {
+        let mut conn = self.lock();
+        conn.send_close_notify();
+        let _ = write_records(&mut conn, &self.sock);
+    }
+
+    /// Hands rustls the TLS bytes in `unread` (once: plaintext it yields
+    /// is read before more is handed over) and writes what it answers.
+    fn take_in(&self, conn: &mut ClientConnection, unread: &mut Vec<u8>) -> io::Result<()> {
+        let mut rest = &unread[..];
+        let taken = conn.read_tls(&mut rest);
+        let consumed = unread.len() - rest.len();
+        unread.drain(..consumed);
+        taken?;
+        process(conn, &self.sock)
+    }
+}
+
+/// Decrypts what rustls holds; on a TLS error, sends the alert rustls
+/// queued (best effort) and reports the error.
+fn process(conn: &mut ClientConnection, sock: impl Write) -> io::Result<()> {
+    if let Err(e) = conn.process_new_packets() {
+        let _ = write_records(conn, sock);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    }
+    // Whatever the session answers on its own (a key update).
+    write_records(conn, sock)
+}
+
+/// Writes every TLS record the session has queued.
+fn write_records(conn: &mut ClientConnection, mut sock: impl Write) -> io::Result<()> {
+    while conn.wants_write() {
+        match conn.write_tls(&mut sock) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl<S> Read for &TlsStream<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    /// Plaintext the session holds, else one socket read (unlocked, with
+    /// the transport's read timeout) handed to rustls. `Ok(0)` only after
+    /// the server's close_notify; a transport that ends without it is
+    /// `UnexpectedEof`.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut unread = self.unread.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            {
+                let mut conn = self.lock();
+                match conn.reader().read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    r => return r,
+                }
+                if !unread.is_empty() {
+                    self.take_in(&mut conn, &mut unread)?;
+                    continue;
+                }
+            }
+            let room = buf.len().min(TLS_READ);
+            let n = (&self.sock).read(&mut buf[..room])?;
+            let mut conn = self.lock();
+            if n == 0 {
+                // The end of the transport, for rustls to judge.
+                conn.read_tls(&mut io::empty())?;
+                process(&mut conn, &self.sock)?;
+            } else {
+                unread.extend_from_slice(&buf[..n]);
+                self.take_in(&mut conn, &mut unread)?;
+            }
+        }
+    }
+}
+
+impl<S> Write for &TlsStream<S>
+where
+    for<'a> &'a S: Read + Write,
+{
+    /// Encrypts what the session takes of `buf` and writes the records. A
+    /// timeout writing them still reports the bytes taken: the records
+    /// stay queued and the next write or flush sends them.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut conn = self.lock();
+        let n = conn.writer().write(buf)?;
+        sent(n, write_records(&mut conn, &self.sock))
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut conn = self.lock();
+        let n = conn.writer().write_vectored(bufs)?;
+        sent(n, write_records(&mut conn, &self.sock))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut conn = self.lock();
+        conn.writer().flush()?;
+        write_records(&mut conn, &self.sock)?;
+        (&self.sock).flush()
+    }
+}
+
+/// `n` bytes were taken; a timeout writing their records is for the next
+/// write or flush to finish.
+fn sent(n: usize, written: io::Result<()>) -> io::Result<usize> {
+    match written {
+        Err(e) if n == 0 || !is_timeout(&e) => Err(e),
+        _ => Ok(n),
+    }
+}
+
+/// The TLS handshake on `sock` for `name`, bounded by `deadline` (the
+/// socket's timeouts are set to what is left). A rustls failure is a
+/// [`TlsError`] inside `Error::Io`.
+fn tls_handshake(
+    sock: TcpStream,
+    name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+    deadline: Instant,
+) -> Result<TlsStream<TcpStream>> {
+    let mut conn = ClientConnection::new(config, name)
+        .map_err(|e| TlsError::from_handshake(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    while conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout(TimeoutKind::Handshake));
+        }
+        sock.set_read_timeout(Some(left))?;
+        sock.set_write_timeout(Some(left))?;
+        match conn.complete_io(&mut &sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
+            Err(e) => return Err(TlsError::from_handshake(e)),
+        }
+    }
+    Ok(TlsStream {
+        conn: Mutex::new(conn),
+        unread: Mutex::new(Vec::new()),
+        sock,
+    })
 }

@@ -12,7 +12,9 @@
 //!   with [`split`](WebSocketStream::split) into a reader and a writer half
 //!   for sockets, so two threads can read and write at once.
 //! - [`accept`], [`connect`] and friends: the opening handshake, bounded by
-//!   [`Config::get_handshake_timeout`].
+//!   [`Config::get_handshake_timeout`]. Clients speak `ws://` and `wss://`
+//!   (rustls over a [`MaybeTls`] stream; [`tls`] has the configurations
+//!   and the errors).
 //! - [`Server`]: a server (threads per connection) running your
 //!   [`Handler`] (see [`handler`]), or the demo's chat and echo.
 //! - [`Client`]: a convenience client, including an interactive stdin mode.
@@ -95,7 +97,9 @@ mod server;
 mod stream;
 
 pub use client::Client;
-pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
+pub use handshake::{
+    MaybeTls, accept, accept_with, client_handshake, connect, connect_tls, connect_with,
+};
 pub use server::{Server, ServerHandle};
 pub use stream::{
     Messages, NoReadTimeout, SetReadTimeout, WebSocket, WebSocketStream, WsReader, WsWriter,
@@ -113,6 +117,15 @@ pub mod handler {
 }
 pub use ws_core::server::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
+
+/// TLS for `wss://` clients: ws-core's [`ws_core::rt::tls`] (rustls
+/// configurations built with the ring provider, the default roots, roots
+/// from PEM, TLS errors by kind, and `rustls` itself), and the
+/// [`TlsStream`](tls::TlsStream) a [`MaybeTls`] holds for `wss://`.
+pub mod tls {
+    pub use crate::handshake::TlsStream;
+    pub use ws_core::rt::tls::*;
+}
 
 /// The result type of every fallible operation in this crate.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -162,18 +162,13 @@ fn close_from_client_carries_code_and_reason_and_code_is_echoed() {
 }
 
 #[test]
-fn wss_urls_are_rejected_as_not_supported() {
+fn wss_urls_are_accepted_and_other_schemes_refused() {
+    assert!(Client::new("wss://127.0.0.1:1/").is_ok());
+    // wss:// gets as far as the TCP connect (nothing listens on port 1).
+    assert!(matches!(connect("wss://127.0.0.1:1/"), Err(Error::Io(_))));
     assert!(matches!(
-        Client::new("wss://127.0.0.1:1/"),
-        Err(Error::Url(UrlError::TlsNotSupported))
-    ));
-    assert!(matches!(
-        connect("wss://127.0.0.1:1/"),
-        Err(Error::Url(UrlError::TlsNotSupported))
-    ));
-    assert!(matches!(
-        connect_with("WSS://example.com/", Config::default()),
-        Err(Error::Url(UrlError::TlsNotSupported))
+        connect_with("HTTPS://example.com/", Config::default()),
+        Err(Error::Url(UrlError::UnsupportedScheme(_)))
     ));
 }
 

@@ -23,6 +23,9 @@
 //!   plain thread (a waker that unparks it, a timer that bounds its reads).
 //! - [`reconnect`]: a reconnecting client's policy (backoff with jitter, a
 //!   cap, stability, final endings) and its retry loops.
+//! - `tls` (cargo feature `tls`): the client side of `wss://` for every
+//!   adapter: rustls configurations with an explicit provider, default and
+//!   PEM roots, the server name, TLS errors by kind.
 //!
 //! Behind the `rt` cargo feature (on by default); the protocol layer does
 //! not need it.
@@ -34,5 +37,7 @@ pub mod halves;
 pub mod handoff;
 pub mod reconnect;
 pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wake;
 pub mod write;

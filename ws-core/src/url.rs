@@ -1,4 +1,5 @@
-//! Parsing `ws://` URLs into what a client needs to connect and handshake.
+//! Parsing `ws://` and `wss://` URLs into what a client needs to connect
+//! (and, for `wss://`, to name the server to TLS) and to handshake.
 //!
 //! Deliberately small: RFC 6455 section 3 URLs only, no general URL crate.
 //! Userinfo (`user:pass@`) is rejected rather than ignored, because silently
@@ -13,14 +14,11 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UrlError {
-    /// `wss://` needs TLS, which this library does not provide yet.
-    #[error("wss:// (WebSocket over TLS) is not supported yet; use ws://")]
-    TlsNotSupported,
     /// The URL has no `scheme://` prefix.
-    #[error("missing scheme: expected a URL starting with ws://")]
+    #[error("missing scheme: expected a URL starting with ws:// or wss://")]
     MissingScheme,
-    /// A scheme other than `ws`/`wss`.
-    #[error("unsupported scheme {0:?}: expected ws://")]
+    /// A scheme other than `ws`/`wss` (`http://`, `https://`, ...).
+    #[error("unsupported scheme {0:?}: expected ws:// or wss://")]
     UnsupportedScheme(Box<str>),
     /// Nothing between `ws://` and the port/path.
     #[error("URL has an empty host")]
@@ -44,9 +42,15 @@ pub enum UrlError {
     InvalidResource,
 }
 
-/// A parsed `ws://host[:port][/path][?query]` URL.
+/// A parsed `ws://host[:port][/path][?query]` or `wss://...` URL.
+///
+/// For `wss://` the client connects with TLS and names the server by
+/// [`host`](Self::host): a DNS name, or an IP literal (which TLS checks
+/// against the certificate's IP addresses).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WsUrl {
+    /// `wss://`: WebSocket over TLS.
+    tls: bool,
     /// Host without IPv6 brackets.
     host: String,
     port: u16,
@@ -57,21 +61,25 @@ pub struct WsUrl {
 /// The port `ws://` implies (RFC 6455 section 3).
 pub const DEFAULT_PORT: u16 = 80;
 
+/// The port `wss://` implies (RFC 6455 section 3).
+pub const DEFAULT_TLS_PORT: u16 = 443;
+
 impl WsUrl {
-    /// Parse a `ws://` URL; the scheme is case-insensitive.
+    /// Parse a `ws://` or `wss://` URL; the scheme is case-insensitive.
     ///
     /// # Errors
     ///
     /// A [`UrlError`] naming the first problem, with
-    /// [`UrlError::TlsNotSupported`] for `wss://`.
+    /// [`UrlError::UnsupportedScheme`] for any scheme but `ws` and `wss`.
     pub fn parse(s: &str) -> Result<Self, UrlError> {
         let (scheme, rest) = s.split_once("://").ok_or(UrlError::MissingScheme)?;
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(UrlError::TlsNotSupported);
-        }
-        if !scheme.eq_ignore_ascii_case("ws") {
+        let tls = if scheme.eq_ignore_ascii_case("wss") {
+            true
+        } else if scheme.eq_ignore_ascii_case("ws") {
+            false
+        } else {
             return Err(UrlError::UnsupportedScheme(scheme.into()));
-        }
+        };
         if rest.contains('#') {
             return Err(UrlError::FragmentNotAllowed);
         }
@@ -82,7 +90,7 @@ impl WsUrl {
         }
         let (host, port) = split_host_port(authority)?;
         let port = match port {
-            None => DEFAULT_PORT,
+            None => default_port(tls),
             Some(p) => parse_port(p)?,
         };
         if !resource.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
@@ -94,21 +102,39 @@ impl WsUrl {
             format!("/{resource}")
         };
         Ok(Self {
+            tls,
             host: host.to_owned(),
             port,
             resource,
         })
     }
 
+    /// True for `wss://`: the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The scheme, `"ws"` or `"wss"` (lowercase whatever the input's case).
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "wss" } else { "ws" }
+    }
+
     /// The host, without brackets for IPv6 literals (as `connect((host, port))`
-    /// style APIs expect).
+    /// style APIs expect). For `wss://` it is also the name TLS verifies
+    /// the server's certificate against (an IP literal as an IP address).
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// The port, 80 if the URL did not name one.
+    /// The port; if the URL did not name one, 80 for `ws://` and 443 for
+    /// `wss://`.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port the scheme implies: 80 for `ws://`, 443 for `wss://`.
+    pub fn default_port(&self) -> u16 {
+        default_port(self.tls)
     }
 
     /// Path plus `?query`, as it goes on the request line; at least `/`.
@@ -128,16 +154,22 @@ impl WsUrl {
         self.resource.split_once('?').map(|(_, q)| q)
     }
 
-    /// The `Host` header value: host plus `:port` only when not 80, as
-    /// RFC 6455 4.1 and RFC 7230 5.4 ask.
+    /// The `Host` header value: host plus `:port` only when not the
+    /// scheme's default (80, or 443 for `wss://`), as RFC 6455 4.1 and
+    /// RFC 7230 5.4 ask.
     pub fn host_header(&self) -> String {
-        host_header(&self.host, self.port)
+        host_header(&self.host, self.port, self.default_port())
     }
 
     /// `host:port` (IPv6 in brackets), ready for `TcpStream::connect`.
     pub fn socket_addr_string(&self) -> String {
         format!("{}:{}", bracketed(&self.host), self.port)
     }
+}
+
+/// The port a scheme implies.
+fn default_port(tls: bool) -> u16 {
+    if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT }
 }
 
 /// `host`, in brackets if it is an IPv6 literal.
@@ -150,9 +182,9 @@ fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A `Host` header value: the host (IPv6 in brackets) plus `:port` unless
-/// it is the default 80.
-pub(crate) fn host_header(host: &str, port: u16) -> String {
-    if port == DEFAULT_PORT {
+/// it is the scheme's `default` port.
+pub(crate) fn host_header(host: &str, port: u16, default: u16) -> String {
+    if port == default {
         bracketed(host).into_owned()
     } else {
         format!("{}:{port}", bracketed(host))
@@ -212,7 +244,13 @@ impl FromStr for WsUrl {
 
 impl fmt::Display for WsUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws://{}{}", self.host_header(), self.resource)
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme(),
+            self.host_header(),
+            self.resource
+        )
     }
 }
 
@@ -293,16 +331,33 @@ mod tests {
     }
 
     #[test]
-    fn wss_is_a_distinct_tls_error() {
-        let e = WsUrl::parse("wss://example.com/").unwrap_err();
-        assert_eq!(e, UrlError::TlsNotSupported);
-        assert!(e.to_string().contains("not supported yet"));
+    fn wss_defaults_to_port_443_and_omits_it_from_host() {
+        let u = url("wss://example.com/chat?x");
+        assert!(u.is_tls());
+        assert_eq!(u.scheme(), "wss");
+        assert_eq!((u.host(), u.port()), ("example.com", 443));
+        assert_eq!(u.default_port(), 443);
+        assert_eq!(u.resource(), "/chat?x");
+        assert_eq!(u.host_header(), "example.com");
+        assert_eq!(u.socket_addr_string(), "example.com:443");
+        assert_eq!(u.to_string(), "wss://example.com/chat?x");
+        // Another port is named; 80 is not wss's default.
+        assert_eq!(url("wss://h:80/").host_header(), "h:80");
+        assert_eq!(url("WSS://h:9443").to_string(), "wss://h:9443/");
+        assert_eq!(url("wss://[::1]:9443/").host_header(), "[::1]:9443");
+        assert!(!url("ws://h/").is_tls());
+        assert_eq!(url("ws://h:443/").host_header(), "h:443");
     }
 
     #[test]
     fn other_schemes_and_missing_scheme_are_rejected() {
         assert!(
             matches!(WsUrl::parse("http://h/"), Err(UrlError::UnsupportedScheme(s)) if &*s == "http")
+        );
+        let https = WsUrl::parse("https://h/").unwrap_err();
+        assert!(
+            https.to_string().contains("expected ws:// or wss://"),
+            "{https}"
         );
         assert_eq!(WsUrl::parse("example.com"), Err(UrlError::MissingScheme));
     }

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,17 +15,22 @@ use tokio::net::TcpStream;
 use ws_core::Config;
 use ws_core::handshake::Response;
 use ws_core::rt::client::Connector;
+use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
 
 use crate::handshake::connect_url;
+use crate::maybe_tls::MaybeTls;
 use crate::split::Io;
 use crate::{Deadline, Result, WebSocketStream};
 
-/// A WebSocket client for one `ws://` URL on tokio: connect, send, receive
-/// (a [`Stream`] of messages), an interactive stdin/stdout mode, and
-/// opt-in reconnecting. All of it is ws-core's
+/// A WebSocket client for one `ws://` or `wss://` URL on tokio: connect,
+/// send, receive (a [`Stream`] of messages), an interactive stdin/stdout
+/// mode, and opt-in reconnecting. All of it is ws-core's
 /// [`Client`](ws_core::rt::client::Client), documented there; tokio
-/// supplies the socket, the timer and the console.
+/// supplies the socket, TLS (tokio-rustls), the timer and the console.
+/// `wss://` trusts the default roots unless given your own
+/// `Arc<rustls::ClientConfig>` with
+/// [`with_tls`](ws_core::rt::client::Client::with_tls).
 ///
 /// tokio reads stdin on a blocking thread: in
 /// [`run_interactive`](ws_core::rt::client::Client::run_interactive), a line
@@ -32,20 +38,22 @@ use crate::{Deadline, Result, WebSocketStream};
 /// EOF) arrives.
 pub type Client = ws_core::rt::client::Client<Tokio>;
 
-/// What tokio supplies to [`Client`]: a `TcpStream` connection, tokio's
-/// sleep, and tokio's stdin and stdout.
+/// What tokio supplies to [`Client`]: a `TcpStream` connection (with
+/// tokio-rustls for `wss://`), tokio's sleep, and tokio's stdin and stdout.
 #[derive(Debug)]
 pub struct Tokio;
 
 impl Connector for Tokio {
-    type Io = Io<TcpStream>;
+    type Io = Io<MaybeTls<TcpStream>>;
     type Timer = Deadline;
+    type TlsConfig = Arc<ClientConfig>;
 
     fn connect(
         url: &WsUrl,
         config: Config,
-    ) -> impl Future<Output = Result<(WebSocketStream<TcpStream>, Response)>> + Send {
-        connect_url(url, config)
+        tls: Option<Arc<ClientConfig>>,
+    ) -> impl Future<Output = Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)>> + Send {
+        connect_url(url, config, tls)
     }
 
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send {

@@ -1,6 +1,6 @@
 //! The opening handshake over tokio transports: [`accept`] /
 //! [`accept_with`] for servers, [`client_handshake`] / [`connect`] /
-//! [`connect_with`] for clients.
+//! [`connect_with`] / [`connect_tls`] for clients (`ws://` and `wss://`).
 //!
 //! ws-core parses and validates; this module only reads (straight into the
 //! handshake's buffer), writes, and bounds the whole exchange by
@@ -12,6 +12,7 @@
 //! abandons the handshake, and the transport must be discarded.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -19,9 +20,12 @@ use tokio::net::TcpStream;
 use ws_core::handshake::{
     Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
 };
+use ws_core::rt::tls;
+use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
 use ws_core::{Config, Error, Role, TimeoutKind};
 
+use crate::maybe_tls::{MaybeTls, tls_handshake};
 use crate::{Result, WebSocketStream};
 
 /// Spare room offered to each handshake read: a typical head fits in one.
@@ -177,33 +181,92 @@ where
     }
 }
 
-/// Connects to a `ws://` URL with [`Config::default`]. `wss://` fails with
-/// [`UrlError::TlsNotSupported`](ws_core::url::UrlError::TlsNotSupported).
-pub async fn connect(url: &str) -> Result<(WebSocketStream<TcpStream>, Response)> {
+/// Connects to a `ws://` or `wss://` URL with [`Config::default`]; see
+/// [`connect_with`].
+pub async fn connect(url: &str) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     connect_with(url, Config::default()).await
 }
 
-/// Connects to a `ws://` URL with `config`. The TCP connect and the
-/// handshake together are bounded by the handshake timeout. Nagle's
-/// algorithm is disabled: this crate batches writes itself.
+/// Connects to a `ws://` or `wss://` URL with `config`. `wss://` verifies
+/// the server against the default roots
+/// ([`tls::default_client_config`](crate::tls::default_client_config),
+/// chosen by this crate's cargo features); [`connect_tls`] takes a
+/// configuration of your own.
+///
+/// The TCP connect, the TLS handshake and the WebSocket handshake together
+/// are bounded by the handshake timeout. Nagle's algorithm is disabled:
+/// this crate batches writes itself.
+///
+/// # Errors
+///
+/// [`Error::Url`] for an unusable URL (a scheme other than `ws`/`wss`),
+/// [`Error::Timeout`] when the handshake timeout passed, a TLS failure as a
+/// [`TlsError`](crate::tls::TlsError) inside [`Error::Io`] (an untrusted
+/// certificate, a name mismatch, a protocol error: see
+/// [`TlsError::find`](crate::tls::TlsError::find)), [`Error::Handshake`]
+/// when the server refuses the upgrade.
 pub async fn connect_with(
     url: &str,
     config: Config,
-) -> Result<(WebSocketStream<TcpStream>, Response)> {
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     let url = WsUrl::parse(url)?;
-    connect_url(&url, config).await
+    connect_url(&url, config, None).await
 }
 
-/// [`connect_with`] for an already parsed URL.
+/// [`connect_with`] using `tls` for a `wss://` URL instead of the default
+/// configuration: your roots, client certificate, ALPN. Build it with
+/// [`tls::builder`](crate::tls::builder) (or any
+/// `ClientConfig::builder_with_provider`) so no process-level crypto
+/// provider is needed. A `ws://` URL connects without TLS.
+///
+/// ```no_run
+/// use ws_tokio::tls;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let ca = tls::certs_from_pem(&std::fs::read("ca.pem")?)?;
+/// let config = tls::client_config(tls::root_store(ca)?); // trusts ca.pem only
+/// let (mut ws, _response) =
+///     ws_tokio::connect_tls("wss://localhost:9443/ws", ws_tokio::Config::default(), config)
+///         .await?;
+/// ws.send_text("hello").await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect_tls(
+    url: &str,
+    config: Config,
+    tls: Arc<ClientConfig>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    let url = WsUrl::parse(url)?;
+    connect_url(&url, config, Some(tls)).await
+}
+
+/// [`connect_tls`] for an already parsed URL; `None` is the default TLS
+/// configuration.
 pub(crate) async fn connect_url(
     url: &WsUrl,
     config: Config,
-) -> Result<(WebSocketStream<TcpStream>, Response)> {
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    // The TLS setup fails before any I/O.
+    let tls = if url.is_tls() {
+        let config = match tls {
+            Some(tls) => tls,
+            None => tls::default_client_config()?,
+        };
+        Some((tls::server_name(url)?, config))
+    } else {
+        None
+    };
     let req = ClientRequest::from_url(url);
     let (io, response, buffered) = bounded(&config, async {
-        let mut io = TcpStream::connect(url.socket_addr_string()).await?;
+        let tcp = TcpStream::connect(url.socket_addr_string()).await?;
         // Latency matters more than packet count here; writes are batched.
-        let _ = io.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut io = match tls {
+            None => MaybeTls::Plain(tcp),
+            Some((name, tls)) => tls_handshake(tcp, name, tls).await?,
+        };
         let (response, buffered) = client_exchange(&mut io, &req).await?;
         Ok((io, response, buffered))
     })

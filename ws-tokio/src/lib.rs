@@ -12,7 +12,9 @@
 //!   `feed`/`flush`/`close`; [`WebSocketStream::split`] gives independent
 //!   read and write halves.
 //! - [`accept`], [`connect`] and friends: the opening handshake, bounded by
-//!   [`Config::handshake_timeout`].
+//!   [`Config::handshake_timeout`]. Clients speak `ws://` and `wss://`
+//!   (rustls through tokio-rustls, over a [`MaybeTls`] stream; [`tls`] has
+//!   the configurations and the errors).
 //! - [`Server`]: the demo echo/chat server (one task per connection,
 //!   broadcasts through a bounded per-client queue).
 //! - [`Client`]: a small convenience client, including an interactive
@@ -99,12 +101,14 @@
 
 mod client;
 mod handshake;
+mod maybe_tls;
 mod server;
 mod split;
 mod stream;
 
 pub use client::Client;
-pub use handshake::{accept, accept_with, client_handshake, connect, connect_with};
+pub use handshake::{accept, accept_with, client_handshake, connect, connect_tls, connect_with};
+pub use maybe_tls::MaybeTls;
 pub use server::{Server, ServerHandle};
 pub use split::{Io, SplitIo, WsReader, WsWriter};
 pub use stream::{Deadline, WebSocketStream};
@@ -122,6 +126,15 @@ pub mod handler {
 }
 pub use ws_core::server::site::ServerMode;
 pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Utf8Bytes};
+
+/// TLS for `wss://` clients: ws-core's [`ws_core::rt::tls`] (rustls
+/// configurations built with the ring provider, the default roots, roots
+/// from PEM, TLS errors by kind, and `rustls` itself), and the halves of a
+/// split [`MaybeTls`].
+pub mod tls {
+    pub use crate::maybe_tls::{ReadHalf, WriteHalf};
+    pub use ws_core::rt::tls::*;
+}
 
 /// The result type of every fallible operation in this crate.
 pub type Result<T> = std::result::Result<T, Error>;

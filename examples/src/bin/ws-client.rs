@@ -6,6 +6,17 @@
 //! cargo run --release --bin ws-client -- ws://127.0.0.1:8080/ws --runtime blocking
 //! ```
 //!
+//! `wss://` URLs verify the server against the default roots (Mozilla's,
+//! compiled in); `--ca FILE` (PEM, repeatable) adds roots, for a private
+//! CA:
+//!
+//! ```text
+//! cargo run --release --bin ws-client -- wss://localhost:9443/ws --ca ca.pem
+//! ```
+//!
+//! `--insecure` skips the verification altogether (and says so on stderr):
+//! for a throwaway test certificate only.
+//!
 //! With `--reconnect` it survives the server going away: it connects and
 //! reconnects with exponential backoff and jitter (100 ms doubling up to
 //! 30 s), printing `[reconnected]` on stderr each time, and stops for good
@@ -13,15 +24,17 @@
 //! `[gave up reconnecting: ...]` if it was connected before; either way it
 //! exits 1 with the error).
 
+use std::path::PathBuf;
+
 use clap::Parser;
-use examples::{Runtime, run_client};
+use examples::{Runtime, client_tls, run_client};
 use ws_core::rt::reconnect::Reconnect;
 
 /// An interactive WebSocket client: stdin lines out, messages in.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The server's URL, e.g. ws://127.0.0.1:8080/ws.
+    /// The server's URL, e.g. ws://127.0.0.1:8080/ws or wss://host/ws.
     url: String,
     /// Which adapter crate and runtime to run on.
     #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
@@ -30,11 +43,23 @@ struct Args {
     /// jitter; a 4xx refusal at the upgrade ends it).
     #[arg(long)]
     reconnect: bool,
+    /// For wss://: also trust the CA certificate(s) in FILE (PEM), besides
+    /// the default roots. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    ca: Vec<PathBuf>,
+    /// For wss://: DO NOT verify the server's certificate (anyone on the
+    /// path can read and change the connection). For test certificates
+    /// only; prints a warning.
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
 }
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run_client(args.runtime, &args.url, args.reconnect.then(Reconnect::new)) {
+    let reconnect = args.reconnect.then(Reconnect::new);
+    let result = client_tls(&args.ca, args.insecure)
+        .and_then(|tls| run_client(args.runtime, &args.url, reconnect, tls));
+    if let Err(e) = result {
         eprintln!("ws-client: {e}");
         std::process::exit(1);
     }

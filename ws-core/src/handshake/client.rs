@@ -22,6 +22,8 @@ use crate::url::WsUrl;
 pub struct ClientRequest {
     host: String,
     port: u16,
+    /// The port the URL's scheme implies, left out of `Host`.
+    default_port: u16,
     resource: String,
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
@@ -52,6 +54,7 @@ impl ClientRequest {
         Self {
             host: h,
             port,
+            default_port: crate::url::DEFAULT_PORT,
             resource: res,
             subprotocols: Vec::new(),
             headers: Vec::new(),
@@ -59,9 +62,12 @@ impl ClientRequest {
         }
     }
 
-    /// A request for the host, port and resource of a parsed `ws://` URL.
+    /// A request for the host, port and resource of a parsed `ws://` or
+    /// `wss://` URL (whose `Host` leaves out 443 for `wss://`).
     pub fn from_url(url: &WsUrl) -> Self {
-        Self::new(url.host(), url.port(), url.resource())
+        let mut req = Self::new(url.host(), url.port(), url.resource());
+        req.default_port = url.default_port();
+        req
     }
 
     /// Offer a subprotocol (in preference order).
@@ -101,9 +107,10 @@ impl ClientRequest {
         self
     }
 
-    /// The `Host` header value: host plus `:port` unless it is 80.
+    /// The `Host` header value: host plus `:port` unless it is 80 (443
+    /// for a request made [`from_url`](Self::from_url) of a `wss://` URL).
     pub fn host_header(&self) -> String {
-        crate::url::host_header(&self.host, self.port)
+        crate::url::host_header(&self.host, self.port, self.default_port)
     }
 
     /// The resource (path plus query) that goes on the request line.
@@ -394,6 +401,15 @@ mod tests {
     fn a_percent_encoded_host_from_a_url_is_sent_as_written() {
         let url = WsUrl::parse("ws://a%2Db:9001/").unwrap();
         assert_eq!(ClientRequest::from_url(&url).host_header(), "a%2Db:9001");
+    }
+
+    #[test]
+    fn host_header_of_a_wss_url_leaves_out_443_only() {
+        let at = |u: &str| ClientRequest::from_url(&WsUrl::parse(u).unwrap()).host_header();
+        assert_eq!(at("wss://h/"), "h");
+        assert_eq!(at("wss://h:443/"), "h");
+        assert_eq!(at("wss://h:80/"), "h:80");
+        assert_eq!(at("ws://h:443/"), "h:443");
     }
 
     #[test]

@@ -33,18 +33,25 @@ use crate::url::WsUrl;
 /// Everything else about the client (the reconnect machinery, its cancel
 /// safety, the interactive loop) is written once here.
 pub trait Connector: 'static {
-    /// The adapter's transport wrapper around its TCP stream (the `IO` of
-    /// its [`WebSocketStream`]).
+    /// The adapter's transport wrapper around its client stream, plain or
+    /// TLS (the `IO` of its [`WebSocketStream`]).
     type Io: Transport + Unpin + Send + 'static;
     /// The adapter's connection timer.
     type Timer: Timer + Unpin + Send + 'static;
+    /// The TLS configuration a `wss://` connection uses when the client
+    /// was given one ([`Client::with_tls`]): `Arc<rustls::ClientConfig>`
+    /// on every adapter (see `ws_core::rt::tls`, cargo feature `tls`).
+    type TlsConfig: Clone + Send + Sync + Unpin + 'static;
 
-    /// Connects to `url` and performs the opening handshake, the TCP
-    /// connect and the handshake together bounded by the handshake timeout
-    /// (the adapter's `connect_with`).
+    /// Connects to `url` and performs the opening handshake: TCP, then for
+    /// `wss://` the TLS handshake (with `tls`, or the default
+    /// configuration when `None`), then the WebSocket handshake, all
+    /// together bounded by the handshake timeout (the adapter's
+    /// `connect_with` / `connect_tls`). A `ws://` URL ignores `tls`.
     fn connect(
         url: &WsUrl,
         config: Config,
+        tls: Option<Self::TlsConfig>,
     ) -> impl Future<Output = Result<(Ws<Self>, Response), Error>> + Send;
 
     /// The runtime's timer: completes after `delay`.
@@ -80,10 +87,15 @@ enum Ending {
     Peer,
 }
 
-/// A WebSocket client for one `ws://` URL: a small convenience client over
-/// the runtime's [`WebSocketStream`], for scripts, demos and the
-/// interactive command-line client, optionally reconnecting
+/// A WebSocket client for one `ws://` or `wss://` URL: a small convenience
+/// client over the runtime's [`WebSocketStream`], for scripts, demos and
+/// the interactive command-line client, optionally reconnecting
 /// ([`reconnect`](Self::reconnect)).
+///
+/// `wss://` verifies the server against the default roots
+/// (`ws_core::rt::tls::default_client_config`, chosen by the adapter's
+/// cargo features), or against your own configuration given to
+/// [`with_tls`](Self::with_tls).
 ///
 /// Until [`connect`](Self::connect) succeeds (and after the connection
 /// ended), sending fails with [`Error::Closed`] and receiving yields
@@ -122,6 +134,7 @@ enum Ending {
 pub struct Client<C: Connector> {
     url: WsUrl,
     config: Config,
+    tls: Option<C::TlsConfig>,
     ws: Option<Ws<C>>,
     policy: Option<Reconnect>,
     /// The policy's backoff; `None` while a [`Redial`] holds it (or after
@@ -149,6 +162,7 @@ impl<C: Connector> fmt::Debug for Client<C> {
         f.debug_struct("Client")
             .field("url", &self.url)
             .field("config", &self.config)
+            .field("own_tls_config", &self.tls.is_some())
             .field("ws", &self.ws)
             .field("policy", &self.policy)
             .field("reconnects", &self.reconnects)
@@ -157,17 +171,19 @@ impl<C: Connector> fmt::Debug for Client<C> {
 }
 
 impl<C: Connector> Client<C> {
-    /// A client for `url`, parsed now so mistakes surface before any I/O.
+    /// A client for a `ws://` or `wss://` `url`, parsed now so mistakes
+    /// surface before any I/O.
     ///
     /// # Errors
     ///
-    /// [`Error::Url`], including
-    /// [`UrlError::TlsNotSupported`](crate::url::UrlError::TlsNotSupported)
-    /// for `wss://`.
+    /// [`Error::Url`]: [`UrlError::UnsupportedScheme`](crate::url::UrlError::UnsupportedScheme)
+    /// for a scheme other than `ws` and `wss`, or another problem with the
+    /// URL.
     pub fn new(url: &str) -> Result<Self, Error> {
         Ok(Client {
             url: WsUrl::parse(url)?,
             config: Config::default(),
+            tls: None,
             ws: None,
             policy: None,
             backoff: None,
@@ -185,6 +201,15 @@ impl<C: Connector> Client<C> {
     /// Uses `config` (limits and timeouts) for the next connection.
     pub fn with_config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Uses `tls` for `wss://` connections instead of the default
+    /// configuration: your roots, client certificate, ALPN (build it with
+    /// `ws_core::rt::tls::builder` to keep the explicit crypto provider). Reconnections use it too; a `ws://` URL ignores
+    /// it.
+    pub fn with_tls(mut self, tls: C::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -230,7 +255,8 @@ impl<C: Connector> Client<C> {
     /// retries at once.
     pub async fn connect(&mut self) -> Result<(), Error> {
         let Some(policy) = &self.policy else {
-            let (ws, _response) = C::connect(&self.url, self.config.clone()).await?;
+            let (ws, _response) =
+                C::connect(&self.url, self.config.clone(), self.tls.clone()).await?;
             self.ws = Some(ws);
             return Ok(());
         };
@@ -239,9 +265,13 @@ impl<C: Connector> Client<C> {
             .redial
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner) = None;
-        let (url, config) = (&self.url, &self.config);
-        let connected =
-            connect_with_retries(&mut backoff, || C::connect(url, config.clone()), C::sleep).await;
+        let (url, config, tls) = (&self.url, &self.config, &self.tls);
+        let connected = connect_with_retries(
+            &mut backoff,
+            || C::connect(url, config.clone(), tls.clone()),
+            C::sleep,
+        )
+        .await;
         self.backoff = Some(backoff);
         let (ws, _response) = connected?;
         self.ws = Some(ws);
@@ -481,10 +511,11 @@ impl<C: Connector> Client<C> {
                     let policy = self.policy.as_ref().expect("lost implies a policy");
                     let mut backoff = self.backoff.take().unwrap_or_else(|| policy.backoff());
                     let (url, config) = (self.url.clone(), self.config.clone());
+                    let tls = self.tls.clone();
                     Box::pin(async move {
                         let connected = connect_with_retries(
                             &mut backoff,
-                            || C::connect(&url, config.clone()),
+                            || C::connect(&url, config.clone(), tls.clone()),
                             C::sleep,
                         )
                         .await;

@@ -215,6 +215,16 @@ impl<IO: ReadTransport + WriteTransport, T: Timer> StreamDriver<IO, T> {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if ended_after_closing(
+                        &e,
+                        self.conn.close_sent(),
+                        self.conn.close_received(),
+                    ) =>
+                {
+                    self.read_eof = true;
+                    self.conn.handle_eof();
+                }
                 Err(e) => {
                     self.fail_io();
                     self.ended = true;
@@ -280,4 +290,13 @@ pub(crate) fn fire_timers(
     // Never report a time before the deadline (timers may round).
     target.handle_timeout(Instant::now().max(at));
     true
+}
+
+/// Whether a read error is only the transport ending without its own
+/// goodbye after the closing handshake: TLS without close_notify (rustls
+/// reports `UnexpectedEof`). Both close frames crossed inside the session,
+/// so nothing can have been cut off; it ends the stream like a clean end
+/// of stream. Before the closing handshake it is an error (a truncation).
+pub(crate) fn ended_after_closing(e: &io::Error, close_sent: bool, close_received: bool) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof && close_sent && close_received
 }

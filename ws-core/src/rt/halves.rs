@@ -36,7 +36,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use crate::rt::driver::{POLL_BUDGET, fire_timers};
+use crate::rt::driver::{POLL_BUDGET, ended_after_closing, fire_timers};
 pub use crate::rt::driver::{ReadTransport, Timer, WriteTransport};
 
 /// The [`Sender`] and the transport's write direction: what the writer owns
@@ -182,6 +182,11 @@ impl<R: ReadTransport, T: Timer, W: WriteTransport> SplitReader<R, T, W> {
             }
             self.replies.write_replies(&self.rx, cx);
             if self.rx.should_close_transport() {
+                // The connection is over: shut the write direction down
+                // unless the writer did (its `close` returns once the close
+                // frame is written), so that a TLS transport sends
+                // close_notify rather than just being dropped.
+                ready!(self.replies.poll_shut_down(cx));
                 self.ended = true;
                 // A writer waiting on a peer that is gone learns it.
                 self.replies.wake_writer();
@@ -199,6 +204,13 @@ impl<R: ReadTransport, T: Timer, W: WriteTransport> SplitReader<R, T, W> {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if ended_after_closing(&e, self.rx.close_sent(), self.rx.close_received()) =>
+                {
+                    self.read_eof = true;
+                    self.rx.handle_eof();
+                    self.replies.wake_writer();
+                }
                 Err(e) => {
                     self.rx.handle_eof();
                     self.ended = true;
@@ -298,6 +310,26 @@ impl<W: WriteTransport> ReplyWriter<W> {
     /// so that news arriving after the check still wakes the task.
     fn register(&self, cx: &mut Context<'_>) {
         self.shared.register(Side::Reader, cx);
+    }
+
+    /// Writes what is still queued and shuts the write direction down, once
+    /// the connection is over, unless that was done or writing failed.
+    /// Pending while the writer holds the write side (it wakes us on
+    /// release) or the transport cannot take the bytes yet.
+    fn poll_shut_down(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Poll::Ready(mut side) = self.shared.poll_claim(Side::Reader, cx) else {
+            return Poll::Pending;
+        };
+        if side.shut_down || side.io_failed {
+            return Poll::Ready(());
+        }
+        // As in `write_replies`: a waker for both halves.
+        self.shared.register(Side::Reader, cx);
+        let mut both = Context::from_waker(self.shared.both());
+        let done = side.poll_write_out(&mut both).is_ready();
+        drop(side);
+        self.owes_write = !done;
+        if done { Poll::Ready(()) } else { Poll::Pending }
     }
 
     /// Wakes the writer: the connection ended under it (end of stream, an

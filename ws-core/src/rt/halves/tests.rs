@@ -53,6 +53,8 @@ struct FakeWrite {
     wire: Arc<Mutex<Vec<u8>>>,
     full: Arc<AtomicBool>,
     waker: Arc<Mutex<Option<Waker>>>,
+    /// The write direction was shut down.
+    shut: Arc<AtomicBool>,
 }
 
 impl FakeWrite {
@@ -92,6 +94,7 @@ impl WriteTransport for FakeWrite {
     }
 
     fn poll_shutdown(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shut.store(true, Ordering::SeqCst);
         Poll::Ready(Ok(()))
     }
 }
@@ -144,6 +147,38 @@ fn the_reader_writes_the_pong_itself_while_the_writer_is_idle() {
     assert_eq!(
         peer_reads(&mut peer, &write),
         vec![Message::Pong(bytes::Bytes::from_static(b"hi"))]
+    );
+}
+
+#[test]
+fn the_reader_shuts_the_write_side_down_when_the_closing_handshake_ends() {
+    // The writer's close returns once its frame is written; the reply
+    // arrives on the reader, which must then shut the transport's write
+    // direction down itself (a TLS transport's close_notify), since nobody
+    // polls the writer any more.
+    let (mut peer, read, write, (mut reader, mut writer)) = server_halves();
+    let (_, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let closed = writer.poll_close(&mut cx, CloseCode::NORMAL, "bye");
+    assert!(closed.is_ready());
+    assert!(!write.shut.load(Ordering::SeqCst));
+    assert!(matches!(
+        peer_reads(&mut peer, &write).as_slice(),
+        [Message::Close(_)]
+    ));
+    // The peer's reply (queued automatically when its close arrived).
+    read.0
+        .lock()
+        .unwrap()
+        .extend_from_slice(&peer.take_transmit());
+    assert!(matches!(
+        reader.poll_recv(&mut cx),
+        Poll::Ready(Some(Ok(Message::Close(_))))
+    ));
+    assert!(matches!(reader.poll_recv(&mut cx), Poll::Ready(None)));
+    assert!(
+        write.shut.load(Ordering::SeqCst),
+        "the write side was shut down"
     );
 }
 
