@@ -20,6 +20,7 @@ use ws_core::rt::tls::rustls::{ClientConfig, DigitallySignedStruct, SignatureSch
 use ws_core::rt::tls::{CertificateDer, ServerName};
 use ws_core::server::hub::FlowControl;
 use ws_core::server::site::ServerMode;
+use ws_core::server::tls::rustls::ServerConfig;
 use ws_core::{CloseCode, Error, Message};
 
 /// Which adapter crate (and runtime) to run on.
@@ -74,30 +75,55 @@ impl From<Mode> for ServerMode {
     }
 }
 
-fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr) {
+fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr, tls: bool) {
+    let (ws, http) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     let page = if mode == ServerMode::Chat {
-        format!(", test page at http://{addr}/")
+        format!(", test page at {http}://{addr}/")
     } else {
         String::new()
     };
     println!(
-        "ws-server ({mode:?}, {}) listening on ws://{addr}/{page}",
+        "ws-server ({mode:?}, {}) listening on {ws}://{addr}/{page}",
         rt.name()
     );
+}
+
+/// The server's TLS configuration from a PEM certificate chain file (leaf
+/// first) and a PEM private key file (`ws-server --tls-cert --tls-key`):
+/// rustls' ring provider, TLS 1.3 and 1.2, ALPN http/1.1 (see
+/// [`ws_core::server::tls::server_config_from_pem`]).
+pub fn server_tls(
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> io::Result<Arc<ServerConfig>> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    };
+    let (cert, key) = (read(cert_path)?, read(key_path)?);
+    ws_core::server::tls::server_config_from_pem(&cert, &key)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// Runs the server until the process is stopped. `threads` sets the worker
 /// count of the async runtimes (1 = single-threaded, as in the benchmarks);
 /// the blocking server always uses a thread per connection. `flow` sets the
-/// broadcast queues' limits.
+/// broadcast queues' limits. With `tls` it serves wss:// and the page over
+/// https:// ([`server_tls`] builds it from PEM files).
 pub fn run_server(
     rt: Runtime,
     addr: &str,
     mode: ServerMode,
     threads: usize,
     flow: FlowControl,
+    tls: Option<Arc<ServerConfig>>,
 ) -> io::Result<()> {
     let threads = threads.max(1);
+    let secure = tls.is_some();
     match rt {
         Runtime::Tokio => {
             let mut builder = if threads == 1 {
@@ -108,12 +134,12 @@ pub fn run_server(
                 b
             };
             builder.enable_all().build()?.block_on(async {
-                let server = ws_tokio::Server::new(addr)
-                    .mode(mode)
-                    .flow_control(flow)
-                    .start()
-                    .await?;
-                announce(mode, rt, server.local_addr());
+                let mut server = ws_tokio::Server::new(addr).mode(mode).flow_control(flow);
+                if let Some(tls) = tls {
+                    server = server.tls(tls);
+                }
+                let server = server.start().await?;
+                announce(mode, rt, server.local_addr(), secure);
                 std::future::pending::<io::Result<()>>().await
             })
         }
@@ -121,33 +147,38 @@ pub fn run_server(
             // async-std sizes its global executor from this variable on first use.
             set_env_once("ASYNC_STD_THREAD_COUNT", threads);
             async_std::task::block_on(async {
-                let server = ws_async_std::Server::new(addr)
+                let mut server = ws_async_std::Server::new(addr)
                     .mode(mode)
-                    .flow_control(flow)
-                    .start()
-                    .await?;
-                announce(mode, rt, server.local_addr());
+                    .flow_control(flow);
+                if let Some(tls) = tls {
+                    server = server.tls(tls);
+                }
+                let server = server.start().await?;
+                announce(mode, rt, server.local_addr(), secure);
                 std::future::pending::<io::Result<()>>().await
             })
         }
         Runtime::Smol => {
             set_env_once("SMOL_THREADS", threads);
             smol::block_on(async {
-                let server = ws_async_std::smol::Server::new(addr)
+                let mut server = ws_async_std::smol::Server::new(addr)
                     .mode(mode)
-                    .flow_control(flow)
-                    .start()
-                    .await?;
-                announce(mode, rt, server.local_addr());
+                    .flow_control(flow);
+                if let Some(tls) = tls {
+                    server = server.tls(tls);
+                }
+                let server = server.start().await?;
+                announce(mode, rt, server.local_addr(), secure);
                 std::future::pending::<io::Result<()>>().await
             })
         }
         Runtime::Blocking => {
-            let server = ws_blocking::Server::new(addr)
-                .mode(mode)
-                .flow_control(flow)
-                .start()?;
-            announce(mode, rt, server.local_addr());
+            let mut server = ws_blocking::Server::new(addr).mode(mode).flow_control(flow);
+            if let Some(tls) = tls {
+                server = server.tls(tls);
+            }
+            let server = server.start()?;
+            announce(mode, rt, server.local_addr(), secure);
             loop {
                 std::thread::park();
             }
