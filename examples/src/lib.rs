@@ -21,6 +21,7 @@ use ws_core::rt::tls::{CertificateDer, ServerName};
 use ws_core::server::hub::FlowControl;
 use ws_core::server::site::ServerMode;
 use ws_core::server::tls::rustls::ServerConfig;
+use ws_core::server::{AllowOrigins, OriginPolicy};
 use ws_core::{CloseCode, Error, Message};
 
 /// Which adapter crate (and runtime) to run on.
@@ -75,6 +76,46 @@ impl From<Mode> for ServerMode {
     }
 }
 
+/// The `Origin` check of `ws-server` (against cross-site WebSocket
+/// hijacking: another site's page opening a socket with the visitor's
+/// cookies). With no `--allow-origin`, the chat allows only pages served by
+/// this same host (its own test page, whatever address it is bound to), and
+/// the echo server, a conformance target, allows any origin. `allow` lists
+/// exact origins (`scheme://host[:port]`); `*` allows any. A request
+/// without `Origin` (a non-browser client) is allowed unless
+/// `require_origin`.
+pub fn origin_check(
+    mode: ServerMode,
+    allow: &[String],
+    require_origin: bool,
+) -> Result<AllowOrigins<ServerMode>, String> {
+    let policy = if allow.iter().any(|o| o == "*") {
+        OriginPolicy::Any
+    } else if !allow.is_empty() {
+        for origin in allow {
+            let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    && !rest.is_empty()
+                    && !rest.trim_end_matches('/').contains(['/', '?', '#', ' '])
+            });
+            if !valid {
+                return Err(format!(
+                    "--allow-origin {origin:?}: expected scheme://host[:port] (e.g. https://chat.example) or *"
+                ));
+            }
+        }
+        OriginPolicy::List(allow.to_vec())
+    } else if mode == ServerMode::Chat {
+        OriginPolicy::SameHost
+    } else {
+        OriginPolicy::Any
+    };
+    Ok(AllowOrigins::new(mode, policy).allow_missing(!require_origin))
+}
+
 fn announce(mode: ServerMode, rt: Runtime, addr: std::net::SocketAddr, tls: bool) {
     let (ws, http) = if tls {
         ("wss", "https")
@@ -111,19 +152,21 @@ pub fn server_tls(
 
 /// Runs the server until the process is stopped. `threads` sets the worker
 /// count of the async runtimes (1 = single-threaded, as in the benchmarks);
-/// the blocking server always uses a thread per connection. `flow` sets the
-/// broadcast queues' limits. With `tls` it serves wss:// and the page over
+/// the blocking server always uses a thread per connection. `handler` is the
+/// demo server's mode behind its `Origin` check ([`origin_check`]). `flow`
+/// sets the broadcast queues' limits. With `tls` it serves wss:// and the page over
 /// https:// ([`server_tls`] builds it from PEM files).
 pub fn run_server(
     rt: Runtime,
     addr: &str,
-    mode: ServerMode,
+    handler: AllowOrigins<ServerMode>,
     threads: usize,
     flow: FlowControl,
     tls: Option<Arc<ServerConfig>>,
 ) -> io::Result<()> {
     let threads = threads.max(1);
     let secure = tls.is_some();
+    let mode = *handler.inner();
     match rt {
         Runtime::Tokio => {
             let mut builder = if threads == 1 {
@@ -134,7 +177,7 @@ pub fn run_server(
                 b
             };
             builder.enable_all().build()?.block_on(async {
-                let mut server = ws_tokio::Server::new(addr).mode(mode).flow_control(flow);
+                let mut server = ws_tokio::Server::with_handler(addr, handler).flow_control(flow);
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -147,9 +190,8 @@ pub fn run_server(
             // async-std sizes its global executor from this variable on first use.
             set_env_once("ASYNC_STD_THREAD_COUNT", threads);
             async_std::task::block_on(async {
-                let mut server = ws_async_std::Server::new(addr)
-                    .mode(mode)
-                    .flow_control(flow);
+                let mut server =
+                    ws_async_std::Server::with_handler(addr, handler).flow_control(flow);
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -161,9 +203,8 @@ pub fn run_server(
         Runtime::Smol => {
             set_env_once("SMOL_THREADS", threads);
             smol::block_on(async {
-                let mut server = ws_async_std::smol::Server::new(addr)
-                    .mode(mode)
-                    .flow_control(flow);
+                let mut server =
+                    ws_async_std::smol::Server::with_handler(addr, handler).flow_control(flow);
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -173,7 +214,7 @@ pub fn run_server(
             })
         }
         Runtime::Blocking => {
-            let mut server = ws_blocking::Server::new(addr).mode(mode).flow_control(flow);
+            let mut server = ws_blocking::Server::with_handler(addr, handler).flow_control(flow);
             if let Some(tls) = tls {
                 server = server.tls(tls);
             }

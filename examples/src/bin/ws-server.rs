@@ -4,12 +4,13 @@
 //! cargo run --release --bin ws-server                       # chat on 127.0.0.1:8080, tokio
 //! cargo run --release --bin ws-server -- --mode echo --runtime smol --addr 127.0.0.1:9001
 //! cargo run --release --bin ws-server -- --tls-cert cert.pem --tls-key key.pem   # https:// and wss://
+//! cargo run --release --bin ws-server -- --allow-origin https://chat.example   # only that page may connect
 //! ```
 
 use std::time::Duration;
 
 use clap::Parser;
-use examples::{Mode, Runtime, run_server, server_tls};
+use examples::{Mode, Runtime, origin_check, run_server, server_tls};
 use ws_core::server::hub::FlowControl;
 
 /// A WebSocket chat/echo server: the test page on `/`, WebSocket on `/ws`.
@@ -52,6 +53,17 @@ struct Args {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Allow WebSocket upgrades only from this page origin
+    /// (`scheme://host[:port]`; repeatable; `*` allows any). Without it, the
+    /// chat allows only its own host's pages and echo allows any. Others get
+    /// 403.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Refuse (403) upgrades that carry no `Origin` header. Browsers always
+    /// send one; command-line clients usually don't, so they are allowed by
+    /// default.
+    #[arg(long)]
+    require_origin: bool,
 }
 
 /// glibc raises its mmap threshold each time it frees a large mmapped
@@ -78,7 +90,13 @@ fn main() {
         .high_water(args.high_water_messages, args.high_water_bytes)
         .max_queued_bytes(args.max_queued_bytes)
         .slow_client_timeout(Duration::from_millis(args.slow_client_timeout_ms));
-    let mode = args.mode.into();
+    let handler = match origin_check(args.mode.into(), &args.allow_origin, args.require_origin) {
+        Ok(handler) => handler,
+        Err(e) => {
+            eprintln!("ws-server: {e}");
+            std::process::exit(2);
+        }
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match server_tls(cert, key) {
             Ok(config) => Some(config),
@@ -89,7 +107,7 @@ fn main() {
         },
         _ => None,
     };
-    if let Err(e) = run_server(args.runtime, &args.addr, mode, args.threads, flow, tls) {
+    if let Err(e) = run_server(args.runtime, &args.addr, handler, args.threads, flow, tls) {
         eprintln!("ws-server: {e}");
         std::process::exit(1);
     }
