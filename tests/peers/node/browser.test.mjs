@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ALL_RUNTIMES, artifactsDir, startServer } from './lib.mjs';
+import { ALL_RUNTIMES, artifactsDir, makeTestCa, startServer } from './lib.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TIMEOUT = 15000;
@@ -212,3 +212,58 @@ for (const runtime of browserRuntimes) {
     });
   });
 }
+
+// The same page over https:// and wss://, from a server whose leaf certificate Chromium is told
+// to accept by its public-key pin (--ignore-certificate-errors-spki-list): the certificate is a
+// fresh test CA's, nothing is installed system-wide, and any other certificate would still fail.
+describe('chromium chat page over https and wss', () => {
+  let ca;
+  before(() => { ca = makeTestCa(); });
+  after(() => { if (ca) rmSync(ca.dir, { recursive: true, force: true }); });
+
+  for (const runtime of browserRuntimes) {
+    it(`[${runtime}] the page loads over https, connects over wss and chats`, { timeout: 120000 }, async () => {
+      const server = await startServer('chat', runtime, { tls: ca });
+      const profile = mkdtempSync(path.join(os.tmpdir(), 'ws-chromium-profile-'));
+      const problems = [];
+      let context;
+      try {
+        context = await chromium.launchPersistentContext(profile, {
+          executablePath: CHROMIUM,
+          headless: true,
+          args: [...ARGS, `--ignore-certificate-errors-spki-list=${ca.spki}`],
+          timeout: 30000,
+          viewport: { width: 800, height: 600 },
+        });
+        context.setDefaultTimeout(TIMEOUT);
+        await context.route('**/*', (route) =>
+          isLoopback(route.request().url()) ? route.continue() : (problems.push(`blocked ${route.request().url()}`), route.abort()),
+        );
+        const a = context.pages()[0] ?? (await context.newPage());
+        const b = await context.newPage();
+        for (const [name, page] of [['A', a], ['B', b]]) {
+          page.on('pageerror', (err) => problems.push(`page ${name} error: ${err.message}`));
+          const resp = await page.goto(`${server.http}/`, { waitUntil: 'load', timeout: TIMEOUT });
+          assert.equal(resp?.status(), 200, `page ${name}: GET / over https`);
+          assert.ok(resp.url().startsWith('https://'), resp.url());
+        }
+        await waitConnected(a, 'A');
+        await waitConnected(b, 'B');
+        assert.equal(await a.evaluate(() => location.protocol), 'https:');
+        const text = `over wss ${runtime} 🔒`;
+        await a.locator('#input').fill(text);
+        await a.locator('#send').click();
+        await waitMessage(a, 'A', text);
+        await waitMessage(b, 'B', text);
+        const suffix = runtime === 'tokio' ? '' : `-${runtime}`;
+        await a.screenshot({ path: path.join(artifactsDir('screenshots'), `chat-https${suffix}.png`), fullPage: true });
+        assert.deepEqual(problems, [], 'page errors / blocked requests');
+        assert.ok(server.alive(), `ws-server died, see ${server.logPath}`);
+      } finally {
+        await context?.close().catch(() => {});
+        rmSync(profile, { recursive: true, force: true });
+        await server.stop();
+      }
+    });
+  }
+});

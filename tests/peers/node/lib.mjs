@@ -5,9 +5,10 @@
 //   WS_BIN_DIR        directory with ws-server (default: <repo>/target/release)
 //   WS_RUNTIMES       space/comma separated runtimes (default: all four; browser test: tokio)
 //   WS_ARTIFACTS_DIR  artifacts root (default: <repo>/artifacts)
-import { spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, accessSync, constants } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, accessSync, constants } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -63,13 +64,34 @@ function tryConnect(port) {
   });
 }
 
-/** Start `ws-server --mode MODE --runtime RUNTIME` on a free 127.0.0.1 port; wait (bounded) until it listens. */
-export async function startServer(mode, runtime, { timeoutMs = 15000 } = {}) {
+/**
+ * Certificates for TLS tests, made fresh by tests/peers/make-test-ca.sh in a temporary
+ * directory: { dir, ca, cert, key, spki } (spki: the leaf's base64 SHA-256 public-key pin).
+ */
+export function makeTestCa() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ws-test-ca-'));
+  execFileSync(path.join(REPO_ROOT, 'tests', 'peers', 'make-test-ca.sh'), [dir], { timeout: 60000 });
+  return {
+    dir,
+    ca: path.join(dir, 'ca.pem'),
+    cert: path.join(dir, 'server.pem'),
+    key: path.join(dir, 'server.key'),
+    spki: readFileSync(path.join(dir, 'server.spki'), 'utf8').trim(),
+  };
+}
+
+/**
+ * Start `ws-server --mode MODE --runtime RUNTIME` on a free 127.0.0.1 port; wait (bounded) until it
+ * listens. With `tls` (from makeTestCa) it serves https:// and wss://.
+ */
+export async function startServer(mode, runtime, { timeoutMs = 15000, tls = null } = {}) {
   const port = await freePort();
   const addr = `127.0.0.1:${port}`;
   const logPath = path.join(artifactsDir('peers', 'node'), `ws-server-${mode}-${runtime}-${port}.log`);
   const log = createWriteStream(logPath);
-  const child = spawn(binary('ws-server'), ['--addr', addr, '--mode', mode, '--runtime', runtime], {
+  const args = ['--addr', addr, '--mode', mode, '--runtime', runtime];
+  if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
+  const child = spawn(binary('ws-server'), args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.pipe(log);
@@ -91,8 +113,8 @@ export async function startServer(mode, runtime, { timeoutMs = 15000 } = {}) {
   return {
     port,
     addr,
-    url: `ws://${addr}`,
-    http: `http://${addr}`,
+    url: `${tls ? 'wss' : 'ws'}://${addr}`,
+    http: `${tls ? 'https' : 'http'}://${addr}`,
     logPath,
     alive: () => exited === null,
     async stop() {

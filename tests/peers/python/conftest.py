@@ -84,14 +84,17 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
 class ServerProc:
     """A running `ws-server` on a free loopback port."""
 
-    def __init__(self, runtime: str, mode: str):
+    def __init__(self, runtime: str, mode: str, tls: "CertAuthority | None" = None):
         self.runtime = runtime
         self.mode = mode
+        self.tls = tls
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.log_path = artifacts_dir() / f"ws-server-{mode}-{runtime}-{self.port}.log"
         self._log = open(self.log_path, "wb")
         cmd = [str(binary("ws-server")), "--addr", self.addr, "--mode", mode, "--runtime", runtime]
+        if tls is not None:
+            cmd += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -103,11 +106,11 @@ class ServerProc:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.addr}"
+        return f"{'wss' if self.tls else 'ws'}://{self.addr}"
 
     @property
     def http(self) -> str:
-        return f"http://{self.addr}"
+        return f"{'https' if self.tls else 'http'}://{self.addr}"
 
     def log_tail(self, n: int = 4000) -> str:
         try:
@@ -131,6 +134,49 @@ class ServerProc:
 
     def __repr__(self) -> str:
         return f"ServerProc({self.runtime}, {self.mode}, {self.addr})"
+
+
+class CertAuthority:
+    """Certificates made fresh by tests/peers/make-test-ca.sh (a test CA, a
+    server leaf for localhost and 127.0.0.1, a leaf for another name, and a
+    second CA that signed nothing)."""
+
+    def __init__(self, directory: Path):
+        subprocess.run(
+            [str(REPO_ROOT / "tests" / "peers" / "make-test-ca.sh"), str(directory)],
+            check=True,
+            timeout=60,
+        )
+        self.dir = directory
+        self.ca = directory / "ca.pem"
+        self.other_ca = directory / "other-ca.pem"
+        self.server_cert = directory / "server.pem"
+        self.server_key = directory / "server.key"
+        self.wrong_name_cert = directory / "wrong-name.pem"
+        self.wrong_name_key = directory / "wrong-name.key"
+
+    def client_context(self, ca: Path | None = None):
+        """An ssl context for a client that trusts only `ca` (default: the test CA)."""
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca or self.ca))
+        return ctx
+
+    def server_context(self, wrong_name: bool = False):
+        """An ssl context for a Python server presenting the test leaf."""
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if wrong_name:
+            ctx.load_cert_chain(str(self.wrong_name_cert), str(self.wrong_name_key))
+        else:
+            ctx.load_cert_chain(str(self.server_cert), str(self.server_key))
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory) -> CertAuthority:
+    return CertAuthority(tmp_path_factory.mktemp("test-ca"))
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)
