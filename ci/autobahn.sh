@@ -4,6 +4,7 @@
 # For each runtime (default: tokio async-std smol blocking):
 #   server-<rt>: ws-server --mode echo on a free 127.0.0.1 port, tested with
 #                run-server-tests.sh (wstest fuzzingclient)
+#   server-tls-<rt>: the same over wss:// (AUTOBAHN_TLS_RUNTIMES, default tokio)
 #   client-<rt>: autobahn-client driven by run-client-tests.sh (wstest fuzzingserver)
 # Reports: $AUTOBAHN_OUT/{server,client}-<rt>/ (index.html, index.json, wstest.log,
 # run.log, ws-server.log). All runs are done even if one fails; exit 1 at the end
@@ -18,6 +19,7 @@
 #   AUTOBAHN_OUT         report root (default <repo>/artifacts/autobahn)
 #   AUTOBAHN_TIMEOUT, AUTOBAHN_STRICT, AUTOBAHN_EXCLUDE_CASES: passed to the harness
 #                        (defaults here: 600 s per run, 1, '12.*,13.*')
+#   AUTOBAHN_TLS_RUNTIMES  runtimes whose server suite runs again over wss:// (default tokio)
 #   AUTOBAHN_BUDGET      total seconds for all runs (default 2100); each run's timeout is
 #                        capped by what is left, runs that no longer fit are marked FAIL
 set -euo pipefail
@@ -118,11 +120,12 @@ record() { # name rc seconds dir
   RESULTS+=("$(printf '%-22s %-16s %5ss  %s' "$name" "$verdict" "$secs" "$dir")")
 }
 
-run_server_suite() {
-  local rt="$1" name="server-$1" dir port rc=0 t
+run_server_suite() { # runtime [tls]
+  local rt="$1" tls="${2:-}" name="server-$1" dir port rc=0 t scheme=ws
+  if [ -n "$tls" ]; then name="server-tls-$rt"; scheme=wss; fi
   dir="$OUT/$name"; mkdir -p "$dir"
   port="$(free_port)"
-  log "=== $name: ws-server --mode echo --runtime $rt on 127.0.0.1:$port ==="
+  log "=== $name: ws-server --mode echo --runtime $rt on $scheme://127.0.0.1:$port ==="
   t=$(date +%s)
   local cmd
   if [ "$rt" = "core-loop" ]; then
@@ -131,13 +134,18 @@ run_server_suite() {
   else
     cmd=("$BIN_DIR/ws-server" --addr "127.0.0.1:$port" --mode echo --runtime "$rt")
   fi
+  if [ -n "$tls" ]; then
+    # A fresh test CA and leaf for this run (wstest does not verify it).
+    "$REPO/tests/peers/make-test-ca.sh" "$dir/certs"
+    cmd+=(--tls-cert "$dir/certs/server.pem" --tls-key "$dir/certs/server.key")
+  fi
   if [ ! -x "${cmd[0]}" ]; then
     log "missing ${cmd[0]}"; record "$name" 2 0 "$dir"; return
   fi
   "${cmd[@]}" >"$dir/ws-server.log" 2>&1 &
   SERVER_PID=$!
   AUTOBAHN_AGENT="ws-$rt" AUTOBAHN_QUIET=1 AUTOBAHN_WAIT=30 \
-    "$HARNESS/run-server-tests.sh" "ws://127.0.0.1:$port" "$CASES" "$dir" 2>&1 | tee "$dir/run.log" || rc=$?
+    "$HARNESS/run-server-tests.sh" "$scheme://127.0.0.1:$port" "$CASES" "$dir" 2>&1 | tee "$dir/run.log" || rc=$?
   if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
     local src=0; wait "$SERVER_PID" 2>/dev/null || src=$?
     SERVER_PID=""
@@ -189,6 +197,21 @@ if [ "${AUTOBAHN_CORE_LOOP:-1}" = "1" ] && [[ " $SUITES " == *" server "* ]] && 
     export AUTOBAHN_TIMEOUT="$left"
     run_server_suite core-loop
   fi
+fi
+
+# The server suite once more over wss:// (TLS in ws-core's server::tls), on
+# AUTOBAHN_TLS_RUNTIMES (default tokio; "" to skip).
+if [[ " $SUITES " == *" server "* ]]; then
+  for rt in ${AUTOBAHN_TLS_RUNTIMES-tokio}; do
+    left=$(( BUDGET - ($(date +%s) - t0) ))
+    if [ "$left" -lt 60 ]; then
+      log "=== server-tls-$rt: not run, AUTOBAHN_BUDGET=${BUDGET}s used up"
+      record "server-tls-$rt" 5 0 "(budget exhausted)"
+      continue
+    fi
+    if [ "$RUN_TIMEOUT" = "0" ] || [ "$RUN_TIMEOUT" -gt "$left" ]; then export AUTOBAHN_TIMEOUT="$left"; else export AUTOBAHN_TIMEOUT="$RUN_TIMEOUT"; fi
+    run_server_suite "$rt" tls
+  done
 fi
 
 {
