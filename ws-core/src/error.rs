@@ -4,6 +4,7 @@
 
 use crate::close::CloseCode;
 use crate::handshake::HandshakeError;
+use crate::proxy::ProxyError;
 use crate::url::UrlError;
 
 /// A violation of RFC 6455 by the peer (or a configured limit it exceeded).
@@ -128,6 +129,10 @@ pub enum Error {
     /// An I/O error from the transport (runtime adapters only).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The HTTP proxy could not be used or refused the tunnel (its status
+    /// in [`ProxyError::status`]).
+    #[error("proxy: {0}")]
+    Proxy(#[from] ProxyError),
 }
 
 impl Error {
@@ -150,6 +155,10 @@ impl Error {
     /// The transport failed.
     pub fn is_io(&self) -> bool {
         matches!(self, Error::Io(_))
+    }
+    /// The HTTP proxy could not be used or refused the tunnel.
+    pub fn is_proxy(&self) -> bool {
+        matches!(self, Error::Proxy(_))
     }
     /// The close code this error corresponds to, if it ends the connection.
     pub fn close_code(&self) -> Option<CloseCode> {

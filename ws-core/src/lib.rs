@@ -21,6 +21,8 @@
 //!    - [`frame`], [`mask`], [`utf8`], [`close`], [`message`]: the wire
 //!      pieces, usable on their own; [`url`]: `ws://` URLs; [`config`],
 //!      [`error`].
+//!    - [`proxy`]: HTTP proxies for clients (the `CONNECT` exchange, and
+//!      the opt-in choice of a proxy from the environment).
 //! 2. **Adapter support**, [`rt`] (cargo feature `rt`): the loops every
 //!    runtime adapter runs, written once (the stream driver, the split
 //!    halves, the handoff cell).
@@ -72,6 +74,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod proxy;
 pub mod url;
 pub mod utf8;
 

@@ -173,7 +173,7 @@ fn default_port(tls: bool) -> u16 {
 }
 
 /// `host`, in brackets if it is an IPv6 literal.
-fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
     if host.contains(':') {
         format!("[{host}]").into()
     } else {
@@ -191,7 +191,7 @@ pub(crate) fn host_header(host: &str, port: u16, default: u16) -> String {
     }
 }
 
-fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), UrlError> {
+pub(crate) fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), UrlError> {
     if let Some(after) = authority.strip_prefix('[') {
         let (literal, rest) = after
             .split_once(']')
@@ -223,7 +223,7 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), UrlError> {
     Ok((host, port))
 }
 
-fn parse_port(p: &str) -> Result<u16, UrlError> {
+pub(crate) fn parse_port(p: &str) -> Result<u16, UrlError> {
     // `u16::from_str` accepts a leading `+`; a URL port is digits only.
     if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UrlError::InvalidPort(p.into()));

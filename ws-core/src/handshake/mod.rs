@@ -9,7 +9,7 @@
 mod client;
 mod error;
 mod headers;
-mod reader;
+pub(crate) mod reader;
 pub(crate) mod response;
 mod server;
 

@@ -71,8 +71,19 @@ impl HeadReader {
         too_large: super::HandshakeError,
         parse: impl FnOnce(&mut BytesMut, usize) -> Result<T, super::HandshakeError>,
     ) -> Result<Option<T>, super::HandshakeError> {
+        self.poll_or(super::HandshakeError::Finished, too_large, parse)
+    }
+
+    /// [`poll`](Self::poll) with the caller's error type (the proxy's
+    /// CONNECT answer): `finished` when called after the end.
+    pub(crate) fn poll_or<T, E>(
+        &mut self,
+        finished: E,
+        too_large: E,
+        parse: impl FnOnce(&mut BytesMut, usize) -> Result<T, E>,
+    ) -> Result<Option<T>, E> {
         if self.phase != Phase::Reading {
-            return Err(super::HandshakeError::Finished);
+            return Err(finished);
         }
         // A terminator may straddle the previous scan end: back up 3 bytes.
         let start = self.scanned.saturating_sub(TERMINATOR.len() - 1);

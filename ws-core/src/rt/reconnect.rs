@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::close::CloseCode;
 use crate::error::Error;
 use crate::handshake::HandshakeError;
+use crate::proxy::ProxyError;
 
 /// A reconnecting client's policy. Defaults: first delay 100 ms, doubling
 /// up to 30 s, attempts unlimited, a connection counts as stable after 5 s,
@@ -88,12 +89,25 @@ impl Reconnect {
     }
 
     /// Whether a failed connection attempt is final: the server refused the
-    /// upgrade with a 4xx status, or the URL itself is unusable.
+    /// upgrade with a 4xx status, the HTTP proxy refused the tunnel with
+    /// one (407: our credentials; 403: the target is not allowed; a 5xx
+    /// such as 502 is retried), or the URL itself is unusable.
     pub fn is_final_error(&self, e: &Error) -> bool {
         match e {
             Error::Handshake(HandshakeError::UnexpectedStatus(r)) => {
                 (400..500).contains(&r.status())
             }
+            Error::Proxy(p) => match p.status() {
+                Some(status) => (400..500).contains(&status),
+                // A proxy that cannot be used (a SOCKS URL) stays so; a
+                // garbled or cut-off answer may not.
+                None => matches!(
+                    p,
+                    ProxyError::UnsupportedScheme(_)
+                        | ProxyError::InvalidUrl(_)
+                        | ProxyError::Env(_)
+                ),
+            },
             Error::Url(_) => true,
             _ => false,
         }
@@ -453,6 +467,25 @@ mod tests {
             p.is_final_error(&Error::Url(bad_url)),
             "a bad URL never gets better"
         );
+    }
+
+    #[test]
+    fn a_proxy_refusing_with_407_or_403_is_final_and_502_is_not() {
+        let p = Reconnect::new();
+        let proxy_refused = |status| {
+            Error::Proxy(ProxyError::Refused {
+                status,
+                reason: "".into(),
+            })
+        };
+        assert!(p.is_final_error(&proxy_refused(407)));
+        assert!(p.is_final_error(&proxy_refused(403)));
+        assert!(!p.is_final_error(&proxy_refused(502)));
+        assert!(!p.is_final_error(&proxy_refused(503)));
+        assert!(!p.is_final_error(&Error::Proxy(ProxyError::Closed)));
+        assert!(!p.is_final_error(&Error::Proxy(ProxyError::Malformed("x"))));
+        let socks = crate::proxy::Proxy::parse("socks5://h:1").unwrap_err();
+        assert!(p.is_final_error(&Error::Proxy(socks)));
     }
 
     #[test]
