@@ -11,6 +11,7 @@ use futures_core::Stream;
 use futures_util::io::{AsyncBufReadExt, BufReader};
 use ws_core::Config;
 use ws_core::handshake::Response;
+use ws_core::proxy::Proxy;
 use ws_core::rt::client::Connector;
 use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
@@ -38,8 +39,9 @@ impl<R: Runtime> Connector for On<R> {
         url: &WsUrl,
         config: Config,
         tls: Option<Arc<ClientConfig>>,
+        proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<R::TcpStream>>, Response)> {
-        crate::handshake::connect_url::<R>(url, config, tls).await
+        crate::handshake::connect_url::<R>(url, config, tls, proxy.as_ref()).await
     }
 
     async fn sleep(delay: Duration) {

@@ -6,7 +6,7 @@
 use crate::io::{handshake_timeout, read_into, respond_and_close, write_all};
 use crate::stream::WebSocketStream;
 use crate::{Config, Error, Result, Role};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
 use std::io;
 use ws_core::handshake::{
@@ -117,25 +117,38 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limit = config.get_handshake_timeout();
-    handshake_timeout(limit, client_handshake_untimed(io, req, config)).await
+    let early = BytesMut::new();
+    handshake_timeout(limit, client_handshake_untimed(io, req, config, early)).await
 }
 
+/// The client handshake; `early` holds bytes already received on the
+/// connection (after a proxy's answer), the start of the server's answer.
 async fn client_handshake_untimed<S>(
     mut io: S,
     req: &ClientRequest,
     config: Config,
+    early: BytesMut,
 ) -> Result<(WebSocketStream<S>, Response)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut hs, request) = ClientHandshake::new(req);
     write_all(&mut io, &request).await?;
-    let response = loop {
-        if read_into(&mut io, hs.read_buf()).await? == 0 {
-            return Err(eof_during_handshake());
-        }
-        if let Some(r) = hs.poll_response()? {
-            break r;
+    let early_response = if early.is_empty() {
+        None
+    } else {
+        hs.feed(&early)?
+    };
+    let response = if let Some(r) = early_response {
+        r
+    } else {
+        loop {
+            if read_into(&mut io, hs.read_buf()).await? == 0 {
+                return Err(eof_during_handshake());
+            }
+            if let Some(r) = hs.poll_response()? {
+                break r;
+            }
         }
     };
     let buffered = hs.take_remaining();
@@ -145,17 +158,43 @@ where
     ))
 }
 
-/// `connect`/`connect_with`/`connect_tls` for runtime `R`: parse the URL,
-/// set TLS up (`wss://`: `tls`, or the default configuration), connect
-/// TCP, TLS handshake, WebSocket handshake; the last three bounded together
-/// by the handshake timeout.
+/// `connect`/`connect_with`/`connect_tls`/`connect_proxy` for runtime `R`:
+/// parse the URL, set TLS up (`wss://`: `tls`, or the default
+/// configuration), connect TCP (to `proxy` if given, then its `CONNECT`
+/// tunnel), TLS handshake, WebSocket handshake; all bounded together by
+/// the handshake timeout.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 pub(crate) async fn connect_on<R: crate::runtime::Runtime>(
     url: &str,
     config: Config,
     tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
+    proxy: Option<&ws_core::proxy::Proxy>,
 ) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
-    connect_url::<R>(&ws_core::url::WsUrl::parse(url)?, config, tls).await
+    connect_url::<R>(&ws_core::url::WsUrl::parse(url)?, config, tls, proxy).await
+}
+
+/// Opens `proxy`'s `CONNECT` tunnel to `target` on `io`; returns the bytes
+/// that followed the proxy's answer (ws-core decides what they may be).
+#[cfg(any(feature = "async-std", feature = "smol"))]
+async fn open_tunnel<S>(
+    io: &mut S,
+    proxy: &ws_core::proxy::Proxy,
+    target: &ws_core::url::WsUrl,
+) -> Result<BytesMut>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use ws_core::proxy::{ProxyConnect, ProxyError};
+    let (mut connect, request) = ProxyConnect::new(proxy, target);
+    write_all(io, &request).await?;
+    loop {
+        if read_into(io, connect.read_buf()).await? == 0 {
+            return Err(ProxyError::Closed.into());
+        }
+        if let Some(tunnel) = connect.poll_response()? {
+            return Ok(tunnel.into_buffered());
+        }
+    }
 }
 
 /// [`connect_on`] for an already parsed URL.
@@ -164,6 +203,7 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
     url: &ws_core::url::WsUrl,
     config: Config,
     tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
+    proxy: Option<&ws_core::proxy::Proxy>,
 ) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
     use ws_core::rt::tls;
     // The TLS setup fails before any I/O.
@@ -179,12 +219,17 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
     let req = ClientRequest::from_url(url);
     let limit = config.get_handshake_timeout();
     handshake_timeout(limit, async {
-        let tcp = R::connect_tcp(url.host(), url.port()).await?;
+        let (host, port) = ws_core::proxy::first_hop(url, proxy);
+        let mut tcp = R::connect_tcp(host, port).await?;
+        let early = match proxy {
+            Some(proxy) => open_tunnel(&mut tcp, proxy, url).await?,
+            None => BytesMut::new(),
+        };
         let io = match tls {
             None => crate::MaybeTls::Plain(tcp),
             Some((name, tls)) => crate::maybe_tls::tls_handshake(tcp, name, tls).await?,
         };
-        client_handshake_untimed(io, &req, config).await
+        client_handshake_untimed(io, &req, config, early).await
     })
     .await
 }

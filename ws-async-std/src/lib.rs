@@ -10,9 +10,10 @@
 //! and spawns tasks.
 //!
 //! - The crate root's [`Server`], [`ServerHandle`], [`Client`], [`connect`],
-//!   [`connect_with`] and [`connect_tls`] run on **async-std** (cargo
-//!   feature `async-std`). Clients speak `ws://` and `wss://` (rustls
-//!   through futures-rustls, see [`tls`]).
+//!   [`connect_with`], [`connect_tls`] and [`connect_proxy`] run on
+//!   **async-std** (cargo feature `async-std`). Clients speak `ws://` and
+//!   `wss://` (rustls through futures-rustls, see [`tls`]), directly or
+//!   through an HTTP proxy ([`proxy`]).
 //! - The [`smol`] module has the same surface running on
 //!   **smol** (cargo feature `smol`). async-std is deprecated upstream in
 //!   favour of smol; both features are on by default.
@@ -133,6 +134,13 @@ pub mod tls {
     pub use ws_core::rt::tls::*;
 }
 
+/// HTTP proxies for clients: ws-core's [`ws_core::proxy`] (a [`Proxy`](proxy::Proxy)
+/// from a URL or, opt-in, from the environment; the errors), for
+/// `connect_proxy` and `Client::with_proxy` on async-std and smol.
+pub mod proxy {
+    pub use ws_core::proxy::{Proxy, ProxyError};
+}
+
 /// The result type of every fallible operation in this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -192,7 +200,7 @@ mod async_std_api {
         crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, crate::Config::default(), None).await
+        crate::handshake::connect_on::<AsyncStd>(url, crate::Config::default(), None, None).await
     }
 
     /// Connects to a `ws://` or `wss://` URL with `config`. `wss://`
@@ -221,7 +229,7 @@ mod async_std_api {
         crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, config, None).await
+        crate::handshake::connect_on::<AsyncStd>(url, config, None, None).await
     }
 
     /// [`connect_with`] using `tls` for a `wss://` URL instead of the
@@ -236,14 +244,41 @@ mod async_std_api {
         crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, config, Some(tls)).await
+        crate::handshake::connect_on::<AsyncStd>(url, config, Some(tls), None).await
+    }
+
+    /// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy,
+    /// its `CONNECT` tunnel to the URL's host and port (with the proxy
+    /// URL's credentials as `Proxy-Authorization: Basic`), then for
+    /// `wss://` TLS to the server inside the tunnel (verified against the
+    /// URL's host, with `tls` or the default roots), then the WebSocket
+    /// handshake; all of it bounded by the handshake timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`], and [`Error::Proxy`](crate::Error::Proxy) when
+    /// the proxy refuses the tunnel (its status in
+    /// [`ProxyError::status`](crate::proxy::ProxyError::status): 407, 403,
+    /// 502, ...), closes the connection or does not answer in HTTP.
+    pub async fn connect_proxy(
+        url: &str,
+        config: crate::Config,
+        proxy: &crate::proxy::Proxy,
+        tls: Option<std::sync::Arc<crate::tls::rustls::ClientConfig>>,
+    ) -> crate::Result<(
+        crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
+        ws_core::handshake::Response,
+    )> {
+        crate::handshake::connect_on::<AsyncStd>(url, config, tls, Some(proxy)).await
     }
 }
 #[cfg(feature = "async-std")]
-pub use async_std_api::{Client, Server, ServerHandle, connect, connect_tls, connect_with};
+pub use async_std_api::{
+    Client, Server, ServerHandle, connect, connect_proxy, connect_tls, connect_with,
+};
 
-/// The same `Server`, `ServerHandle`, `Client`, `connect`, `connect_with`
-/// and `connect_tls` as the crate root, running on smol (tasks on smol's
+/// The same `Server`, `ServerHandle`, `Client`, `connect`, `connect_with`,
+/// `connect_tls` and `connect_proxy` as the crate root, running on smol (tasks on smol's
 /// global executor, `connect` over a `smol::net::TcpStream`).
 #[cfg(feature = "smol")]
 pub mod smol {
@@ -298,7 +333,7 @@ pub mod smol {
         crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, crate::Config::default(), None).await
+        crate::handshake::connect_on::<Smol>(url, crate::Config::default(), None, None).await
     }
 
     /// Connects to a `ws://` or `wss://` URL with `config`. `wss://`
@@ -327,7 +362,7 @@ pub mod smol {
         crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, config, None).await
+        crate::handshake::connect_on::<Smol>(url, config, None, None).await
     }
 
     /// [`connect_with`] using `tls` for a `wss://` URL instead of the
@@ -342,6 +377,31 @@ pub mod smol {
         crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, config, Some(tls)).await
+        crate::handshake::connect_on::<Smol>(url, config, Some(tls), None).await
+    }
+
+    /// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy,
+    /// its `CONNECT` tunnel to the URL's host and port (with the proxy
+    /// URL's credentials as `Proxy-Authorization: Basic`), then for
+    /// `wss://` TLS to the server inside the tunnel (verified against the
+    /// URL's host, with `tls` or the default roots), then the WebSocket
+    /// handshake; all of it bounded by the handshake timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`], and [`Error::Proxy`](crate::Error::Proxy) when
+    /// the proxy refuses the tunnel (its status in
+    /// [`ProxyError::status`](crate::proxy::ProxyError::status): 407, 403,
+    /// 502, ...), closes the connection or does not answer in HTTP.
+    pub async fn connect_proxy(
+        url: &str,
+        config: crate::Config,
+        proxy: &crate::proxy::Proxy,
+        tls: Option<std::sync::Arc<crate::tls::rustls::ClientConfig>>,
+    ) -> crate::Result<(
+        crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
+        ws_core::handshake::Response,
+    )> {
+        crate::handshake::connect_on::<Smol>(url, config, tls, Some(proxy)).await
     }
 }

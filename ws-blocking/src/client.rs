@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use ws_core::handshake::Response;
+use ws_core::proxy::Proxy;
 use ws_core::rt::reconnect::{Backoff, Reconnect, connect_with_retries_blocking};
 use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::server::session::display_line;
@@ -50,7 +51,8 @@ enum Ending {
 
 /// A WebSocket client for one `ws://` or `wss://` URL (`wss://` trusts the
 /// default roots, or your configuration given to
-/// [`with_tls`](Self::with_tls)).
+/// [`with_tls`](Self::with_tls)), directly or through an HTTP proxy
+/// ([`with_proxy`](Self::with_proxy)).
 ///
 /// ```no_run
 /// use ws_blocking::Client;
@@ -104,6 +106,8 @@ pub struct Client {
     config: Config,
     /// The TLS configuration for `wss://`; `None`: the default.
     tls: Option<Arc<ClientConfig>>,
+    /// The HTTP proxy to tunnel through; `None`: connect directly.
+    proxy: Option<Proxy>,
     conn: Conn,
     response: Option<Response>,
     /// With a policy: its backoff.
@@ -128,6 +132,7 @@ impl fmt::Debug for Client {
             .field("url", &self.url)
             .field("config", &self.config)
             .field("own_tls_config", &self.tls.is_some())
+            .field("proxy", &self.proxy)
             .field("conn", &self.conn)
             .field("response", &self.response)
             .field("policy", &self.retry.as_ref().map(Backoff::policy))
@@ -144,6 +149,7 @@ impl Client {
             url: WsUrl::parse(url)?,
             config: Config::default(),
             tls: None,
+            proxy: None,
             conn: Conn::Idle,
             response: None,
             retry: None,
@@ -170,6 +176,23 @@ impl Client {
     pub fn with_tls(mut self, tls: Arc<ClientConfig>) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// Connects through `proxy` (an HTTP `CONNECT` tunnel; `None`:
+    /// directly), for `ws://` and `wss://` (TLS to the server inside the
+    /// tunnel); reconnections too. [`Proxy::from_env`] picks one from the
+    /// environment (`https_proxy`, `no_proxy`, ...) if you want that; the
+    /// client never reads the environment itself. A proxy's refusal is
+    /// `Error::Proxy` with its status; with a policy, a 4xx from the proxy
+    /// (407, 403) ends the retries.
+    pub fn with_proxy(mut self, proxy: impl Into<Option<Proxy>>) -> Self {
+        self.proxy = proxy.into();
+        self
+    }
+
+    /// The URL this client connects to (for [`Proxy::from_env`], say).
+    pub fn url(&self) -> &WsUrl {
+        &self.url
     }
 
     /// Reconnects per `policy` (opt-in; see [Reconnecting](Self#reconnecting)).
@@ -213,11 +236,16 @@ impl Client {
     /// retries at once.
     pub fn connect(&mut self) -> Result<()> {
         let (ws, response) = match self.retry.as_mut() {
-            None => connect_url(&self.url, self.config.clone(), self.tls.clone())?,
+            None => connect_url(
+                &self.url,
+                self.config.clone(),
+                self.tls.clone(),
+                self.proxy.as_ref(),
+            )?,
             Some(backoff) => {
-                let (url, config, tls) = (&self.url, &self.config, &self.tls);
+                let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
                 connect_with_retries_blocking(backoff, || {
-                    connect_url(url, config.clone(), tls.clone())
+                    connect_url(url, config.clone(), tls.clone(), proxy.as_ref())
                 })?
             }
         };
@@ -361,9 +389,9 @@ impl Client {
     fn relink(&mut self, relinked: &mut dyn FnMut(&WsWriter<MaybeTls<TcpStream>>)) -> Result<()> {
         while self.lost {
             let backoff = self.retry.as_mut().expect("lost implies a policy");
-            let (url, config, tls) = (&self.url, &self.config, &self.tls);
+            let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
             let connected = connect_with_retries_blocking(backoff, || {
-                connect_url(url, config.clone(), tls.clone())
+                connect_url(url, config.clone(), tls.clone(), proxy.as_ref())
             });
             let (ws, response) = match connected {
                 Ok(connected) => connected,

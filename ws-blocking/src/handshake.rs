@@ -1,5 +1,6 @@
 //! The opening handshake over blocking transports, both roles, and a
-//! client's transport for `ws://` and `wss://` ([`MaybeTls`]).
+//! client's transport for `ws://` and `wss://` ([`MaybeTls`]), directly or
+//! through an HTTP proxy ([`connect_proxy`]).
 //!
 //! Parsing, validation and the response bytes are ws-core's
 //! ([`ws_core::handshake`]); this module reads the head straight into the
@@ -17,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use ws_core::handshake::{
     Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
 };
+use ws_core::proxy::{Proxy, ProxyConnect, ProxyError, Tunnel, first_hop};
 use ws_core::rt::tls::rustls::{ClientConfig, ClientConnection};
 use ws_core::rt::tls::{self, ServerName, TlsError};
 use ws_core::url::WsUrl;
@@ -25,15 +27,25 @@ use ws_core::{Config, Error, Role, TimeoutKind};
 use crate::Result;
 use crate::stream::{SetReadTimeout, TimeoutCache, WebSocketStream, is_timeout, read_into};
 
-/// Either side's incremental head parser, so one read loop serves both.
+/// Either side's incremental head parser (and a proxy's `CONNECT`
+/// answer), so one read loop serves all.
 pub(crate) trait HeadParser {
     type Head;
+    type Error: Into<Error>;
     fn buf(&mut self) -> &mut BytesMut;
-    fn poll(&mut self) -> std::result::Result<Option<Self::Head>, HandshakeError>;
+    fn poll(&mut self) -> std::result::Result<Option<Self::Head>, Self::Error>;
+    /// The error for a peer that closed before its head was complete.
+    fn eof() -> Error {
+        Error::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed during the opening handshake",
+        ))
+    }
 }
 
 impl HeadParser for ServerHandshake {
     type Head = Request;
+    type Error = HandshakeError;
     fn buf(&mut self) -> &mut BytesMut {
         self.read_buf()
     }
@@ -44,11 +56,26 @@ impl HeadParser for ServerHandshake {
 
 impl HeadParser for ClientHandshake {
     type Head = Response;
+    type Error = HandshakeError;
     fn buf(&mut self) -> &mut BytesMut {
         self.read_buf()
     }
     fn poll(&mut self) -> std::result::Result<Option<Response>, HandshakeError> {
         self.poll_response()
+    }
+}
+
+impl HeadParser for ProxyConnect {
+    type Head = Tunnel;
+    type Error = ProxyError;
+    fn buf(&mut self) -> &mut BytesMut {
+        self.read_buf()
+    }
+    fn poll(&mut self) -> std::result::Result<Option<Tunnel>, ProxyError> {
+        self.poll_response()
+    }
+    fn eof() -> Error {
+        ProxyError::Closed.into()
     }
 }
 
@@ -61,19 +88,14 @@ where
 {
     let mut timeouts = TimeoutCache::default();
     loop {
-        if let Some(head) = hs.poll()? {
+        if let Some(head) = hs.poll().map_err(Into::into)? {
             return Ok(head);
         }
         if !timeouts.arm(io, Some(deadline), Instant::now())? {
             return Err(Error::Timeout(TimeoutKind::Handshake));
         }
         match read_into(io, hs.buf()) {
-            Ok(0) => {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed during the opening handshake",
-                )));
-            }
+            Ok(0) => return Err(H::eof()),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {
@@ -163,20 +185,25 @@ where
     S: Read + Write + SetReadTimeout,
 {
     let deadline = Instant::now() + config.get_handshake_timeout();
-    client_handshake_until(io, req, config, deadline)
+    client_handshake_until(io, req, config, deadline, BytesMut::new())
 }
 
+/// The client handshake; `early` holds bytes already received on the
+/// connection (after a proxy's answer), the start of the server's answer.
 fn client_handshake_until<S>(
     mut io: S,
     req: &ClientRequest,
     config: Config,
     deadline: Instant,
+    early: BytesMut,
 ) -> Result<(WebSocketStream<S>, Response)>
 where
     S: Read + Write + SetReadTimeout,
 {
     let (mut hs, request) = ClientHandshake::new(req);
     write_flush(&mut io, &request)?;
+    // `read_head` parses what is buffered before it reads.
+    hs.read_buf().extend_from_slice(&early);
     let response = read_head(&mut io, &mut hs, deadline)?;
     let ws = WebSocketStream::from_raw(io, Role::Client, config, hs.take_remaining());
     Ok((ws, response))
@@ -210,7 +237,7 @@ pub fn connect_with(
     url: &str,
     config: Config,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_url(&WsUrl::parse(url)?, config, None)
+    connect_url(&WsUrl::parse(url)?, config, None, None)
 }
 
 /// [`connect_with`] using `tls` for a `wss://` URL instead of the default
@@ -234,15 +261,63 @@ pub fn connect_tls(
     config: Config,
     tls: Arc<ClientConfig>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_url(&WsUrl::parse(url)?, config, Some(tls))
+    connect_url(&WsUrl::parse(url)?, config, Some(tls), None)
 }
 
-/// [`connect_tls`] for an already parsed URL; `None` is the default TLS
-/// configuration.
+/// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy, its
+/// `CONNECT` tunnel to the URL's host and port (with the proxy URL's
+/// credentials as `Proxy-Authorization: Basic`), then for `wss://` TLS to
+/// the server inside the tunnel (verified against the URL's host, with
+/// `tls` or the default roots), then the WebSocket handshake; all of it
+/// bounded by the handshake timeout.
+///
+/// ```no_run
+/// use ws_blocking::proxy::Proxy;
+///
+/// let proxy = Proxy::parse("http://user:secret@proxy.internal:3128")?;
+/// let (mut ws, _response) =
+///     ws_blocking::connect_proxy("wss://chat.example/ws", ws_blocking::Config::default(), &proxy, None)?;
+/// ws.send(ws_blocking::Message::text("hello"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`connect_with`], and `Error::Proxy` when the proxy refuses the
+/// tunnel (its status in
+/// [`ProxyError::status`](crate::proxy::ProxyError::status): 407, 403,
+/// 502, ...), closes the connection or does not answer in HTTP.
+pub fn connect_proxy(
+    url: &str,
+    config: Config,
+    proxy: &Proxy,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    connect_url(&WsUrl::parse(url)?, config, tls, Some(proxy))
+}
+
+/// Opens `proxy`'s `CONNECT` tunnel to `target` on `sock` by `deadline`;
+/// returns the bytes that followed the proxy's answer (ws-core decides
+/// what they may be).
+fn open_tunnel(
+    mut sock: &TcpStream,
+    proxy: &Proxy,
+    target: &WsUrl,
+    deadline: Instant,
+) -> Result<BytesMut> {
+    let (mut connect, request) = ProxyConnect::new(proxy, target);
+    write_flush(&mut sock, &request)?;
+    let tunnel = read_head(&mut sock, &mut connect, deadline)?;
+    Ok(tunnel.into_buffered())
+}
+
+/// [`connect_proxy`] for an already parsed URL; `None` is the default TLS
+/// configuration, or no proxy.
 pub(crate) fn connect_url(
     url: &WsUrl,
     config: Config,
     tls: Option<Arc<ClientConfig>>,
+    proxy: Option<&Proxy>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     // The TLS setup fails before any I/O.
     let tls = if url.is_tls() {
@@ -257,7 +332,7 @@ pub(crate) fn connect_url(
     let deadline = Instant::now() + config.get_handshake_timeout();
     let mut last_err = None;
     let mut sock = None;
-    for addr in url.socket_addr_string().to_socket_addrs()? {
+    for addr in first_hop(url, proxy).to_socket_addrs()? {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::Timeout(TimeoutKind::Handshake));
@@ -288,12 +363,16 @@ pub(crate) fn connect_url(
         return Err(Error::Timeout(TimeoutKind::Handshake));
     }
     sock.set_write_timeout(Some(left))?;
+    let early = match proxy {
+        Some(proxy) => open_tunnel(&sock, proxy, url, deadline)?,
+        None => BytesMut::new(),
+    };
     let io = match tls {
         None => MaybeTls::Plain(sock),
         Some((name, tls)) => MaybeTls::Tls(Box::new(tls_handshake(sock, name, tls, deadline)?)),
     };
     let req = ClientRequest::from_url(url);
-    let (ws, response) = client_handshake_until(io, &req, config, deadline)?;
+    let (ws, response) = client_handshake_until(io, &req, config, deadline, early)?;
     ws.get_ref().get_ref().set_write_timeout(None)?;
     Ok((ws, response))
 }

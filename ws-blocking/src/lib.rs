@@ -98,7 +98,8 @@ mod stream;
 
 pub use client::Client;
 pub use handshake::{
-    MaybeTls, accept, accept_with, client_handshake, connect, connect_tls, connect_with,
+    MaybeTls, accept, accept_with, client_handshake, connect, connect_proxy, connect_tls,
+    connect_with,
 };
 pub use server::{Server, ServerHandle};
 pub use stream::{
@@ -125,6 +126,13 @@ pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Ut
 pub mod tls {
     pub use crate::handshake::TlsStream;
     pub use ws_core::rt::tls::*;
+}
+
+/// HTTP proxies for clients: ws-core's [`ws_core::proxy`] (a [`Proxy`](proxy::Proxy)
+/// from a URL or, opt-in, from the environment; the errors), for
+/// [`connect_proxy`] and [`Client::with_proxy`].
+pub mod proxy {
+    pub use ws_core::proxy::{Proxy, ProxyError};
 }
 
 /// The result type of every fallible operation in this crate.

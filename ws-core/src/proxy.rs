@@ -479,6 +479,16 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
+/// Where a client opens TCP for `target`: the proxy's host and port when
+/// it has one, else the target's (an IPv6 host without brackets, as
+/// `(host, port)` socket address lookups take it). For the adapters.
+pub fn first_hop<'a>(target: &'a WsUrl, proxy: Option<&'a Proxy>) -> (&'a str, u16) {
+    match proxy {
+        Some(proxy) => (proxy.host(), proxy.port()),
+        None => (target.host(), target.port()),
+    }
+}
+
 /// The client side of an HTTP `CONNECT` exchange, sans-IO: the request to
 /// write, then the proxy's answer, fed in any chunks, until it is a
 /// [`Tunnel`] or a [`ProxyError`].

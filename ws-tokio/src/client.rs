@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin};
 use tokio::net::TcpStream;
 use ws_core::Config;
 use ws_core::handshake::Response;
+use ws_core::proxy::Proxy;
 use ws_core::rt::client::Connector;
 use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
@@ -30,7 +31,8 @@ use crate::{Deadline, Result, WebSocketStream};
 /// supplies the socket, TLS (tokio-rustls), the timer and the console.
 /// `wss://` trusts the default roots unless given your own
 /// `Arc<rustls::ClientConfig>` with
-/// [`with_tls`](ws_core::rt::client::Client::with_tls).
+/// [`with_tls`](ws_core::rt::client::Client::with_tls); an HTTP proxy
+/// with [`with_proxy`](ws_core::rt::client::Client::with_proxy).
 ///
 /// tokio reads stdin on a blocking thread: in
 /// [`run_interactive`](ws_core::rt::client::Client::run_interactive), a line
@@ -52,8 +54,9 @@ impl Connector for Tokio {
         url: &WsUrl,
         config: Config,
         tls: Option<Arc<ClientConfig>>,
+        proxy: Option<Proxy>,
     ) -> impl Future<Output = Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)>> + Send {
-        connect_url(url, config, tls)
+        async move { connect_url(url, config, tls, proxy.as_ref()).await }
     }
 
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send {

@@ -1,6 +1,7 @@
 //! The opening handshake over tokio transports: [`accept`] /
 //! [`accept_with`] for servers, [`client_handshake`] / [`connect`] /
-//! [`connect_with`] / [`connect_tls`] for clients (`ws://` and `wss://`).
+//! [`connect_with`] / [`connect_tls`] / [`connect_proxy`] for clients
+//! (`ws://` and `wss://`, directly or through an HTTP proxy).
 //!
 //! ws-core parses and validates; this module only reads (straight into the
 //! handshake's buffer), writes, and bounds the whole exchange by
@@ -20,6 +21,7 @@ use tokio::net::TcpStream;
 use ws_core::handshake::{
     Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
 };
+use ws_core::proxy::{Proxy, ProxyConnect, ProxyError, first_hop};
 use ws_core::rt::tls;
 use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
@@ -153,20 +155,32 @@ pub async fn client_handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (response, buffered) = bounded(&config, client_exchange(&mut io, req)).await?;
+    let early = BytesMut::new();
+    let (response, buffered) = bounded(&config, client_exchange(&mut io, req, early)).await?;
     Ok((
         WebSocketStream::from_raw(io, Role::Client, config, buffered),
         response,
     ))
 }
 
-async fn client_exchange<S>(io: &mut S, req: &ClientRequest) -> Result<(Response, BytesMut)>
+/// Sends `req` and reads the answer; `early` holds bytes already received
+/// on the connection (after a proxy's answer), the start of the answer.
+async fn client_exchange<S>(
+    io: &mut S,
+    req: &ClientRequest,
+    early: BytesMut,
+) -> Result<(Response, BytesMut)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut hs, request) = ClientHandshake::new(req);
     io.write_all(&request).await?;
     io.flush().await?;
+    if !early.is_empty() {
+        if let Some(response) = hs.feed(&early)? {
+            return Ok((response, hs.take_remaining()));
+        }
+    }
     loop {
         let buf = hs.read_buf();
         if buf.capacity() - buf.len() < HEAD_READ / 4 {
@@ -210,7 +224,7 @@ pub async fn connect_with(
     config: Config,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     let url = WsUrl::parse(url)?;
-    connect_url(&url, config, None).await
+    connect_url(&url, config, None, None).await
 }
 
 /// [`connect_with`] using `tls` for a `wss://` URL instead of the default
@@ -238,15 +252,70 @@ pub async fn connect_tls(
     tls: Arc<ClientConfig>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     let url = WsUrl::parse(url)?;
-    connect_url(&url, config, Some(tls)).await
+    connect_url(&url, config, Some(tls), None).await
 }
 
-/// [`connect_tls`] for an already parsed URL; `None` is the default TLS
-/// configuration.
+/// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy, its
+/// `CONNECT` tunnel to the URL's host and port (with the proxy URL's
+/// credentials as `Proxy-Authorization: Basic`), then for `wss://` TLS to
+/// the server inside the tunnel (verified against the URL's host, with
+/// `tls` or the default roots), then the WebSocket handshake; all of it
+/// bounded by the handshake timeout.
+///
+/// ```no_run
+/// use ws_tokio::proxy::Proxy;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let proxy = Proxy::parse("http://user:secret@proxy.internal:3128")?;
+/// let (mut ws, _response) =
+///     ws_tokio::connect_proxy("wss://chat.example/ws", ws_tokio::Config::default(), &proxy, None)
+///         .await?;
+/// ws.send_text("hello").await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`connect_with`], and [`Error::Proxy`] when the proxy refuses the
+/// tunnel (its status in [`ProxyError::status`]: 407, 403, 502, ...),
+/// closes the connection or does not answer in HTTP.
+pub async fn connect_proxy(
+    url: &str,
+    config: Config,
+    proxy: &Proxy,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    let url = WsUrl::parse(url)?;
+    connect_url(&url, config, tls, Some(proxy)).await
+}
+
+/// Opens `proxy`'s `CONNECT` tunnel to `target` on `io`; returns the bytes
+/// that followed the proxy's answer (ws-core decides what they may be).
+async fn open_tunnel<S>(io: &mut S, proxy: &Proxy, target: &WsUrl) -> Result<BytesMut>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut connect, request) = ProxyConnect::new(proxy, target);
+    io.write_all(&request).await?;
+    io.flush().await?;
+    loop {
+        if io.read_buf(connect.read_buf()).await? == 0 {
+            return Err(ProxyError::Closed.into());
+        }
+        if let Some(tunnel) = connect.poll_response()? {
+            return Ok(tunnel.into_buffered());
+        }
+    }
+}
+
+/// [`connect_proxy`] for an already parsed URL; `None` is the default TLS
+/// configuration, or no proxy.
 pub(crate) async fn connect_url(
     url: &WsUrl,
     config: Config,
     tls: Option<Arc<ClientConfig>>,
+    proxy: Option<&Proxy>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     // The TLS setup fails before any I/O.
     let tls = if url.is_tls() {
@@ -260,14 +329,18 @@ pub(crate) async fn connect_url(
     };
     let req = ClientRequest::from_url(url);
     let (io, response, buffered) = bounded(&config, async {
-        let tcp = TcpStream::connect(url.socket_addr_string()).await?;
+        let mut tcp = TcpStream::connect(first_hop(url, proxy)).await?;
         // Latency matters more than packet count here; writes are batched.
         let _ = tcp.set_nodelay(true);
+        let early = match proxy {
+            Some(proxy) => open_tunnel(&mut tcp, proxy, url).await?,
+            None => BytesMut::new(),
+        };
         let mut io = match tls {
             None => MaybeTls::Plain(tcp),
             Some((name, tls)) => tls_handshake(tcp, name, tls).await?,
         };
-        let (response, buffered) = client_exchange(&mut io, &req).await?;
+        let (response, buffered) = client_exchange(&mut io, &req, early).await?;
         Ok((io, response, buffered))
     })
     .await?;

@@ -14,7 +14,8 @@
 //! - [`accept`], [`connect`] and friends: the opening handshake, bounded by
 //!   [`Config::handshake_timeout`]. Clients speak `ws://` and `wss://`
 //!   (rustls through tokio-rustls, over a [`MaybeTls`] stream; [`tls`] has
-//!   the configurations and the errors).
+//!   the configurations and the errors), directly or through an HTTP proxy
+//!   ([`connect_proxy`], [`proxy`]).
 //! - [`Server`]: the demo echo/chat server (one task per connection,
 //!   broadcasts through a bounded per-client queue).
 //! - [`Client`]: a small convenience client, including an interactive
@@ -107,7 +108,9 @@ mod split;
 mod stream;
 
 pub use client::Client;
-pub use handshake::{accept, accept_with, client_handshake, connect, connect_tls, connect_with};
+pub use handshake::{
+    accept, accept_with, client_handshake, connect, connect_proxy, connect_tls, connect_with,
+};
 pub use maybe_tls::MaybeTls;
 pub use server::{Server, ServerHandle};
 pub use split::{Io, SplitIo, WsReader, WsWriter};
@@ -134,6 +137,13 @@ pub use ws_core::{Bytes, CloseCode, CloseFrame, Config, Error, Message, Role, Ut
 pub mod tls {
     pub use crate::maybe_tls::{ReadHalf, WriteHalf};
     pub use ws_core::rt::tls::*;
+}
+
+/// HTTP proxies for clients: ws-core's [`ws_core::proxy`] (a [`Proxy`](proxy::Proxy)
+/// from a URL or, opt-in, from the environment; the errors), for
+/// [`connect_proxy`] and `Client::with_proxy`.
+pub mod proxy {
+    pub use ws_core::proxy::{Proxy, ProxyError};
 }
 
 /// The result type of every fallible operation in this crate.

@@ -23,6 +23,7 @@ use crate::connection::State;
 use crate::error::Error;
 use crate::handshake::Response;
 use crate::message::Message;
+use crate::proxy::Proxy;
 use crate::rt::driver::Timer;
 use crate::rt::reconnect::{Backoff, Reconnect, connect_with_retries};
 use crate::rt::stream::{Transport, WebSocketStream};
@@ -43,15 +44,18 @@ pub trait Connector: 'static {
     /// on every adapter (see `ws_core::rt::tls`, cargo feature `tls`).
     type TlsConfig: Clone + Send + Sync + Unpin + 'static;
 
-    /// Connects to `url` and performs the opening handshake: TCP, then for
-    /// `wss://` the TLS handshake (with `tls`, or the default
-    /// configuration when `None`), then the WebSocket handshake, all
-    /// together bounded by the handshake timeout (the adapter's
-    /// `connect_with` / `connect_tls`). A `ws://` URL ignores `tls`.
+    /// Connects to `url` and performs the opening handshake: TCP (to
+    /// `proxy` when given, then its `CONNECT` tunnel to the URL's host,
+    /// [`crate::proxy::ProxyConnect`]), then for `wss://` the TLS handshake
+    /// (with `tls`, or the default configuration when `None`), then the
+    /// WebSocket handshake, all together bounded by the handshake timeout
+    /// (the adapter's `connect_with` / `connect_tls` / `connect_proxy`). A
+    /// `ws://` URL ignores `tls`.
     fn connect(
         url: &WsUrl,
         config: Config,
         tls: Option<Self::TlsConfig>,
+        proxy: Option<Proxy>,
     ) -> impl Future<Output = Result<(Ws<Self>, Response), Error>> + Send;
 
     /// The runtime's timer: completes after `delay`.
@@ -95,7 +99,8 @@ enum Ending {
 /// `wss://` verifies the server against the default roots
 /// (`ws_core::rt::tls::default_client_config`, chosen by the adapter's
 /// cargo features), or against your own configuration given to
-/// [`with_tls`](Self::with_tls).
+/// [`with_tls`](Self::with_tls). Through an HTTP proxy with
+/// [`with_proxy`](Self::with_proxy).
 ///
 /// Until [`connect`](Self::connect) succeeds (and after the connection
 /// ended), sending fails with [`Error::Closed`] and receiving yields
@@ -135,6 +140,7 @@ pub struct Client<C: Connector> {
     url: WsUrl,
     config: Config,
     tls: Option<C::TlsConfig>,
+    proxy: Option<Proxy>,
     ws: Option<Ws<C>>,
     policy: Option<Reconnect>,
     /// The policy's backoff; `None` while a [`Redial`] holds it (or after
@@ -163,6 +169,7 @@ impl<C: Connector> fmt::Debug for Client<C> {
             .field("url", &self.url)
             .field("config", &self.config)
             .field("own_tls_config", &self.tls.is_some())
+            .field("proxy", &self.proxy)
             .field("ws", &self.ws)
             .field("policy", &self.policy)
             .field("reconnects", &self.reconnects)
@@ -184,6 +191,7 @@ impl<C: Connector> Client<C> {
             url: WsUrl::parse(url)?,
             config: Config::default(),
             tls: None,
+            proxy: None,
             ws: None,
             policy: None,
             backoff: None,
@@ -211,6 +219,23 @@ impl<C: Connector> Client<C> {
     pub fn with_tls(mut self, tls: C::TlsConfig) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// Connects through `proxy` (an HTTP `CONNECT` tunnel; `None`:
+    /// directly), for `ws://` and `wss://` (TLS to the server inside the
+    /// tunnel); reconnections too. [`Proxy::from_env`] picks one from the
+    /// environment (`https_proxy`, `no_proxy`, ...) if you want that; the
+    /// client never reads the environment itself. A proxy's refusal is
+    /// [`Error::Proxy`] with its status; with a policy, a 4xx from the
+    /// proxy (407, 403) ends the retries.
+    pub fn with_proxy(mut self, proxy: impl Into<Option<Proxy>>) -> Self {
+        self.proxy = proxy.into();
+        self
+    }
+
+    /// The URL this client connects to (for [`Proxy::from_env`], say).
+    pub fn url(&self) -> &WsUrl {
+        &self.url
     }
 
     /// Reconnects per `policy` (opt-in; see [Reconnecting](Self#reconnecting)).
@@ -255,8 +280,13 @@ impl<C: Connector> Client<C> {
     /// retries at once.
     pub async fn connect(&mut self) -> Result<(), Error> {
         let Some(policy) = &self.policy else {
-            let (ws, _response) =
-                C::connect(&self.url, self.config.clone(), self.tls.clone()).await?;
+            let (ws, _response) = C::connect(
+                &self.url,
+                self.config.clone(),
+                self.tls.clone(),
+                self.proxy.clone(),
+            )
+            .await?;
             self.ws = Some(ws);
             return Ok(());
         };
@@ -265,10 +295,10 @@ impl<C: Connector> Client<C> {
             .redial
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner) = None;
-        let (url, config, tls) = (&self.url, &self.config, &self.tls);
+        let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
         let connected = connect_with_retries(
             &mut backoff,
-            || C::connect(url, config.clone(), tls.clone()),
+            || C::connect(url, config.clone(), tls.clone(), proxy.clone()),
             C::sleep,
         )
         .await;
@@ -511,11 +541,11 @@ impl<C: Connector> Client<C> {
                     let policy = self.policy.as_ref().expect("lost implies a policy");
                     let mut backoff = self.backoff.take().unwrap_or_else(|| policy.backoff());
                     let (url, config) = (self.url.clone(), self.config.clone());
-                    let tls = self.tls.clone();
+                    let (tls, proxy) = (self.tls.clone(), self.proxy.clone());
                     Box::pin(async move {
                         let connected = connect_with_retries(
                             &mut backoff,
-                            || C::connect(&url, config.clone(), tls.clone()),
+                            || C::connect(&url, config.clone(), tls.clone(), proxy.clone()),
                             C::sleep,
                         )
                         .await;
