@@ -9,6 +9,7 @@ use std::io;
 use std::sync::Arc;
 
 use clap::ValueEnum;
+use ws_core::proxy::Proxy;
 use ws_core::rt::reconnect::Reconnect;
 use ws_core::rt::tls;
 use ws_core::rt::tls::rustls::client::danger::{
@@ -248,12 +249,15 @@ fn set_env_once(name: &str, value: usize) {
 /// the session as without a policy.
 ///
 /// A `wss://` URL uses `tls` if given ([`client_tls`] builds it from the
-/// command line's `--ca` and `--insecure`), else the default roots.
+/// command line's `--ca` and `--insecure`), else the default roots. With
+/// `proxy` ([`client_proxy`] reads `--proxy` and `--proxy-from-env`) the
+/// connection goes through that HTTP proxy's `CONNECT` tunnel.
 pub fn run_client(
     rt: Runtime,
     url: &str,
     reconnect: Option<Reconnect>,
     tls: Option<Arc<ClientConfig>>,
+    proxy: Option<Proxy>,
 ) -> Result<(), Error> {
     match rt {
         Runtime::Tokio => {
@@ -268,6 +272,7 @@ pub fn run_client(
                 if let Some(tls) = tls {
                     client = client.with_tls(tls);
                 }
+                client = client.with_proxy(proxy);
                 client.connect().await?;
                 client.run_interactive().await
             });
@@ -284,6 +289,7 @@ pub fn run_client(
             if let Some(tls) = tls {
                 client = client.with_tls(tls);
             }
+            client = client.with_proxy(proxy);
             client.connect().await?;
             client.run_interactive().await
         }),
@@ -295,6 +301,7 @@ pub fn run_client(
             if let Some(tls) = tls {
                 client = client.with_tls(tls);
             }
+            client = client.with_proxy(proxy);
             client.connect().await?;
             client.run_interactive().await
         }),
@@ -306,9 +313,32 @@ pub fn run_client(
             if let Some(tls) = tls {
                 client = client.with_tls(tls);
             }
+            client = client.with_proxy(proxy);
             client.connect()?;
             client.run_interactive()
         }
+    }
+}
+
+/// The HTTP proxy `ws-client` connects to `url` through: `proxy_url`
+/// (`--proxy URL`), else with `from_env` (`--proxy-from-env`) the one the
+/// environment names for `url` ([`Proxy::from_env`]: `wss_proxy`,
+/// `https_proxy`, `no_proxy`, ...), else none. The environment is read
+/// only when asked to.
+///
+/// # Errors
+///
+/// An unusable URL or proxy URL (a SOCKS proxy, say), naming the
+/// environment variable it came from.
+pub fn client_proxy(
+    url: &str,
+    proxy_url: Option<&str>,
+    from_env: bool,
+) -> Result<Option<Proxy>, Error> {
+    match proxy_url {
+        Some(proxy) => Ok(Some(Proxy::parse(proxy)?)),
+        None if from_env => Ok(Proxy::from_env(&ws_core::url::WsUrl::parse(url)?)?),
+        None => Ok(None),
     }
 }
 

@@ -17,6 +17,17 @@
 //! `--insecure` skips the verification altogether (and says so on stderr):
 //! for a throwaway test certificate only.
 //!
+//! Through an HTTP proxy (`CONNECT`; for `wss://` TLS to the server runs
+//! inside the tunnel): `--proxy http://user:pass@proxy:3128`, or
+//! `--proxy-from-env` to use `wss_proxy` / `ws_proxy`, `https_proxy`,
+//! `http_proxy`, `all_proxy` and `no_proxy` as python-websockets does
+//! (the environment is not read otherwise).
+//!
+//! ```text
+//! cargo run --release --bin ws-client -- wss://example.com/ws --proxy http://proxy:3128
+//! https_proxy=http://proxy:3128 cargo run --release --bin ws-client -- wss://example.com/ws --proxy-from-env
+//! ```
+//!
 //! With `--reconnect` it survives the server going away: it connects and
 //! reconnects with exponential backoff and jitter (100 ms doubling up to
 //! 30 s), printing `[reconnected]` on stderr each time, and stops for good
@@ -27,7 +38,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use examples::{Runtime, client_tls, run_client};
+use examples::{Runtime, client_proxy, client_tls, run_client};
 use ws_core::rt::reconnect::Reconnect;
 
 /// An interactive WebSocket client: stdin lines out, messages in.
@@ -52,13 +63,23 @@ struct Args {
     /// only; prints a warning.
     #[arg(long, conflicts_with = "ca")]
     insecure: bool,
+    /// Connect through this HTTP proxy (CONNECT), e.g.
+    /// http://user:pass@proxy:3128 (credentials percent-encoded).
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Use the proxy the environment names for the URL (wss_proxy/ws_proxy,
+    /// https_proxy, http_proxy, all_proxy; no_proxy exempts hosts).
+    #[arg(long, conflicts_with = "proxy")]
+    proxy_from_env: bool,
 }
 
 fn main() {
     let args = Args::parse();
     let reconnect = args.reconnect.then(Reconnect::new);
-    let result = client_tls(&args.ca, args.insecure)
-        .and_then(|tls| run_client(args.runtime, &args.url, reconnect, tls));
+    let result = client_tls(&args.ca, args.insecure).and_then(|tls| {
+        let proxy = client_proxy(&args.url, args.proxy.as_deref(), args.proxy_from_env)?;
+        run_client(args.runtime, &args.url, reconnect, tls, proxy)
+    });
     if let Err(e) = result {
         eprintln!("ws-client: {e}");
         std::process::exit(1);
