@@ -50,13 +50,13 @@ impl Connector for Tokio {
     type Timer = Deadline;
     type TlsConfig = Arc<ClientConfig>;
 
-    fn connect(
+    async fn connect(
         url: &WsUrl,
         config: Config,
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
-    ) -> impl Future<Output = Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)>> + Send {
-        async move { connect_url(url, config, tls, proxy.as_ref()).await }
+    ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+        connect_url(url, config, tls, proxy.as_ref()).await
     }
 
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send {
