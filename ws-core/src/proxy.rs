@@ -1056,6 +1056,14 @@ mod tests {
     }
 
     #[test]
+    fn the_first_hop_is_the_proxy_when_there_is_one() {
+        let target = url("wss://[::1]:9443/");
+        assert_eq!(first_hop(&target, None), ("::1", 9443));
+        let p = proxy("http://u:p@proxy.example:3128");
+        assert_eq!(first_hop(&target, Some(&p)), ("proxy.example", 3128));
+    }
+
+    #[test]
     fn proxy_errors_are_small_and_reachable_from_error() {
         assert!(std::mem::size_of::<ProxyError>() <= 24);
         let e = crate::Error::from(ProxyError::Refused {
