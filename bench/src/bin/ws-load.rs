@@ -15,6 +15,10 @@
 //!   With `--rooms R`, client i joins room `r{i % R}` (`?room=` on the URL)
 //!   and expects exactly the messages of its room's clients.
 //!
+//! A `wss://` URL runs echo and `--handshakes` over TLS (rustls, the ring
+//! provider), trusting the CA in `--ca FILE`; the echo then writes each
+//! batch and reads what comes back (no readiness tricks through TLS).
+//!
 //! With `--server-pid PID` it samples the server's utime+stime at the start
 //! and end of the measured window and reports CPU per message (per delivery
 //! for `--fanout`).
@@ -27,17 +31,18 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use ws_bench::tls::Stream;
 use ws_bench::{
     Args, RawHeader, encode_frame, head_end, op, parse_header, payload, proc_cpu_secs, secs,
 };
 
-const USAGE: &str = "usage: ws-load --url ws://127.0.0.1:PORT/ [--connections N] [--size BYTES] \
+const USAGE: &str = "usage: ws-load --url ws[s]://127.0.0.1:PORT/ [--ca FILE] [--connections N] [--size BYTES] \
 [--in-flight K] [--duration SECS] [--warmup SECS] [--text|--binary] [--json] [--threads T] \
 [--server-pid PID] [--label NAME] | --handshakes | --idle N [--hold SECS] [--burst-size BYTES] [--burst-conns M] \
 | --fanout --url ws://127.0.0.1:PORT/ws [--connections N] [--size BYTES] [--messages M] [--duration-limit SECS] \
 [--stall SECS] [--rooms R] [--text|--binary] [--server-pid PID] [--json] [--label NAME]";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Opts {
     host_port: String,
     path: String,
@@ -50,6 +55,11 @@ struct Opts {
     json: bool,
     label: String,
     server_pid: Option<String>,
+    /// For wss://: the TLS client and the server name (the URL's host).
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        tokio_rustls::rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +111,34 @@ async fn connect(o: &Opts, req: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
                 )));
             }
             return Ok((s, buf.split_off(n)));
+        }
+        if buf.len() > 16 * 1024 || s.read_buf(&mut buf).await? == 0 {
+            return Err(io::Error::other("connection closed during handshake"));
+        }
+    }
+}
+
+/// Connects (over TLS for wss://) and upgrades; returns the stream and the
+/// bytes read past the head.
+async fn connect_any(o: &Opts, req: &[u8]) -> io::Result<(Stream, Vec<u8>)> {
+    let Some((tls, name)) = &o.tls else {
+        let (s, left) = connect(o, req).await?;
+        return Ok((Stream::Plain(s), left));
+    };
+    let tcp = TcpStream::connect(&o.host_port).await?;
+    tcp.set_nodelay(true)?;
+    let mut s = tls.connect(name.clone(), tcp).await?;
+    s.write_all(req).await?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if let Some(n) = head_end(&buf) {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                return Err(io::Error::other(format!(
+                    "upgrade refused: {}",
+                    String::from_utf8_lossy(&buf[..n.min(80)])
+                )));
+            }
+            return Ok((Stream::Tls(Box::new(s)), buf.split_off(n)));
         }
         if buf.len() > 16 * 1024 || s.read_buf(&mut buf).await? == 0 {
             return Err(io::Error::other("connection closed during handshake"));
@@ -160,7 +198,78 @@ impl FrameSkipper {
     }
 }
 
+/// The echo loop over TLS: write every queued frame, then read what is
+/// there, until the window ends. The K frames in flight are at most a few
+/// tens of KiB, far below the socket buffers, so writing them all before
+/// reading cannot deadlock.
+async fn echo_conn_stream(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<Stats> {
+    let (mut s, leftover) = connect_any(&o, &request(&o)).await?;
+    let opcode = if o.text { op::TEXT } else { op::BINARY };
+    let key: [u8; 4] = rand::random();
+    let mut frame = Vec::new();
+    encode_frame(
+        &mut frame,
+        opcode,
+        &payload(o.size, o.text, false),
+        Some(key),
+    );
+    let flen = frame.len();
+    let block = frame.repeat(o.inflight);
+    let mut st = Stats::default();
+    let mut pending = o.inflight;
+    let now = Instant::now();
+    let mut sent: VecDeque<Instant> = (0..o.inflight).map(|_| now).collect();
+    let mut skipper = FrameSkipper::default();
+    let mut rbuf = vec![0u8; 256 * 1024];
+    let mut finished = false;
+    let mut on_data = |data: &[u8], st: &mut Stats, pending: &mut usize, finished: &mut bool| {
+        let now = Instant::now();
+        let in_window = now >= t0 && now < t1;
+        skipper.feed(data, |h| match h.opcode {
+            op::TEXT | op::BINARY if h.fin && h.len == o.size && h.opcode == opcode => {
+                let t_sent = sent.pop_front().unwrap_or(now);
+                if in_window {
+                    st.msgs += 1;
+                    st.bytes += h.len as u64;
+                    if st.lat_ns.len() < MAX_SAMPLES {
+                        st.lat_ns.push((now - t_sent).as_nanos() as u64);
+                    }
+                }
+                if now < t1 {
+                    sent.push_back(now);
+                    *pending += 1;
+                }
+            }
+            op::PING | op::PONG => {}
+            op::CLOSE => *finished = true,
+            _ => {
+                st.errors += 1;
+                *finished = true;
+            }
+        });
+    };
+    on_data(&leftover, &mut st, &mut pending, &mut finished);
+    while !finished && Instant::now() < t1 {
+        if pending > 0 {
+            s.write_all(&block[..pending * flen]).await?;
+            s.flush().await?;
+            pending = 0;
+        }
+        let left = t1.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut rbuf)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => on_data(&rbuf[..n], &mut st, &mut pending, &mut finished),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Ok(st)
+}
+
 async fn echo_conn(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<Stats> {
+    if o.tls.is_some() {
+        return echo_conn_stream(o, t0, t1).await;
+    }
     let (s, leftover) = connect(&o, &request(&o)).await?;
     let opcode = if o.text { op::TEXT } else { op::BINARY };
     let key: [u8; 4] = rand::random();
@@ -279,7 +388,7 @@ async fn handshake_loop(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<St
     while Instant::now() < t1 {
         let start = Instant::now();
         let one = async {
-            let (mut s, mut left) = connect(&o, &req).await?;
+            let (mut s, mut left) = connect_any(&o, &req).await?;
             let upgraded = Instant::now();
             s.write_all(&close).await?;
             // Wait for the server's close frame (or EOF).
@@ -301,7 +410,7 @@ async fn handshake_loop(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<St
             }
             // RST instead of TIME_WAIT: thousands of handshakes per second
             // would otherwise exhaust the ephemeral ports.
-            let _ = s.set_zero_linger();
+            let _ = s.tcp().set_zero_linger();
             io::Result::Ok(upgraded)
         };
         match tokio::time::timeout(Duration::from_secs(5), one).await {
@@ -1268,14 +1377,31 @@ fn main() {
         return;
     }
     let url = a.value("--url").unwrap_or("ws://127.0.0.1:9001/");
-    let Some(rest) = url.strip_prefix("ws://") else {
-        eprintln!("only ws:// URLs are supported\n{USAGE}");
-        std::process::exit(2);
+    let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => {
+            eprintln!("only ws:// and wss:// URLs are supported\n{USAGE}");
+            std::process::exit(2);
+        }
     };
     let (host_port, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
+    let tls = secure.then(|| {
+        let Some(ca) = a.value("--ca") else {
+            eprintln!("wss:// needs --ca FILE (the CA that signed the server's certificate)");
+            std::process::exit(2);
+        };
+        let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
+            .unwrap_or_else(|e| panic!("server name {host}: {e}"));
+        (
+            tokio_rustls::TlsConnector::from(ws_bench::tls::client_config(ca)),
+            name,
+        )
+    });
     let o = Opts {
         host_port: host_port.to_string(),
         path: path.to_string(),
@@ -1288,6 +1414,7 @@ fn main() {
         json: a.flag("--json"),
         label: a.value("--label").unwrap_or("ws-load").to_string(),
         server_pid: a.value("--server-pid").map(str::to_string),
+        tls,
     };
     let threads = a.parse_or("--threads", 1usize);
     let rt = if threads <= 1 {

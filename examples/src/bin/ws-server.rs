@@ -71,12 +71,21 @@ struct Args {
 /// heap and stay there once freed. Pinning the threshold (which also turns
 /// that adjustment off) lets the server's RSS fall back to its idle size
 /// after a burst, as ws-core releases the buffers.
+///
+/// The trim threshold goes up at the same time: glibc gives the top of the
+/// heap back to the kernel whenever more than 128 KiB of it is free, and a
+/// server that frees its connections' buffers whenever they go quiet (as
+/// ws-core does) would then fault the same pages back in, zeroed, on the
+/// next message. Over TLS (more buffers per connection) that cost a quarter
+/// of the server's CPU in the wss echo benchmark (bench/tls.sh). Large
+/// buffers are mmapped and still go back at once.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn pin_mmap_threshold() {
-    // SAFETY: mallopt only sets an allocator tunable; called before any
+    // SAFETY: mallopt only sets allocator tunables; called before any
     // other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 * 1024 * 1024);
     }
 }
 
