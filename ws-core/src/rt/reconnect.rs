@@ -91,7 +91,11 @@ impl Reconnect {
     /// Whether a failed connection attempt is final: the server refused the
     /// upgrade with a 4xx status, the HTTP proxy refused the tunnel with
     /// one (407: our credentials; 403: the target is not allowed; a 5xx
-    /// such as 502 is retried), or the URL itself is unusable.
+    /// such as 502 is retried), the URL itself is unusable, or (with TLS)
+    /// the server's certificate was refused or our TLS configuration is
+    /// unusable ([`TlsErrorKind::is_final`](crate::rt::tls::TlsErrorKind::is_final)):
+    /// waiting does not change a certificate, and retrying would only hide
+    /// the error.
     pub fn is_final_error(&self, e: &Error) -> bool {
         match e {
             Error::Handshake(HandshakeError::UnexpectedStatus(r)) => {
@@ -109,6 +113,8 @@ impl Reconnect {
                 ),
             },
             Error::Url(_) => true,
+            #[cfg(feature = "tls")]
+            Error::Io(_) => crate::rt::tls::TlsError::find(e).is_some_and(|t| t.kind().is_final()),
             _ => false,
         }
     }
@@ -486,6 +492,25 @@ mod tests {
         assert!(!p.is_final_error(&Error::Proxy(ProxyError::Malformed("x"))));
         let socks = crate::proxy::Proxy::parse("socks5://h:1").unwrap_err();
         assert!(p.is_final_error(&Error::Proxy(socks)));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_refused_certificate_is_final_and_a_tls_protocol_error_is_not() {
+        use crate::rt::tls::{TlsError, rustls};
+        let p = Reconnect::new();
+        let tls = |e: rustls::Error| {
+            TlsError::from_handshake(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        };
+        let cert = |c| tls(rustls::Error::InvalidCertificate(c));
+        assert!(p.is_final_error(&cert(rustls::CertificateError::UnknownIssuer)));
+        assert!(p.is_final_error(&cert(rustls::CertificateError::NotValidForName)));
+        assert!(p.is_final_error(&cert(rustls::CertificateError::Expired)));
+        assert!(!p.is_final_error(&tls(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!p.is_final_error(&Error::Io(reset)));
     }
 
     #[test]

@@ -290,6 +290,25 @@ pub enum TlsErrorKind {
     Config,
 }
 
+impl TlsErrorKind {
+    /// Whether retrying the same connection cannot help: the server's
+    /// certificate was refused (untrusted, another name, expired, invalid),
+    /// the URL cannot name a TLS server, or our configuration is unusable. A
+    /// refusal by alert or a protocol error may come from a server that is
+    /// restarting or a middlebox, and is retried.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TlsErrorKind::UntrustedCertificate
+                | TlsErrorKind::NameMismatch
+                | TlsErrorKind::ExpiredCertificate
+                | TlsErrorKind::InvalidCertificate
+                | TlsErrorKind::InvalidServerName
+                | TlsErrorKind::Config
+        )
+    }
+}
+
 impl fmt::Display for TlsErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
