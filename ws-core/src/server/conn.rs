@@ -312,10 +312,12 @@ impl<H: Handler> ServerConnection<H> {
 
     /// Frees the session's empty buffers (see
     /// [`Connection::release_idle_buffers`]); call when the socket has no
-    /// more to read and the executor is about to wait.
-    pub fn release_idle_buffers(&mut self) {
-        if let Phase::Open(s) = &mut self.phase {
-            s.connection().release_idle_buffers();
+    /// more to read and the executor is about to wait. Returns the bytes
+    /// freed.
+    pub fn release_idle_buffers(&mut self) -> usize {
+        match &mut self.phase {
+            Phase::Open(s) => s.connection().release_idle_buffers(),
+            _ => 0,
         }
     }
 
@@ -474,7 +476,7 @@ impl<H: Handler> Served for ServerConnection<H> {
     }
     #[inline]
     fn release_idle_buffers(&mut self) {
-        ServerConnection::release_idle_buffers(self)
+        ServerConnection::release_idle_buffers(self);
     }
     #[inline]
     fn take_for_write(&mut self) -> Bytes {
@@ -685,5 +687,69 @@ mod tests {
         assert!(!c.is_finished(), "the response is still written");
         drain(&mut c);
         assert!(c.is_finished(), "then it ends without lingering");
+    }
+
+    #[test]
+    fn the_queued_bytes_are_counted_in_every_phase() {
+        let now = Instant::now();
+        let (mut c, _) = conn_at(now);
+        assert_eq!(c.buffered_transmit(), 0, "nothing before the head");
+        feed(&mut c, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        let queued = c.buffered_transmit();
+        assert!(queued > 20, "the 404 response is queued: {queued}");
+        // An empty slice array takes nothing (and does not panic).
+        assert_eq!(c.transmit_slices(&mut []), 0);
+        c.advance_transmit(10);
+        assert_eq!(c.buffered_transmit(), queued - 10);
+        drain(&mut c);
+        assert_eq!(c.buffered_transmit(), 0, "lingering: nothing queued");
+        assert!(format!("{c:?}").contains("\"linger\""), "{c:?}");
+        // Open: the session's output (the 101) counts.
+        let (mut c, _) = conn_at(now);
+        assert!(format!("{c:?}").contains("\"request\""), "{c:?}");
+        assert!(format!("{c:?}").contains("127.0.0.1:40000"), "{c:?}");
+        let (_, request) = upgrade_request();
+        feed(&mut c, &request, now);
+        assert!(format!("{c:?}").contains("\"open\""), "{c:?}");
+        let out = drain(&mut c).len();
+        assert!(out > 0);
+        let mut client = Connection::new(Role::Client, Config::default());
+        client.send(&Message::binary(vec![7u8; 300])).unwrap();
+        feed(&mut c, &client.take_transmit(), now);
+        assert!(c.buffered_transmit() >= 300, "the echo is queued");
+        assert_eq!(c.buffered_transmit(), drain(&mut c).len());
+    }
+
+    #[test]
+    fn a_lingering_read_takes_at_least_a_kibibyte_and_keeps_nothing() {
+        let now = Instant::now();
+        let (mut c, _) = conn_at(now);
+        feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        drain(&mut c);
+        c.write_shut();
+        let buf = c.read_buf();
+        assert!(buf.capacity() - buf.len() >= DISCARD);
+        buf.extend_from_slice(&[1; 700]);
+        c.poll(now).unwrap();
+        assert!(c.read_buf().is_empty(), "lingering bytes are dropped");
+    }
+
+    #[test]
+    fn an_open_session_is_reachable_and_its_idle_buffers_are_freed() {
+        let now = Instant::now();
+        let (mut c, _) = conn_at(now);
+        assert!(c.session().is_none());
+        assert_eq!(c.release_idle_buffers(), 0, "nothing to free before");
+        let (_, request) = upgrade_request();
+        feed(&mut c, &request, now);
+        assert!(!c.is_finished(), "open and not over, before anything else");
+        assert!(c.session().is_some());
+        drain(&mut c);
+        let mut client = Connection::new(Role::Client, Config::default());
+        client.send(&Message::binary(vec![1u8; 2000])).unwrap();
+        feed(&mut c, &client.take_transmit(), now);
+        drain(&mut c);
+        assert!(c.release_idle_buffers() > 0, "the emptied buffers go");
+        assert_eq!(c.release_idle_buffers(), 0, "and only once");
     }
 }
