@@ -11,7 +11,7 @@ use examples::{Runtime, run_autobahn};
 
 /// Drives the Autobahn fuzzing server through every test case.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The fuzzing server's base URL.
     #[arg(long, env = "AUTOBAHN_URL", default_value = "ws://127.0.0.1:9001")]

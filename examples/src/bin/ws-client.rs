@@ -43,7 +43,7 @@ use ws_core::rt::reconnect::Reconnect;
 
 /// An interactive WebSocket client: stdin lines out, messages in.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The server's URL, e.g. ws://127.0.0.1:8080/ws or wss://host/ws.
     url: String,

@@ -16,7 +16,7 @@ use ws_tokio::{Message, Server};
 
 /// An authenticated WebSocket notification feed.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8090")]

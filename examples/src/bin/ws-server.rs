@@ -13,9 +13,9 @@ use clap::Parser;
 use examples::{Mode, Runtime, origin_check, run_server, server_tls};
 use ws_core::server::hub::FlowControl;
 
-/// A WebSocket chat/echo server: the test page on `/`, WebSocket on `/ws`.
+/// A WebSocket chat/echo server: the test page on /, WebSocket on /ws.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
