@@ -1,0 +1,1 @@
+//! zlib streams for permessage-deflate (placeholder, filled in next).
