@@ -24,7 +24,9 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod compress;
 pub mod split;
+use compress::Compression;
 use split::Link;
 
 /// Smallest spare capacity offered to a transport read.
@@ -36,6 +38,9 @@ const ZERO_COPY_MIN: usize = 8 * 1024;
 /// How long large buffers outlive the traffic that grew them (see
 /// [`Connection::release_idle_buffers`]).
 pub const IDLE_SHRINK_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// RSV1, the bit permessage-deflate sets on a compressed message's first
+/// frame (RFC 7692 section 6).
+const RSV1: u8 = 0b100;
 /// Payload of the pings [`Config::keepalive`] sends.
 const KEEPALIVE_PAYLOAD: &[u8] = b"keepalive";
 /// Largest spare capacity offered to a transport read when the peer keeps
@@ -102,7 +107,7 @@ impl PreparedMessage {
             }
         };
         let mut out = BytesMut::new();
-        encode_frame(&mut out, true, opcode, payload, None);
+        encode_frame(&mut out, true, 0, opcode, payload, None);
         Ok(PreparedMessage(out.freeze()))
     }
 
@@ -119,13 +124,14 @@ impl PreparedMessage {
 fn encode_frame(
     out: &mut BytesMut,
     fin: bool,
+    rsv: u8,
     opcode: OpCode,
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
     let header = FrameHeader {
         fin,
-        rsv: 0,
+        rsv,
         opcode,
         mask,
         payload_len: payload.len() as u64,
@@ -168,6 +174,10 @@ pub struct Connection {
     msg_opcode: Option<OpCode>,
     msg_buf: BytesMut,
     utf8: Utf8Validator,
+    /// A compressed message is being received (its first frame had RSV1).
+    inflating: bool,
+    /// permessage-deflate, when the handshake negotiated it.
+    deflate: Option<Box<Compression>>,
 
     // Sending. Bytes leave in order: the `sealed` chunks, then `out`.
     out: BytesMut,
@@ -226,9 +236,15 @@ impl Connection {
         } else {
             Timer::Off
         };
+        let deflate = config
+            .negotiated
+            .as_ref()
+            .map(|p| Box::new(Compression::new(role, &config.deflate, p)));
         Connection {
             role,
             config,
+            inflating: false,
+            deflate,
             rbuf: BytesMut::new(),
             frame: None,
             unmasked: 0,
@@ -402,6 +418,10 @@ impl Connection {
         self.msg_buf = BytesMut::new();
         self.frame = None;
         self.seen_len = 0;
+        self.inflating = false;
+        if let Some(d) = &mut self.deflate {
+            d.inflated = Vec::new();
+        }
     }
 
     fn decode(&mut self) -> Result<Option<Message>, ProtocolError> {
@@ -427,9 +447,11 @@ impl Connection {
                 if let Some(key) = header.mask {
                     apply_mask(chunk, key, self.unmasked);
                 }
-                let is_text = header.opcode == OpCode::Text
+                // A compressed message is checked once inflated.
+                let is_text = (header.opcode == OpCode::Text && header.rsv == 0)
                     || (header.opcode == OpCode::Continuation
-                        && self.msg_opcode == Some(OpCode::Text));
+                        && self.msg_opcode == Some(OpCode::Text)
+                        && !self.inflating);
                 if is_text {
                     self.utf8
                         .feed(chunk)
@@ -461,7 +483,7 @@ impl Connection {
     /// limits and fragmentation state.
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         if h.rsv != 0 {
-            return Err(ProtocolError::ReservedBits);
+            self.check_rsv(h)?;
         }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
@@ -496,6 +518,17 @@ impl Connection {
         }
     }
 
+    /// RSV1 is allowed only on the first frame of a data message, and only
+    /// with permessage-deflate negotiated; RSV2 and RSV3 never.
+    fn check_rsv(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        let first_data = matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        if h.rsv == RSV1 && first_data && self.deflate.is_some() {
+            Ok(())
+        } else {
+            Err(ProtocolError::ReservedBits)
+        }
+    }
+
     /// Handles a fully received (and unmasked, checked) frame; returns a
     /// message when one is complete.
     fn complete_frame(
@@ -504,6 +537,12 @@ impl Connection {
         payload: Bytes,
     ) -> Result<Option<Message>, ProtocolError> {
         match h.opcode {
+            OpCode::Text | OpCode::Binary if h.rsv != 0 => {
+                self.msg_opcode = Some(h.opcode);
+                self.inflating = true;
+                self.inflate(h.fin, &payload)
+            }
+            OpCode::Continuation if self.inflating => self.inflate(h.fin, &payload),
             OpCode::Text | OpCode::Binary if h.fin => {
                 // Single-frame message: hand out a slice of the read buffer.
                 Ok(Some(self.data_message(h.opcode, payload)?))
@@ -556,6 +595,29 @@ impl Connection {
         }
     }
 
+    /// Inflates one frame of a compressed message, counting the inflated
+    /// size against the message limit as it goes; returns the message after
+    /// its last frame.
+    fn inflate(&mut self, fin: bool, payload: &[u8]) -> Result<Option<Message>, ProtocolError> {
+        let limit = self.config.max_message_size;
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return Err(ProtocolError::ReservedBits);
+        };
+        let start = d.inflate_frame(payload, fin, limit)?;
+        if self.msg_opcode == Some(OpCode::Text) {
+            self.utf8
+                .feed(&d.inflated[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !fin {
+            return Ok(None);
+        }
+        self.inflating = false;
+        let whole = Bytes::from(std::mem::take(&mut d.inflated));
+        let opcode = self.msg_opcode.take().unwrap_or(OpCode::Binary);
+        Ok(Some(self.data_message(opcode, whole)?))
+    }
+
     fn data_message(&mut self, opcode: OpCode, payload: Bytes) -> Result<Message, ProtocolError> {
         if opcode == OpCode::Text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -578,7 +640,7 @@ impl Connection {
 
     fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
         let mask = self.mask_key();
-        encode_frame(&mut self.out, fin, opcode, payload, mask);
+        encode_frame(&mut self.out, fin, 0, opcode, payload, mask);
     }
 
     fn check_can_send(&self) -> Result<(), Error> {
@@ -592,18 +654,40 @@ impl Connection {
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         self.check_can_send()?;
         self.flush_pong();
+        if let Some(d) = self.deflate.as_deref_mut() {
+            if d.wants(payload.len()) {
+                let mut wire = std::mem::take(&mut d.scratch);
+                d.deflater.compress(payload, &mut wire);
+                self.write_message(opcode, RSV1, &wire);
+                if let Some(d) = self.deflate.as_deref_mut() {
+                    d.scratch = wire;
+                }
+                return Ok(());
+            }
+        }
+        self.write_message(opcode, 0, payload);
+        Ok(())
+    }
+
+    /// Writes one data message as frames of at most the fragment size;
+    /// `rsv` goes on the first frame only.
+    fn write_message(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) {
         match self.config.fragment_size {
             Some(max) if payload.len() > max => {
                 let mut chunks = payload.chunks(max).peekable();
-                let mut op = opcode;
+                let (mut op, mut rsv) = (opcode, rsv);
                 while let Some(chunk) = chunks.next() {
-                    self.write_frame(chunks.peek().is_none(), op, chunk);
-                    op = OpCode::Continuation;
+                    let mask = self.mask_key();
+                    let fin = chunks.peek().is_none();
+                    encode_frame(&mut self.out, fin, rsv, op, chunk, mask);
+                    (op, rsv) = (OpCode::Continuation, 0);
                 }
             }
-            _ => self.write_frame(true, opcode, payload),
+            _ => {
+                let mask = self.mask_key();
+                encode_frame(&mut self.out, true, rsv, opcode, payload, mask);
+            }
         }
-        Ok(())
     }
 
     /// Queues a text message.
@@ -645,7 +729,11 @@ impl Connection {
             .config
             .fragment_size
             .is_none_or(|max| payload.len() <= max);
-        if self.role == Role::Client || !whole || payload.len() < ZERO_COPY_MIN {
+        if self.role == Role::Client
+            || !whole
+            || payload.len() < ZERO_COPY_MIN
+            || self.deflate.is_some()
+        {
             return self.send_data(opcode, payload);
         }
         self.check_can_send()?;
@@ -925,6 +1013,11 @@ impl Connection {
         }
         if self.rbuf.capacity() == 0 {
             self.rbuf_large = false;
+        }
+        if let Some(d) = self.deflate.as_deref_mut() {
+            let (bytes, left) = d.release_idle(self.inflating, limit == usize::MAX);
+            freed += bytes;
+            kept |= left;
         }
         (freed, kept)
     }

@@ -223,7 +223,9 @@ impl DeflateConfig {
             Bits::Value(hint) => {
                 let bits = hint.min(self.client_max_window_bits);
                 // Never ask for 8: leave the hint unanswered instead.
-                (MIN_WINDOW_BITS..MAX_WINDOW_BITS).contains(&bits).then_some(bits)
+                (MIN_WINDOW_BITS..MAX_WINDOW_BITS)
+                    .contains(&bits)
+                    .then_some(bits)
             }
         };
         DeflateParams {
