@@ -120,7 +120,7 @@ impl PreparedMessage {
 /// Writes one frame (header and payload) into `out`, masking when `mask` is
 /// given. Reserves once, so a small frame costs one copy and no allocation
 /// once `out` has capacity.
-#[inline]
+#[inline(always)]
 fn encode_frame(
     out: &mut BytesMut,
     fin: bool,
@@ -654,23 +654,36 @@ impl Connection {
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         self.check_can_send()?;
         self.flush_pong();
-        if let Some(d) = self.deflate.as_deref_mut() {
-            if d.wants(payload.len()) {
-                let mut wire = std::mem::take(&mut d.scratch);
-                d.deflater.compress(payload, &mut wire);
-                self.write_message(opcode, RSV1, &wire);
-                if let Some(d) = self.deflate.as_deref_mut() {
-                    d.scratch = wire;
-                }
-                return Ok(());
-            }
+        if self
+            .deflate
+            .as_deref()
+            .is_some_and(|d| d.wants(payload.len()))
+        {
+            self.send_compressed(opcode, payload);
+            return Ok(());
         }
         self.write_message(opcode, 0, payload);
         Ok(())
     }
 
+    /// Compresses a message and writes it with RSV1 (kept out of line: the
+    /// uncompressed path stays as short as without deflate).
+    #[inline(never)]
+    fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) {
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return;
+        };
+        let mut wire = std::mem::take(&mut d.scratch);
+        d.deflater.compress(payload, &mut wire);
+        self.write_message(opcode, RSV1, &wire);
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.scratch = wire;
+        }
+    }
+
     /// Writes one data message as frames of at most the fragment size;
     /// `rsv` goes on the first frame only.
+    #[inline(always)]
     fn write_message(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) {
         match self.config.fragment_size {
             Some(max) if payload.len() > max => {
