@@ -13,6 +13,8 @@
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
+use crate::deflate::DeflateConfig;
+use crate::deflate::codec::Deflater;
 use crate::error::{Error, ProtocolError, TimeoutKind};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 use crate::mask::{apply_mask, extend_masked};
@@ -91,8 +93,17 @@ impl Timer {
 /// A message already encoded as an unmasked frame, so a server can broadcast
 /// it to many clients while encoding it once (see
 /// [`Connection::send_prepared`]).
+///
+/// [`with_deflate`](Self::with_deflate) also compresses it once, for every
+/// recipient whose permessage-deflate parameters allow sharing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedMessage(Bytes);
+pub struct PreparedMessage {
+    /// The uncompressed frame.
+    frame: Bytes,
+    /// The same message compressed with a fresh dictionary, and the window
+    /// bits it was compressed with (boxed: hub queues hold many messages).
+    compressed: Option<Box<(Bytes, u8)>>,
+}
 
 impl PreparedMessage {
     /// Encodes a text or binary message as one unmasked frame.
@@ -108,12 +119,66 @@ impl PreparedMessage {
         };
         let mut out = BytesMut::new();
         encode_frame(&mut out, true, 0, opcode, payload, None);
-        Ok(PreparedMessage(out.freeze()))
+        Ok(PreparedMessage {
+            frame: out.freeze(),
+            compressed: None,
+        })
     }
 
-    /// The encoded frame bytes.
+    /// [`new`](Self::new), plus the message compressed once by `policy`
+    /// (level, threshold, `server_max_window_bits`) when the policy is on
+    /// with `server_no_context_takeover`: every recipient that negotiated
+    /// no context takeover for the server and a window at least as large
+    /// gets these bytes without compressing again. Others get the message
+    /// compressed for them, or uncompressed.
+    pub fn with_deflate(msg: &Message, policy: &DeflateConfig) -> Result<Self, Error> {
+        let mut prepared = PreparedMessage::new(msg)?;
+        let payload = prepared.payload();
+        if policy.is_enabled()
+            && policy.server_no_context_takeover
+            && payload.len() >= policy.threshold
+        {
+            let bits = policy.server_max_window_bits;
+            let mut wire = Vec::new();
+            Deflater::new(policy.level, bits, true).compress(payload, &mut wire);
+            let mut out = BytesMut::new();
+            encode_frame(&mut out, true, RSV1, prepared.opcode(), &wire, None);
+            prepared.compressed = Some(Box::new((out.freeze(), bits)));
+        }
+        Ok(prepared)
+    }
+
+    /// The encoded (uncompressed) frame bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.frame
+    }
+
+    /// The compressed frame, if [`with_deflate`](Self::with_deflate) made one.
+    pub fn compressed_bytes(&self) -> Option<&[u8]> {
+        self.compressed.as_deref().map(|(f, _)| &f[..])
+    }
+
+    /// Bytes held: the frame, and its compressed copy if any (what a queue
+    /// of prepared messages costs).
+    pub fn encoded_len(&self) -> usize {
+        self.frame.len() + self.compressed.as_deref().map_or(0, |(f, _)| f.len())
+    }
+
+    /// The message's payload (the frame without its header).
+    fn payload(&self) -> &[u8] {
+        let header_len = match FrameHeader::parse(&self.frame) {
+            Ok(Some((_, n))) => n,
+            _ => 0,
+        };
+        &self.frame[header_len..]
+    }
+
+    fn opcode(&self) -> OpCode {
+        if self.frame[0] & 0x0f == OpCode::Text as u8 {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        }
     }
 }
 
@@ -808,14 +873,26 @@ impl Connection {
             ));
         }
         self.check_can_send()?;
+        let frame = match self.deflate.as_deref() {
+            None => &msg.frame,
+            Some(d) => match msg.compressed.as_deref() {
+                Some((frame, bits)) if d.can_share(*bits) => frame,
+                _ if d.wants(msg.payload().len()) => {
+                    // This connection's parameters need its own compression.
+                    return self.send_data(msg.opcode(), msg.payload());
+                }
+                _ => &msg.frame,
+            },
+        };
+        let frame = frame.clone();
         self.flush_pong();
-        if msg.0.len() < ZERO_COPY_MIN {
-            self.out.extend_from_slice(&msg.0);
+        if frame.len() < ZERO_COPY_MIN {
+            self.out.extend_from_slice(&frame);
         } else {
             // Every client of a broadcast shares the one encoded frame.
             let head = self.out.split().freeze();
             self.seal(head);
-            self.seal(msg.0.clone());
+            self.seal(frame);
         }
         Ok(())
     }

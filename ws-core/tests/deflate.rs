@@ -456,3 +456,72 @@ mod roundtrip {
         }
     }
 }
+
+// ------------------------------------------------------------ broadcast
+
+#[test]
+fn a_prepared_message_is_compressed_once_and_shared_where_compatible() {
+    use ws_core::PreparedMessage;
+    let policy = DeflateConfig::enabled()
+        .server_no_context_takeover(true)
+        .threshold(0);
+    // 2000 pseudo-random letters, twice: only a window over 2000 bytes
+    // finds the repeat.
+    let mut x = 12345u32;
+    let block: String = (0..2000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            char::from(b'a' + (x >> 16) as u8 % 26)
+        })
+        .collect();
+    let text = block.repeat(2);
+    let prepared = PreparedMessage::with_deflate(&Message::text(text.clone()), &policy).unwrap();
+    let shared = prepared.compressed_bytes().unwrap().to_vec();
+    assert_eq!(headers(&shared)[0].rsv, 0b100);
+    assert!(shared.len() < 2000, "{}", shared.len());
+    assert_eq!(
+        prepared.encoded_len(),
+        prepared.as_bytes().len() + shared.len()
+    );
+    // Recipients: compatible (no takeover, window 15), window too small for
+    // the shared copy, context takeover, no deflate at all.
+    let recipients = [
+        (Some(params(true, false, None, None)), "shared"),
+        (Some(params(true, false, Some(10), None)), "own, window 10"),
+        (Some(params(false, false, None, None)), "own, takeover"),
+        (None, "plain"),
+    ];
+    for (p, how) in recipients {
+        let cfg = Config::default().deflate(policy).negotiated_deflate(p);
+        let mut server = Connection::new(Role::Server, cfg.clone());
+        server.send_prepared(&prepared).unwrap();
+        let first = take_all(&mut server);
+        server.send_prepared(&prepared).unwrap();
+        let second = take_all(&mut server);
+        match how {
+            "shared" => assert!(first == shared && second == shared),
+            // Compressed for this connection: the small window misses the
+            // repeat; takeover makes the second copy tiny.
+            "own, window 10" => {
+                assert_eq!(headers(&first)[0].rsv, 0b100);
+                assert!(first.len() > shared.len() + 500, "{}", first.len());
+            }
+            "own, takeover" => {
+                assert_eq!(first, shared);
+                assert!(second.len() < 100, "{}", second.len());
+            }
+            _ => assert_eq!(first, prepared.as_bytes()),
+        }
+        let mut client = Connection::new(Role::Client, cfg);
+        client.handle_bytes(&first);
+        client.handle_bytes(&second);
+        assert_eq!(
+            all_messages(&mut client).unwrap(),
+            vec![Message::text(text.clone()), Message::text(text.clone())]
+        );
+    }
+    // A policy with takeover prepares no shared copy.
+    let keep = DeflateConfig::enabled().threshold(0);
+    let p = PreparedMessage::with_deflate(&Message::text(text), &keep).unwrap();
+    assert!(p.compressed_bytes().is_none());
+}

@@ -113,12 +113,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> std::result::Result<Accept, Bytes>,
 {
-    let buffered = bounded(&config, async {
+    let (buffered, config) = bounded(&config, async {
         let mut hs = ServerHandshake::new();
         let req = read_request(&mut io, &mut hs).await?;
-        let response = match decide(&req) {
-            Ok(opts) => match req.accept(&opts) {
-                Ok(response) => response,
+        // Negotiates permessage-deflate by `config`'s policy.
+        let (response, config) = match decide(&req) {
+            Ok(opts) => match req.accept_with_config(&opts, config.clone()) {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     respond_and_close(&mut io, &e.response()).await;
                     return Err(e.into());
@@ -130,7 +131,7 @@ where
             }
         };
         write_upgrade(&mut io, &response).await?;
-        Ok(hs.take_remaining())
+        Ok((hs.take_remaining(), config))
     })
     .await?;
     Ok(WebSocketStream::from_raw(
@@ -153,18 +154,23 @@ pub async fn client_handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (response, buffered) = bounded(&config, client_exchange(&mut io, req)).await?;
+    let (response, buffered) = bounded(&config, client_exchange(&mut io, req, &config)).await?;
+    let config = response.configure(config);
     Ok((
         WebSocketStream::from_raw(io, Role::Client, config, buffered),
         response,
     ))
 }
 
-async fn client_exchange<S>(io: &mut S, req: &ClientRequest) -> Result<(Response, BytesMut)>
+async fn client_exchange<S>(
+    io: &mut S,
+    req: &ClientRequest,
+    config: &Config,
+) -> Result<(Response, BytesMut)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut hs, request) = ClientHandshake::new(req);
+    let (mut hs, request) = ClientHandshake::with_config(req, config);
     io.write_all(&request).await?;
     io.flush().await?;
     loop {
@@ -267,10 +273,11 @@ pub(crate) async fn connect_url(
             None => MaybeTls::Plain(tcp),
             Some((name, tls)) => tls_handshake(tcp, name, tls).await?,
         };
-        let (response, buffered) = client_exchange(&mut io, &req).await?;
+        let (response, buffered) = client_exchange(&mut io, &req, &config).await?;
         Ok((io, response, buffered))
     })
     .await?;
+    let config = response.configure(config);
     Ok((
         WebSocketStream::from_raw(io, Role::Client, config, buffered),
         response,

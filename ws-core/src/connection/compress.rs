@@ -59,6 +59,14 @@ impl Compression {
         }
     }
 
+    /// Whether a message compressed once with a fresh dictionary and a
+    /// window of `bits` may go out on this connection as it is: only when
+    /// our compressor starts every message afresh too (no context
+    /// takeover), and within our window limit.
+    pub(crate) fn can_share(&self, bits: u8) -> bool {
+        self.threshold != usize::MAX && self.deflater.resets() && bits <= self.deflater.bits()
+    }
+
     /// Whether a message of `len` bytes goes out compressed.
     pub(crate) fn wants(&self, len: usize) -> bool {
         len >= self.threshold

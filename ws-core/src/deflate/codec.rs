@@ -46,6 +46,16 @@ impl Deflater {
         }
     }
 
+    /// Whether every message starts from an empty dictionary.
+    pub(crate) fn resets(&self) -> bool {
+        self.reset
+    }
+
+    /// The window this compressor uses.
+    pub(crate) fn bits(&self) -> u8 {
+        self.bits
+    }
+
     /// Compresses one whole message into `out` (cleared first), without the
     /// trailing `00 00 ff ff`.
     pub(crate) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) {
