@@ -27,7 +27,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use examples::{Runtime, client_tls, run_client};
+use examples::{Runtime, client_tls, deflate_config, run_client};
 use ws_core::rt::reconnect::Reconnect;
 
 /// An interactive WebSocket client: stdin lines out, messages in.
@@ -52,13 +52,19 @@ struct Args {
     /// only; prints a warning.
     #[arg(long, conflicts_with = "ca")]
     insecure: bool,
+    /// Offer permessage-deflate (RFC 7692): messages are compressed when
+    /// the server accepts.
+    #[arg(long)]
+    deflate: bool,
 }
 
 fn main() {
     let args = Args::parse();
     let reconnect = args.reconnect.then(Reconnect::new);
-    let result = client_tls(&args.ca, args.insecure)
-        .and_then(|tls| run_client(args.runtime, &args.url, reconnect, tls));
+    let result = client_tls(&args.ca, args.insecure).and_then(|tls| {
+        let config = deflate_config(args.deflate, false);
+        run_client(args.runtime, &args.url, reconnect, tls, config)
+    });
     if let Err(e) = result {
         eprintln!("ws-client: {e}");
         std::process::exit(1);
