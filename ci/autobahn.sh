@@ -18,7 +18,10 @@
 #   AUTOBAHN_CASES       case patterns (default "*")
 #   AUTOBAHN_OUT         report root (default <repo>/artifacts/autobahn)
 #   AUTOBAHN_TIMEOUT, AUTOBAHN_STRICT, AUTOBAHN_EXCLUDE_CASES: passed to the harness
-#                        (defaults here: 600 s per run, 1, '12.*,13.*')
+#                        (defaults here: 600 s per run, 1, none: all 517 cases)
+#   AUTOBAHN_DEFLATE     1 (default): the servers accept and the client offers
+#                        permessage-deflate (--deflate), which cases 12.* and 13.*
+#                        need; 0 runs them without it (then exclude 12.*,13.*)
 #   AUTOBAHN_TLS_RUNTIMES  runtimes whose server suite runs again over wss:// (default tokio)
 #   AUTOBAHN_BUDGET      total seconds for all runs (default 2100); each run's timeout is
 #                        capped by what is left, runs that no longer fit are marked FAIL
@@ -61,7 +64,9 @@ export AUTOBAHN_TIMEOUT="${AUTOBAHN_TIMEOUT:-600}"
 RUN_TIMEOUT="$AUTOBAHN_TIMEOUT"
 BUDGET="${AUTOBAHN_BUDGET:-2100}"
 export AUTOBAHN_STRICT="${AUTOBAHN_STRICT:-1}"
-export AUTOBAHN_EXCLUDE_CASES="${AUTOBAHN_EXCLUDE_CASES-12.*,13.*}"
+export AUTOBAHN_EXCLUDE_CASES="${AUTOBAHN_EXCLUDE_CASES-}"
+DEFLATE_FLAG=()
+if [ "${AUTOBAHN_DEFLATE:-1}" = "1" ]; then DEFLATE_FLAG=(--deflate); fi
 RUNTIMES="${AUTOBAHN_RUNTIMES:-tokio async-std smol blocking}"
 SUITES="${AUTOBAHN_SUITES:-server client}"
 CASES="${AUTOBAHN_CASES:-*}"
@@ -130,9 +135,9 @@ run_server_suite() { # runtime [tls]
   local cmd
   if [ "$rt" = "core-loop" ]; then
     # ws-core driven by the hand-written non-blocking loop, no runtime at all.
-    cmd=("$BIN_DIR/ws-core-loop" --addr "127.0.0.1:$port")
+    cmd=("$BIN_DIR/ws-core-loop" --addr "127.0.0.1:$port" "${DEFLATE_FLAG[@]}")
   else
-    cmd=("$BIN_DIR/ws-server" --addr "127.0.0.1:$port" --mode echo --runtime "$rt")
+    cmd=("$BIN_DIR/ws-server" --addr "127.0.0.1:$port" --mode echo --runtime "$rt" "${DEFLATE_FLAG[@]}")
   fi
   if [ -n "$tls" ]; then
     # A fresh test CA and leaf for this run (wstest does not verify it).
@@ -168,7 +173,7 @@ run_client_suite() {
   fi
   AUTOBAHN_EXPECT_AGENT="ws-$rt" \
     "$HARNESS/run-client-tests.sh" "$port" "$CASES" "$dir" -- \
-      "$BIN_DIR/autobahn-client" --url "ws://127.0.0.1:$port" --agent "ws-$rt" --runtime "$rt" \
+      "$BIN_DIR/autobahn-client" --url "ws://127.0.0.1:$port" --agent "ws-$rt" --runtime "$rt" "${DEFLATE_FLAG[@]}" \
       2>&1 | tee "$dir/run.log" || rc=$?
   record "$name" "$rc" "$(( $(date +%s) - t ))" "$dir"
 }

@@ -23,7 +23,7 @@ use ws_core::server::hub::FlowControl;
 use ws_core::server::site::ServerMode;
 use ws_core::server::tls::rustls::ServerConfig;
 use ws_core::server::{AllowOrigins, OriginPolicy};
-use ws_core::{CloseCode, Error, Message};
+use ws_core::{CloseCode, Config, DeflateConfig, Error, Message};
 
 /// Which adapter crate (and runtime) to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -156,7 +156,9 @@ pub fn server_tls(
 /// the blocking server always uses a thread per connection. `handler` is the
 /// demo server's mode behind its `Origin` check ([`origin_check`]). `flow`
 /// sets the broadcast queues' limits. With `tls` it serves wss:// and the page over
-/// https:// ([`server_tls`] builds it from PEM files).
+/// https:// ([`server_tls`] builds it from PEM files). `config` is every
+/// connection's configuration, permessage-deflate policy included
+/// ([`deflate_config`]).
 pub fn run_server(
     rt: Runtime,
     addr: &str,
@@ -164,6 +166,7 @@ pub fn run_server(
     threads: usize,
     flow: FlowControl,
     tls: Option<Arc<ServerConfig>>,
+    config: Config,
 ) -> io::Result<()> {
     let threads = threads.max(1);
     let secure = tls.is_some();
@@ -178,7 +181,9 @@ pub fn run_server(
                 b
             };
             builder.enable_all().build()?.block_on(async {
-                let mut server = ws_tokio::Server::with_handler(addr, handler).flow_control(flow);
+                let mut server = ws_tokio::Server::with_handler(addr, handler)
+                    .flow_control(flow)
+                    .config(config);
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -191,8 +196,9 @@ pub fn run_server(
             // async-std sizes its global executor from this variable on first use.
             set_env_once("ASYNC_STD_THREAD_COUNT", threads);
             async_std::task::block_on(async {
-                let mut server =
-                    ws_async_std::Server::with_handler(addr, handler).flow_control(flow);
+                let mut server = ws_async_std::Server::with_handler(addr, handler)
+                    .flow_control(flow)
+                    .config(config);
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -204,8 +210,9 @@ pub fn run_server(
         Runtime::Smol => {
             set_env_once("SMOL_THREADS", threads);
             smol::block_on(async {
-                let mut server =
-                    ws_async_std::smol::Server::with_handler(addr, handler).flow_control(flow);
+                let mut server = ws_async_std::smol::Server::with_handler(addr, handler)
+                    .flow_control(flow)
+                    .config(config);
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -215,7 +222,9 @@ pub fn run_server(
             })
         }
         Runtime::Blocking => {
-            let mut server = ws_blocking::Server::with_handler(addr, handler).flow_control(flow);
+            let mut server = ws_blocking::Server::with_handler(addr, handler)
+                .flow_control(flow)
+                .config(config);
             if let Some(tls) = tls {
                 server = server.tls(tls);
             }
@@ -226,6 +235,18 @@ pub fn run_server(
             }
         }
     }
+}
+
+/// The connection configuration of the example binaries: the defaults, with
+/// permessage-deflate on when `deflate` is set (`--deflate`). `shared`
+/// adds `server_no_context_takeover`, which lets the chat server compress a
+/// broadcast once for all its recipients
+/// ([`PreparedMessage::with_deflate`](ws_core::PreparedMessage::with_deflate)).
+pub fn deflate_config(deflate: bool, shared: bool) -> Config {
+    let policy = DeflateConfig::enabled()
+        .enable(deflate)
+        .server_no_context_takeover(shared);
+    Config::default().deflate(policy)
 }
 
 /// Sets a runtime-sizing environment variable unless the user already did.
@@ -258,6 +279,7 @@ pub fn run_client(
     reconnect: Option<Reconnect>,
     tls: Option<Arc<ClientConfig>>,
     proxy: Option<Proxy>,
+    config: Config,
 ) -> Result<(), Error> {
     match rt {
         Runtime::Tokio => {
@@ -265,7 +287,7 @@ pub fn run_client(
                 .enable_all()
                 .build()?;
             let result = rt.block_on(async {
-                let mut client = ws_tokio::Client::new(url)?;
+                let mut client = ws_tokio::Client::new(url)?.with_config(config);
                 if let Some(policy) = reconnect {
                     client = client.reconnect(policy);
                 }
@@ -282,7 +304,7 @@ pub fn run_client(
             result
         }
         Runtime::AsyncStd => async_std::task::block_on(async {
-            let mut client = ws_async_std::Client::new(url)?;
+            let mut client = ws_async_std::Client::new(url)?.with_config(config);
             if let Some(policy) = reconnect {
                 client = client.reconnect(policy);
             }
@@ -294,7 +316,7 @@ pub fn run_client(
             client.run_interactive().await
         }),
         Runtime::Smol => smol::block_on(async {
-            let mut client = ws_async_std::smol::Client::new(url)?;
+            let mut client = ws_async_std::smol::Client::new(url)?.with_config(config);
             if let Some(policy) = reconnect {
                 client = client.reconnect(policy);
             }
@@ -306,7 +328,7 @@ pub fn run_client(
             client.run_interactive().await
         }),
         Runtime::Blocking => {
-            let mut client = ws_blocking::Client::new(url)?;
+            let mut client = ws_blocking::Client::new(url)?.with_config(config);
             if let Some(policy) = reconnect {
                 client = client.reconnect(policy);
             }
@@ -479,7 +501,7 @@ fn report_cases(count: u32, unreached: &[u32]) {
 /// module) providing `connect`, with the same surface in each.
 macro_rules! autobahn_driver {
     ($name:ident, $ws:path) => {
-        async fn $name(base: &str, agent: &str) -> Result<(), Error> {
+        async fn $name(base: &str, agent: &str, config: Config) -> Result<(), Error> {
             use $ws as ws;
             let (mut control, _) = ws::connect(&format!("{base}/getCaseCount")).await?;
             let count = case_count(control.recv().await)?;
@@ -487,7 +509,7 @@ macro_rules! autobahn_driver {
             let mut unreached = Vec::new();
             for case in 1..=count {
                 let url = format!("{base}/runCase?case={case}&agent={agent}");
-                let Ok((mut stream, _)) = ws::connect(&url).await else {
+                let Ok((mut stream, _)) = ws::connect_with(&url, config.clone()).await else {
                     unreached.push(case);
                     continue;
                 };
@@ -510,14 +532,14 @@ autobahn_driver!(autobahn_tokio, ws_tokio);
 autobahn_driver!(autobahn_async_std, ws_async_std);
 autobahn_driver!(autobahn_smol, ws_async_std::smol);
 
-fn autobahn_blocking(base: &str, agent: &str) -> Result<(), Error> {
+fn autobahn_blocking(base: &str, agent: &str, config: Config) -> Result<(), Error> {
     let (mut control, _) = ws_blocking::connect(&format!("{base}/getCaseCount"))?;
     let count = case_count(Some(control.read()))?;
     let _ = control.close(CloseCode::NORMAL, "");
     let mut unreached = Vec::new();
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={agent}");
-        let Ok((mut stream, _)) = ws_blocking::connect(&url) else {
+        let Ok((mut stream, _)) = ws_blocking::connect_with(&url, config.clone()) else {
             unreached.push(case);
             continue;
         };
@@ -535,16 +557,17 @@ fn autobahn_blocking(base: &str, agent: &str) -> Result<(), Error> {
 
 /// Runs the standard Autobahn client protocol against `base`
 /// (e.g. `ws://127.0.0.1:9001`): getCaseCount, every runCase echoing each
-/// message, then updateReports.
-pub fn run_autobahn(rt: Runtime, base: &str, agent: &str) -> Result<(), Error> {
+/// message, then updateReports. Each case connects with `config` (its
+/// permessage-deflate policy decides what is offered).
+pub fn run_autobahn(rt: Runtime, base: &str, agent: &str, config: Config) -> Result<(), Error> {
     let base = base.trim_end_matches('/');
     match rt {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(autobahn_tokio(base, agent)),
-        Runtime::AsyncStd => async_std::task::block_on(autobahn_async_std(base, agent)),
-        Runtime::Smol => smol::block_on(autobahn_smol(base, agent)),
-        Runtime::Blocking => autobahn_blocking(base, agent),
+            .block_on(autobahn_tokio(base, agent, config)),
+        Runtime::AsyncStd => async_std::task::block_on(autobahn_async_std(base, agent, config)),
+        Runtime::Smol => smol::block_on(autobahn_smol(base, agent, config)),
+        Runtime::Blocking => autobahn_blocking(base, agent, config),
     }
 }

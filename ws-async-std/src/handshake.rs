@@ -51,7 +51,7 @@ where
     F: FnOnce(&Request) -> std::result::Result<Accept, Bytes>,
 {
     let limit = config.get_handshake_timeout();
-    let buffered = handshake_timeout(limit, async {
+    let (buffered, config) = handshake_timeout(limit, async {
         let mut hs = ServerHandshake::new();
         let req = read_request(&mut io, &mut hs).await?;
         let accept = match decide(&req) {
@@ -61,14 +61,18 @@ where
                 return Err(HandshakeError::rejected_by(&response).into());
             }
         };
-        match req.accept(&accept) {
-            Ok(response) => write_all(&mut io, &response).await?,
+        // Negotiates permessage-deflate by `config`'s policy.
+        let config = match req.accept_with_config(&accept, config) {
+            Ok((response, config)) => {
+                write_all(&mut io, &response).await?;
+                config
+            }
             Err(e) => {
                 respond_and_close(&mut io, &e.response()).await;
                 return Err(e.into());
             }
-        }
-        Ok(hs.take_remaining())
+        };
+        Ok((hs.take_remaining(), config))
     })
     .await?;
     Ok(WebSocketStream::from_raw(
@@ -132,7 +136,7 @@ async fn client_handshake_untimed<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut hs, request) = ClientHandshake::new(req);
+    let (mut hs, request) = ClientHandshake::with_config(req, &config);
     write_all(&mut io, &request).await?;
     let early_response = if early.is_empty() {
         None
@@ -152,6 +156,7 @@ where
         }
     };
     let buffered = hs.take_remaining();
+    let config = response.configure(config);
     Ok((
         WebSocketStream::from_raw(io, Role::Client, config, buffered),
         response,

@@ -158,13 +158,17 @@ where
             return Err(HandshakeError::rejected_by(&response).into());
         }
     };
-    match req.accept(&accept) {
-        Ok(response) => write_flush(&mut io, &response)?,
+    // Negotiates permessage-deflate by `config`'s policy.
+    let config = match req.accept_with_config(&accept, config) {
+        Ok((response, config)) => {
+            write_flush(&mut io, &response)?;
+            config
+        }
         Err(e) => {
             let _ = write_flush(&mut io, &e.response());
             return Err(Error::Handshake(e));
         }
-    }
+    };
     Ok(WebSocketStream::from_raw(
         io,
         Role::Server,
@@ -200,11 +204,12 @@ fn client_handshake_until<S>(
 where
     S: Read + Write + SetReadTimeout,
 {
-    let (mut hs, request) = ClientHandshake::new(req);
+    let (mut hs, request) = ClientHandshake::with_config(req, &config);
     write_flush(&mut io, &request)?;
     // `read_head` parses what is buffered before it reads.
     hs.read_buf().extend_from_slice(&early);
     let response = read_head(&mut io, &mut hs, deadline)?;
+    let config = response.configure(config);
     let ws = WebSocketStream::from_raw(io, Role::Client, config, hs.take_remaining());
     Ok((ws, response))
 }

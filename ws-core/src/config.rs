@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::deflate::{DeflateConfig, DeflateParams};
+
 /// Which end of the connection this is; it decides masking (clients mask,
 /// servers must not) and who closes the TCP connection first (the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +28,8 @@ pub struct Config {
     pub(crate) fragment_size: Option<usize>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) write_buffer_limit: usize,
+    pub(crate) deflate: DeflateConfig,
+    pub(crate) negotiated: Option<DeflateParams>,
 }
 
 impl Default for Config {
@@ -40,6 +44,8 @@ impl Default for Config {
             fragment_size: None,
             handshake_timeout: Duration::from_secs(10),
             write_buffer_limit: 1 << 20,
+            deflate: DeflateConfig::disabled(),
+            negotiated: None,
         }
     }
 }
@@ -104,6 +110,33 @@ impl Config {
     pub fn write_buffer_limit(mut self, bytes: usize) -> Self {
         self.write_buffer_limit = bytes.max(1);
         self
+    }
+
+    /// The permessage-deflate policy (default off): what a client offers and
+    /// what a server accepts. Every adapter's handshake reads it here.
+    pub fn deflate(mut self, deflate: DeflateConfig) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// What the opening handshake agreed on for this connection (`None`: no
+    /// compression, and RSV1 stays a protocol error). The handshake sets it
+    /// ([`Request::accept_with_config`](crate::handshake::Request::accept_with_config),
+    /// [`Response::configure`](crate::handshake::Response::configure)); set it
+    /// by hand only for a connection negotiated elsewhere.
+    pub fn negotiated_deflate(mut self, params: Option<DeflateParams>) -> Self {
+        self.negotiated = params;
+        self
+    }
+
+    /// The permessage-deflate policy.
+    pub fn get_deflate(&self) -> &DeflateConfig {
+        &self.deflate
+    }
+
+    /// What the handshake agreed on, if compression is in use.
+    pub fn get_negotiated_deflate(&self) -> Option<&DeflateParams> {
+        self.negotiated.as_ref()
     }
 
     /// The configured handshake timeout.

@@ -13,6 +13,8 @@
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Role};
+use crate::deflate::DeflateConfig;
+use crate::deflate::codec::Deflater;
 use crate::error::{Error, ProtocolError, TimeoutKind};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 use crate::mask::{apply_mask, extend_masked};
@@ -24,7 +26,9 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod compress;
 pub mod split;
+use compress::Compression;
 use split::Link;
 
 /// Smallest spare capacity offered to a transport read.
@@ -36,6 +40,9 @@ const ZERO_COPY_MIN: usize = 8 * 1024;
 /// How long large buffers outlive the traffic that grew them (see
 /// [`Connection::release_idle_buffers`]).
 pub const IDLE_SHRINK_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// RSV1, the bit permessage-deflate sets on a compressed message's first
+/// frame (RFC 7692 section 6).
+const RSV1: u8 = 0b100;
 /// Payload of the pings [`Config::keepalive`] sends.
 const KEEPALIVE_PAYLOAD: &[u8] = b"keepalive";
 /// Largest spare capacity offered to a transport read when the peer keeps
@@ -86,8 +93,17 @@ impl Timer {
 /// A message already encoded as an unmasked frame, so a server can broadcast
 /// it to many clients while encoding it once (see
 /// [`Connection::send_prepared`]).
+///
+/// [`with_deflate`](Self::with_deflate) also compresses it once, for every
+/// recipient whose permessage-deflate parameters allow sharing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedMessage(Bytes);
+pub struct PreparedMessage {
+    /// The uncompressed frame.
+    frame: Bytes,
+    /// The same message compressed with a fresh dictionary, and the window
+    /// bits it was compressed with (boxed: hub queues hold many messages).
+    compressed: Option<Box<(Bytes, u8)>>,
+}
 
 impl PreparedMessage {
     /// Encodes a text or binary message as one unmasked frame.
@@ -102,30 +118,85 @@ impl PreparedMessage {
             }
         };
         let mut out = BytesMut::new();
-        encode_frame(&mut out, true, opcode, payload, None);
-        Ok(PreparedMessage(out.freeze()))
+        encode_frame(&mut out, true, 0, opcode, payload, None);
+        Ok(PreparedMessage {
+            frame: out.freeze(),
+            compressed: None,
+        })
     }
 
-    /// The encoded frame bytes.
+    /// [`new`](Self::new), plus the message compressed once by `policy`
+    /// (level, threshold, `server_max_window_bits`) when the policy is on
+    /// with `server_no_context_takeover`: every recipient that negotiated
+    /// no context takeover for the server and a window at least as large
+    /// gets these bytes without compressing again. Others get the message
+    /// compressed for them, or uncompressed.
+    pub fn with_deflate(msg: &Message, policy: &DeflateConfig) -> Result<Self, Error> {
+        let mut prepared = PreparedMessage::new(msg)?;
+        let payload = prepared.payload();
+        if policy.is_enabled()
+            && policy.server_no_context_takeover
+            && payload.len() >= policy.threshold
+        {
+            let bits = policy.server_max_window_bits;
+            let mut wire = Vec::new();
+            Deflater::new(policy.level, bits, true).compress(payload, &mut wire);
+            let mut out = BytesMut::new();
+            encode_frame(&mut out, true, RSV1, prepared.opcode(), &wire, None);
+            prepared.compressed = Some(Box::new((out.freeze(), bits)));
+        }
+        Ok(prepared)
+    }
+
+    /// The encoded (uncompressed) frame bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.frame
+    }
+
+    /// The compressed frame, if [`with_deflate`](Self::with_deflate) made one.
+    pub fn compressed_bytes(&self) -> Option<&[u8]> {
+        self.compressed.as_deref().map(|(f, _)| &f[..])
+    }
+
+    /// Bytes held: the frame, and its compressed copy if any (what a queue
+    /// of prepared messages costs).
+    pub fn encoded_len(&self) -> usize {
+        self.frame.len() + self.compressed.as_deref().map_or(0, |(f, _)| f.len())
+    }
+
+    /// The message's payload (the frame without its header).
+    fn payload(&self) -> &[u8] {
+        let header_len = match FrameHeader::parse(&self.frame) {
+            Ok(Some((_, n))) => n,
+            _ => 0,
+        };
+        &self.frame[header_len..]
+    }
+
+    fn opcode(&self) -> OpCode {
+        if self.frame[0] & 0x0f == OpCode::Text as u8 {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        }
     }
 }
 
 /// Writes one frame (header and payload) into `out`, masking when `mask` is
 /// given. Reserves once, so a small frame costs one copy and no allocation
 /// once `out` has capacity.
-#[inline]
+#[inline(always)]
 fn encode_frame(
     out: &mut BytesMut,
     fin: bool,
+    rsv: u8,
     opcode: OpCode,
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
     let header = FrameHeader {
         fin,
-        rsv: 0,
+        rsv,
         opcode,
         mask,
         payload_len: payload.len() as u64,
@@ -168,6 +239,10 @@ pub struct Connection {
     msg_opcode: Option<OpCode>,
     msg_buf: BytesMut,
     utf8: Utf8Validator,
+    /// A compressed message is being received (its first frame had RSV1).
+    inflating: bool,
+    /// permessage-deflate, when the handshake negotiated it.
+    deflate: Option<Box<Compression>>,
 
     // Sending. Bytes leave in order: the `sealed` chunks, then `out`.
     out: BytesMut,
@@ -226,9 +301,15 @@ impl Connection {
         } else {
             Timer::Off
         };
+        let deflate = config
+            .negotiated
+            .as_ref()
+            .map(|p| Box::new(Compression::new(role, &config.deflate, p)));
         Connection {
             role,
             config,
+            inflating: false,
+            deflate,
             rbuf: BytesMut::new(),
             frame: None,
             unmasked: 0,
@@ -402,6 +483,10 @@ impl Connection {
         self.msg_buf = BytesMut::new();
         self.frame = None;
         self.seen_len = 0;
+        self.inflating = false;
+        if let Some(d) = &mut self.deflate {
+            d.inflated = Vec::new();
+        }
     }
 
     fn decode(&mut self) -> Result<Option<Message>, ProtocolError> {
@@ -427,9 +512,11 @@ impl Connection {
                 if let Some(key) = header.mask {
                     apply_mask(chunk, key, self.unmasked);
                 }
-                let is_text = header.opcode == OpCode::Text
+                // A compressed message is checked once inflated.
+                let is_text = (header.opcode == OpCode::Text && header.rsv == 0)
                     || (header.opcode == OpCode::Continuation
-                        && self.msg_opcode == Some(OpCode::Text));
+                        && self.msg_opcode == Some(OpCode::Text)
+                        && !self.inflating);
                 if is_text {
                     self.utf8
                         .feed(chunk)
@@ -461,7 +548,7 @@ impl Connection {
     /// limits and fragmentation state.
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         if h.rsv != 0 {
-            return Err(ProtocolError::ReservedBits);
+            self.check_rsv(h)?;
         }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
@@ -496,6 +583,17 @@ impl Connection {
         }
     }
 
+    /// RSV1 is allowed only on the first frame of a data message, and only
+    /// with permessage-deflate negotiated; RSV2 and RSV3 never.
+    fn check_rsv(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        let first_data = matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        if h.rsv == RSV1 && first_data && self.deflate.is_some() {
+            Ok(())
+        } else {
+            Err(ProtocolError::ReservedBits)
+        }
+    }
+
     /// Handles a fully received (and unmasked, checked) frame; returns a
     /// message when one is complete.
     fn complete_frame(
@@ -504,6 +602,12 @@ impl Connection {
         payload: Bytes,
     ) -> Result<Option<Message>, ProtocolError> {
         match h.opcode {
+            OpCode::Text | OpCode::Binary if h.rsv != 0 => {
+                self.msg_opcode = Some(h.opcode);
+                self.inflating = true;
+                self.inflate(h.fin, &payload)
+            }
+            OpCode::Continuation if self.inflating => self.inflate(h.fin, &payload),
             OpCode::Text | OpCode::Binary if h.fin => {
                 // Single-frame message: hand out a slice of the read buffer.
                 Ok(Some(self.data_message(h.opcode, payload)?))
@@ -556,6 +660,29 @@ impl Connection {
         }
     }
 
+    /// Inflates one frame of a compressed message, counting the inflated
+    /// size against the message limit as it goes; returns the message after
+    /// its last frame.
+    fn inflate(&mut self, fin: bool, payload: &[u8]) -> Result<Option<Message>, ProtocolError> {
+        let limit = self.config.max_message_size;
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return Err(ProtocolError::ReservedBits);
+        };
+        let start = d.inflate_frame(payload, fin, limit)?;
+        if self.msg_opcode == Some(OpCode::Text) {
+            self.utf8
+                .feed(&d.inflated[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !fin {
+            return Ok(None);
+        }
+        self.inflating = false;
+        let whole = Bytes::from(std::mem::take(&mut d.inflated));
+        let opcode = self.msg_opcode.take().unwrap_or(OpCode::Binary);
+        Ok(Some(self.data_message(opcode, whole)?))
+    }
+
     fn data_message(&mut self, opcode: OpCode, payload: Bytes) -> Result<Message, ProtocolError> {
         if opcode == OpCode::Text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -578,7 +705,7 @@ impl Connection {
 
     fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
         let mask = self.mask_key();
-        encode_frame(&mut self.out, fin, opcode, payload, mask);
+        encode_frame(&mut self.out, fin, 0, opcode, payload, mask);
     }
 
     fn check_can_send(&self) -> Result<(), Error> {
@@ -592,18 +719,53 @@ impl Connection {
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         self.check_can_send()?;
         self.flush_pong();
+        if self
+            .deflate
+            .as_deref()
+            .is_some_and(|d| d.wants(payload.len()))
+        {
+            self.send_compressed(opcode, payload);
+            return Ok(());
+        }
+        self.write_message(opcode, 0, payload);
+        Ok(())
+    }
+
+    /// Compresses a message and writes it with RSV1 (kept out of line: the
+    /// uncompressed path stays as short as without deflate).
+    #[inline(never)]
+    fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) {
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return;
+        };
+        let mut wire = std::mem::take(&mut d.scratch);
+        d.deflater.compress(payload, &mut wire);
+        self.write_message(opcode, RSV1, &wire);
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.scratch = wire;
+        }
+    }
+
+    /// Writes one data message as frames of at most the fragment size;
+    /// `rsv` goes on the first frame only.
+    #[inline(always)]
+    fn write_message(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) {
         match self.config.fragment_size {
             Some(max) if payload.len() > max => {
                 let mut chunks = payload.chunks(max).peekable();
-                let mut op = opcode;
+                let (mut op, mut rsv) = (opcode, rsv);
                 while let Some(chunk) = chunks.next() {
-                    self.write_frame(chunks.peek().is_none(), op, chunk);
-                    op = OpCode::Continuation;
+                    let mask = self.mask_key();
+                    let fin = chunks.peek().is_none();
+                    encode_frame(&mut self.out, fin, rsv, op, chunk, mask);
+                    (op, rsv) = (OpCode::Continuation, 0);
                 }
             }
-            _ => self.write_frame(true, opcode, payload),
+            _ => {
+                let mask = self.mask_key();
+                encode_frame(&mut self.out, true, rsv, opcode, payload, mask);
+            }
         }
-        Ok(())
     }
 
     /// Queues a text message.
@@ -645,7 +807,11 @@ impl Connection {
             .config
             .fragment_size
             .is_none_or(|max| payload.len() <= max);
-        if self.role == Role::Client || !whole || payload.len() < ZERO_COPY_MIN {
+        if self.role == Role::Client
+            || !whole
+            || payload.len() < ZERO_COPY_MIN
+            || self.deflate.is_some()
+        {
             return self.send_data(opcode, payload);
         }
         self.check_can_send()?;
@@ -707,14 +873,26 @@ impl Connection {
             ));
         }
         self.check_can_send()?;
+        let frame = match self.deflate.as_deref() {
+            None => &msg.frame,
+            Some(d) => match msg.compressed.as_deref() {
+                Some((frame, bits)) if d.can_share(*bits) => frame,
+                _ if d.wants(msg.payload().len()) => {
+                    // This connection's parameters need its own compression.
+                    return self.send_data(msg.opcode(), msg.payload());
+                }
+                _ => &msg.frame,
+            },
+        };
+        let frame = frame.clone();
         self.flush_pong();
-        if msg.0.len() < ZERO_COPY_MIN {
-            self.out.extend_from_slice(&msg.0);
+        if frame.len() < ZERO_COPY_MIN {
+            self.out.extend_from_slice(&frame);
         } else {
             // Every client of a broadcast shares the one encoded frame.
             let head = self.out.split().freeze();
             self.seal(head);
-            self.seal(msg.0.clone());
+            self.seal(frame);
         }
         Ok(())
     }
@@ -925,6 +1103,11 @@ impl Connection {
         }
         if self.rbuf.capacity() == 0 {
             self.rbuf_large = false;
+        }
+        if let Some(d) = self.deflate.as_deref_mut() {
+            let (bytes, left) = d.release_idle(self.inflating, limit == usize::MAX);
+            freed += bytes;
+            kept |= left;
         }
         (freed, kept)
     }

@@ -54,6 +54,9 @@ pub enum ProtocolError {
     /// A close code that may not be sent on the wire.
     #[error("close code {0} is not allowed on the wire")]
     InvalidCloseCode(u16),
+    /// A compressed message (permessage-deflate) that does not inflate.
+    #[error("compressed message is not a valid deflate stream")]
+    InvalidCompressedData,
     /// A frame larger than the configured maximum frame size.
     #[error("frame of {size} bytes exceeds the limit of {max}")]
     FrameTooLarge {
@@ -76,7 +79,9 @@ impl ProtocolError {
     /// The close code to send for this violation.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
                 CloseCode::MESSAGE_TOO_BIG
             }

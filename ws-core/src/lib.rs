@@ -19,7 +19,8 @@
 //!      [`Connection::split`] into a [`Receiver`] and a [`Sender`] for two
 //!      tasks.
 //!    - [`frame`], [`mask`], [`utf8`], [`close`], [`message`]: the wire
-//!      pieces, usable on their own; [`url`]: `ws://` URLs; [`config`],
+//!      pieces, usable on their own; [`deflate`]: permessage-deflate
+//!      (RFC 7692), negotiated by the handshake and run by the connection; [`url`]: `ws://` URLs; [`config`],
 //!      [`error`].
 //!    - [`proxy`]: HTTP proxies for clients (the `CONNECT` exchange, and
 //!      the opt-in choice of a proxy from the environment).
@@ -69,6 +70,7 @@
 pub mod close;
 pub mod config;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -91,5 +93,6 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
 pub use connection::split::{self, Receiver, Sender};
 pub use connection::{Connection, PreparedMessage, State, Transmit};
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{Error, ProtocolError, TimeoutKind};
 pub use message::{Message, Utf8Bytes};

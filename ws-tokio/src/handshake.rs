@@ -115,12 +115,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> std::result::Result<Accept, Bytes>,
 {
-    let buffered = bounded(&config, async {
+    let (buffered, config) = bounded(&config, async {
         let mut hs = ServerHandshake::new();
         let req = read_request(&mut io, &mut hs).await?;
-        let response = match decide(&req) {
-            Ok(opts) => match req.accept(&opts) {
-                Ok(response) => response,
+        // Negotiates permessage-deflate by `config`'s policy.
+        let (response, config) = match decide(&req) {
+            Ok(opts) => match req.accept_with_config(&opts, config.clone()) {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     respond_and_close(&mut io, &e.response()).await;
                     return Err(e.into());
@@ -132,7 +133,7 @@ where
             }
         };
         write_upgrade(&mut io, &response).await?;
-        Ok(hs.take_remaining())
+        Ok((hs.take_remaining(), config))
     })
     .await?;
     Ok(WebSocketStream::from_raw(
@@ -156,24 +157,28 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let early = BytesMut::new();
-    let (response, buffered) = bounded(&config, client_exchange(&mut io, req, early)).await?;
+    let (response, buffered) =
+        bounded(&config, client_exchange(&mut io, req, &config, early)).await?;
+    let config = response.configure(config);
     Ok((
         WebSocketStream::from_raw(io, Role::Client, config, buffered),
         response,
     ))
 }
 
-/// Sends `req` and reads the answer; `early` holds bytes already received
-/// on the connection (after a proxy's answer), the start of the answer.
+/// Sends `req` (offering what `config` enables) and reads the answer;
+/// `early` holds bytes already received on the connection (after a
+/// proxy's answer), the start of the answer.
 async fn client_exchange<S>(
     io: &mut S,
     req: &ClientRequest,
+    config: &Config,
     early: BytesMut,
 ) -> Result<(Response, BytesMut)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut hs, request) = ClientHandshake::new(req);
+    let (mut hs, request) = ClientHandshake::with_config(req, config);
     io.write_all(&request).await?;
     io.flush().await?;
     if !early.is_empty() {
@@ -340,10 +345,11 @@ pub(crate) async fn connect_url(
             None => MaybeTls::Plain(tcp),
             Some((name, tls)) => tls_handshake(tcp, name, tls).await?,
         };
-        let (response, buffered) = client_exchange(&mut io, &req, early).await?;
+        let (response, buffered) = client_exchange(&mut io, &req, &config, early).await?;
         Ok((io, response, buffered))
     })
     .await?;
+    let config = response.configure(config);
     Ok((
         WebSocketStream::from_raw(io, Role::Client, config, buffered),
         response,

@@ -7,7 +7,7 @@
 //! ```
 
 use clap::Parser;
-use examples::{Runtime, run_autobahn};
+use examples::{Runtime, deflate_config, run_autobahn};
 
 /// Drives the Autobahn fuzzing server through every test case.
 #[derive(Parser, Debug)]
@@ -22,11 +22,19 @@ struct Args {
     /// Which adapter crate and runtime to run on.
     #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
     runtime: Runtime,
+    /// Offer permessage-deflate (RFC 7692) on every case connection.
+    #[arg(long)]
+    deflate: bool,
 }
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run_autobahn(args.runtime, &args.url, &args.agent) {
+    if let Err(e) = run_autobahn(
+        args.runtime,
+        &args.url,
+        &args.agent,
+        deflate_config(args.deflate, false),
+    ) {
         eprintln!("autobahn-client: {e}");
         std::process::exit(1);
     }

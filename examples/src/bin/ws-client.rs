@@ -38,7 +38,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use examples::{Runtime, client_proxy, client_tls, run_client};
+use examples::{Runtime, client_proxy, client_tls, deflate_config, run_client};
 use ws_core::rt::reconnect::Reconnect;
 
 /// An interactive WebSocket client: stdin lines out, messages in.
@@ -71,6 +71,10 @@ struct Args {
     /// https_proxy, http_proxy, all_proxy; no_proxy exempts hosts).
     #[arg(long, conflicts_with = "proxy")]
     proxy_from_env: bool,
+    /// Offer permessage-deflate (RFC 7692): messages are compressed when
+    /// the server accepts.
+    #[arg(long)]
+    deflate: bool,
 }
 
 fn main() {
@@ -78,7 +82,8 @@ fn main() {
     let reconnect = args.reconnect.then(Reconnect::new);
     let result = client_tls(&args.ca, args.insecure).and_then(|tls| {
         let proxy = client_proxy(&args.url, args.proxy.as_deref(), args.proxy_from_env)?;
-        run_client(args.runtime, &args.url, reconnect, tls, proxy)
+        let config = deflate_config(args.deflate, false);
+        run_client(args.runtime, &args.url, reconnect, tls, proxy, config)
     });
     if let Err(e) = result {
         eprintln!("ws-client: {e}");

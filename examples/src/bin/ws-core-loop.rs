@@ -9,7 +9,7 @@
 //! sleeping when idle; the protocol code would be the same.
 //!
 //! ```text
-//! cargo run --release --bin ws-core-loop -- --addr 127.0.0.1:9002
+//! cargo run --release --bin ws-core-loop -- --addr 127.0.0.1:9002 [--deflate]
 //! ```
 
 use std::io::{self, Read, Write};
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use ws_core::handshake::ServerHandshake;
 use ws_core::server::demo::Echo;
-use ws_core::server::site::{Route, route};
-use ws_core::{Bytes, Config, Connection, Message, Role};
+use ws_core::server::site::{Route, route_with_config};
+use ws_core::{Bytes, Config, Connection, DeflateConfig, Message, Role};
 
 /// Where one connection is in its life.
 enum Phase {
@@ -42,6 +42,8 @@ struct Client {
     /// The client's address, for the handler deciding the upgrade.
     peer: SocketAddr,
     phase: Phase,
+    /// Every connection's configuration (its permessage-deflate policy).
+    config: Config,
 }
 
 /// Writes as much of `bytes` as the socket takes; returns bytes written.
@@ -81,25 +83,29 @@ impl Client {
                 } else {
                     match hs.poll_request() {
                         Ok(None) => Phase::Handshake(hs),
-                        Ok(Some(req)) => match route(&req, &Echo, self.peer) {
-                            Route::Upgrade { response, .. } => {
-                                let conn = Connection::with_buffered(
-                                    Role::Server,
-                                    Config::default(),
-                                    hs.take_remaining(),
-                                );
-                                Phase::Respond {
+                        Ok(Some(req)) => {
+                            match route_with_config(&req, &Echo, self.peer, &self.config) {
+                                Route::Upgrade {
+                                    response, deflate, ..
+                                } => {
+                                    let conn = Connection::with_buffered(
+                                        Role::Server,
+                                        self.config.clone().negotiated_deflate(deflate),
+                                        hs.take_remaining(),
+                                    );
+                                    Phase::Respond {
+                                        bytes: response,
+                                        written: 0,
+                                        then: Some(conn),
+                                    }
+                                }
+                                Route::Respond { response } => Phase::Respond {
                                     bytes: response,
                                     written: 0,
-                                    then: Some(conn),
-                                }
+                                    then: None,
+                                },
                             }
-                            Route::Respond { response } => Phase::Respond {
-                                bytes: response,
-                                written: 0,
-                                then: None,
-                            },
-                        },
+                        }
                         Err(e) => Phase::Respond {
                             bytes: e.response(),
                             written: 0,
@@ -208,11 +214,14 @@ impl Client {
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:9002".to_string();
+    let mut config = Config::default();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--addr" => addr = args.next().expect("--addr needs a value"),
+            // permessage-deflate for clients that offer it.
+            "--deflate" => config = config.deflate(DeflateConfig::enabled()),
             "-h" | "--help" => {
-                println!("usage: ws-core-loop [--addr 127.0.0.1:9002]");
+                println!("usage: ws-core-loop [--addr 127.0.0.1:9002] [--deflate]");
                 return Ok(());
             }
             other => {
@@ -239,6 +248,7 @@ fn main() -> io::Result<()> {
                         stream,
                         peer,
                         phase: Phase::Handshake(ServerHandshake::new()),
+                        config: config.clone(),
                     });
                     progressed = true;
                 }

@@ -5,12 +5,13 @@
 //! cargo run --release --bin ws-server -- --mode echo --runtime smol --addr 127.0.0.1:9001
 //! cargo run --release --bin ws-server -- --tls-cert cert.pem --tls-key key.pem   # https:// and wss://
 //! cargo run --release --bin ws-server -- --allow-origin https://chat.example   # only that page may connect
+//! cargo run --release --bin ws-server -- --deflate   # permessage-deflate for clients that offer it
 //! ```
 
 use std::time::Duration;
 
 use clap::Parser;
-use examples::{Mode, Runtime, origin_check, run_server, server_tls};
+use examples::{Mode, Runtime, deflate_config, origin_check, run_server, server_tls};
 use ws_core::server::hub::FlowControl;
 
 /// A WebSocket chat/echo server: the test page on /, WebSocket on /ws.
@@ -64,6 +65,11 @@ struct Args {
     /// default.
     #[arg(long)]
     require_origin: bool,
+    /// Accept permessage-deflate (RFC 7692) from clients that offer it. The
+    /// chat also asks for server_no_context_takeover, so a broadcast is
+    /// compressed once for every recipient.
+    #[arg(long)]
+    deflate: bool,
 }
 
 /// glibc raises its mmap threshold each time it frees a large mmapped
@@ -116,7 +122,16 @@ fn main() {
         },
         _ => None,
     };
-    if let Err(e) = run_server(args.runtime, &args.addr, handler, args.threads, flow, tls) {
+    let config = deflate_config(args.deflate, args.mode == Mode::Chat);
+    if let Err(e) = run_server(
+        args.runtime,
+        &args.addr,
+        handler,
+        args.threads,
+        flow,
+        tls,
+        config,
+    ) {
         eprintln!("ws-server: {e}");
         std::process::exit(1);
     }

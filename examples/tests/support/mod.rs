@@ -253,18 +253,19 @@ impl RawClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let (mut hs, bytes) = ClientHandshake::new(req);
+        let (mut hs, bytes) = ClientHandshake::with_config(req, &config);
         stream.write_all(&bytes).unwrap();
         let mut buf = [0u8; 4096];
         loop {
             let n = stream.read(&mut buf).unwrap();
             assert!(n > 0, "server closed during handshake");
-            if hs.feed(&buf[..n])?.is_some() {
-                break;
+            if let Some(response) = hs.feed(&buf[..n])? {
+                // With `config`'s deflate policy on, what the server agreed.
+                let config = response.configure(config);
+                let conn = Connection::with_buffered(Role::Client, config, hs.take_remaining());
+                return Ok(RawClient { stream, conn });
             }
         }
-        let conn = Connection::with_buffered(Role::Client, config, hs.take_remaining());
-        Ok(RawClient { stream, conn })
     }
 
     pub fn send(&mut self, msg: &Message) {

@@ -84,7 +84,13 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
 class ServerProc:
     """A running `ws-server` on a free loopback port."""
 
-    def __init__(self, runtime: str, mode: str, tls: "CertAuthority | None" = None):
+    def __init__(
+        self,
+        runtime: str,
+        mode: str,
+        tls: "CertAuthority | None" = None,
+        extra: "list[str] | None" = None,
+    ):
         self.runtime = runtime
         self.mode = mode
         self.tls = tls
@@ -95,6 +101,7 @@ class ServerProc:
         cmd = [str(binary("ws-server")), "--addr", self.addr, "--mode", mode, "--runtime", runtime]
         if tls is not None:
             cmd += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
+        cmd += extra or []
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )

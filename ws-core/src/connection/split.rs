@@ -148,6 +148,10 @@ impl Connection {
         tx.eof = self.eof;
         tx.failed = self.failed;
         tx.timed_out = self.timed_out;
+        // The compressor's context goes with the sending half.
+        if let (Some(rx_d), Some(tx_d)) = (self.deflate.as_deref_mut(), tx.deflate.as_deref_mut()) {
+            std::mem::swap(&mut rx_d.deflater, &mut tx_d.deflater);
+        }
         self.link = Some(link.clone());
         let mut rx = Receiver {
             conn: self,
@@ -321,7 +325,10 @@ impl Receiver {
         tx.sync();
         let mut c = self.conn;
         c.link = None;
-        let t = tx.conn;
+        let mut t = tx.conn;
+        if let (Some(c_d), Some(t_d)) = (c.deflate.as_deref_mut(), t.deflate.as_deref_mut()) {
+            std::mem::swap(&mut c_d.deflater, &mut t_d.deflater);
+        }
         c.out = t.out;
         c.sealed = t.sealed;
         c.sealed_len = t.sealed_len;

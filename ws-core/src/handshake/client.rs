@@ -6,11 +6,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::UnexpectedResponse;
 use super::headers::{
-    HeaderIter, Headers, check_extra_headers, describe, header_slots, is_token, range_in, trim_ows,
+    HeaderIter, Headers, check_extra_headers, describe, header_slots, is_token, range_in,
 };
 use super::reader::HeadReader;
 use super::response::put_header;
 use super::{DEFAULT_MAX_HEADER_SIZE, HandshakeError, accept_key};
+use crate::config::Config;
+use crate::deflate::{DeflateConfig, DeflateParams};
 use crate::url::WsUrl;
 
 /// What to ask the server for: where, which subprotocols, extra headers.
@@ -151,6 +153,8 @@ pub struct ClientHandshake {
     reader: HeadReader,
     expected_accept: String,
     offered: Vec<String>,
+    /// The permessage-deflate offer made (disabled: none).
+    deflate: DeflateConfig,
 }
 
 impl ClientHandshake {
@@ -168,6 +172,19 @@ impl ClientHandshake {
     /// Start a handshake with a caller-chosen key, for deterministic tests.
     /// Production code should use [`new`](Self::new).
     pub fn with_key(req: &ClientRequest, key: [u8; 16]) -> (Self, Bytes) {
+        Self::build(req, key, DeflateConfig::disabled())
+    }
+
+    /// [`new`](Self::new), offering permessage-deflate when `config`'s
+    /// [policy](Config::deflate) has it on; [`Response::configure`] then
+    /// carries the server's answer into the connection's configuration.
+    pub fn with_config(req: &ClientRequest, config: &Config) -> (Self, Bytes) {
+        let mut key = [0u8; 16];
+        rand::fill(&mut key[..]);
+        Self::build(req, key, *config.get_deflate())
+    }
+
+    fn build(req: &ClientRequest, key: [u8; 16], deflate: DeflateConfig) -> (Self, Bytes) {
         let key = BASE64.encode(key);
         let mut out = BytesMut::with_capacity(256);
         out.put_slice(b"GET ");
@@ -185,6 +202,9 @@ impl ClientHandshake {
                 &req.subprotocols.join(", "),
             );
         }
+        if let Some(offer) = deflate.offer() {
+            put_header(&mut out, "Sec-WebSocket-Extensions", &offer);
+        }
         for (name, value) in &req.headers {
             put_header(&mut out, name, value);
         }
@@ -193,6 +213,7 @@ impl ClientHandshake {
             reader: HeadReader::new(req.max_response_size),
             expected_accept: accept_key(key.as_bytes()),
             offered: req.subprotocols.clone(),
+            deflate,
         };
         (hs, out.freeze())
     }
@@ -223,9 +244,10 @@ impl ClientHandshake {
         let limit = self.reader.max();
         let expected = &self.expected_accept;
         let offered = &self.offered;
+        let deflate = &self.deflate;
         self.reader
             .poll(HandshakeError::ResponseTooLarge { limit }, |buf, len| {
-                parse_response(buf, len, expected, offered)
+                parse_response(buf, len, expected, offered, deflate)
             })
     }
 
@@ -245,6 +267,7 @@ fn parse_response(
     head_len: usize,
     expected_accept: &str,
     offered: &[String],
+    deflate: &DeflateConfig,
 ) -> Result<Response, HandshakeError> {
     let head = buf.get(..head_len).unwrap_or(&[]);
     let mut slots = header_slots(head);
@@ -283,19 +306,13 @@ fn parse_response(
         Some(v) if v == expected_accept.as_bytes() => {}
         _ => return Err(HandshakeError::InvalidAccept),
     }
-    if let Some(ext) = headers
-        .get_all("Sec-WebSocket-Extensions")
-        .find(|v| !trim_ows(v).is_empty())
-    {
-        return Err(HandshakeError::ExtensionNotOffered(
-            String::from_utf8_lossy(ext).into(),
-        ));
-    }
+    let deflate = deflate.check_answer(headers.get_all("Sec-WebSocket-Extensions"))?;
     let subprotocol = select_subprotocol(&headers, offered)?;
     Ok(Response {
         status,
         headers,
         subprotocol,
+        deflate,
     })
 }
 
@@ -329,9 +346,20 @@ pub struct Response {
     status: u16,
     headers: Headers,
     subprotocol: Option<String>,
+    deflate: Option<DeflateParams>,
 }
 
 impl Response {
+    /// The permessage-deflate parameters the server accepted, if it did.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
+    }
+
+    /// `config` with what this handshake agreed on, for the connection.
+    pub fn configure(&self, config: Config) -> Config {
+        config.negotiated_deflate(self.deflate)
+    }
+
     /// The HTTP status (always 101 once verified).
     pub fn status(&self) -> u16 {
         self.status
@@ -601,6 +629,58 @@ mod tests {
             twice,
             Err(HandshakeError::SubprotocolNotOffered(_))
         ));
+    }
+
+    fn deflate_on() -> Config {
+        Config::default().deflate(DeflateConfig::enabled().server_no_context_takeover(true))
+    }
+
+    #[test]
+    fn a_deflate_policy_offers_and_takes_the_answer_into_the_config() {
+        let (mut hs, bytes) = ClientHandshake::with_config(&simple(), &deflate_on());
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(text.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_max_window_bits\r\n"
+        ));
+        // Answer with the right accept value for this (random) key.
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_max_window_bits=10\r\n\r\n",
+            accept_key(key.as_bytes())
+        );
+        let r = hs.feed(resp.as_bytes()).unwrap().unwrap();
+        let want = DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: false,
+            server_max_window_bits: None,
+            client_max_window_bits: Some(10),
+        };
+        assert_eq!(r.deflate(), Some(&want));
+        let cfg = r.configure(Config::default());
+        assert_eq!(cfg.get_negotiated_deflate(), Some(&want));
+    }
+
+    #[test]
+    fn a_bad_deflate_answer_fails_the_handshake() {
+        let (mut hs, _) = ClientHandshake::build(&simple(), KEY, *deflate_on().get_deflate());
+        let e = hs
+            .feed(response("Sec-WebSocket-Extensions: permessage-deflate\r\n").as_bytes())
+            .unwrap_err();
+        assert!(matches!(e, HandshakeError::InvalidExtension(_)), "{e}");
+    }
+
+    #[test]
+    fn without_a_policy_nothing_is_offered() {
+        let (hs, bytes) = ClientHandshake::with_config(&simple(), &Config::default());
+        assert!(!String::from_utf8_lossy(&bytes).contains("Extensions"));
+        assert_eq!(hs.deflate, DeflateConfig::disabled());
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub enum HandshakeError {
     /// The server enabled an extension the client did not offer.
     #[error("server enabled extension {0:?} which was not offered")]
     ExtensionNotOffered(Box<str>),
+    /// The server's permessage-deflate answer is malformed or breaks
+    /// RFC 7692 section 7 (see [`DeflateConfig::check_answer`](crate::deflate::DeflateConfig::check_answer)).
+    #[error("invalid permessage-deflate answer: {0}")]
+    InvalidExtension(Box<str>),
     /// The response head grew past the configured limit without ending.
     #[error("response headers exceed {limit} bytes")]
     ResponseTooLarge {

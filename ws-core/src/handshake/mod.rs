@@ -20,6 +20,7 @@ use sha1::{Digest, Sha1};
 pub use client::{ClientHandshake, ClientRequest, Response};
 pub use error::{HandshakeError, UnexpectedResponse};
 pub use headers::HeaderIter;
+pub(crate) use headers::{is_token, trim_ows};
 pub use response::{http_response, reason_phrase};
 pub use server::{Accept, Request, ServerHandshake, UpgradeRequest};
 

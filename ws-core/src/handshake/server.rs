@@ -7,6 +7,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::headers::{HeaderIter, Headers, check_extra_headers, describe, header_slots, range_in};
 use super::reader::HeadReader;
 use super::response::{put_header, put_status_line};
+use crate::config::Config;
+
 use super::{DEFAULT_MAX_HEADER_SIZE, HandshakeError, accept_key, is_valid_key};
 
 /// Incrementally reads a client's HTTP request head.
@@ -205,8 +207,9 @@ impl Request {
 
     /// Raw `Sec-WebSocket-Extensions` values offered, one per header line.
     ///
-    /// No extension is negotiated yet, so [`accept`](Self::accept) never
-    /// enables any; this is for logging and future negotiation.
+    /// [`accept`](Self::accept) enables none of them;
+    /// [`accept_with_config`](Self::accept_with_config) negotiates
+    /// permessage-deflate.
     pub fn extensions(&self) -> impl Iterator<Item = &str> + '_ {
         self.headers
             .get_all("Sec-WebSocket-Extensions")
@@ -262,6 +265,30 @@ impl Request {
     /// [`HandshakeError::InvalidInput`] if `opts` holds a header that is
     /// malformed or one the handshake sets itself.
     pub fn accept(&self, opts: &Accept) -> Result<Bytes, HandshakeError> {
+        self.respond(opts, None)
+    }
+
+    /// [`accept`](Self::accept), negotiating permessage-deflate by
+    /// `config`'s [policy](Config::deflate): returns the `101` bytes and the
+    /// connection's configuration, which carries what was agreed on (so the
+    /// [`Connection`](crate::Connection) built from it compresses).
+    ///
+    /// # Errors
+    ///
+    /// As for [`accept`](Self::accept).
+    pub fn accept_with_config(
+        &self,
+        opts: &Accept,
+        config: Config,
+    ) -> Result<(Bytes, Config), HandshakeError> {
+        let agreed = config
+            .get_deflate()
+            .accept(self.headers.get_all("Sec-WebSocket-Extensions"));
+        let response = self.respond(opts, agreed.as_ref().map(|(_, h)| h.as_str()))?;
+        Ok((response, config.negotiated_deflate(agreed.map(|(p, _)| p))))
+    }
+
+    fn respond(&self, opts: &Accept, extensions: Option<&str>) -> Result<Bytes, HandshakeError> {
         let upgrade = self.validate_upgrade()?;
         check_extra_headers(&opts.headers, RESERVED_RESPONSE_HEADERS)?;
         let mut out = BytesMut::with_capacity(160);
@@ -271,6 +298,9 @@ impl Request {
         put_header(&mut out, "Sec-WebSocket-Accept", &upgrade.accept_value());
         if let Some(p) = opts.select(self) {
             put_header(&mut out, "Sec-WebSocket-Protocol", p);
+        }
+        if let Some(e) = extensions {
+            put_header(&mut out, "Sec-WebSocket-Extensions", e);
         }
         for (name, value) in &opts.headers {
             put_header(&mut out, name, value);
@@ -801,5 +831,32 @@ mod tests {
                 let _ = r.subprotocols().count();
             }
         }
+    }
+
+    #[test]
+    fn accept_with_config_negotiates_deflate_by_the_policy() {
+        let raw = GOOD.replace(
+            "Sec-WebSocket-Version: 13\r\n",
+            "Sec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Extensions: x-foo, permessage-deflate; client_max_window_bits\r\n",
+        );
+        let req = parse(&raw);
+        let on = crate::deflate::DeflateConfig::enabled().client_max_window_bits(12);
+        let (resp, cfg) = req
+            .accept_with_config(&Accept::new(), Config::default().deflate(on))
+            .unwrap();
+        let text = String::from_utf8(resp.to_vec()).unwrap();
+        assert!(text.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=12\r\n"
+        ));
+        let agreed = cfg.get_negotiated_deflate().unwrap();
+        assert_eq!(agreed.client_max_window_bits, Some(12));
+        // Off: the same request gets no extension.
+        let (resp, cfg) = req
+            .accept_with_config(&Accept::new(), Config::default())
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&resp).contains("Extensions"));
+        assert!(cfg.get_negotiated_deflate().is_none());
+        assert_eq!(resp, req.accept(&Accept::new()).unwrap());
     }
 }

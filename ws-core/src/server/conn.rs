@@ -43,7 +43,7 @@ use crate::handshake::ServerHandshake;
 use crate::server::handler::Handler;
 use crate::server::hub::{Hub, Wake};
 use crate::server::session::ServerSession;
-use crate::server::site::{Route, route};
+use crate::server::site::{Route, route_with_config};
 
 /// How long a connection answered with a plain HTTP response keeps reading
 /// (and discarding) after its write side is shut, so that request bytes it
@@ -178,7 +178,9 @@ impl<H: Handler> ServerConnection<H> {
             match &mut self.phase {
                 Phase::Request(hs) => {
                     let routed = match hs.poll_request() {
-                        Ok(Some(req)) => route(&req, &*self.handler, self.peer),
+                        Ok(Some(req)) => {
+                            route_with_config(&req, &*self.handler, self.peer, &self.config)
+                        }
                         Ok(None) => {
                             if now >= self.deadline {
                                 // Too slow to say what it wants: let go.
@@ -194,13 +196,15 @@ impl<H: Handler> ServerConnection<H> {
                         Route::Respond { response } => {
                             Phase::Respond(response, now + self.config.get_handshake_timeout())
                         }
-                        Route::Upgrade { response, state } => {
+                        Route::Upgrade {
+                            response,
+                            state,
+                            deflate,
+                        } => {
                             let buffered = hs.take_remaining();
-                            let mut conn = Connection::with_buffered(
-                                Role::Server,
-                                self.config.clone(),
-                                buffered,
-                            );
+                            let config = self.config.clone().negotiated_deflate(deflate);
+                            let mut conn =
+                                Connection::with_buffered(Role::Server, config, buffered);
                             conn.queue_raw(response);
                             Phase::Open(ServerSession::new(
                                 conn,

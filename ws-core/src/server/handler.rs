@@ -478,7 +478,7 @@ impl Socket<'_> {
     ///
     /// [`Error::InvalidMessage`] for a control message.
     pub fn publish(&mut self, topic: &str, msg: &Message) -> Result<(), Error> {
-        let msg = PreparedMessage::new(msg)?;
+        let msg = PreparedMessage::with_deflate(msg, self.conn.config().get_deflate())?;
         self.push(Target::Topic(topic), msg);
         Ok(())
     }
@@ -490,7 +490,7 @@ impl Socket<'_> {
     ///
     /// [`Error::InvalidMessage`] for a control message.
     pub fn broadcast(&mut self, msg: &Message) -> Result<(), Error> {
-        let msg = PreparedMessage::new(msg)?;
+        let msg = PreparedMessage::with_deflate(msg, self.conn.config().get_deflate())?;
         self.push(Target::All, msg);
         Ok(())
     }

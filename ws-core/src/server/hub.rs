@@ -479,7 +479,7 @@ impl Hub {
             let mut bytes = q.bytes;
             let mut overflow = false;
             for msg in msgs {
-                let cost = msg.as_bytes().len() + ENTRY_OVERHEAD;
+                let cost = msg.encoded_len() + ENTRY_OVERHEAD;
                 if bytes + cost > max && !q.items.is_empty() {
                     overflow = true;
                     break;
@@ -849,7 +849,7 @@ impl Outbox {
             let Some(msg) = q.items.pop_front() else {
                 break;
             };
-            cost += msg.as_bytes().len() + ENTRY_OVERHEAD;
+            cost += msg.encoded_len() + ENTRY_OVERHEAD;
             if !take(msg) {
                 break;
             }

@@ -5,6 +5,8 @@ use bytes::Bytes;
 
 use std::net::SocketAddr;
 
+use crate::config::Config;
+use crate::deflate::DeflateParams;
 use crate::handshake::Request;
 use crate::handshake::response::{ResponseHead, build_response};
 use crate::server::handler::{Handler, internal_error};
@@ -36,6 +38,9 @@ pub enum Route<S> {
         response: Bytes,
         /// What the handler's `on_upgrade` made for this connection.
         state: S,
+        /// The permessage-deflate parameters the 101 agreed on (see
+        /// [`route_with_config`]), for [`Config::negotiated_deflate`].
+        deflate: Option<DeflateParams>,
     },
     /// Write `response`, then close the TCP connection.
     Respond {
@@ -75,6 +80,17 @@ impl<S> Route<S> {
 ///
 /// [`HandshakeError::response`]: crate::handshake::HandshakeError::response
 pub fn route<H: Handler>(req: &Request, handler: &H, peer: SocketAddr) -> Route<H::State> {
+    route_with_config(req, handler, peer, &Config::default())
+}
+
+/// [`route`], negotiating permessage-deflate by `config`'s
+/// [policy](Config::deflate); an upgrade carries what was agreed on.
+pub fn route_with_config<H: Handler>(
+    req: &Request,
+    handler: &H,
+    peer: SocketAddr,
+    config: &Config,
+) -> Route<H::State> {
     let head_only = req.method() == "HEAD";
     if req.method() != "GET" && !head_only {
         return respond(405, &[("Allow", "GET, HEAD")], "method not allowed\n", true);
@@ -93,10 +109,11 @@ pub fn route<H: Handler>(req: &Request, handler: &H, peer: SocketAddr) -> Route<
             };
         }
         return match handler.on_upgrade(req, peer) {
-            Ok(up) => match req.accept(&up.accept) {
-                Ok(response) => Route::Upgrade {
+            Ok(up) => match req.accept_with_config(&up.accept, config.clone()) {
+                Ok((response, config)) => Route::Upgrade {
                     response,
                     state: up.state,
+                    deflate: config.get_negotiated_deflate().copied(),
                 },
                 // The request was valid: the handler's options were not.
                 Err(_) => Route::Respond {
