@@ -1058,6 +1058,13 @@ impl Connection {
         self.out.len() + self.sealed_len
     }
 
+    /// Bytes held by the receive side: `(read buffer, fragmented message)`,
+    /// for the fuzz targets' memory bounds.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn buffered_receive(&self) -> (usize, usize) {
+        (self.rbuf.len(), self.msg_buf.len())
+    }
+
     /// Frees the receive and send buffers if they are empty, so an idle
     /// connection holds no buffer memory at all. Call it before waiting for
     /// the transport to become readable (the next [`read_buf`](Self::read_buf)

@@ -80,6 +80,11 @@ pub mod proxy;
 pub mod url;
 pub mod utf8;
 
+// The fuzz targets' checks, shared with the corpus replay (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 // Layer 2, runtime-independent adapter support.
 #[cfg(feature = "rt")]
 pub mod rt;

@@ -275,6 +275,12 @@ impl Receiver {
         self.conn.release_idle_buffers()
     }
 
+    /// As `Connection::buffered_receive` (fuzz targets' memory bounds).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn buffered_receive(&self) -> (usize, usize) {
+        self.conn.buffered_receive()
+    }
+
     /// Whether the sender holds control replies it has not taken yet: the
     /// signal for whoever drives the sender to write.
     pub fn control_pending(&self) -> bool {

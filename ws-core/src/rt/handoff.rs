@@ -16,12 +16,40 @@
 //! it for data, and a writing side that finds it taken is only ever waiting
 //! for the reader to finish one non-blocking write of a control frame.
 
-use atomic_waker::AtomicWaker;
-use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
+use sync::{AtomicU8, AtomicWaker, Ordering, UnsafeCell};
+
+/// The primitives the cell is built from: std's and `atomic-waker`'s, or,
+/// under `--cfg loom`, the model checker's, which explore every interleaving
+/// of their operations and flag any access to the value that overlaps
+/// another (`tests/loom_handoff.rs`).
+#[cfg(not(loom))]
+mod sync {
+    pub(super) use atomic_waker::AtomicWaker;
+    pub(super) use std::cell::UnsafeCell;
+    pub(super) use std::sync::atomic::{AtomicU8, Ordering};
+}
+
+#[cfg(loom)]
+mod sync {
+    pub(super) use loom::cell::UnsafeCell;
+    pub(super) use loom::sync::atomic::{AtomicU8, Ordering};
+
+    /// loom's `AtomicWaker` with `atomic-waker`'s signatures.
+    #[derive(Debug, Default)]
+    pub(super) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(super) fn register(&self, waker: &std::task::Waker) {
+            self.0.register_by_ref(waker);
+        }
+        pub(super) fn wake(&self) {
+            self.0.wake();
+        }
+    }
+}
 
 /// Which half is claiming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +142,13 @@ impl<T> Handoff<T> {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(HandoffGuard { cell: self }),
+                Ok(_) => {
+                    return Some(HandoffGuard {
+                        cell: self,
+                        #[cfg(loom)]
+                        access: std::mem::ManuallyDrop::new(self.value.get_mut()),
+                    });
+                }
                 Err(now) => s = now,
             }
         }
@@ -158,8 +192,20 @@ impl<T> Handoff<T> {
     }
 
     /// The value, when nobody else can hold the cell.
+    #[cfg(not(loom))]
     pub fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()
+    }
+
+    /// The value, when nobody else can hold the cell.
+    #[cfg(loom)]
+    pub fn get_mut(&mut self) -> &mut T {
+        // SAFETY: `&mut self` excludes every guard, and the reference lives
+        // no longer than that borrow.
+        #[allow(unsafe_code)]
+        unsafe {
+            &mut *(self.value.get_mut().deref() as *mut T)
+        }
     }
 
     /// The value, giving up the cell.
@@ -172,6 +218,10 @@ impl<T> Handoff<T> {
 /// and wakes whoever waited for it.
 pub struct HandoffGuard<'a, T> {
     cell: &'a Handoff<T>,
+    /// Under loom, the tracked access to the value: loom fails the model if
+    /// another access overlaps it. Ended before the release.
+    #[cfg(loom)]
+    access: std::mem::ManuallyDrop<loom::cell::MutPtr<T>>,
 }
 
 impl<T> Deref for HandoffGuard<'_, T> {
@@ -181,9 +231,15 @@ impl<T> Deref for HandoffGuard<'_, T> {
         // SAFETY: this guard exists only while its holder owns the `HELD`
         // bit (see `Sync for Handoff`), so no other reference to the value
         // is live.
+        #[cfg(not(loom))]
         #[allow(unsafe_code)]
         unsafe {
             &*self.cell.value.get()
+        }
+        #[cfg(loom)]
+        #[allow(unsafe_code)]
+        unsafe {
+            &*loom::cell::MutPtr::deref(&self.access)
         }
     }
 }
@@ -192,15 +248,28 @@ impl<T> DerefMut for HandoffGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only borrow
         // through the guard.
+        #[cfg(not(loom))]
         #[allow(unsafe_code)]
         unsafe {
             &mut *self.cell.value.get()
+        }
+        #[cfg(loom)]
+        #[allow(unsafe_code)]
+        unsafe {
+            loom::cell::MutPtr::deref(&self.access)
         }
     }
 }
 
 impl<T> Drop for HandoffGuard<'_, T> {
     fn drop(&mut self) {
+        // SAFETY (loom only): the access is never used again; it must end
+        // before the release, or loom would see the next holder's overlap it.
+        #[cfg(loom)]
+        #[allow(unsafe_code)]
+        unsafe {
+            std::mem::ManuallyDrop::drop(&mut self.access);
+        }
         let prev = self.cell.state.swap(0, Ordering::AcqRel);
         for side in [Side::Reader, Side::Writer] {
             if prev & side.want() != 0 {
@@ -216,7 +285,7 @@ impl<T> std::fmt::Debug for HandoffGuard<'_, T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

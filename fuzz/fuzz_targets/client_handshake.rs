@@ -1,0 +1,4 @@
+//! `cargo fuzz run client_handshake`: see `ws_core::fuzzing::client_handshake` for what it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ws_core::fuzzing::client_handshake(data));
