@@ -71,3 +71,20 @@ for role, mask in (("frames_server", M), ("frames_client", None)):
 rng = random.Random(18)
 for i in range(8):
     put("session", f"r{i}", bytes(rng.randrange(256) for _ in range(rng.randrange(32, 400))))
+
+# permessage-deflate (frames_deflate_*): RSV1 on a message's first frame,
+# the raw deflate stream without its 00 00 ff ff tail.
+import zlib
+def deflated(data):
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+for role, mask in (("frames_deflate_server", M), ("frames_deflate_client", None)):
+    z = deflated("héllo héllo héllo".encode())
+    put(role, "compressed", plan(3, 5) + frame(1, z, mask=mask, rsv=4))
+    put(role, "compressed-fragmented", plan(2) + frame(2, z[:3], fin=False, mask=mask, rsv=4)
+        + frame(9, b"p", mask=mask) + frame(0, z[3:], mask=mask))
+    put(role, "plain", b"\x00" + frame(1, b"plain", mask=mask) + frame(8, b"\x03\xe8", mask=mask))
+    put(role, "bomb", plan(100) + frame(2, deflated(b"\x00" * 100000), mask=mask, rsv=4))
+    put(role, "garbage", plan(1) + frame(2, b"\xff\xff\xff\xff", mask=mask, rsv=4))

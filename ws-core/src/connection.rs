@@ -1058,11 +1058,13 @@ impl Connection {
         self.out.len() + self.sealed_len
     }
 
-    /// Bytes held by the receive side: `(read buffer, fragmented message)`,
-    /// for the fuzz targets' memory bounds.
+    /// Bytes held by the receive side: `(read buffer, message in progress:
+    /// fragments, or what a compressed one inflated to so far)`, for the
+    /// fuzz targets' memory bounds.
     #[cfg(feature = "fuzzing")]
     pub(crate) fn buffered_receive(&self) -> (usize, usize) {
-        (self.rbuf.len(), self.msg_buf.len())
+        let inflated = self.deflate.as_ref().map_or(0, |d| d.inflated.len());
+        (self.rbuf.len(), self.msg_buf.len().max(inflated))
     }
 
     /// Frees the receive and send buffers if they are empty, so an idle

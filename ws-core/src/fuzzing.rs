@@ -23,6 +23,7 @@
 use crate::close::CloseCode;
 use crate::config::{Config, Role};
 use crate::connection::{Connection, State};
+use crate::deflate::{DeflateConfig, DeflateParams};
 use crate::error::{Error, ProtocolError};
 use crate::frame::{MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::handshake::{ClientHandshake, ClientRequest, ServerHandshake, accept_key};
@@ -52,6 +53,14 @@ pub fn config() -> Config {
         .max_frame_size(MAX_FRAME)
         .max_message_size(MAX_MESSAGE)
         .write_buffer_limit(WRITE_LIMIT)
+}
+
+/// [`config`] with permessage-deflate negotiated (default parameters:
+/// 15-bit windows, context takeover), every message compressed.
+pub fn deflate_config() -> Config {
+    config()
+        .deflate(DeflateConfig::enabled().threshold(0))
+        .negotiated_deflate(Some(DeflateParams::default()))
 }
 
 /// Splits fuzz input into a chunk plan and the bytes to feed: the first
@@ -309,7 +318,7 @@ pub fn url(data: &[u8]) {
 /// of [`ProtocolError::close_code`].
 pub fn expected_close_code(p: &ProtocolError) -> CloseCode {
     match p {
-        ProtocolError::InvalidUtf8 => CloseCode(1007),
+        ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => CloseCode(1007),
         ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
             CloseCode(1009)
         }
@@ -413,8 +422,19 @@ fn check_error(e: &Error, eof: bool) -> Option<CloseCode> {
 /// bounded buffers, every error's close code right and on the wire, every
 /// received close echoed, every ping answered by a pong with its payload.
 pub fn frames(role: Role, data: &[u8]) {
+    frames_with(role, config(), data);
+}
+
+/// [`frames`] with permessage-deflate negotiated: compressed messages
+/// (RSV1) inflate within the message limit, a bad deflate stream is 1007,
+/// and everything `frames` checks.
+pub fn frames_deflate(role: Role, data: &[u8]) {
+    frames_with(role, deflate_config(), data);
+}
+
+fn frames_with(role: Role, config: Config, data: &[u8]) {
     same_whatever_the_chunking(data, |chunks| {
-        let mut conn = Connection::new(role, config());
+        let mut conn = Connection::new(role, config.clone());
         let mut events = Vec::new();
         // The close frame the connection owes: `Some(code)` (or
         // `Some(None)`: a close without a code).
@@ -564,6 +584,8 @@ pub enum Op {
 /// A fuzzed exchange between a client and a server.
 #[derive(Debug, Arbitrary)]
 pub struct Session {
+    /// Both sides negotiated permessage-deflate.
+    pub deflate: bool,
     /// The client runs split into a `Receiver` and a `Sender`.
     pub client_split: bool,
     /// The server runs split.
@@ -672,8 +694,8 @@ impl Peer {
 /// What one side expects to receive next from the other, in order.
 #[derive(Debug, PartialEq)]
 enum Expect {
-    /// A data message, and whether it breaks the limits as sent.
-    Data(Message, bool),
+    /// A data message, and whether it fits the limits as sent.
+    Data(Message, Fit),
     /// An application ping.
     Ping(Bytes),
 }
@@ -730,13 +752,32 @@ fn text_of(len: usize) -> String {
     s
 }
 
-/// Whether `len` bytes sent with `fragment` break the receiver's limits.
-fn oversize(len: usize, fragment: Option<usize>) -> bool {
+/// Whether a message fits the receiver's limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fit {
+    Yes,
+    No,
+    /// Compressed: its frames' size is not known in advance.
+    Maybe,
+}
+
+/// Whether `len` bytes sent with `fragment` (compressed if `deflate`) fit
+/// the receiver's limits.
+fn fit(len: usize, fragment: Option<usize>, deflate: bool) -> Fit {
     let frame = match fragment {
         Some(f) if len > f => f,
         _ => len,
     };
-    len > MAX_MESSAGE || frame > MAX_FRAME
+    if len > MAX_MESSAGE {
+        Fit::No
+    } else if !deflate {
+        if frame > MAX_FRAME { Fit::No } else { Fit::Yes }
+    } else if len + 64 <= MAX_FRAME {
+        // Deflate expands nothing this small by more than a few bytes.
+        Fit::Yes
+    } else {
+        Fit::Maybe
+    }
 }
 
 /// Decodes everything `to` has received so far, checking each message
@@ -761,7 +802,7 @@ fn receive(to: &mut Side, from: &mut Side, keepalive: bool) {
                     "two correct peers disagree on more than size: {e:?}"
                 );
                 match to.incoming.pop_front() {
-                    Some(Expect::Data(_, true)) => {}
+                    Some(Expect::Data(_, Fit::No | Fit::Maybe)) => {}
                     other => panic!("{e:?} but the next message sent was {other:?}"),
                 }
                 to.first_close.get_or_insert(Some(code));
@@ -774,7 +815,7 @@ fn receive(to: &mut Side, from: &mut Side, keepalive: bool) {
         to.events.push(describe(&m));
         match m {
             Message::Text(_) | Message::Binary(_) => match to.incoming.pop_front() {
-                Some(Expect::Data(sent, false)) => {
+                Some(Expect::Data(sent, Fit::Yes | Fit::Maybe)) => {
                     assert!(sent == m, "sent {sent:?}, received {m:?}")
                 }
                 other => panic!("received {m:?}, expected {other:?}"),
@@ -837,7 +878,12 @@ pub fn session(data: &[u8]) {
     };
     let fragment = s.fragment.map(|f| 1 + f as usize % 1500);
     let keepalive = s.keepalive.map(|k| Duration::from_millis(10 + k as u64));
-    let config = config()
+    let config = if s.deflate {
+        deflate_config()
+    } else {
+        config()
+    };
+    let config = config
         .fragment_size(fragment)
         .keepalive(keepalive)
         .keepalive_timeout(Duration::from_millis(50))
@@ -858,8 +904,8 @@ pub fn session(data: &[u8]) {
                 let m = Message::text(text_of(len as usize % 6000));
                 let (from, to) = pick(&mut client, &mut server, from_client);
                 if from.peer.send(&m, shared).is_ok() {
-                    let big = oversize(m.payload().len(), fragment);
-                    to.incoming.push_back(Expect::Data(m, big));
+                    let fits = fit(m.payload().len(), fragment, s.deflate);
+                    to.incoming.push_back(Expect::Data(m, fits));
                 }
             }
             Op::Binary {
@@ -874,8 +920,8 @@ pub fn session(data: &[u8]) {
                 let m = Message::binary(bytes);
                 let (from, to) = pick(&mut client, &mut server, from_client);
                 if from.peer.send(&m, shared).is_ok() {
-                    let big = oversize(m.payload().len(), fragment);
-                    to.incoming.push_back(Expect::Data(m, big));
+                    let fits = fit(m.payload().len(), fragment, s.deflate);
+                    to.incoming.push_back(Expect::Data(m, fits));
                 }
             }
             Op::Ping { from_client, len } => {

@@ -69,3 +69,17 @@ fn frames_client_corpus() {
 fn session_corpus() {
     replay("session", fuzzing::session);
 }
+
+#[test]
+fn frames_deflate_server_corpus() {
+    replay("frames_deflate_server", |d| {
+        fuzzing::frames_deflate(Role::Server, d)
+    });
+}
+
+#[test]
+fn frames_deflate_client_corpus() {
+    replay("frames_deflate_client", |d| {
+        fuzzing::frames_deflate(Role::Client, d)
+    });
+}
