@@ -15,7 +15,7 @@
 #   WS_BIN_DIR           dir with ws-server and autobahn-client (default <repo>/target/release)
 #   AUTOBAHN_RUNTIMES    runtimes (default "tokio async-std smol blocking")
 #   AUTOBAHN_SUITES      "server client" (default both)
-#   AUTOBAHN_CASES       case patterns (default "*")
+#   AUTOBAHN_CASES       case patterns (default "*"), or deflate-quick (see below)
 #   AUTOBAHN_OUT         report root (default <repo>/artifacts/autobahn)
 #   AUTOBAHN_TIMEOUT, AUTOBAHN_STRICT, AUTOBAHN_EXCLUDE_CASES: passed to the harness
 #                        (defaults here: 600 s per run, 1, none: all 517 cases)
@@ -70,6 +70,19 @@ if [ "${AUTOBAHN_DEFLATE:-1}" = "1" ]; then DEFLATE_FLAG=(--deflate); fi
 RUNTIMES="${AUTOBAHN_RUNTIMES:-tokio async-std smol blocking}"
 SUITES="${AUTOBAHN_SUITES:-server client}"
 CASES="${AUTOBAHN_CASES:-*}"
+# `deflate-quick`: cases of every 12.*/13.* group (all 12 offer/answer
+# combinations), each with 1000 messages of 16 B to 8 KiB, and of 8 KiB in
+# 256-byte fragments: 84 of the 216, about 2-4 minutes a run. The others
+# send 1000 messages of 16 to 128 KiB (some in 256-byte fragments), which
+# takes wstest (Python 2, the bottleneck) from 15 s to several minutes per
+# case on two cores. Listed by id: a wstest pattern with `*` is matched as a
+# prefix (12.*.1 would also take 12.1.10-18).
+if [ "$CASES" = "deflate-quick" ]; then
+  CASES=""
+  for g in 12.1 12.2 12.3 12.4 12.5 13.1 13.2 13.3 13.4 13.5 13.6 13.7; do
+    for c in 1 2 3 4 5 6 11; do CASES="$CASES${CASES:+,}$g.$c"; done
+  done
+fi
 BIN_DIR="${WS_BIN_DIR:-target/release}"
 case "$BIN_DIR" in /*) ;; *) BIN_DIR="$REPO/$BIN_DIR" ;; esac
 OUT="${AUTOBAHN_OUT:-$REPO/artifacts/autobahn}"

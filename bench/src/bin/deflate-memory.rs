@@ -8,6 +8,11 @@
 //! the idle release (`release_idle_buffers` and the 1 s shrink timer)
 //! ("idle"). The client peers are not counted.
 //!
+//! Then times a chat broadcast: one 1 KiB message queued to `N` server
+//! connections as a `PreparedMessage`, compressed once and shared
+//! (`server_no_context_takeover`) against compressed for each connection
+//! (context takeover).
+//!
 //! ```text
 //! cargo run --release -p ws-bench --bin deflate-memory [N]
 //! ```
@@ -16,7 +21,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ws_core::{Config, Connection, DeflateConfig, DeflateParams, Message, Role};
+use ws_core::{Config, Connection, DeflateConfig, DeflateParams, Message, PreparedMessage, Role};
 
 /// The system allocator, counting live bytes.
 struct Counting;
@@ -113,6 +118,43 @@ fn measure(n: usize, policy: Option<DeflateConfig>, agreed: Option<DeflateParams
     (busy, idle)
 }
 
+/// Microseconds to queue one broadcast to `n` connections, and the bytes
+/// queued per connection.
+fn broadcast(n: usize, shared: bool) -> (f64, f64) {
+    let msg = Message::text(
+        r#"{"type":"chat","room":"lobby","user":"alice","text":"hello everyone, how is it going?"}"#
+            .repeat(12),
+    );
+    let policy = DeflateConfig::enabled().server_no_context_takeover(shared);
+    let agreed = DeflateParams {
+        server_no_context_takeover: shared,
+        ..DeflateParams::default()
+    };
+    let config = Config::default()
+        .deflate(policy)
+        .negotiated_deflate(Some(agreed));
+    let mut servers: Vec<Connection> = (0..n)
+        .map(|_| Connection::new(Role::Server, config.clone()))
+        .collect();
+    // Warm up: every connection's zlib state exists before timing.
+    for s in &mut servers {
+        s.send(&msg).unwrap();
+        s.take_transmit();
+    }
+    let reps = 20;
+    let mut bytes = 0;
+    let t = Instant::now();
+    for _ in 0..reps {
+        let prepared = PreparedMessage::with_deflate(&msg, &policy).unwrap();
+        for s in &mut servers {
+            s.send_prepared(&prepared).unwrap();
+            bytes += s.take_transmit().len();
+        }
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    (us, bytes as f64 / (reps * n) as f64)
+}
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -153,5 +195,14 @@ fn main() {
     for (name, policy, agreed) in cases {
         let (busy, idle) = measure(n, policy, agreed);
         println!("{name:<40} {:>10.1} {:>10.1}", busy / 1024.0, idle / 1024.0);
+    }
+    println!();
+    println!("one 1 KiB chat message broadcast to {n} connections");
+    for (name, shared) in [
+        ("compressed once, shared", true),
+        ("compressed per connection", false),
+    ] {
+        let (us, bytes) = broadcast(n, shared);
+        println!("{name:<40} {us:>10.0} us {bytes:>8.0} B/conn");
     }
 }

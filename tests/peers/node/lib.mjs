@@ -84,13 +84,14 @@ export function makeTestCa() {
  * Start `ws-server --mode MODE --runtime RUNTIME` on a free 127.0.0.1 port; wait (bounded) until it
  * listens. With `tls` (from makeTestCa) it serves https:// and wss://.
  */
-export async function startServer(mode, runtime, { timeoutMs = 15000, tls = null } = {}) {
+export async function startServer(mode, runtime, { timeoutMs = 15000, tls = null, extra = [] } = {}) {
   const port = await freePort();
   const addr = `127.0.0.1:${port}`;
   const logPath = path.join(artifactsDir('peers', 'node'), `ws-server-${mode}-${runtime}-${port}.log`);
   const log = createWriteStream(logPath);
   const args = ['--addr', addr, '--mode', mode, '--runtime', runtime];
   if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
+  args.push(...extra);
   const child = spawn(binary('ws-server'), args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
