@@ -42,8 +42,10 @@ use crate::connection::PreparedMessage;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::server::backplane::Backplane;
 
 /// Close code sent to a client dropped for not keeping up with broadcasts.
 ///
@@ -254,6 +256,8 @@ pub struct Hub {
     queued_bytes: AtomicUsize,
     peak_queue_bytes: AtomicUsize,
     dropped_slow: AtomicU64,
+    /// The cluster this hub's broadcasts and publishes also go to, if any.
+    backplane: OnceLock<Arc<Backplane>>,
 }
 
 impl fmt::Debug for Hub {
@@ -290,7 +294,21 @@ impl Hub {
             queued_bytes: AtomicUsize::new(0),
             peak_queue_bytes: AtomicUsize::new(0),
             dropped_slow: AtomicU64::new(0),
+            backplane: OnceLock::new(),
         }
+    }
+
+    /// Joins a cluster: from now on every broadcast and topic publish (not a
+    /// message to one client) is also queued on `backplane` for the other
+    /// nodes, after its local delivery. Once per hub: `false` if one is
+    /// already attached.
+    pub fn attach_backplane(&self, backplane: Arc<Backplane>) -> bool {
+        self.backplane.set(backplane).is_ok()
+    }
+
+    /// The attached backplane, if the hub is part of a cluster.
+    pub fn backplane(&self) -> Option<&Arc<Backplane>> {
+        self.backplane.get()
     }
 
     /// The limits every queue follows.
@@ -427,11 +445,36 @@ impl Hub {
     /// [`broadcast_all`](Self::broadcast_all)); the rules of
     /// [`broadcast`](Self::broadcast) hold whatever the target. A target
     /// with no client (an unknown id, a topic nobody is in) delivers to none.
+    ///
+    /// With a [`Backplane`] attached, a push to every client or to a topic
+    /// is also queued for the other nodes, under the same lock (so they see
+    /// this node's messages in the order its clients do).
     pub fn deliver(
         &self,
         target: Target<'_>,
         msgs: &[PreparedMessage],
         now: Instant,
+    ) -> BroadcastReport {
+        self.deliver_to(target, msgs, now, true)
+    }
+
+    /// [`deliver`](Self::deliver) to this node's clients only: how entries
+    /// that came from the other nodes are delivered (never sent back out).
+    pub fn deliver_local(
+        &self,
+        target: Target<'_>,
+        msgs: &[PreparedMessage],
+        now: Instant,
+    ) -> BroadcastReport {
+        self.deliver_to(target, msgs, now, false)
+    }
+
+    fn deliver_to(
+        &self,
+        target: Target<'_>,
+        msgs: &[PreparedMessage],
+        now: Instant,
+        forward: bool,
     ) -> BroadcastReport {
         let mut st = self.lock();
         let HubState {
@@ -450,6 +493,9 @@ impl Hub {
             },
             Target::Client(id) => self.push(clients.get(&id).into_iter(), stalled, msgs, now),
         };
+        if let Some(backplane) = self.backplane.get().filter(|_| forward) {
+            backplane.publish(target, msgs);
+        }
         for id in &over {
             self.drop_client(&mut st, *id, SLOW_CLIENT_CLOSE);
         }
