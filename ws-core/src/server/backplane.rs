@@ -630,9 +630,9 @@ impl Backplane {
 
 /// A transport that joins a server to a cluster (a Redis stream, for
 /// instance): what every runtime adapter's `Server::backplane` takes. The
-/// adapter calls [`start`](Self::start) once with its hub when the server
-/// starts, and stops what it returned when the server shuts down, so the
-/// transport's logic is written once whatever the runtime.
+/// adapter hands it its hub when the server starts ([`start`]); the hub
+/// stops it when the server shuts down. So the transport's logic is
+/// written once whatever the runtime.
 pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// Attaches a [`Backplane`] to `hub` ([`Hub::attach_backplane`]) and
     /// starts moving its entries (its own threads or tasks); returns at
@@ -652,17 +652,17 @@ pub trait Running: Send + Sync + fmt::Debug {
     fn stop(&self);
 }
 
-/// Starts `engine` on `hub` if there is one: what every adapter's `Server`
-/// does when it starts (the returned value is stopped on shutdown).
+/// Starts `engine` on `hub` if there is one, to be stopped by
+/// [`Hub::shutdown`]: what every adapter's `Server` does when it starts.
 ///
 /// # Errors
 ///
 /// As [`Engine::start`].
-pub fn start(
-    engine: Option<&Arc<dyn Engine>>,
-    hub: &Arc<Hub>,
-) -> io::Result<Option<Box<dyn Running>>> {
-    engine.map(|e| e.start(hub)).transpose()
+pub fn start(engine: Option<&Arc<dyn Engine>>, hub: &Arc<Hub>) -> io::Result<()> {
+    if let Some(engine) = engine {
+        hub.stop_on_shutdown(engine.start(hub)?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

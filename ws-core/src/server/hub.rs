@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::server::backplane::Backplane;
+use crate::server::backplane::{Backplane, Running};
 
 /// Close code sent to a client dropped for not keeping up with broadcasts.
 ///
@@ -258,6 +258,8 @@ pub struct Hub {
     dropped_slow: AtomicU64,
     /// The cluster this hub's broadcasts and publishes also go to, if any.
     backplane: OnceLock<Arc<Backplane>>,
+    /// The backplane's transport, stopped by [`shutdown`](Self::shutdown).
+    transport: Mutex<Option<Box<dyn Running>>>,
 }
 
 impl fmt::Debug for Hub {
@@ -295,6 +297,7 @@ impl Hub {
             peak_queue_bytes: AtomicUsize::new(0),
             dropped_slow: AtomicU64::new(0),
             backplane: OnceLock::new(),
+            transport: Mutex::new(None),
         }
     }
 
@@ -304,6 +307,15 @@ impl Hub {
     /// already attached.
     pub fn attach_backplane(&self, backplane: Arc<Backplane>) -> bool {
         self.backplane.set(backplane).is_ok()
+    }
+
+    /// Stops `transport` when the hub shuts down (so every adapter's
+    /// shutdown stops it, with nothing to add).
+    pub(crate) fn stop_on_shutdown(&self, transport: Box<dyn Running>) {
+        let mut slot = self.transport.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.replace(transport) {
+            old.stop();
+        }
     }
 
     /// The attached backplane, if the hub is part of a cluster.
@@ -803,6 +815,14 @@ impl Hub {
         // Nobody is left to drain below a mark: wake whoever paused.
         st.stalled.clear();
         self.after_change(st);
+        let transport = self
+            .transport
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = transport {
+            t.stop();
+        }
         ids.sort();
         ids
     }

@@ -390,7 +390,8 @@ fn a_stalled_client_is_dropped_by_its_own_node_when_its_deadline_passes() {
 #[test]
 fn a_cluster_stats_view_and_engine_start_without_one() {
     let hub = Arc::new(Hub::default());
-    assert!(start(None, &hub).unwrap().is_none());
+    start(None, &hub).unwrap();
+    assert!(hub.backplane().is_none());
     let registry = crate::server::Registry::new(hub.clone());
     assert_eq!(registry.backplane_stats(), None);
     assert_eq!(registry.cluster_client_count(), None);
@@ -402,4 +403,33 @@ fn a_cluster_stats_view_and_engine_start_without_one() {
     bp.set_linked(true);
     assert_eq!(registry.cluster_client_count(), Some(7));
     assert!(registry.backplane_stats().unwrap().linked);
+}
+
+#[derive(Debug, Default)]
+struct Fake(Arc<AtomicUsize>);
+
+impl Running for Fake {
+    fn stop(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Engine for Fake {
+    fn start(&self, hub: &Arc<Hub>) -> io::Result<Box<dyn Running>> {
+        hub.attach_backplane(Arc::new(Backplane::new("fake")));
+        Ok(Box::new(Fake(self.0.clone())))
+    }
+}
+
+#[test]
+fn an_engine_is_started_with_the_server_and_stopped_by_the_hubs_shutdown() {
+    let stops = Arc::new(AtomicUsize::new(0));
+    let engine: Arc<dyn Engine> = Arc::new(Fake(stops.clone()));
+    let hub = Arc::new(Hub::default());
+    start(Some(&engine), &hub).unwrap();
+    assert_eq!(hub.backplane().unwrap().node(), "fake");
+    assert_eq!(stops.load(Ordering::SeqCst), 0);
+    hub.shutdown();
+    hub.shutdown();
+    assert_eq!(stops.load(Ordering::SeqCst), 1, "stopped once");
 }
