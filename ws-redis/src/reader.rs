@@ -62,6 +62,13 @@ pub(crate) fn run(s: &Shared) {
                 Ok((c, top))
             }) {
                 Ok((c, top)) => {
+                    if last.is_none() {
+                        let at = top.unwrap_or(StreamId::ZERO);
+                        s.log(format_args!(
+                            "joined stream {key} after entry {at} as {}",
+                            bp.origin()
+                        ));
+                    }
                     last = Some(position(s, last, top));
                     if down {
                         s.log(format_args!("reader reconnected to Redis; resuming"));
