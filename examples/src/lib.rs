@@ -161,6 +161,8 @@ pub fn server_tls(
 /// ([`deflate_config`]).
 /// With `backplane` it joins a cluster of servers through Redis
 /// (`ws-server --backplane`).
+// One argument per `ws-server` option group; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn run_server(
     rt: Runtime,
     addr: &str,
