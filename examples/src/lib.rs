@@ -159,6 +159,10 @@ pub fn server_tls(
 /// https:// ([`server_tls`] builds it from PEM files). `config` is every
 /// connection's configuration, permessage-deflate policy included
 /// ([`deflate_config`]).
+/// With `backplane` it joins a cluster of servers through Redis
+/// (`ws-server --backplane`).
+// One argument per `ws-server` option group; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn run_server(
     rt: Runtime,
     addr: &str,
@@ -167,6 +171,7 @@ pub fn run_server(
     flow: FlowControl,
     tls: Option<Arc<ServerConfig>>,
     config: Config,
+    backplane: Option<ws_redis::RedisBackplane>,
 ) -> io::Result<()> {
     let threads = threads.max(1);
     let secure = tls.is_some();
@@ -184,6 +189,9 @@ pub fn run_server(
                 let mut server = ws_tokio::Server::with_handler(addr, handler)
                     .flow_control(flow)
                     .config(config);
+                if let Some(b) = backplane {
+                    server = server.backplane(b);
+                }
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -199,6 +207,9 @@ pub fn run_server(
                 let mut server = ws_async_std::Server::with_handler(addr, handler)
                     .flow_control(flow)
                     .config(config);
+                if let Some(b) = backplane {
+                    server = server.backplane(b);
+                }
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -213,6 +224,9 @@ pub fn run_server(
                 let mut server = ws_async_std::smol::Server::with_handler(addr, handler)
                     .flow_control(flow)
                     .config(config);
+                if let Some(b) = backplane {
+                    server = server.backplane(b);
+                }
                 if let Some(tls) = tls {
                     server = server.tls(tls);
                 }
@@ -225,6 +239,9 @@ pub fn run_server(
             let mut server = ws_blocking::Server::with_handler(addr, handler)
                 .flow_control(flow)
                 .config(config);
+            if let Some(b) = backplane {
+                server = server.backplane(b);
+            }
             if let Some(tls) = tls {
                 server = server.tls(tls);
             }

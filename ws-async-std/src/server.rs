@@ -27,6 +27,7 @@ use std::time::Duration;
 use std::time::Instant;
 use ws_core::PreparedMessage;
 use ws_core::rt::wake::TaskWake;
+use ws_core::server::backplane::Engine;
 use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 #[cfg(feature = "tls")]
 use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
@@ -102,6 +103,7 @@ pub struct Server<R, H = ServerMode> {
     handler: Arc<H>,
     config: Config,
     flow: FlowControl,
+    backplane: Option<Arc<dyn Engine>>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<ServerConfig>>,
     _rt: PhantomData<fn() -> R>,
@@ -113,6 +115,7 @@ impl<R, H: fmt::Debug> fmt::Debug for Server<R, H> {
             .field("addr", &self.addr)
             .field("handler", &self.handler)
             .field("flow", &self.flow)
+            .field("backplane", &self.backplane)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +147,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
             handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
+            backplane: None,
             #[cfg(feature = "tls")]
             tls: None,
             _rt: PhantomData,
@@ -160,6 +164,18 @@ impl<R: Runtime, H: Handler> Server<R, H> {
     /// slow-client timeout (see [`FlowControl`] and [`ws_core::server::hub`]).
     pub fn flow_control(mut self, flow: FlowControl) -> Self {
         self.flow = flow;
+        self
+    }
+
+    /// Joins a cluster of servers through `engine` (a Redis stream with the
+    /// `ws-redis` crate's `RedisBackplane`): every broadcast and topic
+    /// publish, from a client or from [`ServerHandle`], also reaches the
+    /// clients of every other node, and theirs reach this node's clients.
+    /// Local delivery and flow control are unchanged (see
+    /// [`ws_core::server::backplane`]). Started with the server, stopped by
+    /// its shutdown.
+    pub fn backplane(mut self, engine: impl Engine) -> Self {
+        self.backplane = Some(Arc::new(engine));
         self
     }
 
@@ -205,6 +221,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
         let hub = Arc::new(Hub::new(self.flow));
+        ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),
             registry: Registry::new(hub),

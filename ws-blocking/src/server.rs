@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ws_core::connection::State;
+use ws_core::server::backplane::Engine;
 use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target, Wake};
 use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
@@ -123,6 +124,7 @@ pub struct Server<H = ServerMode> {
     handler: Arc<H>,
     config: Config,
     flow: FlowControl,
+    backplane: Option<Arc<dyn Engine>>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<ServerConfig>>,
 }
@@ -152,6 +154,7 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
+            backplane: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -170,6 +173,18 @@ impl<H: Handler> Server<H> {
         self
     }
 
+    /// Joins a cluster of servers through `engine` (a Redis stream with the
+    /// `ws-redis` crate's `RedisBackplane`): every broadcast and topic
+    /// publish, from a client or from [`ServerHandle`], also reaches the
+    /// clients of every other node, and theirs reach this node's clients.
+    /// Local delivery and flow control are unchanged (see
+    /// [`ws_core::server::backplane`]). Started with the server, stopped by
+    /// its shutdown.
+    pub fn backplane(mut self, engine: impl Engine) -> Self {
+        self.backplane = Some(Arc::new(engine));
+        self
+    }
+
     /// Serves wss:// (and the page over https://) with this rustls
     /// configuration: certificates, ALPN, client authentication are the
     /// configuration's. Build it with a crypto provider of your choice, or
@@ -183,21 +198,22 @@ impl<H: Handler> Server<H> {
         self
     }
 
-    fn into_inner(self, local_addr: SocketAddr) -> (Arc<Inner>, Arc<H>) {
+    fn into_inner(self, local_addr: SocketAddr) -> io::Result<(Arc<Inner>, Arc<H>)> {
         #[allow(unused_mut)]
         let mut inner = Inner::new(self.config, self.flow, local_addr);
+        ws_core::server::backplane::start(self.backplane.as_ref(), &inner.hub)?;
         #[cfg(feature = "tls")]
         {
             inner.tls = self.tls;
         }
         let inner = Arc::new(inner);
-        (inner, self.handler)
+        Ok((inner, self.handler))
     }
 
     /// Binds, starts accepting on a background thread, and returns at once.
     pub fn start(self) -> io::Result<ServerHandle> {
         let listener = TcpListener::bind(self.addr.as_str())?;
-        let (inner, handler) = self.into_inner(listener.local_addr()?);
+        let (inner, handler) = self.into_inner(listener.local_addr()?)?;
         let acceptor = inner.clone();
         let thread = thread::Builder::new()
             .name("ws-accept".into())
@@ -211,7 +227,7 @@ impl<H: Handler> Server<H> {
     /// [`start`](Self::start) and [`ServerHandle::shutdown`] instead.
     pub fn run(self) -> io::Result<()> {
         let listener = TcpListener::bind(self.addr.as_str())?;
-        let (inner, handler) = self.into_inner(listener.local_addr()?);
+        let (inner, handler) = self.into_inner(listener.local_addr()?)?;
         accept_loop(&inner, &handler, listener);
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! HTTP routing and the test page ([`site`]), one server-side connection's
 //! behaviour ([`session::ServerSession`]: the handler's callbacks,
 //! back-pressure, closing), the registry with its topics and flow control
-//! ([`hub::Hub`]), and the demo's echo and chat handlers ([`demo`]).
+//! ([`hub::Hub`]), the sans-IO half of the scale-out backplane that joins
+//! several servers into one cluster ([`backplane`]), and the demo's echo
+//! and chat handlers ([`demo`]).
 //! Nothing here is RFC 6455; it is what a server does with it. Every
 //! adapter's server executes one [`ServerConnection`] per client, through
 //! the [`Served`] trait, which `tls::TlsConnection` (wss://, cargo
@@ -11,6 +13,7 @@
 //!
 //! Behind the `server` cargo feature (on by default).
 
+pub mod backplane;
 pub mod conn;
 pub mod demo;
 pub mod handler;

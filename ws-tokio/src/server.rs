@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use ws_core::rt::wake::TaskWake;
+use ws_core::server::backplane::Engine;
 use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
@@ -164,6 +165,7 @@ pub struct Server<H = ServerMode> {
     handler: Arc<H>,
     config: Config,
     flow: FlowControl,
+    backplane: Option<Arc<dyn Engine>>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<ServerConfig>>,
 }
@@ -193,6 +195,7 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Config::default(),
             flow: FlowControl::default(),
+            backplane: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -211,6 +214,18 @@ impl<H: Handler> Server<H> {
         self
     }
 
+    /// Joins a cluster of servers through `engine` (a Redis stream with the
+    /// `ws-redis` crate's `RedisBackplane`): every broadcast and topic
+    /// publish, from a client or from [`ServerHandle`], also reaches the
+    /// clients of every other node, and theirs reach this node's clients.
+    /// Local delivery and flow control are unchanged (see
+    /// [`ws_core::server::backplane`]). Started with the server, stopped by
+    /// its shutdown.
+    pub fn backplane(mut self, engine: impl Engine) -> Self {
+        self.backplane = Some(Arc::new(engine));
+        self
+    }
+
     /// Serves wss:// (and the page over https://) with this rustls
     /// configuration: certificates, ALPN, client authentication are the
     /// configuration's. Build it with a crypto provider of your choice, or
@@ -224,8 +239,9 @@ impl<H: Handler> Server<H> {
         self
     }
 
-    fn into_shared(self) -> (Arc<Shared>, Arc<H>) {
+    fn into_shared(self) -> io::Result<(Arc<Shared>, Arc<H>)> {
         let hub = Arc::new(Hub::new(self.flow));
+        ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),
             registry: Registry::new(hub),
@@ -237,7 +253,7 @@ impl<H: Handler> Server<H> {
             tasks: AtomicUsize::new(0),
             idle: Notify::new(),
         });
-        (shared, self.handler)
+        Ok((shared, self.handler))
     }
 
     /// Binds and accepts connections in a background task; returns at once
@@ -246,7 +262,7 @@ impl<H: Handler> Server<H> {
     pub async fn start(self) -> io::Result<ServerHandle> {
         let listener = TcpListener::bind(&self.addr).await?;
         let local_addr = listener.local_addr()?;
-        let (shared, handler) = self.into_shared();
+        let (shared, handler) = self.into_shared()?;
         let guard = shared.track();
         tokio::spawn(accept_loop(listener, shared.clone(), handler, guard));
         Ok(ServerHandle { shared, local_addr })
@@ -260,7 +276,7 @@ impl<H: Handler> Server<H> {
     /// [`ServerHandle::shutdown`] to wait for the clients.
     pub async fn run(self) -> io::Result<()> {
         let listener = TcpListener::bind(&self.addr).await?;
-        let (shared, handler) = self.into_shared();
+        let (shared, handler) = self.into_shared()?;
         let _shutdown_on_drop = RunGuard(shared.clone());
         let guard = shared.track();
         accept_loop(listener, shared.clone(), handler, guard).await;

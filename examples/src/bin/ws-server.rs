@@ -6,6 +6,7 @@
 //! cargo run --release --bin ws-server -- --tls-cert cert.pem --tls-key key.pem   # https:// and wss://
 //! cargo run --release --bin ws-server -- --allow-origin https://chat.example   # only that page may connect
 //! cargo run --release --bin ws-server -- --deflate   # permessage-deflate for clients that offer it
+//! cargo run --release --bin ws-server -- --backplane redis://127.0.0.1:6379/ --node-id a   # one node of a cluster
 //! ```
 
 use std::time::Duration;
@@ -70,6 +71,22 @@ struct Args {
     /// compressed once for every recipient.
     #[arg(long)]
     deflate: bool,
+    /// Join a cluster of ws-server processes through this Redis server
+    /// (`redis://HOST:PORT/`): broadcasts and room messages reach the
+    /// clients of every node.
+    #[arg(long, value_name = "URL")]
+    backplane: Option<String>,
+    /// This node's name in the cluster (logs and stream entries).
+    #[arg(long, value_name = "NAME", requires = "backplane")]
+    node_id: Option<String>,
+    /// The Redis stream the cluster shares (nodes on the same stream form
+    /// one cluster).
+    #[arg(long, value_name = "KEY", default_value = ws_redis::DEFAULT_STREAM, requires = "backplane")]
+    stream: String,
+    /// Entries the stream keeps (approximately): how far behind a node may
+    /// fall and still lose nothing.
+    #[arg(long, default_value_t = ws_redis::DEFAULT_MAX_LEN)]
+    stream_max_len: usize,
 }
 
 /// glibc raises its mmap threshold each time it frees a large mmapped
@@ -123,6 +140,20 @@ fn main() {
         _ => None,
     };
     let config = deflate_config(args.deflate, args.mode == Mode::Chat);
+    let backplane = match args.backplane.as_deref().map(ws_redis::RedisBackplane::new) {
+        None => None,
+        Some(Ok(b)) => {
+            let b = b.stream(args.stream).max_len(args.stream_max_len);
+            Some(match args.node_id {
+                Some(node) => b.node_id(node),
+                None => b,
+            })
+        }
+        Some(Err(e)) => {
+            eprintln!("ws-server: --backplane: {e}");
+            std::process::exit(2);
+        }
+    };
     if let Err(e) = run_server(
         args.runtime,
         &args.addr,
@@ -131,6 +162,7 @@ fn main() {
         flow,
         tls,
         config,
+        backplane,
     ) {
         eprintln!("ws-server: {e}");
         std::process::exit(1);

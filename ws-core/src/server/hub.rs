@@ -42,8 +42,10 @@ use crate::connection::PreparedMessage;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::server::backplane::{Backplane, Running};
 
 /// Close code sent to a client dropped for not keeping up with broadcasts.
 ///
@@ -254,6 +256,10 @@ pub struct Hub {
     queued_bytes: AtomicUsize,
     peak_queue_bytes: AtomicUsize,
     dropped_slow: AtomicU64,
+    /// The cluster this hub's broadcasts and publishes also go to, if any.
+    backplane: OnceLock<Arc<Backplane>>,
+    /// The backplane's transport, stopped by [`shutdown`](Self::shutdown).
+    transport: Mutex<Option<Box<dyn Running>>>,
 }
 
 impl fmt::Debug for Hub {
@@ -290,7 +296,31 @@ impl Hub {
             queued_bytes: AtomicUsize::new(0),
             peak_queue_bytes: AtomicUsize::new(0),
             dropped_slow: AtomicU64::new(0),
+            backplane: OnceLock::new(),
+            transport: Mutex::new(None),
         }
+    }
+
+    /// Joins a cluster: from now on every broadcast and topic publish (not a
+    /// message to one client) is also queued on `backplane` for the other
+    /// nodes, after its local delivery. Once per hub: `false` if one is
+    /// already attached.
+    pub fn attach_backplane(&self, backplane: Arc<Backplane>) -> bool {
+        self.backplane.set(backplane).is_ok()
+    }
+
+    /// Stops `transport` when the hub shuts down (so every adapter's
+    /// shutdown stops it, with nothing to add).
+    pub(crate) fn stop_on_shutdown(&self, transport: Box<dyn Running>) {
+        let mut slot = self.transport.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.replace(transport) {
+            old.stop();
+        }
+    }
+
+    /// The attached backplane, if the hub is part of a cluster.
+    pub fn backplane(&self) -> Option<&Arc<Backplane>> {
+        self.backplane.get()
     }
 
     /// The limits every queue follows.
@@ -427,11 +457,36 @@ impl Hub {
     /// [`broadcast_all`](Self::broadcast_all)); the rules of
     /// [`broadcast`](Self::broadcast) hold whatever the target. A target
     /// with no client (an unknown id, a topic nobody is in) delivers to none.
+    ///
+    /// With a [`Backplane`] attached, a push to every client or to a topic
+    /// is also queued for the other nodes, under the same lock (so they see
+    /// this node's messages in the order its clients do).
     pub fn deliver(
         &self,
         target: Target<'_>,
         msgs: &[PreparedMessage],
         now: Instant,
+    ) -> BroadcastReport {
+        self.deliver_to(target, msgs, now, true)
+    }
+
+    /// [`deliver`](Self::deliver) to this node's clients only: how entries
+    /// that came from the other nodes are delivered (never sent back out).
+    pub fn deliver_local(
+        &self,
+        target: Target<'_>,
+        msgs: &[PreparedMessage],
+        now: Instant,
+    ) -> BroadcastReport {
+        self.deliver_to(target, msgs, now, false)
+    }
+
+    fn deliver_to(
+        &self,
+        target: Target<'_>,
+        msgs: &[PreparedMessage],
+        now: Instant,
+        forward: bool,
     ) -> BroadcastReport {
         let mut st = self.lock();
         let HubState {
@@ -450,6 +505,9 @@ impl Hub {
             },
             Target::Client(id) => self.push(clients.get(&id).into_iter(), stalled, msgs, now),
         };
+        if let Some(backplane) = self.backplane.get().filter(|_| forward) {
+            backplane.publish(target, msgs);
+        }
         for id in &over {
             self.drop_client(&mut st, *id, SLOW_CLIENT_CLOSE);
         }
@@ -757,6 +815,14 @@ impl Hub {
         // Nobody is left to drain below a mark: wake whoever paused.
         st.stalled.clear();
         self.after_change(st);
+        let transport = self
+            .transport
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = transport {
+            t.stop();
+        }
         ids.sort();
         ids
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::close::CloseCode;
 use crate::error::Error;
 use crate::message::Message;
+use crate::server::backplane::BackplaneStats;
 use crate::server::handler::ConnectionHandle;
 use crate::server::hub::{ClientId, Hub, HubStats};
 
@@ -42,6 +43,19 @@ impl Registry {
     /// queue seen, slow clients dropped, topics.
     pub fn stats(&self) -> HubStats {
         self.hub.stats()
+    }
+
+    /// The cluster backplane's counters (sent, delivered, gaps, overflow,
+    /// link state), or `None` for a server that is not part of a cluster.
+    pub fn backplane_stats(&self) -> Option<BackplaneStats> {
+        self.hub.backplane().map(|b| b.stats())
+    }
+
+    /// Clients on every node of the cluster, as last counted by the
+    /// backplane; `None` outside a cluster or before the first count.
+    /// [`client_count`](Self::client_count) stays this node's.
+    pub fn cluster_client_count(&self) -> Option<usize> {
+        self.hub.backplane()?.stats().cluster_clients
     }
 
     /// A handle to client `id`, if it is connected.
