@@ -113,6 +113,14 @@ const READ_SIZE: usize = 34 * 1024;
 const MIN_SPARE: usize = 4 * 1024;
 /// Slices of the inner connection's output handed to rustls at once.
 const SLICES: usize = 16;
+/// How long a TLS connection stays quiet before its empty buffers go.
+/// Unlike plaintext, where the kernel writes straight into the receive
+/// buffer, every message over TLS is copied into it: releasing it at each
+/// pause of a busy connection (after every drained read) meant writing each
+/// message into freshly allocated, cold memory, 20% of the server's CPU in
+/// the wss echo benchmark (bench/tls.sh). A quiet second costs an idle
+/// connection nothing, and one timer wake.
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// rustls' `ring` crypto provider (see the [module docs](self) for why),
 /// for building configurations with
@@ -214,6 +222,9 @@ pub struct TlsConnection<H: Handler> {
     finish_by: Option<Instant>,
     close_timeout: Duration,
     now: Option<Instant>,
+    /// When the empty buffers are released if no bytes move before then
+    /// (see [`IDLE_RELEASE`]).
+    release_at: Option<Instant>,
 }
 
 impl<H: Handler> std::fmt::Debug for TlsConnection<H> {
@@ -280,6 +291,7 @@ impl<H: Handler> TlsConnection<H> {
             finish_by: None,
             close_timeout,
             now: None,
+            release_at: None,
         })
     }
 
@@ -397,6 +409,18 @@ impl<H: Handler> TlsConnection<H> {
         delivered
     }
 
+    /// Frees the empty buffers, this layer's and the inner connection's.
+    fn release_now(&mut self) {
+        self.release_at = None;
+        self.inner.release_idle_buffers();
+        if self.raw.is_empty() {
+            self.raw = BytesMut::new();
+        }
+        if self.out.is_empty() {
+            self.out = BytesMut::new();
+        }
+    }
+
     /// Moves every record rustls holds into `out`.
     fn drain_tls(&mut self) {
         while self.tls.wants_write() {
@@ -506,6 +530,10 @@ impl<H: Handler> Served for TlsConnection<H> {
 
     fn poll(&mut self, now: Instant) -> Result<(), Error> {
         self.now = Some(now);
+        if !self.raw.is_empty() || !self.out.is_empty() || self.inner.wants_write() {
+            // Bytes are moving: not idle.
+            self.release_at = None;
+        }
         let mut result = Ok(());
         let mut first = true;
         loop {
@@ -525,6 +553,9 @@ impl<H: Handler> Served for TlsConnection<H> {
             first = false;
         }
         self.pump_out();
+        if self.release_at.is_some_and(|at| now >= at) {
+            self.release_now();
+        }
         if self.ending() && self.finish_by.is_none() {
             self.finish_by = Some(now + self.close_timeout);
         }
@@ -586,7 +617,10 @@ impl<H: Handler> Served for TlsConnection<H> {
                 self.finish_by
             };
         }
-        self.inner.poll_timeout(now)
+        match (self.inner.poll_timeout(now), self.release_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn is_finished(&self) -> bool {
@@ -618,13 +652,12 @@ impl<H: Handler> Served for TlsConnection<H> {
         self.inner.session()
     }
 
+    /// Arms the release of the empty buffers [`IDLE_RELEASE`] from the
+    /// last poll: done then by `poll` (its timer is in `poll_timeout`)
+    /// unless bytes moved in between.
     fn release_idle_buffers(&mut self) {
-        self.inner.release_idle_buffers();
-        if self.raw.is_empty() {
-            self.raw = BytesMut::new();
-        }
-        if self.out.is_empty() {
-            self.out = BytesMut::new();
+        if self.release_at.is_none() {
+            self.release_at = self.now.map(|now| now + IDLE_RELEASE);
         }
     }
 
@@ -840,6 +873,47 @@ mod tests {
         assert_eq!(head.status(), 101);
         assert!(p.server.is_open());
         Connection::with_buffered(Role::Client, Config::default(), hs.take_remaining())
+    }
+
+    #[test]
+    fn a_busy_connection_keeps_its_buffers_and_a_quiet_one_frees_them_a_second_later() {
+        let now = Instant::now();
+        let mut p = pair(now);
+        let mut ws = upgrade(&mut p, now);
+        let echo = |p: &mut Pair, ws: &mut Connection, at: Instant| {
+            ws.send(&Message::binary(vec![5; 3000])).unwrap();
+            client_write(p, &ws.take_transmit(), at);
+            let mut got = None;
+            while got.is_none() {
+                ws.handle_bytes(&std::mem::take(&mut p.received));
+                got = ws.poll_message().unwrap();
+            }
+        };
+        echo(&mut p, &mut ws, now);
+        // The executor drained the socket and is about to wait.
+        p.server.release_idle_buffers();
+        assert!(p.server.raw.capacity() > 0, "not freed at once");
+        let due = p.server.poll_timeout(now).expect("a release timer");
+        assert!(due <= now + IDLE_RELEASE);
+        // Traffic before it is due: the release is called off.
+        let t1 = now + IDLE_RELEASE / 2;
+        echo(&mut p, &mut ws, t1);
+        p.server.poll(due).unwrap();
+        assert!(p.server.raw.capacity() > 0, "busy: kept");
+        // Quiet for a whole IDLE_RELEASE from the last poll: freed by the
+        // timer's poll.
+        p.server.release_idle_buffers();
+        let last = due;
+        let due = p.server.poll_timeout(last).expect("armed again");
+        assert_eq!(due, last + IDLE_RELEASE);
+        p.server.poll(due - Duration::from_millis(1)).unwrap();
+        assert!(p.server.raw.capacity() > 0, "not yet");
+        p.server.poll(due).unwrap();
+        assert_eq!(p.server.raw.capacity(), 0, "quiet: freed");
+        assert_eq!(p.server.out.capacity(), 0);
+        assert_ne!(p.server.poll_timeout(due), Some(due), "disarmed");
+        // And it still works afterwards.
+        echo(&mut p, &mut ws, due);
     }
 
     #[test]
