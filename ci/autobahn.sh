@@ -15,7 +15,7 @@
 #   WS_BIN_DIR           dir with ws-server and autobahn-client (default <repo>/target/release)
 #   AUTOBAHN_RUNTIMES    runtimes (default "tokio async-std smol blocking")
 #   AUTOBAHN_SUITES      "server client" (default both)
-#   AUTOBAHN_CASES       case patterns (default "*"), or deflate-quick (see below)
+#   AUTOBAHN_CASES       case patterns (default "*"), or deflate-quick / deflate-smoke (see below)
 #   AUTOBAHN_OUT         report root (default <repo>/artifacts/autobahn)
 #   AUTOBAHN_TIMEOUT, AUTOBAHN_STRICT, AUTOBAHN_EXCLUDE_CASES: passed to the harness
 #                        (defaults here: 600 s per run, 1, none: all 517 cases)
@@ -77,6 +77,16 @@ CASES="${AUTOBAHN_CASES:-*}"
 # takes wstest (Python 2, the bottleneck) from 15 s to several minutes per
 # case on two cores. Listed by id: a wstest pattern with `*` is matched as a
 # prefix (12.*.1 would also take 12.1.10-18).
+# `deflate-smoke`: the same 12 groups, each with its smallest messages
+# (16 B) and its fragmented ones (8 KiB in 256-byte fragments): 24 cases,
+# for the runtimes whose deflate path is the same ws-core codec behind a
+# different adapter.
+if [ "$CASES" = "deflate-smoke" ]; then
+  CASES=""
+  for g in 12.1 12.2 12.3 12.4 12.5 13.1 13.2 13.3 13.4 13.5 13.6 13.7; do
+    for c in 1 11; do CASES="$CASES${CASES:+,}$g.$c"; done
+  done
+fi
 if [ "$CASES" = "deflate-quick" ]; then
   CASES=""
   for g in 12.1 12.2 12.3 12.4 12.5 13.1 13.2 13.3 13.4 13.5 13.6 13.7; do
