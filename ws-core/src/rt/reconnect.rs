@@ -93,7 +93,7 @@ impl Reconnect {
     /// one (407: our credentials; 403: the target is not allowed; a 5xx
     /// such as 502 is retried), the URL itself is unusable, or (with TLS)
     /// the server's certificate was refused or our TLS configuration is
-    /// unusable ([`TlsErrorKind::is_final`](crate::rt::tls::TlsErrorKind::is_final)):
+    /// unusable (`TlsErrorKind::is_final`, with the `tls` feature):
     /// waiting does not change a certificate, and retrying would only hide
     /// the error.
     pub fn is_final_error(&self, e: &Error) -> bool {
