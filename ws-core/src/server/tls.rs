@@ -652,7 +652,7 @@ impl<H: Handler> Served for TlsConnection<H> {
         self.inner.session()
     }
 
-    /// Arms the release of the empty buffers [`IDLE_RELEASE`] from the
+    /// Arms the release of the empty buffers a quiet second (`IDLE_RELEASE`) from the
     /// last poll: done then by `poll` (its timer is in `poll_timeout`)
     /// unless bytes moved in between.
     fn release_idle_buffers(&mut self) {
