@@ -198,6 +198,65 @@ impl FrameSkipper {
     }
 }
 
+/// What one echo connection has in flight and has received: matches each
+/// echoed frame to the send time of the oldest outstanding message, counts
+/// the ones inside the measured window, and says how many to send again.
+/// Shared by the plain loop and the TLS loop.
+struct EchoTally {
+    skipper: FrameSkipper,
+    sent: VecDeque<Instant>,
+    opcode: u8,
+    size: usize,
+    t0: Instant,
+    t1: Instant,
+}
+
+impl EchoTally {
+    fn new(o: &Opts, opcode: u8, now: Instant, t0: Instant, t1: Instant) -> Self {
+        EchoTally {
+            skipper: FrameSkipper::default(),
+            sent: (0..o.inflight).map(|_| now).collect(),
+            opcode,
+            size: o.size,
+            t0,
+            t1,
+        }
+    }
+
+    /// Feeds received bytes; returns how many messages to send again (one
+    /// per echo before the window's end). A close or an unexpected frame
+    /// sets `finished`.
+    fn feed(&mut self, data: &[u8], st: &mut Stats, finished: &mut bool) -> usize {
+        let now = Instant::now();
+        let in_window = now >= self.t0 && now < self.t1;
+        let mut again = 0;
+        let (sent, opcode, size, t1) = (&mut self.sent, self.opcode, self.size, self.t1);
+        self.skipper.feed(data, |h| match h.opcode {
+            op::TEXT | op::BINARY if h.fin && h.len == size && h.opcode == opcode => {
+                let t_sent = sent.pop_front().unwrap_or(now);
+                if in_window {
+                    st.msgs += 1;
+                    st.bytes += h.len as u64;
+                    if st.lat_ns.len() < MAX_SAMPLES {
+                        st.lat_ns.push((now - t_sent).as_nanos() as u64);
+                    }
+                }
+                if now < t1 {
+                    sent.push_back(now);
+                    again += 1;
+                }
+            }
+            op::PING | op::PONG => {}
+            op::CLOSE => *finished = true,
+            _ => {
+                st.errors += 1;
+                *finished = true;
+            }
+        });
+        again
+    }
+}
+
 /// The echo loop over TLS: write every queued frame, then read what is
 /// there, until the window ends. The K frames in flight are at most a few
 /// tens of KiB, far below the socket buffers, so writing them all before
@@ -218,35 +277,11 @@ async fn echo_conn_stream(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<
     let mut st = Stats::default();
     let mut pending = o.inflight;
     let now = Instant::now();
-    let mut sent: VecDeque<Instant> = (0..o.inflight).map(|_| now).collect();
-    let mut skipper = FrameSkipper::default();
+    let mut tally = EchoTally::new(&o, opcode, now, t0, t1);
     let mut rbuf = vec![0u8; 256 * 1024];
     let mut finished = false;
     let mut on_data = |data: &[u8], st: &mut Stats, pending: &mut usize, finished: &mut bool| {
-        let now = Instant::now();
-        let in_window = now >= t0 && now < t1;
-        skipper.feed(data, |h| match h.opcode {
-            op::TEXT | op::BINARY if h.fin && h.len == o.size && h.opcode == opcode => {
-                let t_sent = sent.pop_front().unwrap_or(now);
-                if in_window {
-                    st.msgs += 1;
-                    st.bytes += h.len as u64;
-                    if st.lat_ns.len() < MAX_SAMPLES {
-                        st.lat_ns.push((now - t_sent).as_nanos() as u64);
-                    }
-                }
-                if now < t1 {
-                    sent.push_back(now);
-                    *pending += 1;
-                }
-            }
-            op::PING | op::PONG => {}
-            op::CLOSE => *finished = true,
-            _ => {
-                st.errors += 1;
-                *finished = true;
-            }
-        });
+        *pending += tally.feed(data, st, finished);
     };
     on_data(&leftover, &mut st, &mut pending, &mut finished);
     while !finished && Instant::now() < t1 {
@@ -290,38 +325,14 @@ async fn echo_conn(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<Stats> 
     let mut pending = o.inflight * flen; // bytes queued to write
     let mut wpos = 0usize; // offset within the current frame
     let now = Instant::now();
-    let mut sent: VecDeque<Instant> = (0..o.inflight).map(|_| now).collect();
-    let mut skipper = FrameSkipper::default();
+    let mut tally = EchoTally::new(&o, opcode, now, t0, t1);
     let mut rbuf = vec![0u8; 256 * 1024];
     let mut finished = false;
     let deadline = tokio::time::sleep_until(t1.into());
     tokio::pin!(deadline);
 
     let mut on_data = |data: &[u8], st: &mut Stats, pending: &mut usize, finished: &mut bool| {
-        let now = Instant::now();
-        let in_window = now >= t0 && now < t1;
-        skipper.feed(data, |h| match h.opcode {
-            op::TEXT | op::BINARY if h.fin && h.len == o.size && h.opcode == opcode => {
-                let t_sent = sent.pop_front().unwrap_or(now);
-                if in_window {
-                    st.msgs += 1;
-                    st.bytes += h.len as u64;
-                    if st.lat_ns.len() < MAX_SAMPLES {
-                        st.lat_ns.push((now - t_sent).as_nanos() as u64);
-                    }
-                }
-                if now < t1 {
-                    sent.push_back(now);
-                    *pending += flen;
-                }
-            }
-            op::PING | op::PONG => {}
-            op::CLOSE => *finished = true,
-            _ => {
-                st.errors += 1;
-                *finished = true;
-            }
-        });
+        *pending += tally.feed(data, st, finished) * flen;
     };
     on_data(&leftover, &mut st, &mut pending, &mut finished);
 
