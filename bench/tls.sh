@@ -11,7 +11,14 @@
 # scenario back to back (order alternating per repetition); the report has
 # medians and the median of per-repetition ratios.
 #
-# Usage: bench/tls.sh [--reps N] [--duration S] [--no-build] [--out FILE]
+# --server-quota PCT caps each server at PCT% of one CPU (a cgroup v1 CPU
+# quota, 10 ms period; needs root and /sys/fs/cgroup/cpu). Without it the
+# load generator, which does the same TLS work per message as the server
+# plus masking, runs out of CPU near the faster server's rate and the ratio
+# is capped by the client; with it both servers are the bottleneck and the
+# rates compare the servers alone.
+#
+# Usage: bench/tls.sh [--reps N] [--duration S] [--server-quota PCT] [--no-build] [--out FILE]
 # Report: bench/results/tls.md (raw JSON lines beside it, tls-raw-*.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +28,15 @@ REPS=5
 DURATION=3
 BUILD=1
 OUT="$ROOT/bench/results/tls.md"
+QUOTA=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --no-build) BUILD=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    --server-quota) QUOTA=$2; shift ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -36,6 +45,23 @@ if [ "$BUILD" = 1 ]; then
   cargo build --release -q -p ws-bench --bins
   cargo build --release -q -p examples --bin ws-server
 fi
+CG=""
+if [ -n "$QUOTA" ]; then
+  CG=/sys/fs/cgroup/cpu/ws-bench-tls
+  mkdir -p "$CG" || { echo "--server-quota needs a writable cgroup v1 cpu controller" >&2; exit 2; }
+  echo 10000 > "$CG/cpu.cfs_period_us"
+  echo $((QUOTA * 100)) > "$CG/cpu.cfs_quota_us"
+fi
+# Starts a server (pinned to CPU 0, inside the quota group when there is one).
+start_server() {
+  if [ -n "$CG" ]; then
+    # shellcheck disable=SC2086
+    sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec taskset -c 0 "$@"' sh "$CG" $1 >/dev/null 2>&1 &
+  else
+    # shellcheck disable=SC2086
+    taskset -c 0 $1 >/dev/null 2>&1 &
+  fi
+}
 CERTS=$(mktemp -d)
 trap 'rm -rf "$CERTS"; kill $(jobs -p) 2>/dev/null || true' EXIT
 "$ROOT/tests/peers/make-test-ca.sh" "$CERTS"
@@ -67,7 +93,7 @@ for rep in $(seq "$REPS"); do
       port=$(free_port)
       cmd=${cmd//PORT/$port}
       if [ "$scheme" = wss ]; then cmd="$cmd --tls-cert $CERTS/server.pem --tls-key $CERTS/server.key"; fi
-      taskset -c 0 $cmd >/dev/null 2>&1 &
+      start_server "$cmd"
       pid=$!
       wait_port "$port"
       # shellcheck disable=SC2086
@@ -82,9 +108,14 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-python3 - "$RAW" "$OUT" "$REPS" "$DURATION" <<'PY'
+python3 - "$RAW" "$OUT" "$REPS" "$DURATION" "$QUOTA" <<'PY'
 import json, statistics, sys, platform, os, subprocess
-raw, out, reps, dur = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+raw, out, reps, dur, quota = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+qflag = f" --server-quota {quota}" if quota else ""
+qnote = (f" Each server is capped at {quota}% of its CPU (cgroup CPU quota, 10 ms period), so the"
+         " servers, not the load generator, are the bottleneck." if quota else
+         " Without a server quota the load generator (same TLS work per message as the server, plus"
+         " masking) is near its own CPU limit against the faster server: the rate ratio is a floor.")
 runs = [json.loads(l) for l in open(raw) if l.strip()]
 scen = list(dict.fromkeys(r["scenario"] for r in runs))
 def get(s, n, k):
@@ -103,13 +134,13 @@ rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=Tru
 with open(out, "w") as f:
     f.write(f"""# wss:// benchmark: ours against tokio-tungstenite + tokio-rustls
 
-`bench/tls.sh --reps {reps} --duration {dur}` at {rev}, {platform.machine()}, {os.cpu_count()} CPUs (shared, noisy: compare
+`bench/tls.sh --reps {reps} --duration {dur}{qflag}` at {rev}, {platform.machine()}, {os.cpu_count()} CPUs (shared, noisy: compare
 ratios, which are medians of per-repetition ratios of runs made back to back). Each server on one
 CPU (ours: `ws-server --mode echo --runtime tokio --threads 1`; theirs: `echo-tungstenite`, tokio
 current-thread, `accept_async` over `tokio_rustls::TlsAcceptor`), both with the same rustls
 `ServerConfig` (ring provider, TLS 1.3, same certificate), the load generator (`ws-load`, rustls
 client) on the other CPU. Rates are messages (or handshakes) per second; server CPU is user+system
-time per message (or per handshake) in microseconds.
+time per message (or per handshake) in microseconds.{qnote}
 
 | scenario | ours | tokio-tungstenite | ours/theirs rate | ours us/op | theirs us/op | CPU ratio (ours/theirs) |
 |---|---|---|---|---|---|---|
