@@ -81,6 +81,7 @@ pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
+pub mod chat;
 pub mod tls;
 
 /// Opcode values (RFC 6455 section 5.2).

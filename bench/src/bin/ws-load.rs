@@ -15,6 +15,15 @@
 //!   With `--rooms R`, client i joins room `r{i % R}` (`?room=` on the URL)
 //!   and expects exactly the messages of its room's clients.
 //!
+//! `--payload chat` sends JSON chat messages of 200 B to 2 KiB (64 of them,
+//! in turn) instead of `--size` filler, `--payload json` a JSON document of
+//! `--size` bytes; `--deflate` offers permessage-deflate (with
+//! `client_no_context_takeover`, so each message is compressed once, before
+//! the run, and replayed), fails unless the server accepts it, and reports
+//! the bytes on the wire both ways beside the payload bytes. Echoes are
+//! counted, not inflated: the load stays cheap and the server's work is
+//! what is measured.
+//!
 //! A `wss://` URL runs echo and `--handshakes` over TLS (rustls, the ring
 //! provider), trusting the CA in `--ca FILE`; the echo then writes each
 //! batch and reads what comes back (no readiness tricks through TLS).
@@ -33,11 +42,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use ws_bench::tls::Stream;
 use ws_bench::{
-    Args, RawHeader, encode_frame, head_end, op, parse_header, payload, proc_cpu_secs, secs,
+    Args, RawHeader, chat, encode_frame, head_end, op, parse_header, payload, proc_cpu_secs, secs,
 };
 
 const USAGE: &str = "usage: ws-load --url ws[s]://127.0.0.1:PORT/ [--ca FILE] [--connections N] [--size BYTES] \
-[--in-flight K] [--duration SECS] [--warmup SECS] [--text|--binary] [--json] [--threads T] \
+[--in-flight K] [--duration SECS] [--warmup SECS] [--text|--binary] [--payload chat|json] [--deflate] [--json] [--threads T] \
 [--server-pid PID] [--label NAME] | --handshakes | --idle N [--hold SECS] [--burst-size BYTES] [--burst-conns M] \
 | --fanout --url ws://127.0.0.1:PORT/ws [--connections N] [--size BYTES] [--messages M] [--duration-limit SECS] \
 [--stall SECS] [--rooms R] [--text|--binary] [--server-pid PID] [--json] [--label NAME]";
@@ -55,6 +64,10 @@ struct Opts {
     json: bool,
     label: String,
     server_pid: Option<String>,
+    /// `--payload`: the messages sent in turn (text), instead of filler.
+    messages: Option<Arc<Vec<Vec<u8>>>>,
+    /// `--deflate`: offer permessage-deflate and send compressed frames.
+    deflate: bool,
     /// For wss://: the TLS client and the server name (the URL's host).
     tls: Option<(
         tokio_rustls::TlsConnector,
@@ -68,6 +81,9 @@ struct Stats {
     bytes: u64,
     errors: u64,
     lat_ns: Vec<u64>,
+    /// Frame bytes written and read in the window (`--payload` runs).
+    wire_out: u64,
+    wire_in: u64,
 }
 
 impl Stats {
@@ -75,6 +91,8 @@ impl Stats {
         self.msgs += o.msgs;
         self.bytes += o.bytes;
         self.errors += o.errors;
+        self.wire_out += o.wire_out;
+        self.wire_in += o.wire_in;
         self.lat_ns.extend(o.lat_ns);
     }
 }
@@ -88,12 +106,36 @@ fn request(o: &Opts) -> Vec<u8> {
 
 /// The upgrade request for `path` (with its query) on `o`'s host.
 fn request_to(o: &Opts, path: &str) -> Vec<u8> {
+    let offer = if o.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+    } else {
+        ""
+    };
     format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
         path, o.host_port
     )
     .into_bytes()
+}
+
+/// Checks the server's answer: a 101, with permessage-deflate when it was
+/// offered (a run that silently went uncompressed would measure the wrong
+/// thing).
+fn check_head(o: &Opts, head: &[u8]) -> io::Result<()> {
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(io::Error::other(format!(
+            "upgrade refused: {}",
+            String::from_utf8_lossy(&head[..head.len().min(80)])
+        )));
+    }
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    if o.deflate && !text.contains("sec-websocket-extensions: permessage-deflate") {
+        return Err(io::Error::other(
+            "the server did not accept permessage-deflate",
+        ));
+    }
+    Ok(())
 }
 
 /// Connects and upgrades; returns the stream and bytes read past the head.
@@ -104,12 +146,7 @@ async fn connect(o: &Opts, req: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if let Some(n) = head_end(&buf) {
-            if !buf.starts_with(b"HTTP/1.1 101") {
-                return Err(io::Error::other(format!(
-                    "upgrade refused: {}",
-                    String::from_utf8_lossy(&buf[..n.min(80)])
-                )));
-            }
+            check_head(o, &buf[..n])?;
             return Ok((s, buf.split_off(n)));
         }
         if buf.len() > 16 * 1024 || s.read_buf(&mut buf).await? == 0 {
@@ -132,12 +169,7 @@ async fn connect_any(o: &Opts, req: &[u8]) -> io::Result<(Stream, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if let Some(n) = head_end(&buf) {
-            if !buf.starts_with(b"HTTP/1.1 101") {
-                return Err(io::Error::other(format!(
-                    "upgrade refused: {}",
-                    String::from_utf8_lossy(&buf[..n.min(80)])
-                )));
-            }
+            check_head(o, &buf[..n])?;
             return Ok((Stream::Tls(Box::new(s)), buf.split_off(n)));
         }
         if buf.len() > 16 * 1024 || s.read_buf(&mut buf).await? == 0 {
@@ -301,7 +333,97 @@ async fn echo_conn_stream(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<
     Ok(st)
 }
 
+/// The echo loop for `--payload` (and `--deflate`): the messages in turn,
+/// each pre-encoded once (compressed when deflate is on), echoes matched in
+/// order and counted by their frames (a compressed echo has its own
+/// length), frame bytes counted both ways for the compression ratio.
+async fn echo_conn_messages(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<Stats> {
+    let (mut s, leftover) = connect_any(&o, &request(&o)).await?;
+    let messages = o.messages.clone().expect("--payload");
+    let key: [u8; 4] = rand::random();
+    let frames: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| {
+            let mut f = Vec::new();
+            if o.deflate {
+                encode_frame(&mut f, op::TEXT, &chat::deflate_message(m, 6), Some(key));
+                f[0] |= 0x40; // RSV1: a compressed message
+            } else {
+                encode_frame(&mut f, op::TEXT, m, Some(key));
+            }
+            f
+        })
+        .collect();
+    let mut st = Stats::default();
+    let mut next = 0usize; // the message to send next
+    let mut sent = VecDeque::new();
+    let mut skipper = FrameSkipper::default();
+    let mut out = Vec::new();
+    let mut pending = o.inflight;
+    let mut rbuf = vec![0u8; 256 * 1024];
+    let mut finished = false;
+    type Sent = VecDeque<(Instant, usize)>;
+    let mut on_data =
+        |data: &[u8], st: &mut Stats, sent: &mut Sent, pending: &mut usize, finished: &mut bool| {
+            let now = Instant::now();
+            let in_window = now >= t0 && now < t1;
+            if in_window {
+                st.wire_in += data.len() as u64;
+            }
+            skipper.feed(data, |h| match h.opcode {
+                op::TEXT if h.fin => {
+                    let (t_sent, len) = sent.pop_front().unwrap_or((now, 0));
+                    if in_window {
+                        st.msgs += 1;
+                        st.bytes += len as u64;
+                        if st.lat_ns.len() < MAX_SAMPLES {
+                            st.lat_ns.push((now - t_sent).as_nanos() as u64);
+                        }
+                    }
+                    if now < t1 {
+                        *pending += 1;
+                    }
+                }
+                op::PING | op::PONG => {}
+                op::CLOSE => *finished = true,
+                _ => {
+                    st.errors += 1;
+                    *finished = true;
+                }
+            });
+        };
+    on_data(&leftover, &mut st, &mut sent, &mut pending, &mut finished);
+    while !finished && Instant::now() < t1 {
+        if pending > 0 {
+            out.clear();
+            let now = Instant::now();
+            for _ in 0..pending {
+                out.extend_from_slice(&frames[next]);
+                sent.push_back((now, messages[next].len()));
+                next = (next + 1) % frames.len();
+            }
+            pending = 0;
+            s.write_all(&out).await?;
+            s.flush().await?;
+            if now >= t0 {
+                st.wire_out += out.len() as u64;
+            }
+        }
+        let left = t1.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut rbuf)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => on_data(&rbuf[..n], &mut st, &mut sent, &mut pending, &mut finished),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Ok(st)
+}
+
 async fn echo_conn(o: Arc<Opts>, t0: Instant, t1: Instant) -> io::Result<Stats> {
+    if o.messages.is_some() {
+        return echo_conn_messages(o, t0, t1).await;
+    }
     if o.tls.is_some() {
         return echo_conn_stream(o, t0, t1).await;
     }
@@ -521,6 +643,22 @@ server cpu {scpu:.2} s ({sper:.2} us/{u}), client cpu {ccpu:.2} s, errors {error
         u = if mode == "handshakes" { "hs" } else { "msg" },
         ccpu = client_cpu.unwrap_or(f64::NAN),
     );
+    // Wire bytes per payload byte, both directions (`--payload` runs).
+    let ratio = |wire: u64| {
+        if o.messages.is_some() && st.bytes > 0 {
+            wire as f64 / st.bytes as f64
+        } else {
+            f64::NAN
+        }
+    };
+    let (ratio_out, ratio_in) = (ratio(st.wire_out), ratio(st.wire_in));
+    if o.messages.is_some() {
+        println!(
+            "{label} wire/payload: sent {ratio_out:.3}, received {ratio_in:.3} ({} payload bytes)",
+            st.bytes,
+            label = o.label
+        );
+    }
     if o.json {
         let num = |x: f64| {
             if x.is_finite() {
@@ -532,7 +670,8 @@ server cpu {scpu:.2} s ({sper:.2} us/{u}), client cpu {ccpu:.2} s, errors {error
         println!(
             "{{\"label\":\"{}\",\"mode\":\"{mode}\",\"connections\":{},\"size\":{},\"in_flight\":{},\"text\":{},\
 \"window_s\":{},\"count\":{},\"rate\":{},\"mb_per_s\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\
-\"server_cpu_s\":{},\"server_cpu_us_per_op\":{},\"client_cpu_s\":{},\"errors\":{errors}}}",
+\"server_cpu_s\":{},\"server_cpu_us_per_op\":{},\"client_cpu_s\":{},\"deflate\":{},\
+\"wire_out_per_payload\":{},\"wire_in_per_payload\":{},\"errors\":{errors}}}",
             o.label,
             o.conns,
             o.size,
@@ -548,6 +687,9 @@ server cpu {scpu:.2} s ({sper:.2} us/{u}), client cpu {ccpu:.2} s, errors {error
             num(server_cpu.unwrap_or(f64::NAN)),
             num(us_per(server_cpu)),
             num(client_cpu.unwrap_or(f64::NAN)),
+            o.deflate,
+            num(ratio_out),
+            num(ratio_in),
         );
     }
 }
@@ -1425,8 +1567,24 @@ fn main() {
         json: a.flag("--json"),
         label: a.value("--label").unwrap_or("ws-load").to_string(),
         server_pid: a.value("--server-pid").map(str::to_string),
+        messages: match a.value("--payload") {
+            None => None,
+            Some("chat") => Some(Arc::new(chat::chat_messages(64))),
+            Some("json") => Some(Arc::new(vec![chat::json_document(
+                a.parse_or("--size", 64 * 1024usize),
+            )])),
+            Some(other) => {
+                eprintln!("--payload {other}: expected chat or json\n{USAGE}");
+                std::process::exit(2);
+            }
+        },
+        deflate: a.flag("--deflate"),
         tls,
     };
+    if o.deflate && o.messages.is_none() {
+        eprintln!("--deflate needs --payload chat|json (compressible messages)\n{USAGE}");
+        std::process::exit(2);
+    }
     let threads = a.parse_or("--threads", 1usize);
     let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
