@@ -157,10 +157,13 @@ impl Console {
 
     /// The line (without its newline) to print for a received `msg`, if
     /// any. `closing`: our close was sent, so a `Close` is the server's
-    /// reply (hidden unless [`show_control`](Self::show_control)).
+    /// reply (hidden unless [`show_control`](Self::show_control)); with
+    /// [`one_message`](Self::one_message) the reply was printed (or did
+    /// not come in time), so later data messages are not.
     pub fn render(&self, msg: &Message, closing: bool) -> Option<String> {
         let fmt = self.binary_format;
         let line = match msg {
+            Message::Text(_) | Message::Binary(_) if closing && self.one_message => return None,
             Message::Text(t) => t.to_string(),
             Message::Binary(b) => fmt.encode(b),
             Message::Ping(p) | Message::Pong(p) if self.show_control => {
@@ -417,6 +420,16 @@ mod tests {
             plain.render(&reply, false).unwrap(),
             "[closed by peer: 1000 bye]"
         );
+    }
+
+    #[test]
+    fn one_message_prints_nothing_after_the_reply() {
+        let one = Console::new().one_message(true);
+        let msg = Message::text("late");
+        assert_eq!(one.render(&msg, false).unwrap(), "late");
+        assert_eq!(one.render(&msg, true), None);
+        // Interactive: echoes in flight after our close still print.
+        assert_eq!(Console::new().render(&msg, true).unwrap(), "late");
     }
 
     #[test]
