@@ -475,7 +475,8 @@ impl<C: Connector> Client<C> {
     /// # Errors
     ///
     /// Only the console's own: reading stdin (or text input that is not
-    /// UTF-8), writing stdout, or [`Error::Closed`] when not connected.
+    /// UTF-8; the session is closed first), writing stdout, or
+    /// [`Error::Closed`] when not connected.
     /// How the connection ended, errors included, is the [`Ending`].
     ///
     /// Not cancel-safe, as [`run_interactive`](Self::run_interactive).
@@ -510,6 +511,8 @@ impl<C: Connector> Client<C> {
         let mut peer_close: Option<Option<CloseFrame>> = None;
         let mut reply: Option<CloseFrame> = None;
         let mut first_err = None;
+        // The input failed: reported once the session closed.
+        let mut input_err = None;
         loop {
             // All sides are cancel-safe (stdin, the timers, `poll_recv`
             // with its reconnection), so racing them loses nothing.
@@ -534,8 +537,19 @@ impl<C: Connector> Client<C> {
             .await;
             match event {
                 Event::Input(Some(chunk)) => {
-                    for msg in framer.push(&chunk?)? {
-                        self.send_input(msg, &mut first_err).await;
+                    match chunk.map_err(Error::Io).and_then(|c| framer.push(&c)) {
+                        Ok(msgs) => {
+                            for msg in msgs {
+                                self.send_input(msg, &mut first_err).await;
+                            }
+                        }
+                        Err(e) => {
+                            // Close cleanly, then report it (as ws-blocking).
+                            input_err = Some(e);
+                            input_open = false;
+                            closing = true;
+                            self.send_close_frame(&mut first_err).await;
+                        }
                     }
                 }
                 Event::Input(None) => {
@@ -543,7 +557,13 @@ impl<C: Connector> Client<C> {
                     // flight arrive before the server's reply, and the
                     // connection's close timer bounds the wait.
                     input_open = false;
-                    let last = framer.finish()?;
+                    let last = match framer.finish() {
+                        Ok(last) => last,
+                        Err(e) => {
+                            input_err = Some(e);
+                            None
+                        }
+                    };
                     let sent_one = last.is_some();
                     if let Some(msg) = last {
                         self.send_input(msg, &mut first_err).await;
@@ -596,6 +616,9 @@ impl<C: Connector> Client<C> {
                     first_err.get_or_insert(e);
                 }
                 Event::Message(None) => {
+                    if let Some(e) = input_err {
+                        return Err(e);
+                    }
                     return Ok(if timed_out {
                         Ending::NoReply
                     } else if let Some(frame) = peer_close {
