@@ -5,6 +5,21 @@
 //! and ws-blocking's `Client::run_console_with` only move bytes and wait;
 //! every decision about what to send, print or report is made here, so the
 //! command-line client behaves the same on every runtime by construction.
+//!
+//! ```
+//! use ws_core::Message;
+//! use ws_core::rt::console::{BinaryFormat, Console};
+//!
+//! let console = Console::new().binary_format(BinaryFormat::Base64).mark_received(true);
+//! // stdin, in whatever chunks it is read, to messages:
+//! let mut input = console.framer();
+//! assert!(input.push(b"hel").unwrap().is_empty());
+//! assert_eq!(input.push(b"lo\nwor").unwrap(), [Message::text("hello")]);
+//! assert_eq!(input.finish().unwrap(), Some(Message::text("wor")));
+//! // received messages to lines (never raw bytes):
+//! let line = console.render(&Message::binary(&b"\x00\xff"[..]), false);
+//! assert_eq!(line.as_deref(), Some("< AP8="));
+//! ```
 
 use std::fmt;
 use std::time::Duration;
