@@ -327,7 +327,8 @@ fn ping_interval_pings_and_show_control_prints_pings_pongs_and_the_close() {
     let url = server.url("/");
     for rt in Runtime::ALL {
         let args = [url.as_str(), "--ping-interval", "0.2", "--show-control"];
-        let run = ws_client(rt, &args, b"ping\n", Duration::from_millis(900));
+        // Five intervals, so a slow start still leaves two pongs.
+        let run = ws_client(rt, &args, b"ping\n", Duration::from_millis(1500));
         assert!(run.status.success(), "{}: {run:?}", rt.name());
         let lines = run.stdout_lines();
         assert!(lines.contains(&"[ping: 6862]".to_owned()), "{run:?}");
