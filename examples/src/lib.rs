@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 use ws_core::proxy::Proxy;
+use ws_core::rt::console::{Console, Ending};
 use ws_core::rt::reconnect::Reconnect;
 use ws_core::rt::tls;
 use ws_core::rt::tls::rustls::client::danger::{
@@ -275,86 +276,188 @@ fn set_env_once(name: &str, value: usize) {
     }
 }
 
-/// Connects to `url` and runs the interactive session: stdin lines out,
-/// received messages one per line on stdout, close 1000 at end of input.
+/// Everything `ws-client` sets up before it connects: where, how, and what
+/// the session does ([`Console`]).
+#[derive(Debug, Clone)]
+pub struct ClientSetup {
+    /// The `ws://` or `wss://` URL.
+    pub url: String,
+    /// Reconnect with this policy (`--reconnect`).
+    pub reconnect: Option<Reconnect>,
+    /// For `wss://`: this TLS configuration ([`client_tls`]), else the
+    /// default roots.
+    pub tls: Option<Arc<ClientConfig>>,
+    /// Through this HTTP proxy ([`client_proxy`]).
+    pub proxy: Option<Proxy>,
+    /// Limits and timeouts (`--timeout` is the handshake timeout here).
+    pub config: Config,
+    /// Extra request headers (`-H 'Name: value'`), in order.
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols to offer (`--protocol`), in preference order.
+    pub protocols: Vec<String>,
+    /// What the session does with stdin, stdout and its timers.
+    pub console: Console,
+}
+
+impl ClientSetup {
+    /// A plain interactive session with `url`: no extras.
+    pub fn new(url: &str) -> Self {
+        ClientSetup {
+            url: url.to_owned(),
+            reconnect: None,
+            tls: None,
+            proxy: None,
+            config: Config::default(),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            console: Console::new(),
+        }
+    }
+}
+
+/// Why `ws-client` ended without a session [`Ending`].
+#[derive(Debug)]
+pub enum ClientError {
+    /// Nothing was tried: an unusable URL, header or subprotocol.
+    Setup(Error),
+    /// Connecting failed: TCP, TLS, the proxy, the upgrade refused, or the
+    /// handshake timeout (`--timeout`).
+    Connect(Error),
+    /// Reading stdin (or text input that is not UTF-8) or writing stdout.
+    Console(Error),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Setup(e) => write!(f, "{e}"),
+            ClientError::Connect(e) => write!(f, "could not connect: {e}"),
+            ClientError::Console(e) => write!(f, "console: {e}"),
+        }
+    }
+}
+
+/// `ws-client`'s exit statuses, so scripts can tell the endings apart.
+pub mod exit {
+    /// A normal end: our close (end of input, or the one reply received)
+    /// or the server's close with 1000 or 1001.
+    pub const NORMAL: i32 = 0;
+    /// A local problem: a bad URL, header, subprotocol or `--ca` file,
+    /// stdin unreadable (or not UTF-8 without `--binary`), stdout closed.
+    pub const LOCAL: i32 = 1;
+    /// A command-line usage error (clap's status).
+    pub const USAGE: i32 = 2;
+    /// Could not connect: refused, unreachable, TLS, proxy, the upgrade
+    /// refused, or `--timeout` passed during connect and handshake.
+    pub const CONNECT: i32 = 3;
+    /// The connection ended abnormally: the server closed with a code
+    /// other than 1000/1001 (or none), or the connection broke.
+    pub const ABNORMAL: i32 = 4;
+    /// `-1`: no reply within `--timeout`.
+    pub const NO_REPLY: i32 = 5;
+}
+
+/// The exit status for how `ws-client` ended ([`exit`]).
+pub fn exit_code(result: &Result<Ending, ClientError>) -> i32 {
+    match result {
+        Ok(Ending::NoReply) => exit::NO_REPLY,
+        Ok(ending) if ending.is_normal() => exit::NORMAL,
+        Ok(_) => exit::ABNORMAL,
+        Err(ClientError::Connect(_)) => exit::CONNECT,
+        Err(ClientError::Setup(_) | ClientError::Console(_)) => exit::LOCAL,
+    }
+}
+
+/// The async runtimes' session: the same text for each async client type.
+macro_rules! async_session {
+    ($client:ty, $setup:expr) => {{
+        let setup: &ClientSetup = $setup;
+        let mut client = <$client>::new(&setup.url)
+            .map_err(ClientError::Setup)?
+            .with_config(setup.config.clone());
+        for (name, value) in &setup.headers {
+            client = client.header(name, value).map_err(ClientError::Setup)?;
+        }
+        for protocol in &setup.protocols {
+            client = client.subprotocol(protocol).map_err(ClientError::Setup)?;
+        }
+        if let Some(policy) = setup.reconnect.clone() {
+            client = client.reconnect(policy);
+        }
+        if let Some(tls) = setup.tls.clone() {
+            client = client.with_tls(tls);
+        }
+        client = client.with_proxy(setup.proxy.clone());
+        client.connect().await.map_err(ClientError::Connect)?;
+        eprintln!("{}", Console::connected_line(&setup.url, client.response()));
+        client
+            .run_console(&setup.console)
+            .await
+            .map_err(ClientError::Console)
+    }};
+}
+
+/// Connects as `setup` says and runs the interactive session on `rt`:
+/// stdin out, received messages one per line on stdout (as
+/// [`Console`] renders them), close 1000 at end of input; prints
+/// `[connected to URL]` (with the subprotocol the server chose) on stderr
+/// once connected. Returns how the session ended (the caller reports it
+/// and maps it to an exit status with [`exit_code`]).
 ///
-/// With `reconnect` (`ws-client --reconnect`), the client connects with
-/// that policy's retries and reconnects whenever the connection is lost,
-/// printing `[reconnected]` on stderr after each reconnection and
+/// With a reconnect policy (`ws-client --reconnect`), the client connects
+/// with that policy's retries and reconnects whenever the connection is
+/// lost, printing `[reconnected]` on stderr after each reconnection and
 /// `[gave up reconnecting: ...]` when reconnecting fails for good (a 4xx
 /// at the upgrade, or the policy's attempts used up; the session then
 /// ends with that error). A close with a code the policy marks final ends
 /// the session as without a policy.
 ///
-/// A `wss://` URL uses `tls` if given ([`client_tls`] builds it from the
-/// command line's `--ca` and `--insecure`), else the default roots. With
-/// `proxy` ([`client_proxy`] reads `--proxy` and `--proxy-from-env`) the
-/// connection goes through that HTTP proxy's `CONNECT` tunnel.
-pub fn run_client(
-    rt: Runtime,
-    url: &str,
-    reconnect: Option<Reconnect>,
-    tls: Option<Arc<ClientConfig>>,
-    proxy: Option<Proxy>,
-    config: Config,
-) -> Result<(), Error> {
+/// A `wss://` URL uses `setup.tls` if given ([`client_tls`] builds it from
+/// the command line's `--ca` and `--insecure`), else the default roots.
+/// With `setup.proxy` ([`client_proxy`] reads `--proxy` and
+/// `--proxy-from-env`) the connection goes through that HTTP proxy's
+/// `CONNECT` tunnel.
+pub fn run_client(rt: Runtime, setup: &ClientSetup) -> Result<Ending, ClientError> {
     match rt {
         Runtime::Tokio => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?;
-            let result = rt.block_on(async {
-                let mut client = ws_tokio::Client::new(url)?.with_config(config);
-                if let Some(policy) = reconnect {
-                    client = client.reconnect(policy);
-                }
-                if let Some(tls) = tls {
-                    client = client.with_tls(tls);
-                }
-                client = client.with_proxy(proxy);
-                client.connect().await?;
-                client.run_interactive().await
-            });
+                .build()
+                .map_err(|e| ClientError::Setup(e.into()))?;
+            let result = rt.block_on(async { async_session!(ws_tokio::Client, setup) });
             // tokio reads stdin on a blocking thread that cannot be cancelled;
             // don't wait for it when the server ended the session first.
             rt.shutdown_background();
             result
         }
-        Runtime::AsyncStd => async_std::task::block_on(async {
-            let mut client = ws_async_std::Client::new(url)?.with_config(config);
-            if let Some(policy) = reconnect {
-                client = client.reconnect(policy);
-            }
-            if let Some(tls) = tls {
-                client = client.with_tls(tls);
-            }
-            client = client.with_proxy(proxy);
-            client.connect().await?;
-            client.run_interactive().await
-        }),
-        Runtime::Smol => smol::block_on(async {
-            let mut client = ws_async_std::smol::Client::new(url)?.with_config(config);
-            if let Some(policy) = reconnect {
-                client = client.reconnect(policy);
-            }
-            if let Some(tls) = tls {
-                client = client.with_tls(tls);
-            }
-            client = client.with_proxy(proxy);
-            client.connect().await?;
-            client.run_interactive().await
-        }),
+        Runtime::AsyncStd => {
+            async_std::task::block_on(async { async_session!(ws_async_std::Client, setup) })
+        }
+        Runtime::Smol => {
+            smol::block_on(async { async_session!(ws_async_std::smol::Client, setup) })
+        }
         Runtime::Blocking => {
-            let mut client = ws_blocking::Client::new(url)?.with_config(config);
-            if let Some(policy) = reconnect {
+            let mut client = ws_blocking::Client::new(&setup.url)
+                .map_err(ClientError::Setup)?
+                .with_config(setup.config.clone());
+            for (name, value) in &setup.headers {
+                client = client.header(name, value).map_err(ClientError::Setup)?;
+            }
+            for protocol in &setup.protocols {
+                client = client.subprotocol(protocol).map_err(ClientError::Setup)?;
+            }
+            if let Some(policy) = setup.reconnect.clone() {
                 client = client.reconnect(policy);
             }
-            if let Some(tls) = tls {
+            if let Some(tls) = setup.tls.clone() {
                 client = client.with_tls(tls);
             }
-            client = client.with_proxy(proxy);
-            client.connect()?;
-            client.run_interactive()
+            client = client.with_proxy(setup.proxy.clone());
+            client.connect().map_err(ClientError::Connect)?;
+            eprintln!("{}", Console::connected_line(&setup.url, client.response()));
+            client
+                .run_console(&setup.console)
+                .map_err(ClientError::Console)
         }
     }
 }

@@ -210,6 +210,19 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
     tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
     proxy: Option<&ws_core::proxy::Proxy>,
 ) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
+    connect_request::<R>(url, &ClientRequest::from_url(url), config, tls, proxy).await
+}
+
+/// [`connect_url`] sending `req` (the URL's request with extra headers and
+/// subprotocols) as the opening handshake.
+#[cfg(any(feature = "async-std", feature = "smol"))]
+pub(crate) async fn connect_request<R: crate::runtime::Runtime>(
+    url: &ws_core::url::WsUrl,
+    req: &ClientRequest,
+    config: Config,
+    tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
+    proxy: Option<&ws_core::proxy::Proxy>,
+) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
     use ws_core::rt::tls;
     // The TLS setup fails before any I/O.
     let tls = if url.is_tls() {
@@ -221,7 +234,6 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
     } else {
         None
     };
-    let req = ClientRequest::from_url(url);
     let limit = config.get_handshake_timeout();
     handshake_timeout(limit, async {
         let (host, port) = ws_core::proxy::first_hop(url, proxy);
@@ -234,7 +246,7 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
             None => crate::MaybeTls::Plain(tcp),
             Some((name, tls)) => crate::maybe_tls::tls_handshake(tcp, name, tls).await?,
         };
-        client_handshake_untimed(io, &req, config, early).await
+        client_handshake_untimed(io, req, config, early).await
     })
     .await
 }

@@ -7,22 +7,23 @@
 //! another.
 
 use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use ws_core::handshake::Response;
+use ws_core::handshake::{ClientRequest, Response};
 use ws_core::proxy::Proxy;
+use ws_core::rt::console::{Console, Ending};
 use ws_core::rt::reconnect::{Backoff, Reconnect, connect_with_retries_blocking};
 use ws_core::rt::tls::rustls::ClientConfig;
-use ws_core::server::session::display_line;
 use ws_core::url::WsUrl;
 use ws_core::{CloseCode, CloseFrame, Config, Error, Message};
 
 use crate::Result;
-use crate::handshake::{MaybeTls, connect_url};
+use crate::handshake::{MaybeTls, connect_request};
 use crate::stream::{Messages, WebSocketStream, WsReader, WsWriter};
 
 /// The hook [`Client::on_reconnect`] installs.
@@ -42,7 +43,7 @@ enum Conn {
 /// How the server ended the current connection, as far as the client knows
 /// (our own close is [`Client::closing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
+enum PeerEnding {
     /// With a code the policy marks final.
     Final,
     /// With any other code.
@@ -103,6 +104,8 @@ enum Ending {
 /// once, every time: mark such codes final.
 pub struct Client {
     url: WsUrl,
+    /// The opening request: the URL's, plus extra headers and subprotocols.
+    request: ClientRequest,
     config: Config,
     /// The TLS configuration for `wss://`; `None`: the default.
     tls: Option<Arc<ClientConfig>>,
@@ -118,7 +121,7 @@ pub struct Client {
     reconnects: u32,
     /// The connection was lost and the policy says to connect again.
     lost: bool,
-    ending: Option<Ending>,
+    ending: Option<PeerEnding>,
     /// We are closing (shared with the interactive input thread, which
     /// sends the close at the end of input): the end is final.
     closing: Arc<AtomicBool>,
@@ -145,8 +148,10 @@ impl Client {
     /// A client for a `ws://` or `wss://` `url`, not yet connected. Fails on
     /// an invalid URL (`Error::Url`), including one with another scheme.
     pub fn new(url: &str) -> Result<Client> {
+        let url = WsUrl::parse(url)?;
         Ok(Client {
-            url: WsUrl::parse(url)?,
+            request: ClientRequest::from_url(&url),
+            url,
             config: Config::default(),
             tls: None,
             proxy: None,
@@ -195,6 +200,29 @@ impl Client {
         &self.url
     }
 
+    /// Adds an extra header to the opening request (every connection's),
+    /// such as `Authorization` or `Origin` (`ws-client -H`).
+    ///
+    /// # Errors
+    ///
+    /// `Error::Handshake` for a name that is not a token, a value with
+    /// control bytes, or a header the handshake sets itself.
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self> {
+        self.request = self.request.header(name, value)?;
+        Ok(self)
+    }
+
+    /// Offers a subprotocol (in preference order; `ws-client --protocol`);
+    /// the server's choice is in [`response`](Self::response).
+    ///
+    /// # Errors
+    ///
+    /// `Error::Handshake` if `protocol` is not an HTTP token.
+    pub fn subprotocol(mut self, protocol: &str) -> Result<Self> {
+        self.request = self.request.subprotocol(protocol)?;
+        Ok(self)
+    }
+
     /// Reconnects per `policy` (opt-in; see [Reconnecting](Self#reconnecting)).
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.retry = Some(policy.backoff());
@@ -236,16 +264,18 @@ impl Client {
     /// retries at once.
     pub fn connect(&mut self) -> Result<()> {
         let (ws, response) = match self.retry.as_mut() {
-            None => connect_url(
+            None => connect_request(
                 &self.url,
+                &self.request,
                 self.config.clone(),
                 self.tls.clone(),
                 self.proxy.as_ref(),
             )?,
             Some(backoff) => {
                 let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
+                let request = &self.request;
                 connect_with_retries_blocking(backoff, || {
-                    connect_url(url, config.clone(), tls.clone(), proxy.as_ref())
+                    connect_request(url, request, config.clone(), tls.clone(), proxy.as_ref())
                 })?
             }
         };
@@ -294,7 +324,7 @@ impl Client {
     /// connection is lost or the server closed it (not finally).
     fn writer_to_send(&mut self) -> Result<&mut WsWriter<MaybeTls<TcpStream>>> {
         if self.retry.is_some() {
-            if matches!(self.conn, Conn::Open { .. }) && self.ending == Some(Ending::Peer) {
+            if matches!(self.conn, Conn::Open { .. }) && self.ending == Some(PeerEnding::Peer) {
                 self.connection_ended();
             }
             self.relink(&mut |_| {})?;
@@ -390,8 +420,9 @@ impl Client {
         while self.lost {
             let backoff = self.retry.as_mut().expect("lost implies a policy");
             let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
+            let request = &self.request;
             let connected = connect_with_retries_blocking(backoff, || {
-                connect_url(url, config.clone(), tls.clone(), proxy.as_ref())
+                connect_request(url, request, config.clone(), tls.clone(), proxy.as_ref())
             });
             let (ws, response) = match connected {
                 Ok(connected) => connected,
@@ -437,9 +468,9 @@ impl Client {
         let policy = self.retry.as_ref().map(Backoff::policy);
         let is_final = frame.is_some_and(|f| policy.is_some_and(|p| p.is_final_close(f.code)));
         self.ending = Some(if is_final {
-            Ending::Final
+            PeerEnding::Final
         } else {
-            Ending::Peer
+            PeerEnding::Peer
         });
     }
 
@@ -448,7 +479,7 @@ impl Client {
     fn connection_ended(&mut self) {
         self.conn = Conn::Closed;
         self.lost = self.retry.is_some()
-            && self.ending != Some(Ending::Final)
+            && self.ending != Some(PeerEnding::Final)
             && !self.closing.load(Ordering::SeqCst);
     }
 
@@ -469,11 +500,14 @@ impl Client {
 
     /// Reads lines from stdin and sends each as a text message while
     /// printing every received message as one line on stdout
-    /// ([`display_line`]). At the end of stdin it sends a close (1000) and
-    /// keeps printing what still arrives (echoes in flight) until the
-    /// server's reply ends the connection, bounded by the close timeout;
-    /// it returns `Ok(())` then, or when the server closes first. The
-    /// server's reply to our own close is not printed.
+    /// ([`Console::new`]; received lines marked with `< ` when stdout is a
+    /// terminal, so they stand apart from the lines being typed). At the
+    /// end of stdin it sends a close (1000) and keeps printing what still
+    /// arrives (echoes in flight) until the server's reply ends the
+    /// connection, bounded by the close timeout; it returns `Ok(())` then,
+    /// or when the server closes first. The server's reply to our own close
+    /// is not printed. [`run_console`](Self::run_console) takes the
+    /// console's options and says how the session ended.
     ///
     /// With a [`reconnect`](Self::reconnect) policy the session survives
     /// the server going away: `[reconnected]` is printed on stderr after
@@ -485,60 +519,108 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// An error writing the output, or the first receive error (reported
-    /// once the connection has ended).
+    /// An error reading the input or writing the output, or the error that
+    /// broke the connection ([`Ending::Broken`]).
     pub fn run_interactive(&mut self) -> Result<()> {
-        self.run_interactive_with(io::BufReader::new(io::stdin()), io::stdout())
+        use std::io::IsTerminal;
+        let console = Console::new().mark_received(io::stdout().is_terminal());
+        interactive_result(self.run_console(&console))
     }
 
     /// [`run_interactive`](Self::run_interactive) with any input and
-    /// output (for tests and embedding). Input is read on its own thread,
-    /// which is left behind (blocked reading) if the server closes first.
-    pub fn run_interactive_with<R, W>(&mut self, input: R, mut output: W) -> Result<()>
+    /// output (for tests and embedding; received lines are not marked).
+    /// Input is read on its own thread, which is left behind (blocked
+    /// reading) if the server closes first.
+    pub fn run_interactive_with<R, W>(&mut self, input: R, output: W) -> Result<()>
     where
         R: BufRead + Send + 'static,
         W: Write,
     {
+        interactive_result(self.run_console_with(&Console::new(), input, output))
+    }
+
+    /// The interactive session on stdin and stdout as `console` says
+    /// (`ws-client`'s flags); see [`run_console_with`](Self::run_console_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`run_console_with`](Self::run_console_with).
+    pub fn run_console(&mut self, console: &Console) -> Result<Ending> {
+        self.run_console_with(console, io::stdin(), io::stdout())
+    }
+
+    /// The interactive session as `console` says, on any input and output:
+    /// input through [`Console::framer`] to messages (read on its own
+    /// thread), received messages through [`Console::render`] to output
+    /// lines, a ping every [`ping_interval`](Console::ping_interval) (from
+    /// a timer thread); at the end of input a close (1000), or with
+    /// [`one_message`](Console::one_message) the one message, then a close
+    /// once the first reply was printed (or the
+    /// [reply timeout](Console::reply_timeout) passed). Otherwise as
+    /// [`run_interactive`](Self::run_interactive), reconnecting included.
+    /// The decisions are ws-core's [`ws_core::rt::console`], shared with
+    /// the async clients' `run_console`; this only moves the bytes.
+    ///
+    /// # Errors
+    ///
+    /// Only the console's own: reading the input (or text input that is
+    /// not UTF-8; the session is closed first), writing the output, or
+    /// [`Error::Closed`] when not connected. How the connection ended,
+    /// errors included, is the [`Ending`].
+    pub fn run_console_with<R, W>(
+        &mut self,
+        console: &Console,
+        input: R,
+        mut output: W,
+    ) -> Result<Ending>
+    where
+        R: Read + Send + 'static,
+        W: Write,
+    {
         if let Err(e) = self.relink(&mut |_| {}) {
             self.conn = Conn::Closed;
-            return Err(e);
+            return Ok(Ending::Broken(e));
         }
         let writer = match &self.conn {
             Conn::Open { writer, .. } => writer.clone(),
             Conn::Idle => return Err(Error::Closed),
-            Conn::Closed => return Ok(()),
+            Conn::Closed => return Ok(Ending::Broken(Error::Closed)),
         };
         let reconnecting = self.retry.is_some();
         let outbox = Arc::new(Outbox::new(writer));
-        let input_outbox = outbox.clone();
         // Set once the input ended and our close is about to leave: a close
         // received after that is the server's reply, not news, and the end
         // is final.
         let closing = self.closing.clone();
-        let input_thread = thread::Builder::new()
-            .name("ws-stdin".into())
-            .spawn(move || {
-                for line in input.lines() {
-                    let Ok(line) = line else { break };
-                    if !input_outbox.send(Message::text(line), reconnecting) {
-                        return;
+        let input_thread = {
+            let (outbox, console) = (outbox.clone(), console.clone());
+            thread::Builder::new()
+                .name("ws-stdin".into())
+                .spawn(move || feed_input(input, &console, &outbox, &closing, reconnecting))?
+        };
+        let pinger = match console.get_ping_interval() {
+            Some(every) => {
+                let (outbox, closing) = (outbox.clone(), self.closing.clone());
+                let ping = move || {
+                    while !outbox.wait_over(every) {
+                        if !closing.load(Ordering::SeqCst) {
+                            outbox.send(Message::Ping(ws_core::Bytes::new()), false);
+                        }
                     }
-                }
-                closing.store(true, Ordering::SeqCst);
-                // Queue the close and return: the main thread keeps reading
-                // (echoes in flight arrive before the reply), and the
-                // connection's close timer bounds its wait.
-                let close = CloseFrame::new(CloseCode::NORMAL, "");
-                let _ = input_outbox.send(Message::Close(Some(close)), reconnecting);
-            })?;
+                };
+                Some(thread::Builder::new().name("ws-ping".into()).spawn(ping)?)
+            }
+            None => None,
+        };
         let announce = std::mem::replace(&mut self.announce, reconnecting);
         let mut first_err = None;
+        let mut peer_close: Option<Option<CloseFrame>> = None;
+        let mut reply: Option<CloseFrame> = None;
         let result = loop {
             match self.recv_relinking(&mut |writer| outbox.relink(writer)) {
                 Some(Ok(msg)) => {
-                    let reply =
-                        matches!(msg, Message::Close(_)) && self.closing.load(Ordering::SeqCst);
-                    if let Some(line) = display_line(&msg).filter(|_| !reply) {
+                    let closing = self.closing.load(Ordering::SeqCst);
+                    if let Some(line) = console.render(&msg, closing) {
                         let printed = writeln!(output, "{line}").and_then(|()| output.flush());
                         if let Err(e) = printed {
                             if let Ok(writer) = self.writer() {
@@ -547,21 +629,49 @@ impl Client {
                             break Err(Error::Io(e));
                         }
                     }
+                    if Console::is_reply(&msg) && outbox.replied() {
+                        // The one reply: close (the input thread is done).
+                        self.closing.store(true, Ordering::SeqCst);
+                        outbox.send(close_normal(), false);
+                    }
+                    match msg {
+                        Message::Close(frame) if closing => reply = frame,
+                        Message::Close(frame) => peer_close = Some(frame),
+                        // Anything after the server's close is from a new
+                        // connection (reconnected).
+                        _ => peer_close = None,
+                    }
                 }
                 Some(Err(e)) => {
                     first_err.get_or_insert(e);
                 }
-                None => break first_err.map_or(Ok(()), Err),
+                None => break Ok(()),
             }
         };
         self.announce = announce;
-        outbox.end();
+        let (timed_out, input_err) = outbox.end();
+        if let Some(pinger) = pinger {
+            let _ = pinger.join();
+        }
         if input_thread.is_finished() {
             let _ = input_thread.join();
         }
         self.conn = Conn::Closed;
         self.lost = false;
-        result
+        result?;
+        if let Some(e) = input_err {
+            return Err(e);
+        }
+        let closing = self.closing.load(Ordering::SeqCst);
+        Ok(if timed_out {
+            Ending::NoReply
+        } else if let Some(frame) = peer_close {
+            Ending::ClosedByPeer(frame)
+        } else if closing && (reply.is_some() || first_err.is_none()) {
+            Ending::ClosedByUs(reply)
+        } else {
+            Ending::Broken(first_err.unwrap_or(Error::AbnormalClosure))
+        })
     }
 
     /// Closes with 1000 (Normal Closure) and waits for the server's reply
@@ -607,6 +717,12 @@ struct Outbox {
 
 struct Link {
     writer: Option<WsWriter<MaybeTls<TcpStream>>>,
+    /// One-message: the message is on its way and its reply not yet in.
+    awaiting: bool,
+    /// One-message: the reply timeout passed first.
+    timed_out: bool,
+    /// The input failed (unreadable, or text that is not UTF-8).
+    input_err: Option<Error>,
     /// Counts the writers installed, so a failed send waits for a new one.
     generation: u64,
     /// The session is over: nothing more will be sent.
@@ -618,6 +734,9 @@ impl Outbox {
         Outbox {
             link: Mutex::new(Link {
                 writer: Some(writer),
+                awaiting: false,
+                timed_out: false,
+                input_err: None,
                 generation: 0,
                 over: false,
             }),
@@ -669,12 +788,152 @@ impl Outbox {
         self.changed.notify_all();
     }
 
-    /// The session is over.
-    fn end(&self) {
+    /// The session is over: whether the reply timed out, and the input's
+    /// error.
+    fn end(&self) -> (bool, Option<Error>) {
         let mut link = self.lock();
         link.over = true;
         link.writer = None;
+        let ended = (link.timed_out, link.input_err.take());
         drop(link);
         self.changed.notify_all();
+        ended
     }
+
+    /// Waits up to `timeout` for the end of the session; `true`: over.
+    fn wait_over(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut link = self.lock();
+        while !link.over {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            link = self
+                .changed
+                .wait_timeout(link, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// One-message: the message is about to leave; a reply is awaited.
+    fn await_reply(&self) {
+        self.lock().awaiting = true;
+    }
+
+    /// A data message arrived: `true` if it is the awaited reply (taken,
+    /// so the reply timeout no longer applies).
+    fn replied(&self) -> bool {
+        let mut link = self.lock();
+        let was = std::mem::replace(&mut link.awaiting, false);
+        drop(link);
+        if was {
+            self.changed.notify_all();
+        }
+        was
+    }
+
+    /// Waits up to `timeout` for the reply; `true`: it did not come (and
+    /// will no longer count as the reply).
+    fn reply_timed_out(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut link = self.lock();
+        while link.awaiting && !link.over {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                link.awaiting = false;
+                link.timed_out = true;
+                return true;
+            }
+            link = self
+                .changed
+                .wait_timeout(link, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        false
+    }
+
+    /// The input failed: remembered for the end of the session.
+    fn input_failed(&self, e: Error) {
+        self.lock().input_err.get_or_insert(e);
+    }
+}
+
+/// Our close: 1000, no reason.
+fn close_normal() -> Message {
+    Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+}
+
+/// [`run_interactive`](Client::run_interactive)'s result from a console
+/// session's: only a broken connection is an error.
+fn interactive_result(ending: Result<Ending>) -> Result<()> {
+    match ending? {
+        Ending::Broken(e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The interactive input thread: `input` through the console's framer to
+/// the outbox; at the end of input the one message and its reply timeout,
+/// then our close (setting `closing` first).
+fn feed_input<R: Read>(
+    mut input: R,
+    console: &Console,
+    outbox: &Outbox,
+    closing: &AtomicBool,
+    reconnecting: bool,
+) {
+    let mut framer = console.framer();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => match framer.push(&buf[..n]) {
+                Ok(msgs) => {
+                    for msg in msgs {
+                        if !outbox.send(msg, reconnecting) {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    outbox.input_failed(e);
+                    break;
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                outbox.input_failed(Error::Io(e));
+                break;
+            }
+        }
+    }
+    match framer.finish() {
+        Ok(Some(msg)) if console.is_one_message() => {
+            outbox.await_reply();
+            if !outbox.send(msg, reconnecting) {
+                return;
+            }
+            match console.get_reply_timeout() {
+                Some(timeout) if outbox.reply_timed_out(timeout) => {}
+                // The main thread closes once the reply is in.
+                _ => return,
+            }
+        }
+        Ok(Some(msg)) => {
+            if !outbox.send(msg, reconnecting) {
+                return;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => outbox.input_failed(e),
+    }
+    closing.store(true, Ordering::SeqCst);
+    // Queue the close and return: the main thread keeps reading (echoes in
+    // flight arrive before the reply), and the connection's close timer
+    // bounds its wait.
+    let _ = outbox.send(close_normal(), reconnecting);
 }

@@ -324,6 +324,18 @@ pub(crate) fn connect_url(
     tls: Option<Arc<ClientConfig>>,
     proxy: Option<&Proxy>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    connect_request(url, &ClientRequest::from_url(url), config, tls, proxy)
+}
+
+/// [`connect_url`] sending `req` (the URL's request with extra headers and
+/// subprotocols) as the opening handshake.
+pub(crate) fn connect_request(
+    url: &WsUrl,
+    req: &ClientRequest,
+    config: Config,
+    tls: Option<Arc<ClientConfig>>,
+    proxy: Option<&Proxy>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     // The TLS setup fails before any I/O.
     let tls = if url.is_tls() {
         let tls = match tls {
@@ -376,8 +388,7 @@ pub(crate) fn connect_url(
         None => MaybeTls::Plain(sock),
         Some((name, tls)) => MaybeTls::Tls(Box::new(tls_handshake(sock, name, tls, deadline)?)),
     };
-    let req = ClientRequest::from_url(url);
-    let (ws, response) = client_handshake_until(io, &req, config, deadline, early)?;
+    let (ws, response) = client_handshake_until(io, req, config, deadline, early)?;
     ws.get_ref().get_ref().set_write_timeout(None)?;
     Ok((ws, response))
 }

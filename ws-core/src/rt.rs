@@ -19,6 +19,9 @@
 //! - [`client`]: the async convenience `Client` (connect by URL, send,
 //!   receive, reconnect, the interactive session) over an adapter's
 //!   [`Connector`](client::Connector): its connect, its sleep, stdin, stdout.
+//! - [`console`]: the interactive session's decisions, shared by the
+//!   async client and ws-blocking's: stdin to messages, messages to lines
+//!   (hex or base64 for binary, control frames on request), how it ended.
 //! - [`block`]: the blocking adapter's executor: runs the loops above on a
 //!   plain thread (a waker that unparks it, a timer that bounds its reads).
 //! - [`reconnect`]: a reconnecting client's policy (backoff with jitter, a
@@ -32,6 +35,7 @@
 
 pub mod block;
 pub mod client;
+pub mod console;
 pub mod driver;
 pub mod halves;
 pub mod handoff;

@@ -10,16 +10,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf, Stdin};
 use tokio::net::TcpStream;
 use ws_core::Config;
-use ws_core::handshake::Response;
+use ws_core::handshake::{ClientRequest, Response};
 use ws_core::proxy::Proxy;
 use ws_core::rt::client::Connector;
 use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
 
-use crate::handshake::connect_url;
+use crate::handshake::connect_request;
 use crate::maybe_tls::MaybeTls;
 use crate::split::Io;
 use crate::{Deadline, Result, WebSocketStream};
@@ -52,19 +52,20 @@ impl Connector for Tokio {
 
     async fn connect(
         url: &WsUrl,
+        request: &ClientRequest,
         config: Config,
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-        connect_url(url, config, tls, proxy.as_ref()).await
+        connect_request(url, request, config, tls, proxy.as_ref()).await
     }
 
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send {
         tokio::time::sleep(delay)
     }
 
-    fn stdin_lines() -> impl Stream<Item = io::Result<String>> + Unpin + Send {
-        StdinLines(BufReader::new(tokio::io::stdin()).lines())
+    fn stdin() -> impl Stream<Item = io::Result<Vec<u8>>> + Unpin + Send {
+        StdinChunks(tokio::io::stdin())
     }
 
     async fn print(line: String) -> io::Result<()> {
@@ -74,16 +75,21 @@ impl Connector for Tokio {
     }
 }
 
-/// tokio's stdin lines as a [`Stream`] (`next_line` is cancel-safe, and so
-/// is this).
-struct StdinLines(Lines<BufReader<Stdin>>);
+/// tokio's stdin as a [`Stream`] of chunks (a read is cancel-safe: tokio
+/// reads on its blocking thread into its own buffer, and this copies out
+/// only what it returns).
+struct StdinChunks(Stdin);
 
-impl Stream for StdinLines {
-    type Item = io::Result<String>;
+impl Stream for StdinChunks {
+    type Item = io::Result<Vec<u8>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.0)
-            .poll_next_line(cx)
-            .map(io::Result::transpose)
+        let mut buf = [0u8; 8192];
+        let mut read = ReadBuf::new(&mut buf);
+        match std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut read)) {
+            Ok(()) if read.filled().is_empty() => Poll::Ready(None),
+            Ok(()) => Poll::Ready(Some(Ok(read.filled().to_vec()))),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
     }
 }

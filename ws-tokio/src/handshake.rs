@@ -322,6 +322,18 @@ pub(crate) async fn connect_url(
     tls: Option<Arc<ClientConfig>>,
     proxy: Option<&Proxy>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    connect_request(url, &ClientRequest::from_url(url), config, tls, proxy).await
+}
+
+/// [`connect_url`] sending `req` (the URL's request with extra headers and
+/// subprotocols) as the opening handshake.
+pub(crate) async fn connect_request(
+    url: &WsUrl,
+    req: &ClientRequest,
+    config: Config,
+    tls: Option<Arc<ClientConfig>>,
+    proxy: Option<&Proxy>,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     // The TLS setup fails before any I/O.
     let tls = if url.is_tls() {
         let config = match tls {
@@ -332,7 +344,6 @@ pub(crate) async fn connect_url(
     } else {
         None
     };
-    let req = ClientRequest::from_url(url);
     let (io, response, buffered) = bounded(&config, async {
         let mut tcp = TcpStream::connect(first_hop(url, proxy)).await?;
         // Latency matters more than packet count here; writes are batched.
@@ -345,7 +356,7 @@ pub(crate) async fn connect_url(
             None => MaybeTls::Plain(tcp),
             Some((name, tls)) => tls_handshake(tcp, name, tls).await?,
         };
-        let (response, buffered) = client_exchange(&mut io, &req, &config, early).await?;
+        let (response, buffered) = client_exchange(&mut io, req, &config, early).await?;
         Ok((io, response, buffered))
     })
     .await?;

@@ -21,6 +21,9 @@
 //! - [`Client`]: a small convenience client, including an interactive
 //!   stdin/stdout mode.
 //!
+//! Coming from tokio-tungstenite? `docs/migrating-from-tungstenite.md` in
+//! the repository maps its API to this crate's, call by call.
+//!
 //! The server works on both the multi-thread and the `current_thread`
 //! runtime. The runtime must have the time driver enabled (the default with
 //! `#[tokio::main]`), because connections arm close and keepalive timers.
@@ -145,6 +148,12 @@ pub mod tls {
 pub mod proxy {
     pub use ws_core::proxy::{Proxy, ProxyError};
 }
+
+/// `docs/migrating-from-tungstenite.md`, whose ws-tokio examples run as
+/// this crate's doc tests so the guide cannot fall behind the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/migrating-from-tungstenite.md")]
+struct MigrationGuide;
 
 /// The result type of every fallible operation in this crate.
 pub type Result<T> = std::result::Result<T, Error>;

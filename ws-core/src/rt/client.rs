@@ -21,9 +21,10 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::connection::State;
 use crate::error::Error;
-use crate::handshake::Response;
+use crate::handshake::{ClientRequest, Response};
 use crate::message::Message;
 use crate::proxy::Proxy;
+use crate::rt::console::{Console, Ending};
 use crate::rt::driver::Timer;
 use crate::rt::reconnect::{Backoff, Reconnect, connect_with_retries};
 use crate::rt::stream::{Transport, WebSocketStream};
@@ -44,7 +45,9 @@ pub trait Connector: 'static {
     /// on every adapter (see `ws_core::rt::tls`, cargo feature `tls`).
     type TlsConfig: Clone + Send + Sync + Unpin + 'static;
 
-    /// Connects to `url` and performs the opening handshake: TCP (to
+    /// Connects to `url` and performs the opening handshake with `request`
+    /// (made [`from_url`](ClientRequest::from_url) of `url`, with the
+    /// client's extra headers and subprotocols): TCP (to
     /// `proxy` when given, then its `CONNECT` tunnel to the URL's host,
     /// [`crate::proxy::ProxyConnect`]), then for `wss://` the TLS handshake
     /// (with `tls`, or the default configuration when `None`), then the
@@ -53,6 +56,7 @@ pub trait Connector: 'static {
     /// `ws://` URL ignores `tls`.
     fn connect(
         url: &WsUrl,
+        request: &ClientRequest,
         config: Config,
         tls: Option<Self::TlsConfig>,
         proxy: Option<Proxy>,
@@ -61,10 +65,10 @@ pub trait Connector: 'static {
     /// The runtime's timer: completes after `delay`.
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send;
 
-    /// The lines of standard input without their line endings, ending at
-    /// end of input. Must be cancel-safe: a line is never lost between
-    /// polls.
-    fn stdin_lines() -> impl Stream<Item = io::Result<String>> + Unpin + Send;
+    /// Standard input's bytes, in chunks as they are read (never empty),
+    /// ending at end of input. Must be cancel-safe: bytes are never lost
+    /// between polls.
+    fn stdin() -> impl Stream<Item = io::Result<Vec<u8>>> + Unpin + Send;
 
     /// Writes `line` (newline included) to standard output and flushes it.
     fn print(line: String) -> impl Future<Output = io::Result<()>> + Send;
@@ -78,11 +82,11 @@ type Hook = Box<dyn FnMut(u32) -> Vec<Message> + Send + 'static>;
 
 /// A reconnection under way: ws-core's retry loop with its backoff, which
 /// it hands back.
-type Redial<C> = Pin<Box<dyn Future<Output = (Backoff, Result<Ws<C>, Error>)> + Send>>;
+type Redial<C> = Pin<Box<dyn Future<Output = (Backoff, Result<(Ws<C>, Response), Error>)> + Send>>;
 
 /// How the current connection is ending, as far as the client knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
+enum Link {
     /// We closed it ([`Client::close`], or the end of interactive input).
     Ours,
     /// The server closed it with a code the policy marks final.
@@ -138,6 +142,10 @@ enum Ending {
 /// reconnected to at once, every time: mark such codes final.
 pub struct Client<C: Connector> {
     url: WsUrl,
+    /// The opening request: the URL's, plus extra headers and subprotocols.
+    request: ClientRequest,
+    /// The server's handshake response, once connected.
+    response: Option<Response>,
     config: Config,
     tls: Option<C::TlsConfig>,
     proxy: Option<Proxy>,
@@ -154,7 +162,7 @@ pub struct Client<C: Connector> {
     reconnects: u32,
     /// The connection was lost and the policy says to connect again.
     lost: bool,
-    ending: Option<Ending>,
+    ending: Option<Link>,
     /// The hook's messages not yet queued on the new connection.
     pending: VecDeque<Message>,
     /// Hook messages were queued and not yet flushed.
@@ -187,8 +195,11 @@ impl<C: Connector> Client<C> {
     /// for a scheme other than `ws` and `wss`, or another problem with the
     /// URL.
     pub fn new(url: &str) -> Result<Self, Error> {
+        let url = WsUrl::parse(url)?;
         Ok(Client {
-            url: WsUrl::parse(url)?,
+            request: ClientRequest::from_url(&url),
+            response: None,
+            url,
             config: Config::default(),
             tls: None,
             proxy: None,
@@ -238,6 +249,36 @@ impl<C: Connector> Client<C> {
         &self.url
     }
 
+    /// Adds an extra header to the opening request (every connection's),
+    /// such as `Authorization` or `Origin` (`ws-client -H`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Handshake`] for a name that is not a token, a value with
+    /// control bytes, or a header the handshake sets itself
+    /// ([`ClientRequest::header`]).
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        self.request = self.request.header(name, value)?;
+        Ok(self)
+    }
+
+    /// Offers a subprotocol (in preference order; `ws-client --protocol`);
+    /// the server's choice is in [`response`](Self::response).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Handshake`] if `protocol` is not an HTTP token.
+    pub fn subprotocol(mut self, protocol: &str) -> Result<Self, Error> {
+        self.request = self.request.subprotocol(protocol)?;
+        Ok(self)
+    }
+
+    /// The server's handshake response of the latest connection (its
+    /// subprotocol, headers), once connected.
+    pub fn response(&self) -> Option<&Response> {
+        self.response.as_ref()
+    }
+
     /// Reconnects per `policy` (opt-in; see [Reconnecting](Self#reconnecting)).
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.backoff = Some(policy.backoff());
@@ -280,14 +321,16 @@ impl<C: Connector> Client<C> {
     /// retries at once.
     pub async fn connect(&mut self) -> Result<(), Error> {
         let Some(policy) = &self.policy else {
-            let (ws, _response) = C::connect(
+            let (ws, response) = C::connect(
                 &self.url,
+                &self.request,
                 self.config.clone(),
                 self.tls.clone(),
                 self.proxy.clone(),
             )
             .await?;
             self.ws = Some(ws);
+            self.response = Some(response);
             return Ok(());
         };
         let mut backoff = self.backoff.take().unwrap_or_else(|| policy.backoff());
@@ -296,15 +339,17 @@ impl<C: Connector> Client<C> {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner) = None;
         let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
+        let request = &self.request;
         let connected = connect_with_retries(
             &mut backoff,
-            || C::connect(url, config.clone(), tls.clone(), proxy.clone()),
+            || C::connect(url, request, config.clone(), tls.clone(), proxy.clone()),
             C::sleep,
         )
         .await;
         self.backoff = Some(backoff);
-        let (ws, _response) = connected?;
+        let (ws, response) = connected?;
         self.ws = Some(ws);
+        self.response = Some(response);
         self.lost = false;
         self.ending = None;
         self.pending.clear();
@@ -320,7 +365,7 @@ impl<C: Connector> Client<C> {
     /// the connection is lost or the server closed it (not finally).
     async fn ws_to_send(&mut self) -> Result<&mut Ws<C>, Error> {
         if self.policy.is_some() {
-            if self.ws.is_some() && self.ending == Some(Ending::Peer) {
+            if self.ws.is_some() && self.ending == Some(Link::Peer) {
                 self.connection_ended();
             }
             poll_fn(|cx| self.poll_link(cx)).await?;
@@ -383,13 +428,15 @@ impl<C: Connector> Client<C> {
     }
 
     /// Sends each line of stdin as a text message and prints each received
-    /// message as one line on stdout
-    /// ([`display_line`](crate::server::session::display_line)). At end of
-    /// input it sends a close (1000) and keeps printing what still arrives
-    /// (echoes in flight) until the server's reply ends the connection,
-    /// bounded by the close timeout; it returns `Ok(())` then, or when the
-    /// server closes first. The server's reply to our own close is not
-    /// printed. A trailing `\r` is dropped from each line.
+    /// message as one line on stdout ([`Console::new`]; received lines
+    /// marked with `< ` when stdout is a terminal, so they stand apart from
+    /// the lines being typed). At end of input it sends a close (1000) and
+    /// keeps printing what still arrives (echoes in flight) until the
+    /// server's reply ends the connection, bounded by the close timeout; it
+    /// returns `Ok(())` then, or when the server closes first. The server's
+    /// reply to our own close is not printed. A trailing `\r` is dropped
+    /// from each line. [`run_console`](Self::run_console) takes the
+    /// console's options and says how the session ended.
     ///
     /// With a [`reconnect`](Self::reconnect) policy the session survives
     /// the server going away: `[reconnected]` is printed on stderr after
@@ -400,96 +447,229 @@ impl<C: Connector> Client<C> {
     ///
     /// # Errors
     ///
-    /// An error reading stdin or writing stdout, or the first receive error
-    /// (reported once the connection has ended).
+    /// An error reading stdin or writing stdout, or the error that broke
+    /// the connection ([`Ending::Broken`]).
     ///
     /// Not cancel-safe: a line read but not yet sent is lost if the future is
     /// dropped.
-    #[cfg(feature = "server")]
     pub async fn run_interactive(&mut self) -> Result<(), Error> {
+        use std::io::IsTerminal;
+        let console = Console::new().mark_received(io::stdout().is_terminal());
+        match self.run_console(&console).await? {
+            Ending::Broken(e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The interactive session as `console` says (`ws-client`'s flags):
+    /// stdin through [`Console::framer`] to messages, received messages
+    /// through [`Console::render`] to stdout lines, pings every
+    /// [`ping_interval`](Console::ping_interval); at the end of input a
+    /// close (1000), or with [`one_message`](Console::one_message) the one
+    /// message, then a close (1000) once the first reply was printed (or
+    /// the [reply timeout](Console::reply_timeout) passed). Otherwise as
+    /// [`run_interactive`](Self::run_interactive), reconnecting included.
+    /// Returns how the session ended; ws-blocking's `run_console_with` makes
+    /// the same decisions (they are [`crate::rt::console`]'s).
+    ///
+    /// # Errors
+    ///
+    /// Only the console's own: reading stdin (or text input that is not
+    /// UTF-8; the session is closed first), writing stdout, or
+    /// [`Error::Closed`] when not connected.
+    /// How the connection ended, errors included, is the [`Ending`].
+    ///
+    /// Not cancel-safe, as [`run_interactive`](Self::run_interactive).
+    pub async fn run_console(&mut self, console: &Console) -> Result<Ending, Error> {
         if !self.lost {
             self.ws()?;
         }
         let announce = std::mem::replace(&mut self.announce, self.policy.is_some());
-        let result = self.interact().await;
+        let result = self.console(console).await;
         self.announce = announce;
         result
     }
 
-    #[cfg(feature = "server")]
-    async fn interact(&mut self) -> Result<(), Error> {
+    async fn console(&mut self, console: &Console) -> Result<Ending, Error> {
         enum Event {
-            Line(Option<io::Result<String>>),
+            Input(Option<io::Result<Vec<u8>>>),
+            Ping,
+            NoReply,
             Message(Option<Result<Message, Error>>),
         }
-        let mut lines = C::stdin_lines();
+        type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+        let sleep = |d: Duration| -> Sleep { Box::pin(C::sleep(d)) };
+        let mut input = C::stdin();
+        let mut framer = console.framer();
         let mut input_open = true;
+        let mut ping = console.get_ping_interval().map(sleep);
+        let mut no_reply: Option<Sleep> = None;
+        let mut awaiting_reply = false;
+        let mut timed_out = false;
+        // Our close was sent: a close now is the server's reply.
+        let mut closing = false;
+        let mut peer_close: Option<Option<CloseFrame>> = None;
+        let mut reply: Option<CloseFrame> = None;
         let mut first_err = None;
+        // The input failed: reported once the session closed.
+        let mut input_err = None;
         loop {
-            // Both sides are cancel-safe (the stdin lines and `poll_recv`,
-            // reconnection included), so racing them loses nothing.
+            // All sides are cancel-safe (stdin, the timers, `poll_recv`
+            // with its reconnection), so racing them loses nothing.
             let event = poll_fn(|cx| {
                 if input_open {
-                    if let Poll::Ready(line) = Pin::new(&mut lines).poll_next(cx) {
-                        return Poll::Ready(Event::Line(line));
+                    if let Poll::Ready(chunk) = Pin::new(&mut input).poll_next(cx) {
+                        return Poll::Ready(Event::Input(chunk));
+                    }
+                }
+                if let Some(timer) = no_reply.as_mut() {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::NoReply);
+                    }
+                }
+                if let Some(timer) = ping.as_mut() {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Ping);
                     }
                 }
                 self.poll_recv(cx).map(Event::Message)
             })
             .await;
             match event {
-                Event::Line(Some(line)) => {
-                    let line = line?;
-                    let line = line.strip_suffix('\r').unwrap_or(&line);
-                    let mut sent = self.send_message(line).await;
-                    if sent.is_err() && self.lost {
-                        // The connection just broke: once more, on the next.
-                        sent = self.send_message(line).await;
-                    }
-                    match sent {
-                        // The server closed first: keep receiving to show
-                        // its close and end normally.
-                        Err(e) if e.is_closed() => {}
-                        r => r?,
+                Event::Input(Some(chunk)) => {
+                    match chunk.map_err(Error::Io).and_then(|c| framer.push(&c)) {
+                        Ok(msgs) => {
+                            for msg in msgs {
+                                self.send_input(msg, &mut first_err).await;
+                            }
+                        }
+                        Err(e) => {
+                            // Close cleanly, then report it (as ws-blocking).
+                            input_err = Some(e);
+                            input_open = false;
+                            closing = true;
+                            self.send_close_frame(&mut first_err).await;
+                        }
                     }
                 }
-                Event::Line(None) => {
+                Event::Input(None) => {
                     // Queue the close and keep receiving: echoes still in
                     // flight arrive before the server's reply, and the
                     // connection's close timer bounds the wait.
                     input_open = false;
-                    match self.send_close_frame().await {
-                        Err(e) if e.is_closed() => {}
-                        r => r?,
+                    let last = match framer.finish() {
+                        Ok(last) => last,
+                        Err(e) => {
+                            input_err = Some(e);
+                            None
+                        }
+                    };
+                    let sent_one = last.is_some();
+                    if let Some(msg) = last {
+                        self.send_input(msg, &mut first_err).await;
+                    }
+                    if console.is_one_message() && sent_one && peer_close.is_none() {
+                        awaiting_reply = true;
+                        no_reply = console.get_reply_timeout().map(sleep);
+                    } else {
+                        closing = true;
+                        self.send_close_frame(&mut first_err).await;
                     }
                 }
+                Event::Ping => {
+                    ping = console.get_ping_interval().map(sleep);
+                    if let (Some(ws), false, None) = (self.ws.as_mut(), closing, self.ending) {
+                        if let Err(e) = ws.send(Message::Ping(bytes::Bytes::new())).await {
+                            if !e.is_closed() {
+                                first_err.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+                Event::NoReply => {
+                    no_reply = None;
+                    awaiting_reply = false;
+                    timed_out = true;
+                    closing = true;
+                    self.send_close_frame(&mut first_err).await;
+                }
                 Event::Message(Some(Ok(msg))) => {
-                    // The server's reply to our own close is not news.
-                    let reply = !input_open && matches!(msg, Message::Close(_));
-                    let line = crate::server::session::display_line(&msg).filter(|_| !reply);
-                    if let Some(mut line) = line {
+                    if let Some(mut line) = console.render(&msg, closing) {
                         line.push('\n');
                         C::print(line).await?;
+                    }
+                    if awaiting_reply && Console::is_reply(&msg) {
+                        awaiting_reply = false;
+                        no_reply = None;
+                        closing = true;
+                        self.send_close_frame(&mut first_err).await;
+                    }
+                    match msg {
+                        Message::Close(frame) if closing => reply = frame,
+                        Message::Close(frame) => peer_close = Some(frame),
+                        // Anything after the server's close is from a new
+                        // connection (reconnected).
+                        _ => peer_close = None,
                     }
                 }
                 Event::Message(Some(Err(e))) => {
                     first_err.get_or_insert(e);
                 }
-                Event::Message(None) => return first_err.map_or(Ok(()), Err),
+                Event::Message(None) => {
+                    if let Some(e) = input_err {
+                        return Err(e);
+                    }
+                    return Ok(if timed_out {
+                        Ending::NoReply
+                    } else if let Some(frame) = peer_close {
+                        Ending::ClosedByPeer(frame)
+                    } else if closing && (reply.is_some() || first_err.is_none()) {
+                        Ending::ClosedByUs(reply)
+                    } else {
+                        Ending::Broken(first_err.unwrap_or(Error::AbnormalClosure))
+                    });
+                }
             }
         }
     }
 
-    /// Our close, sent without waiting for the reply: the end is final.
-    #[cfg(feature = "server")]
-    async fn send_close_frame(&mut self) -> Result<(), Error> {
-        self.closing_ourselves();
-        match self.ws.as_mut() {
-            Some(ws) => {
-                let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
-                ws.send(close).await
+    /// Sends one message of input; once more on the next connection when
+    /// the connection just broke. A connection error is kept in
+    /// `first_err` (receiving will end the session).
+    async fn send_input(&mut self, msg: Message, first_err: &mut Option<Error>) {
+        let mut sent = self.send_msg(msg.clone()).await;
+        if sent.is_err() && self.lost {
+            // The connection just broke: once more, on the next.
+            sent = self.send_msg(msg).await;
+        }
+        match sent {
+            // The server closed first: keep receiving to show its close
+            // and end normally.
+            Err(e) if e.is_closed() => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
             }
-            None => Ok(()),
+            Ok(()) => {}
+        }
+    }
+
+    async fn send_msg(&mut self, msg: Message) -> Result<(), Error> {
+        let result = self.ws_to_send().await?.send(msg).await;
+        self.sent(result)
+    }
+
+    /// Our close, sent without waiting for the reply: the end is final.
+    /// A connection error is kept in `first_err`.
+    async fn send_close_frame(&mut self, first_err: &mut Option<Error>) {
+        self.closing_ourselves();
+        if let Some(ws) = self.ws.as_mut() {
+            let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+            match ws.send(close).await {
+                Err(e) if !e.is_closed() => {
+                    first_err.get_or_insert(e);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -507,7 +687,7 @@ impl<C: Connector> Client<C> {
     }
 
     fn closing_ourselves(&mut self) {
-        self.ending = Some(Ending::Ours);
+        self.ending = Some(Link::Ours);
         self.lost = false;
         *self
             .redial
@@ -522,8 +702,7 @@ impl<C: Connector> Client<C> {
         self.ws = None;
         self.pending.clear();
         self.flush_owed = false;
-        self.lost =
-            self.policy.is_some() && !matches!(self.ending, Some(Ending::Ours | Ending::Final));
+        self.lost = self.policy.is_some() && !matches!(self.ending, Some(Link::Ours | Link::Final));
     }
 
     /// With a policy: finishes a reconnection under way (or starts one when
@@ -542,21 +721,28 @@ impl<C: Connector> Client<C> {
                     let mut backoff = self.backoff.take().unwrap_or_else(|| policy.backoff());
                     let (url, config) = (self.url.clone(), self.config.clone());
                     let (tls, proxy) = (self.tls.clone(), self.proxy.clone());
+                    let request = self.request.clone();
                     Box::pin(async move {
                         let connected = connect_with_retries(
                             &mut backoff,
-                            || C::connect(&url, config.clone(), tls.clone(), proxy.clone()),
+                            || {
+                                let (tls, proxy) = (tls.clone(), proxy.clone());
+                                C::connect(&url, &request, config.clone(), tls, proxy)
+                            },
                             C::sleep,
                         )
                         .await;
-                        (backoff, connected.map(|(ws, _response)| ws))
+                        (backoff, connected)
                     })
                 });
                 let (backoff, connected) = ready!(fut.as_mut().poll(cx));
                 *redial = None;
                 self.backoff = Some(backoff);
                 match connected {
-                    Ok(ws) => self.reconnected(ws),
+                    Ok((ws, response)) => {
+                        self.response = Some(response);
+                        self.reconnected(ws);
+                    }
                     Err(e) => {
                         self.lost = false;
                         if self.announce {
@@ -577,16 +763,12 @@ impl<C: Connector> Client<C> {
     /// The server's close arrived: final if the policy says so (unless we
     /// were closing anyway).
     fn peer_closed(&mut self, frame: Option<&CloseFrame>) {
-        if self.ending == Some(Ending::Ours) {
+        if self.ending == Some(Link::Ours) {
             return;
         }
         let policy = self.policy.as_ref();
         let is_final = frame.is_some_and(|f| policy.is_some_and(|p| p.is_final_close(f.code)));
-        self.ending = Some(if is_final {
-            Ending::Final
-        } else {
-            Ending::Peer
-        });
+        self.ending = Some(if is_final { Link::Final } else { Link::Peer });
     }
 
     fn reconnected(&mut self, ws: Ws<C>) {

@@ -347,18 +347,6 @@ impl<H: Handler> Drop for ServerSession<H> {
     }
 }
 
-/// Formats a received message as one line for an interactive client:
-/// text as is, other kinds as a short bracketed description.
-pub fn display_line(msg: &Message) -> Option<String> {
-    match msg {
-        Message::Text(t) => Some(t.to_string()),
-        Message::Binary(b) => Some(format!("[binary message, {} bytes]", b.len())),
-        Message::Close(Some(f)) => Some(format!("[closed by peer: {} {}]", f.code, f.reason)),
-        Message::Close(None) => Some("[closed by peer]".to_string()),
-        Message::Ping(_) | Message::Pong(_) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
