@@ -220,7 +220,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
-        let hub = Arc::new(Hub::new(self.flow));
+        let hub = Arc::new(Hub::new(self.flow).runtime(R::NAME));
         ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),

@@ -587,7 +587,7 @@ struct Inner {
 
 impl Inner {
     fn new(config: Config, flow: FlowControl, local_addr: SocketAddr) -> Self {
-        let hub = Arc::new(Hub::new(flow));
+        let hub = Arc::new(Hub::new(flow).runtime("blocking"));
         Inner {
             local_addr,
             config,

@@ -240,7 +240,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn into_shared(self) -> io::Result<(Arc<Shared>, Arc<H>)> {
-        let hub = Arc::new(Hub::new(self.flow));
+        let hub = Arc::new(Hub::new(self.flow).runtime("tokio"));
         ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),

@@ -42,8 +42,10 @@ use crate::error::Error;
 use crate::handshake::ServerHandshake;
 use crate::server::handler::Handler;
 use crate::server::hub::{Hub, Wake};
+use crate::server::registry::Registry;
 use crate::server::session::ServerSession;
 use crate::server::site::{Route, route_with_config};
+use crate::trace::{self, ConnSpan};
 
 /// How long a connection answered with a plain HTTP response keeps reading
 /// (and discarding) after its write side is shut, so that request bytes it
@@ -88,6 +90,8 @@ pub struct ServerConnection<H: Handler> {
     discard: BytesMut,
     /// The time of the last poll.
     now: Instant,
+    /// The connection's log span (empty without the `tracing` feature).
+    span: ConnSpan,
 }
 
 /// Bytes one lingering read takes.
@@ -121,8 +125,10 @@ impl<H: Handler> ServerConnection<H> {
         config: Config,
         now: Instant,
     ) -> Self {
+        let span = ConnSpan::new(peer, hub.runtime_name());
         ServerConnection {
             phase: Phase::Request(ServerHandshake::new()),
+            span,
             handler,
             hub,
             wake,
@@ -174,26 +180,58 @@ impl<H: Handler> ServerConnection<H> {
     /// executor carries on until [`is_finished`](Self::is_finished).
     pub fn poll(&mut self, now: Instant) -> Result<(), Error> {
         self.now = now;
+        let _entered = self.span.enter();
         loop {
             match &mut self.phase {
                 Phase::Request(hs) => {
+                    // Whether a refusal counts as a failed handshake.
+                    let mut upgrade = true;
                     let routed = match hs.poll_request() {
                         Ok(Some(req)) => {
-                            route_with_config(&req, &*self.handler, self.peer, &self.config)
+                            self.span.record_path(req.path());
+                            upgrade = req.is_upgrade();
+                            let plain = !upgrade && matches!(req.method(), "GET" | "HEAD");
+                            let reply = if plain {
+                                let registry = Registry::new(self.hub.clone());
+                                self.handler.on_request(&req, self.peer, &registry)
+                            } else {
+                                None
+                            };
+                            match reply {
+                                Some(r) => Route::Respond {
+                                    response: r.to_bytes(req.method() != "HEAD"),
+                                },
+                                None => {
+                                    route_with_config(&req, &*self.handler, self.peer, &self.config)
+                                }
+                            }
                         }
                         Ok(None) => {
                             if now >= self.deadline {
                                 // Too slow to say what it wants: let go.
+                                trace::info!(
+                                    "timeout: no request head within the handshake timeout"
+                                );
                                 self.phase = Phase::Done;
                             }
                             return Ok(());
                         }
-                        Err(e) => Route::Respond {
-                            response: e.response(),
-                        },
+                        Err(e) => {
+                            trace::debug!(error = %e, "malformed request head");
+                            Route::Respond {
+                                response: e.response(),
+                            }
+                        }
                     };
                     self.phase = match routed {
                         Route::Respond { response } => {
+                            let status = trace::status_of(&response);
+                            if upgrade {
+                                self.hub.counters().handshake_failed(status);
+                                trace::info!(status, "handshake refused");
+                            } else {
+                                trace::debug!(status, "plain HTTP request answered");
+                            }
                             Phase::Respond(response, now + self.config.get_handshake_timeout())
                         }
                         Route::Upgrade {
@@ -363,6 +401,27 @@ impl<H: Handler> ServerConnection<H> {
     /// The peer's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The connection's log span (peer, runtime, path), for what an
+    /// executor or a layer above does for it (empty without the `tracing`
+    /// feature).
+    pub fn span(&self) -> &ConnSpan {
+        &self.span
+    }
+}
+
+/// With `tracing`, a connection dropped by its executor before it finished
+/// (the transport failed, the server stopped) says so, and its session ends
+/// inside the connection's span.
+#[cfg(feature = "tracing")]
+impl<H: Handler> Drop for ServerConnection<H> {
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        if !self.is_finished() {
+            trace::debug!("transport ended before the connection finished (I/O error or shutdown)");
+        }
+        self.phase = Phase::Done;
     }
 }
 
