@@ -11,7 +11,7 @@
 //! valgrind --tool=callgrind target/release/examples/echo_workload 20000
 //! ```
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use ws_tokio::{CloseCode, Message, Server, ServerMode};
 
 fn main() {

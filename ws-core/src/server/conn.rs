@@ -674,6 +674,56 @@ mod tests {
         assert!(c.is_finished());
     }
 
+    /// Another connection on the same hub.
+    fn on_hub(hub: &Arc<Hub>, now: Instant) -> ServerConnection<Echo> {
+        ServerConnection::new(
+            Arc::new(Echo),
+            hub.clone(),
+            Arc::new(Nop),
+            PEER,
+            Config::default(),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_refused_upgrade_is_counted_by_its_status_and_a_plain_request_is_not() {
+        let now = Instant::now();
+        let (mut c, hub) = conn_at(now);
+        let (_, request) = upgrade_request();
+        let bad = String::from_utf8(request.to_vec())
+            .unwrap()
+            .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 12");
+        feed(&mut c, bad.as_bytes(), now);
+        let out = String::from_utf8(drain(&mut c)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 426 "), "{out}");
+        let mut c = on_hub(&hub, now);
+        feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(String::from_utf8(drain(&mut c)).unwrap().starts_with("HTTP/1.1 200 "));
+        let m = hub.metrics();
+        assert_eq!(m.handshake_failures, [(426, 1)], "the page is no failure");
+        assert_eq!(m.connections_total, 0);
+    }
+
+    #[test]
+    fn the_handler_answers_plain_requests_before_the_default_routing() {
+        let now = Instant::now();
+        let (mut up, hub) = conn_at(now);
+        let (_, request) = upgrade_request();
+        feed(&mut up, &request, now);
+        let mut c = on_hub(&hub, now);
+        feed(&mut c, b"GET /clients HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        let out = String::from_utf8(drain(&mut c)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(out.contains("Content-Type: application/json\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n{\"clients\":1}"), "{out}");
+        let (mut head, _) = conn_at(now);
+        feed(&mut head, b"HEAD /clients HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        let out = String::from_utf8(drain(&mut head)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 ") && out.ends_with("\r\n\r\n"), "{out}");
+        assert!(out.contains("Content-Length: 13\r\n"), "{out}");
+    }
+
     #[test]
     fn a_plain_request_is_answered_then_the_write_side_shut_then_it_lingers() {
         let now = Instant::now();

@@ -458,6 +458,60 @@ mod tests {
     }
 
     #[test]
+    fn the_hubs_counters_see_messages_both_ways_and_each_sessions_close_code() {
+        let hub = Arc::new(Hub::default());
+        let (mut echo, _) = session_in(&hub, ServerMode::Echo, Config::default());
+        let (mut a, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let (mut b, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let m = hub.metrics();
+        assert_eq!((m.connections_open, m.connections_total), (3, 3));
+        // Echo: a ping is not a message; two data messages in, two out.
+        echo.connection().handle_bytes(&client_bytes(&[
+            Message::text("abc"),
+            Message::Ping("p".into()),
+            Message::binary(vec![0; 10]),
+        ]));
+        echo.poll(Instant::now()).unwrap();
+        // Chat: one message in, out once per recipient (a and b).
+        a.connection()
+            .handle_bytes(&client_bytes(&[Message::text("hello")]));
+        a.poll(Instant::now()).unwrap();
+        assert_eq!(hub.metrics().queued_messages, 1, "b's (a took its own at once)");
+        a.poll(Instant::now()).unwrap();
+        b.poll(Instant::now()).unwrap();
+        let m = hub.metrics();
+        assert_eq!((m.messages_in, m.bytes_in), (3, 18));
+        assert_eq!((m.messages_out, m.bytes_out), (4, 23));
+        assert_eq!((m.queued_messages, m.queued_bytes), (0, 0));
+        // Closes by code: the peer's 4000, the handler-less vanishing 1006.
+        a.connection().handle_bytes(&client_bytes(&[Message::Close(Some(
+            crate::CloseFrame::new(CloseCode(4000), "bye"),
+        ))]));
+        a.poll(Instant::now()).unwrap();
+        drop((a, b));
+        let m = hub.metrics();
+        assert_eq!(m.closes, [(1006, 1), (4000, 1)]);
+        assert_eq!((m.connections_open, m.connections_total), (1, 3));
+        drop(echo);
+        assert_eq!(hub.metrics().connections_open, 0);
+    }
+
+    #[test]
+    fn a_slow_client_dropped_by_the_hub_is_counted_and_closed_with_1013() {
+        let limits = FlowControl::default().high_water(1, 1 << 20).max_queued_bytes(1 << 20);
+        let hub = Arc::new(Hub::new(limits));
+        let (mut slow, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let big = PreparedMessage::new(&Message::binary(vec![0; 600 << 10])).unwrap();
+        hub.broadcast(&big, Instant::now());
+        hub.broadcast(&big, Instant::now());
+        slow.poll(Instant::now()).unwrap();
+        drop(slow);
+        let m = hub.metrics();
+        assert_eq!(m.slow_client_drops, 1);
+        assert_eq!(m.closes, [(1013, 1)]);
+    }
+
+    #[test]
     fn echo_mode_sends_each_data_message_back() {
         let (mut s, hub) = session(ServerMode::Echo);
         let msgs = [
