@@ -7,7 +7,7 @@
 //! [`Registry::metrics`](crate::server::Registry::metrics).
 //!
 //! Cheap on the hot path: a session counts its messages in plain fields and
-//! adds them to these atomics once per poll ([`Tally`]); failures and closes,
+//! adds them to these atomics once per poll; failures and closes,
 //! rare, take a small lock. No exporter here: `ws-server` renders a
 //! [`MetricsSnapshot`] in the Prometheus text format.
 
