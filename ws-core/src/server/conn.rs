@@ -699,7 +699,11 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 426 "), "{out}");
         let mut c = on_hub(&hub, now);
         feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
-        assert!(String::from_utf8(drain(&mut c)).unwrap().starts_with("HTTP/1.1 200 "));
+        assert!(
+            String::from_utf8(drain(&mut c))
+                .unwrap()
+                .starts_with("HTTP/1.1 200 ")
+        );
         let m = hub.metrics();
         assert_eq!(m.handshake_failures, [(426, 1)], "the page is no failure");
         assert_eq!(m.connections_total, 0);
@@ -720,7 +724,10 @@ mod tests {
         let (mut head, _) = conn_at(now);
         feed(&mut head, b"HEAD /clients HTTP/1.1\r\nHost: x\r\n\r\n", now);
         let out = String::from_utf8(drain(&mut head)).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200 ") && out.ends_with("\r\n\r\n"), "{out}");
+        assert!(
+            out.starts_with("HTTP/1.1 200 ") && out.ends_with("\r\n\r\n"),
+            "{out}"
+        );
         assert!(out.contains("Content-Length: 13\r\n"), "{out}");
     }
 

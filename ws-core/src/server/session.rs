@@ -476,7 +476,11 @@ mod tests {
         a.connection()
             .handle_bytes(&client_bytes(&[Message::text("hello")]));
         a.poll(Instant::now()).unwrap();
-        assert_eq!(hub.metrics().queued_messages, 1, "b's (a took its own at once)");
+        assert_eq!(
+            hub.metrics().queued_messages,
+            1,
+            "b's (a took its own at once)"
+        );
         a.poll(Instant::now()).unwrap();
         b.poll(Instant::now()).unwrap();
         let m = hub.metrics();
@@ -484,9 +488,10 @@ mod tests {
         assert_eq!((m.messages_out, m.bytes_out), (4, 23));
         assert_eq!((m.queued_messages, m.queued_bytes), (0, 0));
         // Closes by code: the peer's 4000, the handler-less vanishing 1006.
-        a.connection().handle_bytes(&client_bytes(&[Message::Close(Some(
-            crate::CloseFrame::new(CloseCode(4000), "bye"),
-        ))]));
+        a.connection()
+            .handle_bytes(&client_bytes(&[Message::Close(Some(
+                crate::CloseFrame::new(CloseCode(4000), "bye"),
+            ))]));
         a.poll(Instant::now()).unwrap();
         drop((a, b));
         let m = hub.metrics();
@@ -498,7 +503,9 @@ mod tests {
 
     #[test]
     fn a_slow_client_dropped_by_the_hub_is_counted_and_closed_with_1013() {
-        let limits = FlowControl::default().high_water(1, 1 << 20).max_queued_bytes(1 << 20);
+        let limits = FlowControl::default()
+            .high_water(1, 1 << 20)
+            .max_queued_bytes(1 << 20);
         let hub = Arc::new(Hub::new(limits));
         let (mut slow, _) = session_in(&hub, ServerMode::Chat, Config::default());
         let big = PreparedMessage::new(&Message::binary(vec![0; 600 << 10])).unwrap();
