@@ -78,10 +78,12 @@ impl ServerMetrics {
         self.connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A session ended with close `code`.
+    /// A session ended with close `code`: counted before the session
+    /// leaves the open gauge, so a reader that sees the gauge drop also
+    /// sees the close (Release here, Acquire in [`snapshot`](Self::snapshot)).
     pub(crate) fn closed(&self, code: u16) {
-        self.connections_open.fetch_sub(1, Ordering::Relaxed);
         add(&self.closes, code);
+        self.connections_open.fetch_sub(1, Ordering::Release);
     }
 
     /// An upgrade request was answered with `status` instead of a 101.
@@ -107,7 +109,7 @@ impl ServerMetrics {
     /// [`Hub::metrics`](crate::server::hub::Hub::metrics) for all of them).
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            connections_open: self.connections_open.load(Ordering::Relaxed),
+            connections_open: self.connections_open.load(Ordering::Acquire),
             connections_total: self.connections_total.load(Ordering::Relaxed),
             messages_in: self.messages_in.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
