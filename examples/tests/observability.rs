@@ -231,3 +231,43 @@ fn metrics_are_off_without_the_flag() {
     let (status, _) = http_get(server.addr, "/metrics");
     assert_eq!(status, 404);
 }
+
+/// A wss:// server that gets plain HTTP instead of a ClientHello logs the
+/// TLS error at `info` (the default level), inside the connection's span.
+#[test]
+fn a_tls_error_is_logged_at_the_default_level_in_the_connections_span() {
+    use std::io::Write;
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = std::env::temp_dir();
+    let tag = format!("ws-obs-{}", std::process::id());
+    let cert_path = dir.join(format!("{tag}-cert.pem"));
+    let key_path = dir.join(format!("{tag}-key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+    let server = Process::start(
+        "tokio",
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // The server answers with an alert and ends the connection.
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(out.first(), Some(&0x15), "a TLS alert record: {out:?}");
+    let log = server.stop();
+    let _ = std::fs::remove_file(&cert_path);
+    let _ = std::fs::remove_file(&key_path);
+    assert!(
+        log.lines().any(|l| l.contains("INFO")
+            && l.contains("ws_conn{peer=127.0.0.1:")
+            && l.contains("TLS error")),
+        "{log}"
+    );
+    assert!(!log.contains("DEBUG"), "info by default:\n{log}");
+}
