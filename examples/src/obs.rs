@@ -219,6 +219,49 @@ pub fn render(m: &MetricsSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use ws_core::server::hub::Hub;
+    use ws_core::server::site::ServerMode;
+
+    fn get(path: &str) -> Request {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        ws_core::handshake::ServerHandshake::new()
+            .feed(raw.as_bytes())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn metrics_are_served_only_when_asked_and_only_to_the_peers_allowed() {
+        let registry = Registry::new(Arc::new(Hub::default()));
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let status = |access, peer, path| {
+            WithMetrics::new(ServerMode::Chat, access)
+                .on_request(&get(path), peer, &registry)
+                .map(|r| r.status())
+        };
+        assert_eq!(
+            status(None, local, "/metrics"),
+            None,
+            "off: default routing"
+        );
+        let loopback = Some(MetricsAccess::Loopback);
+        assert_eq!(status(loopback, local, "/metrics"), Some(200));
+        assert_eq!(status(loopback, remote, "/metrics"), Some(403));
+        assert_eq!(
+            status(Some(MetricsAccess::Any), remote, "/metrics"),
+            Some(200)
+        );
+        // Other paths are the inner handler's (the chat's client count).
+        assert_eq!(status(loopback, remote, "/clients"), Some(200));
+        assert_eq!(status(loopback, local, "/nothing"), None);
+        let body = WithMetrics::new(ServerMode::Chat, loopback)
+            .on_request(&get("/metrics"), local, &registry)
+            .unwrap();
+        let text = std::str::from_utf8(body.body()).unwrap();
+        assert!(text.contains("ws_connections_open 0\n"), "{text}");
+    }
 
     #[test]
     fn every_counter_is_rendered_with_its_value_and_labels() {
