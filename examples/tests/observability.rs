@@ -1,5 +1,5 @@
-//! `ws-server --metrics --log debug` on tokio and on the blocking runtime
-//! (the counters are kept by ws-core's engine, which every runtime shares):
+//! `ws-server --metrics --log debug` on every runtime (the counters are
+//! kept by ws-core's engine, which every runtime shares):
 //! a scripted chat exchange (three clients, four messages, one upgrade
 //! refused for its version, closes with known codes), then `/metrics`
 //! scraped over HTTP and every counter checked, and the log checked for the
@@ -218,6 +218,11 @@ fn tokio_counts_a_scripted_exchange_in_metrics_and_logs_it() {
 #[test]
 fn blocking_counts_a_scripted_exchange_in_metrics_and_logs_it() {
     a_scripted_exchange_is_counted_in_metrics_and_logged("blocking");
+}
+
+#[test]
+fn async_std_counts_a_scripted_exchange_in_metrics_and_logs_it() {
+    a_scripted_exchange_is_counted_in_metrics_and_logged("async-std");
 }
 
 #[test]
