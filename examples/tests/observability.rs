@@ -276,3 +276,41 @@ fn a_tls_error_is_logged_at_the_default_level_in_the_connections_span() {
     );
     assert!(!log.contains("DEBUG"), "info by default:\n{log}");
 }
+
+/// A client that vanishes with a reset (its socket closed with a broadcast
+/// unread) is logged as an I/O error in its connection's span, and its
+/// session is counted as closed with 1006.
+fn a_reset_is_logged_as_an_io_error_and_counted_as_1006(runtime: &str) {
+    let server = Process::start(runtime, &["--metrics", "--log", "debug"]);
+    let addr = server.addr;
+    let vanishing = RawClient::connect(addr, "/ws");
+    let mut sender = RawClient::connect(addr, "/ws");
+    sender.send(&Message::text("unread by the other"));
+    assert_eq!(sender.recv_data(), Message::text("unread by the other"));
+    // Let the broadcast reach the other socket, then close it unread: the
+    // kernel answers with a reset.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(vanishing);
+    let text = scrape_until(addr, |t| sample(t, "ws_connections_open") == Some(1));
+    assert_eq!(
+        sample(&text, "ws_closes_total{code=\"1006\"}"),
+        Some(1),
+        "{text}"
+    );
+    let log = server.stop();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ws_conn{peer=127.0.0.1:") && l.contains("I/O error")),
+        "{log}"
+    );
+}
+
+#[test]
+fn tokio_logs_a_reset_as_an_io_error() {
+    a_reset_is_logged_as_an_io_error_and_counted_as_1006("tokio");
+}
+
+#[test]
+fn blocking_logs_a_reset_as_an_io_error() {
+    a_reset_is_logged_as_an_io_error_and_counted_as_1006("blocking");
+}

@@ -529,7 +529,10 @@ impl<C: Served> ConnDriver<C> {
             if self.conn.wants_write() {
                 match poll_write_conn(&mut self.io, &mut self.conn, cx) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Err(e)) => {
+                        self.conn.transport_error(&e);
+                        return Poll::Ready(());
+                    }
                 }
                 // Room was made: the session may take more broadcasts. (A
                 // written response has nothing more to take.)
@@ -568,7 +571,10 @@ impl<C: Served> ConnDriver<C> {
             if !self.read_eof && self.conn.wants_read() {
                 match self.poll_read(cx) {
                     Poll::Ready(Ok(())) => progressed = true,
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Err(e)) => {
+                        self.conn.transport_error(&e);
+                        return Poll::Ready(());
+                    }
                     Poll::Pending => {}
                 }
             }

@@ -3,7 +3,8 @@
 //! ([`ConnSpan`]: the peer's address, the request path once known, the
 //! runtime's name) and events for what an operator wants to see: handshake
 //! refusals with their HTTP status, close codes in both directions,
-//! slow-client drops, timeouts, TLS errors and transports that ended early.
+//! slow-client drops, timeouts, TLS errors and I/O errors (which the
+//! adapter hands over with `Served::transport_error`).
 //!
 //! Without the feature the macros below expand to nothing and [`ConnSpan`]
 //! is an empty struct, so the engine compiles to the code it had before

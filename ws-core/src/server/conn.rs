@@ -480,6 +480,10 @@ pub trait Served: Transmit + Send + std::fmt::Debug + 'static {
     /// `n` bytes taken by [`take_for_write`](Self::take_for_write) are on
     /// the wire.
     fn written(&mut self, n: usize);
+    /// The executor's socket failed with `error` and the connection is
+    /// about to be dropped: logged (at `debug`, in the connection's span)
+    /// with the `tracing` feature; nothing without it.
+    fn transport_error(&mut self, error: &dyn std::fmt::Display);
 }
 
 impl<H: Handler> Served for ServerConnection<H> {
@@ -548,6 +552,12 @@ impl<H: Handler> Served for ServerConnection<H> {
     #[inline]
     fn written(&mut self, n: usize) {
         ServerConnection::written(self, n)
+    }
+    #[inline]
+    fn transport_error(&mut self, error: &dyn std::fmt::Display) {
+        let _entered = self.span.enter();
+        trace::debug!(error = %error, "I/O error");
+        let _ = error;
     }
 }
 

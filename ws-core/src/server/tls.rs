@@ -675,6 +675,10 @@ impl<H: Handler> Served for TlsConnection<H> {
     fn written(&mut self, n: usize) {
         self.in_flight = self.in_flight.saturating_sub(n);
     }
+
+    fn transport_error(&mut self, error: &dyn std::fmt::Display) {
+        self.inner.transport_error(error);
+    }
 }
 
 impl<H: Handler> Transmit for TlsConnection<H> {
