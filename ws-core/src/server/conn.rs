@@ -22,6 +22,10 @@
 //!    [`wants_write`](ServerConnection::wants_write)), the hub's wake, and
 //!    [`poll_timeout`](ServerConnection::poll_timeout).
 //!
+//! If the socket fails, the executor hands the error to
+//! [`Served::transport_error`] (for the connection's log) and drops the
+//! connection.
+//!
 //! That loop is written against the [`Served`] trait, which this machine
 //! implements and so does its TLS layer
 //! (`server::tls::TlsConnection`, cargo feature
