@@ -4,6 +4,7 @@
 //! only in which crate it names.
 
 pub mod feed;
+pub mod obs;
 
 use std::io;
 use std::sync::Arc;
@@ -167,7 +168,7 @@ pub fn server_tls(
 pub fn run_server(
     rt: Runtime,
     addr: &str,
-    handler: AllowOrigins<ServerMode>,
+    handler: obs::WithMetrics<AllowOrigins<ServerMode>>,
     threads: usize,
     flow: FlowControl,
     tls: Option<Arc<ServerConfig>>,
@@ -176,7 +177,7 @@ pub fn run_server(
 ) -> io::Result<()> {
     let threads = threads.max(1);
     let secure = tls.is_some();
-    let mode = *handler.inner();
+    let mode = *handler.inner().inner();
     match rt {
         Runtime::Tokio => {
             let mut builder = if threads == 1 {

@@ -13,6 +13,9 @@ mod sealed {
 /// An executor this crate can run on. Sealed: implemented for async-std and
 /// smol only, so the surface can grow without breaking anyone.
 pub trait Runtime: sealed::Sealed + Send + Sync + 'static {
+    /// The runtime's name, for the server's log spans.
+    const NAME: &'static str;
+
     /// The runtime's own TCP stream, returned by `connect`.
     type TcpStream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
@@ -38,6 +41,7 @@ impl sealed::Sealed for AsyncStd {}
 
 #[cfg(feature = "async-std")]
 impl Runtime for AsyncStd {
+    const NAME: &'static str = "async-std";
     type TcpStream = async_std::net::TcpStream;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
@@ -62,6 +66,7 @@ impl sealed::Sealed for Smol {}
 
 #[cfg(feature = "smol")]
 impl Runtime for Smol {
+    const NAME: &'static str = "smol";
     type TcpStream = smol::net::TcpStream;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {

@@ -220,7 +220,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
-        let hub = Arc::new(Hub::new(self.flow));
+        let hub = Arc::new(Hub::new(self.flow).runtime(R::NAME));
         ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),
@@ -529,7 +529,10 @@ impl<C: Served> ConnDriver<C> {
             if self.conn.wants_write() {
                 match poll_write_conn(&mut self.io, &mut self.conn, cx) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Err(e)) => {
+                        self.conn.transport_error(&e);
+                        return Poll::Ready(());
+                    }
                 }
                 // Room was made: the session may take more broadcasts. (A
                 // written response has nothing more to take.)
@@ -568,7 +571,10 @@ impl<C: Served> ConnDriver<C> {
             if !self.read_eof && self.conn.wants_read() {
                 match self.poll_read(cx) {
                     Poll::Ready(Ok(())) => progressed = true,
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Err(e)) => {
+                        self.conn.transport_error(&e);
+                        return Poll::Ready(());
+                    }
                     Poll::Pending => {}
                 }
             }

@@ -587,7 +587,7 @@ struct Inner {
 
 impl Inner {
     fn new(config: Config, flow: FlowControl, local_addr: SocketAddr) -> Self {
-        let hub = Arc::new(Hub::new(flow));
+        let hub = Arc::new(Hub::new(flow).runtime("blocking"));
         Inner {
             local_addr,
             config,
@@ -827,7 +827,8 @@ fn reader_loop<C: Served>(conn: &ServerConn<C>, wake: &ConnWake<C>) {
             let _ = c.poll(now);
             if c.wants_write() {
                 drop(st);
-                if conn.flush(true).is_err() {
+                if let Err(e) = conn.flush(true) {
+                    failed(conn, &e);
                     return;
                 }
                 continue;
@@ -846,7 +847,8 @@ fn reader_loop<C: Served>(conn: &ServerConn<C>, wake: &ConnWake<C>) {
                 // wait for it on the write lock (no wake comes when a write
                 // ends), then look again.
                 drop(st);
-                if conn.flush(true).is_err() {
+                if let Err(e) = conn.flush(true) {
+                    failed(conn, &e);
                     return;
                 }
                 continue;
@@ -872,6 +874,14 @@ fn reader_loop<C: Served>(conn: &ServerConn<C>, wake: &ConnWake<C>) {
             }
             Step::Failed => return,
         }
+    }
+}
+
+/// Tells the connection its socket failed (logged in its span with the
+/// `tracing` feature).
+fn failed<C: Served>(conn: &ServerConn<C>, e: &std::io::Error) {
+    if let Some(c) = conn.lock().connection.as_mut() {
+        c.transport_error(e);
     }
 }
 
@@ -904,7 +914,8 @@ fn writer_loop<C: Served>(inner: &Inner, conn: &ServerConn<C>, wake: &ConnWake<C
             (c.poll_timeout(now), open, c.wants_write())
         };
         if wants_write {
-            if conn.flush(true).is_err() {
+            if let Err(e) = conn.flush(true) {
+                failed(conn, &e);
                 // Stalled past the write timeout or gone: cut it, which
                 // also ends the reader.
                 let _ = conn.io.shutdown(Shutdown::Both);

@@ -164,6 +164,19 @@ impl PreparedMessage {
         self.frame.len() + self.compressed.as_deref().map_or(0, |(f, _)| f.len())
     }
 
+    /// The message's payload length (uncompressed), from the frame's
+    /// length field alone.
+    #[inline]
+    pub fn payload_len(&self) -> usize {
+        // An unmasked frame: 2 header bytes, plus 2 or 8 of extended length.
+        let header = match self.frame.get(1).map(|b| b & 0x7f) {
+            Some(126) => 4,
+            Some(127) => 10,
+            _ => 2,
+        };
+        self.frame.len().saturating_sub(header)
+    }
+
     /// The message's payload (the frame without its header).
     fn payload(&self) -> &[u8] {
         let header_len = match FrameHeader::parse(&self.frame) {

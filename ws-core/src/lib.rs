@@ -92,6 +92,10 @@ pub mod rt;
 // Layer 3, the demo server's application logic.
 #[cfg(feature = "server")]
 pub mod server;
+// The server engine's spans and events (cargo feature `tracing`; free
+// without it).
+#[cfg(feature = "server")]
+pub mod trace;
 
 pub use bytes::{Bytes, BytesMut};
 pub use close::{CloseCode, CloseFrame};

@@ -5,7 +5,8 @@
 //! back-pressure, closing), the registry with its topics and flow control
 //! ([`hub::Hub`]), the sans-IO half of the scale-out backplane that joins
 //! several servers into one cluster ([`backplane`]), and the demo's echo
-//! and chat handlers ([`demo`]).
+//! and chat handlers ([`demo`]), and the counters the engine keeps for
+//! monitoring ([`metrics`]).
 //! Nothing here is RFC 6455; it is what a server does with it. Every
 //! adapter's server executes one [`ServerConnection`] per client, through
 //! the [`Served`] trait, which `tls::TlsConnection` (wss://, cargo
@@ -18,6 +19,7 @@ pub mod conn;
 pub mod demo;
 pub mod handler;
 pub mod hub;
+pub mod metrics;
 pub mod origin;
 pub mod registry;
 pub mod session;
@@ -26,7 +28,7 @@ pub mod site;
 pub mod tls;
 
 pub use conn::{Served, ServerConnection};
-pub use handler::{ConnectionHandle, Handler, Refusal, Socket, Upgrade};
+pub use handler::{ConnectionHandle, Handler, PlainResponse, Refusal, Socket, Upgrade};
 pub use hub::{ClientId, Target};
 pub use origin::{AllowOrigins, OriginPolicy};
 pub use registry::Registry;

@@ -725,6 +725,17 @@ fn prepared_message_is_sent_verbatim_by_a_server_and_refused_by_a_client() {
 }
 
 #[test]
+fn a_prepared_messages_payload_length_is_read_from_every_length_encoding() {
+    // 7-bit, 16-bit and 64-bit length fields, at their edges.
+    for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+        let text = ws_core::PreparedMessage::new(&Message::text("x".repeat(len))).unwrap();
+        assert_eq!(text.payload_len(), len, "text of {len}");
+        let binary = ws_core::PreparedMessage::new(&Message::binary(vec![0u8; len])).unwrap();
+        assert_eq!(binary.payload_len(), len, "binary of {len}");
+    }
+}
+
+#[test]
 fn a_large_prepared_frame_is_shared_by_every_connection_not_copied() {
     let prepared = ws_core::PreparedMessage::new(&Message::binary(vec![9u8; 100_000])).unwrap();
     for _ in 0..2 {

@@ -240,7 +240,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn into_shared(self) -> io::Result<(Arc<Shared>, Arc<H>)> {
-        let hub = Arc::new(Hub::new(self.flow));
+        let hub = Arc::new(Hub::new(self.flow).runtime("tokio"));
         ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),
@@ -418,14 +418,19 @@ async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, tcp: TcpStream, pee
     );
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.tls {
-        if let Ok(conn) = TlsConnection::new(tls.clone(), conn) {
+        if let Ok(mut conn) = TlsConnection::new(tls.clone(), conn) {
             // Boxed: a plain connection's task does not carry the size of
             // rustls' state.
-            let _ = Box::pin(drive(conn, tcp, &wake)).await;
+            if let Err(e) = Box::pin(drive(&mut conn, tcp, &wake)).await {
+                conn.transport_error(&e);
+            }
         }
         return;
     }
-    let _ = drive(conn, tcp, &wake).await;
+    let mut conn = conn;
+    if let Err(e) = drive(&mut conn, tcp, &wake).await {
+        conn.transport_error(&e);
+    }
 }
 
 /// Writes as much of the queued output as the socket takes now, normally in
@@ -464,7 +469,7 @@ fn read_ready(tcp: &mut TcpStream, buf: &mut BytesMut) -> io::Result<(usize, boo
 /// The connection loop (see [`Server`]). Returns when the connection is
 /// finished, the socket fails, or a peer that ended its side does not take
 /// our remaining bytes within the close timeout.
-async fn drive<C: Served>(mut conn: C, mut tcp: TcpStream, wake: &TaskWake) -> Result<()> {
+async fn drive<C: Served>(conn: &mut C, mut tcp: TcpStream, wake: &TaskWake) -> Result<()> {
     let mut read_eof = false;
     let timer = tokio::time::sleep(Duration::ZERO);
     let mut timer = std::pin::pin!(timer);
@@ -483,7 +488,7 @@ async fn drive<C: Served>(mut conn: C, mut tcp: TcpStream, wake: &TaskWake) -> R
         // the right close frame; the loop flushes it.
         let _ = conn.poll(now);
         let queued = conn.buffered_transmit();
-        write_queued(&tcp, &mut conn)?;
+        write_queued(&tcp, conn)?;
         if conn.buffered_transmit() < queued && conn.is_open() {
             // Room was made: the session may take more broadcasts (or
             // decode more echoes) at once; nothing else would wake us for
@@ -529,7 +534,7 @@ async fn drive<C: Served>(mut conn: C, mut tcp: TcpStream, wake: &TaskWake) -> R
             biased;
             ready = tcp.writable(), if want_write => {
                 ready?;
-                write_queued(&tcp, &mut conn)?;
+                write_queued(&tcp, conn)?;
             }
             ready = tcp.readable(), if want_read => {
                 ready?;

@@ -7,11 +7,13 @@
 //! cargo run --release --bin ws-server -- --allow-origin https://chat.example   # only that page may connect
 //! cargo run --release --bin ws-server -- --deflate   # permessage-deflate for clients that offer it
 //! cargo run --release --bin ws-server -- --backplane redis://127.0.0.1:6379/ --node-id a   # one node of a cluster
+//! cargo run --release --bin ws-server -- --metrics --log debug   # /metrics for this host, every connection logged
 //! ```
 
 use std::time::Duration;
 
 use clap::Parser;
+use examples::obs::{MetricsAccess, WithMetrics, init_logging};
 use examples::{Mode, Runtime, deflate_config, origin_check, run_server, server_tls};
 use ws_core::server::hub::FlowControl;
 
@@ -87,6 +89,22 @@ struct Args {
     /// fall and still lose nothing.
     #[arg(long, default_value_t = ws_redis::DEFAULT_MAX_LEN)]
     stream_max_len: usize,
+    /// Serve the server's counters on `/metrics` in the Prometheus text
+    /// format (connections, messages and bytes, handshake failures by
+    /// status, closes by code, slow-client drops, broadcast queue depth).
+    /// Off by default: a public chat need not tell the world its traffic.
+    /// `--metrics` alone serves this host only (loopback peers; others get
+    /// 403); `--metrics=any` serves anyone.
+    #[arg(long, value_enum, value_name = "WHO", num_args = 0..=1, require_equals = true,
+          default_missing_value = "loopback")]
+    metrics: Option<MetricsAccess>,
+    /// What to log to stderr, as a `tracing` filter: `info` (refused
+    /// handshakes, slow clients dropped, timeouts, TLS errors), `debug`
+    /// (every connection: its span with peer, runtime and path, its close
+    /// codes both ways), `off`, or per target (`ws_core=debug,info`).
+    /// `RUST_LOG` is read when the flag is not given.
+    #[arg(long, value_name = "FILTER", env = "RUST_LOG", default_value = "info")]
+    log: String,
 }
 
 /// glibc raises its mmap threshold each time it frees a large mmapped
@@ -118,12 +136,16 @@ fn pin_mmap_threshold() {}
 fn main() {
     pin_mmap_threshold();
     let args = Args::parse();
+    if let Err(e) = init_logging(&args.log) {
+        eprintln!("ws-server: {e}");
+        std::process::exit(2);
+    }
     let flow = FlowControl::default()
         .high_water(args.high_water_messages, args.high_water_bytes)
         .max_queued_bytes(args.max_queued_bytes)
         .slow_client_timeout(Duration::from_millis(args.slow_client_timeout_ms));
     let handler = match origin_check(args.mode.into(), &args.allow_origin, args.require_origin) {
-        Ok(handler) => handler,
+        Ok(handler) => WithMetrics::new(handler, args.metrics),
         Err(e) => {
             eprintln!("ws-server: {e}");
             std::process::exit(2);

@@ -5,7 +5,8 @@
 //   CHROMIUM_PATH         default /usr/bin/chromium (never downloaded)
 //   WS_BROWSER_RUNTIMES   runtimes to test (default: WS_RUNTIMES, else all four)
 //   WS_BIN_DIR, WS_ARTIFACTS_DIR  as in lib.mjs
-// Screenshots: artifacts/screenshots/chat-a.png, chat-b.png (tokio), chat-{a,b}-<runtime>.png (others).
+// Screenshots: artifacts/screenshots/chat-a.png, chat-b.png (tokio), chat-{a,b}-<runtime>.png (others),
+// chat-reconnected.png (the page after the server restarted).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
@@ -212,6 +213,82 @@ for (const runtime of browserRuntimes) {
     });
   });
 }
+
+// The page's client count (GET /clients, polled) and its reconnecting: the count follows pages
+// that come and go; when the server stops, the page retries with growing delays, and once a
+// server is back on the same port it reconnects by itself and chats again. One runtime: the page's
+// behaviour does not depend on the server's.
+describe('chromium chat page: client count and reconnecting with backoff', () => {
+  it('counts the connected pages, retries with growing delays, and reconnects after a restart', { timeout: 120000 }, async () => {
+    const runtime = browserRuntimes[0];
+    let server = await startServer('chat', runtime);
+    const port = server.port;
+    const profile = mkdtempSync(path.join(os.tmpdir(), 'ws-chromium-profile-'));
+    const problems = [];
+    let context;
+    try {
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ARGS,
+        timeout: 30000,
+        viewport: { width: 800, height: 600 },
+      });
+      context.setDefaultTimeout(TIMEOUT);
+      await context.route('**/*', (route) =>
+        isLoopback(route.request().url()) ? route.continue() : (problems.push(`blocked ${route.request().url()}`), route.abort()),
+      );
+      const count = (page, n) =>
+        page.waitForFunction((want) => document.querySelector('#clients')?.dataset.count === String(want), n, {
+          timeout: TIMEOUT,
+          polling: 100,
+        });
+      const a = context.pages()[0] ?? (await context.newPage());
+      a.on('pageerror', (err) => problems.push(`page A error: ${err.message}`));
+      await a.goto(`${server.http}/`, { waitUntil: 'load', timeout: TIMEOUT });
+      await waitConnected(a, 'A');
+      await count(a, 1);
+      assert.match(await a.locator('#clients').textContent(), /^1 client connected$/);
+      const b = await context.newPage();
+      b.on('pageerror', (err) => problems.push(`page B error: ${err.message}`));
+      await b.goto(`${server.http}/`, { waitUntil: 'load', timeout: TIMEOUT });
+      await waitConnected(b, 'B');
+      await count(a, 2); // A hears of B within a polling period
+      await b.close();
+      await count(a, 1);
+
+      // The server goes away: A shows it, and retries with growing delays.
+      await server.stop();
+      await a.waitForFunction(() => (document.querySelector('#status')?.dataset.retries || '').split(',').length >= 3, null, {
+        timeout: TIMEOUT,
+        polling: 100,
+      });
+      assert.equal((await a.locator('#status').textContent()).trim(), 'disconnected');
+      assert.equal(await a.locator('#clients').getAttribute('data-count'), '', 'no count while disconnected');
+      const delays = (await a.locator('#status').getAttribute('data-retries')).split(',').map(Number);
+      for (let i = 1; i < delays.length; i++) {
+        assert.ok(delays[i] > delays[i - 1], `each retry waits longer: ${delays}`);
+      }
+      assert.ok(delays[0] >= 400 && delays[0] <= 600, `the first retry comes soon: ${delays}`);
+
+      // Back on the same port: A reconnects by itself, counts and chats.
+      server = await startServer('chat', runtime, { port });
+      await waitConnected(a, 'A after the restart');
+      await count(a, 1);
+      const text = `after the restart ${runtime}`;
+      await a.locator('#input').fill(text);
+      await a.locator('#send').click();
+      await waitMessage(a, 'A', text);
+      await a.screenshot({ path: path.join(artifactsDir('screenshots'), 'chat-reconnected.png'), fullPage: true });
+      assert.deepEqual(problems, [], 'page errors / blocked requests');
+      assert.ok(server.alive(), `ws-server died, see ${server.logPath}`);
+    } finally {
+      await context?.close().catch(() => {});
+      rmSync(profile, { recursive: true, force: true });
+      await server.stop();
+    }
+  });
+});
 
 // The same page over https:// and wss://, from a server whose leaf certificate Chromium is told
 // to accept by its public-key pin (--ignore-certificate-errors-spki-list): the certificate is a

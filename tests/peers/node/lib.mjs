@@ -84,8 +84,9 @@ export function makeTestCa() {
  * Start `ws-server --mode MODE --runtime RUNTIME` on a free 127.0.0.1 port; wait (bounded) until it
  * listens. With `tls` (from makeTestCa) it serves https:// and wss://.
  */
-export async function startServer(mode, runtime, { timeoutMs = 15000, tls = null, extra = [] } = {}) {
-  const port = await freePort();
+export async function startServer(mode, runtime, { timeoutMs = 15000, tls = null, extra = [], port: fixedPort = null } = {}) {
+  // A fixed port brings a server back where its pages expect it (a restart).
+  const port = fixedPort ?? (await freePort());
   const addr = `127.0.0.1:${port}`;
   const logPath = path.join(artifactsDir('peers', 'node'), `ws-server-${mode}-${runtime}-${port}.log`);
   const log = createWriteStream(logPath);

@@ -22,6 +22,10 @@
 //!    [`wants_write`](ServerConnection::wants_write)), the hub's wake, and
 //!    [`poll_timeout`](ServerConnection::poll_timeout).
 //!
+//! If the socket fails, the executor hands the error to
+//! [`Served::transport_error`] (for the connection's log) and drops the
+//! connection.
+//!
 //! That loop is written against the [`Served`] trait, which this machine
 //! implements and so does its TLS layer
 //! (`server::tls::TlsConnection`, cargo feature
@@ -42,8 +46,10 @@ use crate::error::Error;
 use crate::handshake::ServerHandshake;
 use crate::server::handler::Handler;
 use crate::server::hub::{Hub, Wake};
+use crate::server::registry::Registry;
 use crate::server::session::ServerSession;
 use crate::server::site::{Route, route_with_config};
+use crate::trace::{self, ConnSpan};
 
 /// How long a connection answered with a plain HTTP response keeps reading
 /// (and discarding) after its write side is shut, so that request bytes it
@@ -88,6 +94,8 @@ pub struct ServerConnection<H: Handler> {
     discard: BytesMut,
     /// The time of the last poll.
     now: Instant,
+    /// The connection's log span (empty without the `tracing` feature).
+    span: ConnSpan,
 }
 
 /// Bytes one lingering read takes.
@@ -121,8 +129,10 @@ impl<H: Handler> ServerConnection<H> {
         config: Config,
         now: Instant,
     ) -> Self {
+        let span = ConnSpan::new(peer, hub.runtime_name());
         ServerConnection {
             phase: Phase::Request(ServerHandshake::new()),
+            span,
             handler,
             hub,
             wake,
@@ -174,26 +184,58 @@ impl<H: Handler> ServerConnection<H> {
     /// executor carries on until [`is_finished`](Self::is_finished).
     pub fn poll(&mut self, now: Instant) -> Result<(), Error> {
         self.now = now;
+        let _entered = self.span.enter();
         loop {
             match &mut self.phase {
                 Phase::Request(hs) => {
+                    // Whether a refusal counts as a failed handshake.
+                    let mut upgrade = true;
                     let routed = match hs.poll_request() {
                         Ok(Some(req)) => {
-                            route_with_config(&req, &*self.handler, self.peer, &self.config)
+                            self.span.record_path(req.path());
+                            upgrade = req.is_upgrade();
+                            let plain = !upgrade && matches!(req.method(), "GET" | "HEAD");
+                            let reply = if plain {
+                                let registry = Registry::new(self.hub.clone());
+                                self.handler.on_request(&req, self.peer, &registry)
+                            } else {
+                                None
+                            };
+                            match reply {
+                                Some(r) => Route::Respond {
+                                    response: r.to_bytes(req.method() != "HEAD"),
+                                },
+                                None => {
+                                    route_with_config(&req, &*self.handler, self.peer, &self.config)
+                                }
+                            }
                         }
                         Ok(None) => {
                             if now >= self.deadline {
                                 // Too slow to say what it wants: let go.
+                                trace::info!(
+                                    "timeout: no request head within the handshake timeout"
+                                );
                                 self.phase = Phase::Done;
                             }
                             return Ok(());
                         }
-                        Err(e) => Route::Respond {
-                            response: e.response(),
-                        },
+                        Err(e) => {
+                            trace::debug!(error = %e, "malformed request head");
+                            Route::Respond {
+                                response: e.response(),
+                            }
+                        }
                     };
                     self.phase = match routed {
                         Route::Respond { response } => {
+                            let status = trace::status_of(&response);
+                            if upgrade {
+                                self.hub.counters().handshake_failed(status);
+                                trace::info!(status, "handshake refused");
+                            } else {
+                                trace::debug!(status, "plain HTTP request answered");
+                            }
                             Phase::Respond(response, now + self.config.get_handshake_timeout())
                         }
                         Route::Upgrade {
@@ -364,6 +406,27 @@ impl<H: Handler> ServerConnection<H> {
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
+
+    /// The connection's log span (peer, runtime, path), for what an
+    /// executor or a layer above does for it (empty without the `tracing`
+    /// feature).
+    pub fn span(&self) -> &ConnSpan {
+        &self.span
+    }
+}
+
+/// With `tracing`, a connection dropped by its executor before it finished
+/// (the transport failed, the server stopped) says so, and its session ends
+/// inside the connection's span.
+#[cfg(feature = "tracing")]
+impl<H: Handler> Drop for ServerConnection<H> {
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        if !self.is_finished() {
+            trace::debug!("transport ended before the connection finished (I/O error or shutdown)");
+        }
+        self.phase = Phase::Done;
+    }
 }
 
 /// What every adapter's server executes: [`ServerConnection`] (ws://) or
@@ -421,6 +484,10 @@ pub trait Served: Transmit + Send + std::fmt::Debug + 'static {
     /// `n` bytes taken by [`take_for_write`](Self::take_for_write) are on
     /// the wire.
     fn written(&mut self, n: usize);
+    /// The executor's socket failed with `error` and the connection is
+    /// about to be dropped: logged (at `debug`, in the connection's span)
+    /// with the `tracing` feature; nothing without it.
+    fn transport_error(&mut self, error: &dyn std::fmt::Display);
 }
 
 impl<H: Handler> Served for ServerConnection<H> {
@@ -489,6 +556,12 @@ impl<H: Handler> Served for ServerConnection<H> {
     #[inline]
     fn written(&mut self, n: usize) {
         ServerConnection::written(self, n)
+    }
+    #[inline]
+    fn transport_error(&mut self, error: &dyn std::fmt::Display) {
+        let _entered = self.span.enter();
+        trace::debug!(error = %error, "I/O error");
+        let _ = error;
     }
 }
 
@@ -613,6 +686,63 @@ mod tests {
         assert!(matches!(c.poll(now), Err(Error::AbnormalClosure)));
         drain(&mut c);
         assert!(c.is_finished());
+    }
+
+    /// Another connection on the same hub.
+    fn on_hub(hub: &Arc<Hub>, now: Instant) -> ServerConnection<Echo> {
+        ServerConnection::new(
+            Arc::new(Echo),
+            hub.clone(),
+            Arc::new(Nop),
+            PEER,
+            Config::default(),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_refused_upgrade_is_counted_by_its_status_and_a_plain_request_is_not() {
+        let now = Instant::now();
+        let (mut c, hub) = conn_at(now);
+        let (_, request) = upgrade_request();
+        let bad = String::from_utf8(request.to_vec())
+            .unwrap()
+            .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 12");
+        feed(&mut c, bad.as_bytes(), now);
+        let out = String::from_utf8(drain(&mut c)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 426 "), "{out}");
+        let mut c = on_hub(&hub, now);
+        feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(
+            String::from_utf8(drain(&mut c))
+                .unwrap()
+                .starts_with("HTTP/1.1 200 ")
+        );
+        let m = hub.metrics();
+        assert_eq!(m.handshake_failures, [(426, 1)], "the page is no failure");
+        assert_eq!(m.connections_total, 0);
+    }
+
+    #[test]
+    fn the_handler_answers_plain_requests_before_the_default_routing() {
+        let now = Instant::now();
+        let (mut up, hub) = conn_at(now);
+        let (_, request) = upgrade_request();
+        feed(&mut up, &request, now);
+        let mut c = on_hub(&hub, now);
+        feed(&mut c, b"GET /clients HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        let out = String::from_utf8(drain(&mut c)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        assert!(out.contains("Content-Type: application/json\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n{\"clients\":1}"), "{out}");
+        let (mut head, _) = conn_at(now);
+        feed(&mut head, b"HEAD /clients HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        let out = String::from_utf8(drain(&mut head)).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 200 ") && out.ends_with("\r\n\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Content-Length: 13\r\n"), "{out}");
     }
 
     #[test]

@@ -7,8 +7,27 @@ use std::sync::Arc;
 
 use crate::handshake::Request;
 use crate::message::Message;
-use crate::server::handler::{Handler, Refusal, Socket, Upgrade};
+use crate::server::handler::{Handler, PlainResponse, Refusal, Socket, Upgrade};
+use crate::server::registry::Registry;
 use crate::server::site::{INDEX_HTML, ServerMode};
+
+/// Where the demo answers how many clients are connected, for its test
+/// page: `GET /clients` gives `{"clients":N}` (the whole cluster's count
+/// when the server is part of one). Plain HTTP beside the WebSocket, so the
+/// chat's messages stay exactly what clients sent (no presence messages
+/// mixed into the chat stream).
+pub const CLIENTS_PATH: &str = "/clients";
+
+/// The answer to [`CLIENTS_PATH`], or `None` for any other request.
+fn clients(req: &Request, registry: &Registry) -> Option<PlainResponse> {
+    if req.path() != CLIENTS_PATH {
+        return None;
+    }
+    let n = registry
+        .cluster_client_count()
+        .unwrap_or_else(|| registry.client_count());
+    Some(PlainResponse::json(format!("{{\"clients\":{n}}}")).header("Cache-Control", "no-store"))
+}
 
 /// Sends every message back to its sender. Every path is an endpoint (as
 /// the Autobahn suite expects); the test page is served at `/`.
@@ -20,6 +39,15 @@ impl Handler for Echo {
 
     fn page(&self) -> Option<&str> {
         Some(INDEX_HTML)
+    }
+
+    fn on_request(
+        &self,
+        req: &Request,
+        _: SocketAddr,
+        registry: &Registry,
+    ) -> Option<PlainResponse> {
+        clients(req, registry)
     }
 
     fn on_upgrade(&self, _: &Request, _: SocketAddr) -> Result<Upgrade<()>, Refusal> {
@@ -54,6 +82,15 @@ impl Handler for Chat {
 
     fn page(&self) -> Option<&str> {
         Some(INDEX_HTML)
+    }
+
+    fn on_request(
+        &self,
+        req: &Request,
+        _: SocketAddr,
+        registry: &Registry,
+    ) -> Option<PlainResponse> {
+        clients(req, registry)
     }
 
     fn on_upgrade(&self, req: &Request, _: SocketAddr) -> Result<Upgrade<Arc<str>>, Refusal> {
@@ -124,6 +161,15 @@ impl Handler for ServerMode {
 
     fn page(&self) -> Option<&str> {
         Some(INDEX_HTML)
+    }
+
+    fn on_request(
+        &self,
+        req: &Request,
+        _: SocketAddr,
+        registry: &Registry,
+    ) -> Option<PlainResponse> {
+        clients(req, registry)
     }
 
     fn on_upgrade(&self, req: &Request, peer: SocketAddr) -> Result<Upgrade<Self::State>, Refusal> {

@@ -33,6 +33,8 @@ use crate::error::Error;
 use crate::handshake::{Accept, Request, http_response};
 use crate::message::Message;
 use crate::server::hub::{ClientId, Hub, Target};
+use crate::server::metrics::Tally;
+use crate::server::registry::Registry;
 
 /// The application behind a `Server`: decides which upgrades to accept and
 /// what to do with each connection's messages. One value serves every
@@ -61,6 +63,22 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The HTML page served to a plain `GET /` (or `/index.html`), if any.
     fn page(&self) -> Option<&str> {
+        None
+    }
+
+    /// A plain HTTP `GET` or `HEAD` request (no upgrade) arrived from
+    /// `peer`: answer it yourself (a status or monitoring endpoint, reading
+    /// the server's counts and [metrics](Registry::metrics) in
+    /// `registry`), or `None` (the default) for the usual routing: the
+    /// [`page`](Self::page) on `/`, 426 on an endpoint, 404 elsewhere.
+    /// Asked before those, so it can serve any path.
+    fn on_request(
+        &self,
+        req: &Request,
+        peer: SocketAddr,
+        registry: &Registry,
+    ) -> Option<PlainResponse> {
+        let _ = (req, peer, registry);
         None
     }
 
@@ -193,6 +211,71 @@ impl Refusal {
             self.body.as_bytes(),
         )
         .unwrap_or_else(|_| internal_error())
+    }
+}
+
+/// A complete answer to a plain HTTP request
+/// ([`Handler::on_request`]): status, content type, body, then the
+/// connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainResponse {
+    status: u16,
+    content_type: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl PlainResponse {
+    /// `status` with `body` of `content_type`.
+    pub fn new(status: u16, content_type: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        PlainResponse {
+            status,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// `status` with a `text/plain; charset=utf-8` body.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::new(status, "text/plain; charset=utf-8", body.into())
+    }
+
+    /// `200 OK` with an `application/json` body.
+    pub fn json(body: impl Into<String>) -> Self {
+        Self::new(200, "application/json", body.into())
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The response's bytes (without the body for a `HEAD`); a status or
+    /// header that cannot be written (a bug in the handler) becomes a plain
+    /// 500.
+    pub(crate) fn to_bytes(&self, include_body: bool) -> Bytes {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match http_response(self.status, &self.content_type, &headers, &self.body) {
+            Ok(mut bytes) if !include_body => bytes.split_to(bytes.len() - self.body.len()),
+            Ok(bytes) => bytes,
+            Err(_) => internal_error(),
+        }
     }
 }
 
@@ -396,6 +479,8 @@ pub struct Socket<'a> {
     pub(crate) published: bool,
     /// The close this callback started, for `on_close`.
     pub(crate) closed: Option<(CloseCode, String)>,
+    /// The messages sent, for the server's counters.
+    pub(crate) tally: &'a mut Tally,
 }
 
 impl std::fmt::Debug for Socket<'_> {
@@ -438,7 +523,11 @@ impl Socket<'_> {
     /// [`Error::Closed`] once the connection is closing,
     /// [`Error::InvalidMessage`] for an invalid control message.
     pub fn send(&mut self, msg: &Message) -> Result<(), Error> {
-        self.conn.send(msg)
+        self.conn.send(msg)?;
+        if msg.is_data() {
+            self.tally.sent(msg.payload().len());
+        }
+        Ok(())
     }
 
     /// [`send`](Self::send) for a message encoded once for many sends.
@@ -447,7 +536,9 @@ impl Socket<'_> {
     ///
     /// [`Error::Closed`] once the connection is closing.
     pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
-        self.conn.send_prepared(msg)
+        self.conn.send_prepared(msg)?;
+        self.tally.sent(msg.payload_len());
+        Ok(())
     }
 
     /// Starts the closing handshake with `code` and `reason`.

@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::server::backplane::{Backplane, Running};
+use crate::server::metrics::{MetricsSnapshot, ServerMetrics};
 
 /// Close code sent to a client dropped for not keeping up with broadcasts.
 ///
@@ -260,6 +261,10 @@ pub struct Hub {
     backplane: OnceLock<Arc<Backplane>>,
     /// The backplane's transport, stopped by [`shutdown`](Self::shutdown).
     transport: Mutex<Option<Box<dyn Running>>>,
+    /// The counters the connections of this server keep.
+    metrics: ServerMetrics,
+    /// The runtime the server runs on, for logs.
+    runtime: &'static str,
 }
 
 impl fmt::Debug for Hub {
@@ -298,7 +303,42 @@ impl Hub {
             dropped_slow: AtomicU64::new(0),
             backplane: OnceLock::new(),
             transport: Mutex::new(None),
+            metrics: ServerMetrics::default(),
+            runtime: "custom",
         }
+    }
+
+    /// Names the runtime this hub's server runs on (`tokio`, `smol`, ...),
+    /// for the connections' log spans. Each adapter names its own.
+    pub fn runtime(mut self, name: &'static str) -> Self {
+        self.runtime = name;
+        self
+    }
+
+    /// The runtime's name (see [`runtime`](Self::runtime)).
+    pub fn runtime_name(&self) -> &'static str {
+        self.runtime
+    }
+
+    /// The counters the sessions of this hub add to.
+    pub(crate) fn counters(&self) -> &ServerMetrics {
+        &self.metrics
+    }
+
+    /// Everything the server counts, now: the engine's counters plus the
+    /// hub's slow-client drops and queue depth (messages and bytes waiting
+    /// in clients' queues; counting the messages takes each queue's lock
+    /// once, so this is for a scrape, not for every message).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut m = self.metrics.snapshot();
+        let queued: usize = {
+            let st = self.lock();
+            st.clients.values().map(|q| q.lock().items.len()).sum()
+        };
+        m.slow_client_drops = self.dropped_slow.load(Ordering::Relaxed);
+        m.queued_messages = queued as u64;
+        m.queued_bytes = self.queued_bytes.load(Ordering::Relaxed) as u64;
+        m
     }
 
     /// Joins a cluster: from now on every broadcast and topic publish (not a

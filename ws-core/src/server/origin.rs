@@ -120,6 +120,15 @@ impl<H: Handler> Handler for AllowOrigins<H> {
         self.inner.page()
     }
 
+    fn on_request(
+        &self,
+        req: &Request,
+        peer: SocketAddr,
+        registry: &crate::server::Registry,
+    ) -> Option<crate::server::PlainResponse> {
+        self.inner.on_request(req, peer, registry)
+    }
+
     fn on_upgrade(&self, req: &Request, peer: SocketAddr) -> Result<Upgrade<H::State>, Refusal> {
         if !self.allows(req) {
             return Err(Refusal::new(403).body("origin not allowed\n"));

@@ -10,6 +10,7 @@ use crate::message::Message;
 use crate::server::backplane::BackplaneStats;
 use crate::server::handler::ConnectionHandle;
 use crate::server::hub::{ClientId, Hub, HubStats};
+use crate::server::metrics::MetricsSnapshot;
 
 /// The server's registry of connected clients and their topics, as the
 /// application sees it: counts, statistics, one client by id. Cheap to
@@ -43,6 +44,14 @@ impl Registry {
     /// queue seen, slow clients dropped, topics.
     pub fn stats(&self) -> HubStats {
         self.hub.stats()
+    }
+
+    /// Everything the server counts (connections, messages and bytes both
+    /// ways, handshake failures by status, closes by code, slow-client
+    /// drops, the broadcast queues' depth), kept by ws-core's engine on
+    /// every runtime: what `ws-server` serves on `/metrics`.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.hub.metrics()
     }
 
     /// The cluster backplane's counters (sent, delivered, gaps, overflow,

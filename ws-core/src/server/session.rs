@@ -13,7 +13,9 @@ use crate::connection::{Connection, State};
 use crate::error::Error;
 use crate::message::Message;
 use crate::server::handler::{Batch, ConnectionHandle, Handler, Socket};
-use crate::server::hub::{ClientId, Hub, Outbox, Wake};
+use crate::server::hub::{ClientId, Hub, Outbox, SLOW_CLIENT_CLOSE, Wake};
+use crate::server::metrics::Tally;
+use crate::trace;
 
 /// Broadcasts taken from the outbox per lock: enough to fill a write, few
 /// enough that a broadcaster waiting for the lock is not held up for long.
@@ -59,6 +61,8 @@ pub struct ServerSession<H: Handler> {
     /// Bytes taken for a write that has not finished
     /// ([`take_for_write`](Self::take_for_write)).
     in_flight: usize,
+    /// Messages counted since the last flush into the hub's counters.
+    tally: Tally,
 }
 
 impl<H: Handler> std::fmt::Debug for ServerSession<H> {
@@ -104,10 +108,14 @@ impl<H: Handler> ServerSession<H> {
             batch: Batch::default(),
             close: None,
             in_flight: 0,
+            tally: Tally::default(),
         };
+        session.hub.counters().opened();
+        trace::debug!(client = session.handle.id().0, "upgraded");
         session.callback(now, |h, ws, state| h.on_open(ws, state));
         session.batch.flush(&session.hub, now);
         session.pump_outbox();
+        session.hub.counters().flush(&mut session.tally);
         session
     }
 
@@ -149,6 +157,7 @@ impl<H: Handler> ServerSession<H> {
     pub fn written(&mut self, n: usize) {
         self.in_flight = self.in_flight.saturating_sub(n);
         self.pump_outbox();
+        self.hub.counters().flush(&mut self.tally);
     }
 
     /// Does everything that needs no I/O, at `now`:
@@ -186,6 +195,13 @@ impl<H: Handler> ServerSession<H> {
                     Ok(None) => break,
                     Err(e) => {
                         if let Some(code) = e.close_code() {
+                            if e.is_timeout() {
+                                trace::info!(error = %e, code = code.0, "timeout");
+                            } else if code != CloseCode::ABNORMAL {
+                                trace::debug!(error = %e, code = code.0, "close sent");
+                            } else {
+                                trace::debug!(error = %e, "connection lost");
+                            }
                             self.close.get_or_insert((code, String::new()));
                         }
                         result = Err(e);
@@ -197,11 +213,17 @@ impl<H: Handler> ServerSession<H> {
                 // After our close only the peer's close matters (RFC 6455
                 // 5.5.1): a handler that closed hears nothing more.
                 Message::Text(_) | Message::Binary(_) if self.conn.close_sent() => continue,
-                Message::Text(_) | Message::Binary(_) => {}
+                Message::Text(t) => self.tally.received(t.len()),
+                Message::Binary(b) => self.tally.received(b.len()),
                 Message::Close(frame) => {
                     let (code, reason) = frame
                         .as_ref()
                         .map_or((CloseCode::NO_STATUS, ""), |f| (f.code, &*f.reason));
+                    trace::debug!(code = code.0, reason, "close received");
+                    if self.close.is_none() {
+                        // The connection answered with the same code.
+                        trace::debug!(code = code.0, "close sent");
+                    }
                     self.close.get_or_insert_with(|| (code, reason.to_owned()));
                     continue;
                 }
@@ -222,6 +244,7 @@ impl<H: Handler> ServerSession<H> {
         self.batch.flush(&self.hub, now);
         // Our own close may have started above: leave the hub then.
         self.pump_outbox();
+        self.hub.counters().flush(&mut self.tally);
         result
     }
 
@@ -237,10 +260,12 @@ impl<H: Handler> ServerSession<H> {
             now,
             published: false,
             closed: None,
+            tally: &mut self.tally,
         };
         f(&self.handler, &mut ws, state);
         self.publisher |= ws.published;
         if let Some(closed) = ws.closed {
+            trace::debug!(code = closed.0.0, reason = %closed.1, "close sent");
             self.close.get_or_insert(closed);
         }
     }
@@ -261,13 +286,16 @@ impl<H: Handler> ServerSession<H> {
             return;
         }
         let conn = &mut self.conn;
+        let tally = &mut self.tally;
         let limit = conn.config().get_write_buffer_limit();
         loop {
             let mut taken = 0;
             let closed = outbox.pop_while(POP_BATCH, |msg| {
                 taken += 1;
                 // Fails only once the connection is closing.
-                let _ = conn.send_prepared(&msg);
+                if conn.send_prepared(&msg).is_ok() {
+                    tally.sent(msg.payload_len());
+                }
                 conn.buffered_transmit() < limit
             });
             if let Some(code) = closed {
@@ -289,6 +317,11 @@ impl<H: Handler> ServerSession<H> {
             .map(|o| o.close_reason())
             .unwrap_or_default();
         if self.conn.close(code, &reason).is_ok() {
+            if code == SLOW_CLIENT_CLOSE {
+                trace::info!(code = code.0, "slow client dropped (flow control)");
+            } else {
+                trace::debug!(code = code.0, reason = %reason, "close sent");
+            }
             self.close.get_or_insert((code, reason));
         }
     }
@@ -343,6 +376,10 @@ impl<H: Handler> Drop for ServerSession<H> {
             .close
             .take()
             .unwrap_or((CloseCode::ABNORMAL, String::new()));
+        let counters = self.hub.counters();
+        counters.flush(&mut self.tally);
+        counters.closed(code.0);
+        trace::debug!(code = code.0, "session ended");
         self.handler.on_close(&self.handle, state, code, &reason);
     }
 }
@@ -406,6 +443,67 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let (s, _) = session_in(&hub, mode, Config::default());
         (s, hub)
+    }
+
+    #[test]
+    fn the_hubs_counters_see_messages_both_ways_and_each_sessions_close_code() {
+        let hub = Arc::new(Hub::default());
+        let (mut echo, _) = session_in(&hub, ServerMode::Echo, Config::default());
+        let (mut a, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let (mut b, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let m = hub.metrics();
+        assert_eq!((m.connections_open, m.connections_total), (3, 3));
+        // Echo: a ping is not a message; two data messages in, two out.
+        echo.connection().handle_bytes(&client_bytes(&[
+            Message::text("abc"),
+            Message::Ping("p".into()),
+            Message::binary(vec![0; 10]),
+        ]));
+        echo.poll(Instant::now()).unwrap();
+        // Chat: one message in, out once per recipient (a and b).
+        a.connection()
+            .handle_bytes(&client_bytes(&[Message::text("hello")]));
+        a.poll(Instant::now()).unwrap();
+        assert_eq!(
+            hub.metrics().queued_messages,
+            1,
+            "b's (a took its own at once)"
+        );
+        a.poll(Instant::now()).unwrap();
+        b.poll(Instant::now()).unwrap();
+        let m = hub.metrics();
+        assert_eq!((m.messages_in, m.bytes_in), (3, 18));
+        assert_eq!((m.messages_out, m.bytes_out), (4, 23));
+        assert_eq!((m.queued_messages, m.queued_bytes), (0, 0));
+        // Closes by code: the peer's 4000, the handler-less vanishing 1006.
+        a.connection()
+            .handle_bytes(&client_bytes(&[Message::Close(Some(
+                crate::CloseFrame::new(CloseCode(4000), "bye"),
+            ))]));
+        a.poll(Instant::now()).unwrap();
+        drop((a, b));
+        let m = hub.metrics();
+        assert_eq!(m.closes, [(1006, 1), (4000, 1)]);
+        assert_eq!((m.connections_open, m.connections_total), (1, 3));
+        drop(echo);
+        assert_eq!(hub.metrics().connections_open, 0);
+    }
+
+    #[test]
+    fn a_slow_client_dropped_by_the_hub_is_counted_and_closed_with_1013() {
+        let limits = FlowControl::default()
+            .high_water(1, 1 << 20)
+            .max_queued_bytes(1 << 20);
+        let hub = Arc::new(Hub::new(limits));
+        let (mut slow, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let big = PreparedMessage::new(&Message::binary(vec![0; 600 << 10])).unwrap();
+        hub.broadcast(&big, Instant::now());
+        hub.broadcast(&big, Instant::now());
+        slow.poll(Instant::now()).unwrap();
+        drop(slow);
+        let m = hub.metrics();
+        assert_eq!(m.slow_client_drops, 1);
+        assert_eq!(m.closes, [(1013, 1)]);
     }
 
     #[test]

@@ -338,6 +338,7 @@ impl<H: Handler> TlsConnection<H> {
     }
 
     fn fail(&mut self, e: rustls::Error) {
+        crate::trace::info!(error = %e, "TLS error");
         self.report.get_or_insert_with(|| {
             Error::Io(io::Error::new(io::ErrorKind::InvalidData, e.clone()))
         });
@@ -529,6 +530,9 @@ impl<H: Handler> Served for TlsConnection<H> {
     }
 
     fn poll(&mut self, now: Instant) -> Result<(), Error> {
+        // The inner connection's span, so TLS errors carry the peer.
+        let span = self.inner.span().clone();
+        let _entered = span.enter();
         self.now = Some(now);
         if !self.raw.is_empty() || !self.out.is_empty() || self.inner.wants_write() {
             // Bytes are moving: not idle.
@@ -670,6 +674,10 @@ impl<H: Handler> Served for TlsConnection<H> {
 
     fn written(&mut self, n: usize) {
         self.in_flight = self.in_flight.saturating_sub(n);
+    }
+
+    fn transport_error(&mut self, error: &dyn std::fmt::Display) {
+        self.inner.transport_error(error);
     }
 }
 
