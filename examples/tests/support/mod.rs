@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod spawned;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
