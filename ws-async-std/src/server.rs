@@ -390,12 +390,15 @@ async fn accept_loop<R: Runtime, H: Handler>(
         match unless_stopped(&shared.stop_rx, listener.accept()).await {
             None => return,
             Some(Ok((tcp, peer))) => {
-                pacer.accepted(Instant::now());
+                // The handshake deadline runs from here, not from the
+                // task's first poll, however late a busy worker gets to it.
+                let at = Instant::now();
+                pacer.accepted(at);
                 let ticket = shared.registry.admission().admit();
                 R::spawn(serve_connection(
                     shared.clone(),
                     handler.clone(),
-                    (tcp, peer, ticket),
+                    (tcp, peer, at, ticket),
                     done.clone(),
                 ));
             }
@@ -417,7 +420,7 @@ async fn accept_loop<R: Runtime, H: Handler>(
 async fn serve_connection<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
-    (tcp, peer, ticket): (async_net::TcpStream, SocketAddr, Ticket),
+    (tcp, peer, accepted, ticket): (async_net::TcpStream, SocketAddr, Instant, Ticket),
     _done: Sender<()>,
 ) {
     // The async-io handle underneath, for readiness without a read buffer
@@ -434,7 +437,7 @@ async fn serve_connection<H: Handler>(
         wake.clone(),
         peer,
         shared.config.clone(),
-        Instant::now(),
+        accepted,
     )
     .admitted(ticket);
     #[cfg(feature = "tls")]

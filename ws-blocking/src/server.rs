@@ -659,9 +659,12 @@ fn accept_loop<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, listener: TcpLi
         }
         match accepted {
             Ok((sock, peer)) => {
-                pacer.accepted(Instant::now());
+                // The handshake deadline runs from here, not from when the
+                // connection's thread first runs.
+                let at = Instant::now();
+                pacer.accepted(at);
                 let ticket = inner.registry.admission().admit();
-                accepted_conn(inner, handler, sock, peer, ticket);
+                accepted_conn(inner, handler, sock, (peer, at), ticket);
             }
             Err(e) => {
                 // Out of descriptors: the connections already open go on
@@ -681,7 +684,7 @@ fn accepted_conn<H: Handler>(
     inner: &Arc<Inner>,
     handler: &Arc<H>,
     sock: TcpStream,
-    peer: SocketAddr,
+    peer: (SocketAddr, Instant),
     ticket: Ticket,
 ) {
     #[cfg(feature = "tls")]
@@ -702,7 +705,7 @@ fn spawn_conn<H: Handler, C: Served<Handler = H>>(
     inner: &Arc<Inner>,
     handler: &Arc<H>,
     sock: TcpStream,
-    peer: SocketAddr,
+    peer: (SocketAddr, Instant),
     wrap: impl FnOnce(ServerConnection<H>) -> Option<C> + Send + 'static,
 ) {
     let _ = sock.set_nodelay(true);
@@ -757,7 +760,7 @@ fn serve<H: Handler, C: Served<Handler = H>>(
     inner: &Arc<Inner>,
     handler: Arc<H>,
     conn: &Arc<ServerConn<C>>,
-    peer: SocketAddr,
+    (peer, accepted): (SocketAddr, Instant),
     wrap: impl FnOnce(ServerConnection<H>) -> Option<C>,
 ) {
     let config = &inner.config;
@@ -772,7 +775,7 @@ fn serve<H: Handler, C: Served<Handler = H>>(
         conn,
         wake: wake.clone(),
     };
-    // The handshake deadline runs from here. An upgrade registers in the
+    // The handshake deadline runs from the accept. An upgrade registers in the
     // hub (closed at once with 1001 if shutting down) and runs `on_open`
     // inside the machine's `poll`, under the connection's lock, with the
     // 101 queued ahead of what `on_open` sends: a writer started by a wake
@@ -783,7 +786,7 @@ fn serve<H: Handler, C: Served<Handler = H>>(
         wake.clone(),
         peer,
         config.clone(),
-        Instant::now(),
+        accepted,
     )) else {
         return;
     };

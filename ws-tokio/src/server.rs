@@ -398,14 +398,18 @@ async fn accept_loop<H: Handler>(
             _ = stop.changed() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    pacer.accepted(Instant::now());
+                    // The handshake deadline runs from here, not from the
+                    // task's first poll, however late a busy worker gets
+                    // to it.
+                    let at = Instant::now();
+                    pacer.accepted(at);
                     let ticket = shared.registry.admission().admit();
                     let guard = shared.track();
                     let shared = shared.clone();
                     let handler = handler.clone();
                     tokio::spawn(async move {
                         let _guard = guard;
-                        serve(&shared, handler, tcp, peer, ticket).await;
+                        serve(&shared, handler, (tcp, peer, at), ticket).await;
                     });
                 }
                 Err(e) => {
@@ -427,8 +431,7 @@ async fn accept_loop<H: Handler>(
 async fn serve<H: Handler>(
     shared: &Shared,
     handler: Arc<H>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    (tcp, peer, accepted): (TcpStream, SocketAddr, Instant),
     ticket: Ticket,
 ) {
     // Latency matters more than packet count; the loop batches writes itself.
@@ -440,7 +443,7 @@ async fn serve<H: Handler>(
         wake.clone(),
         peer,
         shared.config.clone(),
-        Instant::now(),
+        accepted,
     )
     .admitted(ticket);
     #[cfg(feature = "tls")]
