@@ -89,6 +89,12 @@ impl ServerProcess {
             .count()
     }
 
+    /// Whether the process is still running (it has not exited, e.g. on a
+    /// panic).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Descriptors it has open now.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
