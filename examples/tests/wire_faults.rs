@@ -1,12 +1,16 @@
 //! Faults on the wire, on every runtime, against a `ws-server` process,
 //! through the fault-injecting proxy of `support::fault_proxy`: a peer that
 //! goes silent for good is found by keepalive and let go within the ping
-//! interval plus the pong timeout; a reset in the middle of a frame and a
-//! half-close end only their own connection (the descriptor is freed, the
-//! process does not panic, other clients are served).
+//! interval plus the pong timeout; a chat client behind a throttled link is
+//! dropped as slow by the flow control while the others lose nothing; a
+//! reset in the middle of a frame and a half-close end only their own
+//! connection (the descriptor is freed, the process does not panic, other
+//! clients are served).
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -137,11 +141,130 @@ fn a_half_close_ends_only_that_connection(rt: Runtime) {
     still_serving(&mut server, "a half-close");
 }
 
+/// Chat messages the sender sends in the throttled scenario, and their size:
+/// 16 MiB in all, more than the loopback socket buffers between the server
+/// and the throttled proxy hold.
+const CHAT_MESSAGES: u32 = 2048;
+const CHAT_SIZE: usize = 8 * 1024;
+/// `--slow-client-timeout-ms` in the throttled scenario.
+const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bytes per second the throttled client's link carries from the server.
+const THROTTLE: u64 = 16 * 1024;
+
+/// Reads `n` chat messages and checks they are the sender's, in order.
+fn read_all(reader: &mut support::ClientReader, n: u32, who: &str) {
+    let mut next = 0u32;
+    while next < n {
+        match reader.recv() {
+            Ok(Message::Binary(b)) => {
+                let seq = u32::from_le_bytes(b[..4].try_into().unwrap());
+                assert_eq!(seq, next, "{who}: out of order or lost");
+                assert_eq!(b.len(), CHAT_SIZE, "{who}");
+                next += 1;
+            }
+            Ok(m) if !m.is_data() && !matches!(m, Message::Close(_)) => {}
+            Ok(m) => panic!("{who}: after {next} messages: {m:?}"),
+            Err(e) => panic!("{who}: after {next} messages: {e}"),
+        }
+    }
+}
+
+fn a_throttled_chat_client_is_dropped_as_slow_while_the_others_lose_nothing(rt: Runtime) {
+    let slow_ms = SLOW_CLIENT_TIMEOUT.as_millis().to_string();
+    let mut server = ServerProcess::start(
+        rt,
+        None,
+        &[
+            "--mode",
+            "chat",
+            "--high-water-messages",
+            "64",
+            "--slow-client-timeout-ms",
+            &slow_ms,
+        ],
+    );
+    let baseline = server.open_fds();
+    let proxy = FaultProxy::start(server.addr());
+    // The throttled client reads all it gets; only its link is slow.
+    let (_, mut throttled) = try_connect(proxy.addr(), Duration::from_secs(5))
+        .upgraded("the throttled client")
+        .split(Duration::from_millis(100));
+    proxy.throttle(THROTTLE);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_reading = stop.clone();
+    let throttled_reading = thread::spawn(move || {
+        let mut got = 0u32;
+        while !stop_reading.load(Ordering::SeqCst) {
+            match throttled.recv() {
+                Ok(Message::Binary(_)) => got += 1,
+                Ok(_) => {}
+                Err(ws_core::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    let io_timeout = Duration::from_secs(30);
+    let (_, mut listener) = try_connect(server.addr(), Duration::from_secs(5))
+        .upgraded("the listener")
+        .split(io_timeout);
+    let (mut writer, mut sender_reader) = try_connect(server.addr(), Duration::from_secs(5))
+        .upgraded("the sender")
+        .split(io_timeout);
+    let started = Instant::now();
+    // The readers come back from their threads: both clients stay
+    // connected while the throttled one's descriptor is watched.
+    let listening = thread::spawn(move || {
+        read_all(&mut listener, CHAT_MESSAGES, "listener");
+        listener
+    });
+    let echoing = thread::spawn(move || {
+        read_all(&mut sender_reader, CHAT_MESSAGES, "sender");
+        sender_reader
+    });
+    for seq in 0..CHAT_MESSAGES {
+        let mut payload = vec![0u8; CHAT_SIZE];
+        payload[..4].copy_from_slice(&seq.to_le_bytes());
+        writer.queue(&Message::binary(payload)).unwrap();
+        if writer.buffered() >= 64 * 1024 {
+            writer.flush().expect("the sender's writes stalled");
+        }
+    }
+    writer.flush().expect("the sender's writes stalled");
+    let _listener = listening.join().expect("the listener lost messages");
+    let _sender = echoing.join().expect("the sender lost messages");
+    let delivered = started.elapsed();
+    // The throttled client's descriptor goes once it is dropped (its close
+    // frame cannot pass the throttle: the close timeout ends it).
+    let dropped = wait_for(
+        "the throttled client to be dropped",
+        CLOSE_TIMEOUT + MARGIN * 4,
+        || server.open_fds() <= baseline + 2,
+    );
+    eprintln!(
+        "{}: {CHAT_MESSAGES} x {CHAT_SIZE} B delivered to the others in {delivered:?}; \
+         throttled client ({THROTTLE} B/s) gone {dropped:?} later",
+        rt.name()
+    );
+    stop.store(true, Ordering::SeqCst);
+    let got = throttled_reading.join().unwrap();
+    assert!(
+        got < CHAT_MESSAGES,
+        "the throttled client got all {got} messages: it was not slow"
+    );
+    still_serving(&mut server, "a throttled client");
+}
+
 macro_rules! suite {
     ($($module:ident => $rt:expr),* $(,)?) => {$(
         mod $module {
             use super::*;
             #[test] fn a_stalled_peer_is_dropped_within_ping_interval_plus_pong_timeout() { super::a_stalled_peer_is_dropped_within_ping_interval_plus_pong_timeout($rt) }
+            #[test] fn a_throttled_chat_client_is_dropped_as_slow_while_the_others_lose_nothing() { super::a_throttled_chat_client_is_dropped_as_slow_while_the_others_lose_nothing($rt) }
             #[test] fn a_reset_mid_frame_ends_only_that_connection() { super::a_reset_mid_frame_ends_only_that_connection($rt) }
             #[test] fn a_half_close_ends_only_that_connection() { super::a_half_close_ends_only_that_connection($rt) }
         }
