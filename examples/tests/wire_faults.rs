@@ -238,13 +238,14 @@ fn a_throttled_chat_client_is_dropped_as_slow_while_the_others_lose_nothing(rt: 
     let _listener = listening.join().expect("the listener lost messages");
     let _sender = echoing.join().expect("the sender lost messages");
     let delivered = started.elapsed();
-    // The throttled client's descriptor goes once it is dropped (its close
-    // frame cannot pass the throttle: the close timeout ends it).
-    let dropped = wait_for(
-        "the throttled client to be dropped",
-        CLOSE_TIMEOUT + MARGIN * 4,
-        || server.open_fds() <= baseline + 2,
-    );
+    // The throttled client's descriptor goes once it is dropped: its close
+    // frame cannot pass the throttle, so the close timeout ends it (on the
+    // blocking server, a write blocked for up to the slow-client plus the
+    // close timeout comes first).
+    let limit = SLOW_CLIENT_TIMEOUT + CLOSE_TIMEOUT * 2 + MARGIN * 2;
+    let dropped = wait_for("the throttled client to be dropped", limit, || {
+        server.open_fds() <= baseline + 2
+    });
     eprintln!(
         "{}: {CHAT_MESSAGES} x {CHAT_SIZE} B delivered to the others in {delivered:?}; \
          throttled client ({THROTTLE} B/s) gone {dropped:?} later",
