@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use examples::Runtime;
-use support::spawned::ServerProcess;
+use support::spawned::{ServerProcess, raise_fd_limit};
 
 /// Slow connections in the flood.
 const FLOOD: usize = 500;
@@ -74,6 +74,8 @@ impl Slow {
 }
 
 fn a_flood_of_slow_handshakes_is_closed_within_the_timeout(rt: Runtime) {
+    // Four of these run at once: 2,000 sockets here, 500 in each server.
+    raise_fd_limit();
     let timeout_ms = HANDSHAKE_TIMEOUT.as_millis().to_string();
     let server = ServerProcess::start(
         rt,

@@ -141,6 +141,8 @@ fn clock_ticks_per_sec() -> f64 {
 }
 
 /// How a connection attempt ended.
+// Short-lived and matched at once: boxing the client would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub enum Attempt {
     /// Upgraded: a client ready to talk.
     Upgraded(RawClient),
@@ -238,4 +240,33 @@ pub fn late_answer(stream: &mut TcpStream, timeout: Duration) -> String {
         }
     }
     String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Raises this process's soft descriptor limit to its hard limit (a fresh
+/// Debian machine starts at 1,024), so a test holding hundreds of sockets,
+/// and the servers it starts, are not limited by it. Returns the soft
+/// limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid, writable rlimit.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                // SAFETY: a valid rlimit; failing leaves the limit as it was.
+                if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                    return raised.rlim_cur;
+                }
+            }
+            return lim.rlim_cur;
+        }
+    }
+    0
 }
