@@ -161,6 +161,8 @@ pub fn server_tls(
 /// https:// ([`server_tls`] builds it from PEM files). `config` is every
 /// connection's configuration, permessage-deflate policy included
 /// ([`deflate_config`]).
+/// With `max_connections` it serves at most that many connections at once
+/// and answers the next with 503 (`ws-server --max-connections`).
 /// With `backplane` it joins a cluster of servers through Redis
 /// (`ws-server --backplane`).
 // One argument per `ws-server` option group; a struct would only rename them.
@@ -174,6 +176,7 @@ pub fn run_server(
     tls: Option<Arc<ServerConfig>>,
     config: Config,
     backplane: Option<ws_redis::RedisBackplane>,
+    max_connections: Option<usize>,
 ) -> io::Result<()> {
     let threads = threads.max(1);
     let secure = tls.is_some();
@@ -191,6 +194,9 @@ pub fn run_server(
                 let mut server = ws_tokio::Server::with_handler(addr, handler)
                     .flow_control(flow)
                     .config(config);
+                if let Some(max) = max_connections {
+                    server = server.max_connections(max);
+                }
                 if let Some(b) = backplane {
                     server = server.backplane(b);
                 }
@@ -209,6 +215,9 @@ pub fn run_server(
                 let mut server = ws_async_std::Server::with_handler(addr, handler)
                     .flow_control(flow)
                     .config(config);
+                if let Some(max) = max_connections {
+                    server = server.max_connections(max);
+                }
                 if let Some(b) = backplane {
                     server = server.backplane(b);
                 }
@@ -226,6 +235,9 @@ pub fn run_server(
                 let mut server = ws_async_std::smol::Server::with_handler(addr, handler)
                     .flow_control(flow)
                     .config(config);
+                if let Some(max) = max_connections {
+                    server = server.max_connections(max);
+                }
                 if let Some(b) = backplane {
                     server = server.backplane(b);
                 }
@@ -241,6 +253,9 @@ pub fn run_server(
             let mut server = ws_blocking::Server::with_handler(addr, handler)
                 .flow_control(flow)
                 .config(config);
+            if let Some(max) = max_connections {
+                server = server.max_connections(max);
+            }
             if let Some(b) = backplane {
                 server = server.backplane(b);
             }

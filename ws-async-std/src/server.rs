@@ -31,7 +31,9 @@ use ws_core::server::backplane::Engine;
 use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 #[cfg(feature = "tls")]
 use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
-use ws_core::server::{Handler, Registry, Served, ServerConnection};
+use ws_core::server::{
+    AcceptPacer, Admission, Handler, Registry, Served, ServerConnection, Ticket,
+};
 
 /// Steps one connection poll takes before yielding to the executor, so a
 /// flooding client cannot starve other tasks.
@@ -104,6 +106,7 @@ pub struct Server<R, H = ServerMode> {
     config: Config,
     flow: FlowControl,
     backplane: Option<Arc<dyn Engine>>,
+    max_connections: Option<usize>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<ServerConfig>>,
     _rt: PhantomData<fn() -> R>,
@@ -148,10 +151,21 @@ impl<R: Runtime, H: Handler> Server<R, H> {
             config: Config::default(),
             flow: FlowControl::default(),
             backplane: None,
+            max_connections: None,
             #[cfg(feature = "tls")]
             tls: None,
             _rt: PhantomData,
         }
+    }
+
+    /// Serves at most `max` connections at once (upgraded or not); the
+    /// next ones are answered `503 Service Unavailable` with `Retry-After`
+    /// before any upgrade, and closed, while the clients already connected
+    /// keep working (see [`ws_core::server::admission`]). No limit by
+    /// default but the process's file descriptors.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
     }
 
     /// Limits and timeouts for every connection.
@@ -224,7 +238,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
         ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),
-            registry: Registry::new(hub),
+            registry: Registry::with_admission(hub, Admission::new(self.max_connections)),
             config: self.config,
             #[cfg(feature = "tls")]
             tls: self.tls,
@@ -368,6 +382,7 @@ async fn accept_loop<R: Runtime, H: Handler>(
     listener: TcpListener,
     done: Sender<()>,
 ) {
+    let mut pacer = AcceptPacer::default();
     loop {
         if shared.stop_tx.is_closed() {
             return;
@@ -375,16 +390,22 @@ async fn accept_loop<R: Runtime, H: Handler>(
         match unless_stopped(&shared.stop_rx, listener.accept()).await {
             None => return,
             Some(Ok((tcp, peer))) => {
+                // The handshake deadline runs from here, not from the
+                // task's first poll, however late a busy worker gets to it.
+                let at = Instant::now();
+                pacer.accepted(at);
+                let ticket = shared.registry.admission().admit();
                 R::spawn(serve_connection(
                     shared.clone(),
                     handler.clone(),
-                    tcp,
-                    peer,
+                    (tcp, peer, at, ticket),
                     done.clone(),
                 ));
             }
             Some(Err(e)) => {
-                if let Some(pause) = ws_core::server::accept_backoff(&e) {
+                // Out of descriptors: the connections already open go on
+                // in their tasks while this one pauses.
+                if let Some(pause) = pacer.failed(&e, Instant::now()) {
                     let _ = unless_stopped(&shared.stop_rx, Timer::after(pause)).await;
                 }
             }
@@ -399,8 +420,7 @@ async fn accept_loop<R: Runtime, H: Handler>(
 async fn serve_connection<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
-    tcp: async_net::TcpStream,
-    peer: SocketAddr,
+    (tcp, peer, accepted, ticket): (async_net::TcpStream, SocketAddr, Instant, Ticket),
     _done: Sender<()>,
 ) {
     // The async-io handle underneath, for readiness without a read buffer
@@ -417,8 +437,9 @@ async fn serve_connection<H: Handler>(
         wake.clone(),
         peer,
         shared.config.clone(),
-        Instant::now(),
-    );
+        accepted,
+    )
+    .admitted(ticket);
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.tls {
         if let Ok(conn) = TlsConnection::new(tls.clone(), conn) {

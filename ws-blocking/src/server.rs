@@ -38,7 +38,9 @@ use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target, Wake};
 use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
 use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
-use ws_core::server::{Handler, Registry, Served, ServerConnection};
+use ws_core::server::{
+    AcceptPacer, Admission, Handler, Registry, Served, ServerConnection, Ticket,
+};
 use ws_core::{Config, Message, PreparedMessage};
 
 use crate::Result;
@@ -125,6 +127,7 @@ pub struct Server<H = ServerMode> {
     config: Config,
     flow: FlowControl,
     backplane: Option<Arc<dyn Engine>>,
+    max_connections: Option<usize>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<ServerConfig>>,
 }
@@ -155,9 +158,21 @@ impl<H: Handler> Server<H> {
             config: Config::default(),
             flow: FlowControl::default(),
             backplane: None,
+            max_connections: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Serves at most `max` connections at once (upgraded or not); the
+    /// next ones are answered `503 Service Unavailable` with `Retry-After`
+    /// before any upgrade, and closed, while the clients already connected
+    /// keep working (a refused connection's thread lives only while
+    /// the 503 is written and its request drained; see [`ws_core::server::admission`]). No limit by
+    /// default but the process's file descriptors.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
     }
 
     /// The configuration of every accepted connection (limits, timeouts).
@@ -200,7 +215,7 @@ impl<H: Handler> Server<H> {
 
     fn into_inner(self, local_addr: SocketAddr) -> io::Result<(Arc<Inner>, Arc<H>)> {
         #[allow(unused_mut)]
-        let mut inner = Inner::new(self.config, self.flow, local_addr);
+        let mut inner = Inner::new(self.config, self.flow, local_addr, self.max_connections);
         ws_core::server::backplane::start(self.backplane.as_ref(), &inner.hub)?;
         #[cfg(feature = "tls")]
         {
@@ -586,7 +601,12 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(config: Config, flow: FlowControl, local_addr: SocketAddr) -> Self {
+    fn new(
+        config: Config,
+        flow: FlowControl,
+        local_addr: SocketAddr,
+        max_connections: Option<usize>,
+    ) -> Self {
         let hub = Arc::new(Hub::new(flow).runtime("blocking"));
         Inner {
             local_addr,
@@ -594,7 +614,7 @@ impl Inner {
             #[cfg(feature = "tls")]
             tls: None,
             hub: hub.clone(),
-            registry: Registry::new(hub),
+            registry: Registry::with_admission(hub, Admission::new(max_connections)),
             shutting_down: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             conns_cv: Condvar::new(),
@@ -631,15 +651,25 @@ impl Inner {
 }
 
 fn accept_loop<H: Handler>(inner: &Arc<Inner>, handler: &Arc<H>, listener: TcpListener) {
+    let mut pacer = AcceptPacer::default();
     loop {
         let accepted = listener.accept();
         if inner.shutting_down.load(Ordering::SeqCst) {
             return;
         }
         match accepted {
-            Ok((sock, peer)) => accepted_conn(inner, handler, sock, peer),
+            Ok((sock, peer)) => {
+                // The handshake deadline runs from here, not from when the
+                // connection's thread first runs.
+                let at = Instant::now();
+                pacer.accepted(at);
+                let ticket = inner.registry.admission().admit();
+                accepted_conn(inner, handler, sock, (peer, at), ticket);
+            }
             Err(e) => {
-                if let Some(pause) = ws_core::server::accept_backoff(&e) {
+                // Out of descriptors: the connections already open go on
+                // in their threads while this one pauses.
+                if let Some(pause) = pacer.failed(&e, Instant::now()) {
                     thread::sleep(pause);
                 }
             }
@@ -654,16 +684,19 @@ fn accepted_conn<H: Handler>(
     inner: &Arc<Inner>,
     handler: &Arc<H>,
     sock: TcpStream,
-    peer: SocketAddr,
+    peer: (SocketAddr, Instant),
+    ticket: Ticket,
 ) {
     #[cfg(feature = "tls")]
     if let Some(tls) = &inner.tls {
         let tls = tls.clone();
         return spawn_conn(inner, handler, sock, peer, move |c| {
-            TlsConnection::new(tls, c).ok()
+            TlsConnection::new(tls, c.admitted(ticket)).ok()
         });
     }
-    spawn_conn(inner, handler, sock, peer, Some);
+    spawn_conn(inner, handler, sock, peer, move |c| {
+        Some(c.admitted(ticket))
+    });
 }
 
 /// Starts the thread of a connection whose machine is `wrap` applied to
@@ -672,7 +705,7 @@ fn spawn_conn<H: Handler, C: Served<Handler = H>>(
     inner: &Arc<Inner>,
     handler: &Arc<H>,
     sock: TcpStream,
-    peer: SocketAddr,
+    peer: (SocketAddr, Instant),
     wrap: impl FnOnce(ServerConnection<H>) -> Option<C> + Send + 'static,
 ) {
     let _ = sock.set_nodelay(true);
@@ -727,7 +760,7 @@ fn serve<H: Handler, C: Served<Handler = H>>(
     inner: &Arc<Inner>,
     handler: Arc<H>,
     conn: &Arc<ServerConn<C>>,
-    peer: SocketAddr,
+    (peer, accepted): (SocketAddr, Instant),
     wrap: impl FnOnce(ServerConnection<H>) -> Option<C>,
 ) {
     let config = &inner.config;
@@ -742,7 +775,7 @@ fn serve<H: Handler, C: Served<Handler = H>>(
         conn,
         wake: wake.clone(),
     };
-    // The handshake deadline runs from here. An upgrade registers in the
+    // The handshake deadline runs from the accept. An upgrade registers in the
     // hub (closed at once with 1001 if shutting down) and runs `on_open`
     // inside the machine's `poll`, under the connection's lock, with the
     // 101 queued ahead of what `on_open` sends: a writer started by a wake
@@ -753,7 +786,7 @@ fn serve<H: Handler, C: Served<Handler = H>>(
         wake.clone(),
         peer,
         config.clone(),
-        Instant::now(),
+        accepted,
     )) else {
         return;
     };

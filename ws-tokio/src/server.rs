@@ -17,7 +17,9 @@ use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
 use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
-use ws_core::server::{Handler, Registry, Served, ServerConnection};
+use ws_core::server::{
+    AcceptPacer, Admission, Handler, Registry, Served, ServerConnection, Ticket,
+};
 use ws_core::{Config, Message, PreparedMessage};
 
 use crate::Result;
@@ -166,6 +168,7 @@ pub struct Server<H = ServerMode> {
     config: Config,
     flow: FlowControl,
     backplane: Option<Arc<dyn Engine>>,
+    max_connections: Option<usize>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<ServerConfig>>,
 }
@@ -196,9 +199,20 @@ impl<H: Handler> Server<H> {
             config: Config::default(),
             flow: FlowControl::default(),
             backplane: None,
+            max_connections: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Serves at most `max` connections at once (upgraded or not); the
+    /// next ones are answered `503 Service Unavailable` with `Retry-After`
+    /// before any upgrade, and closed, while the clients already connected
+    /// keep working (see [`ws_core::server::admission`]). No limit by
+    /// default but the process's file descriptors.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
     }
 
     /// The configuration of every accepted connection (limits, timeouts).
@@ -244,7 +258,7 @@ impl<H: Handler> Server<H> {
         ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
         let shared = Arc::new(Shared {
             hub: hub.clone(),
-            registry: Registry::new(hub),
+            registry: Registry::with_admission(hub, Admission::new(self.max_connections)),
             config: self.config,
             #[cfg(feature = "tls")]
             tls: self.tls,
@@ -269,8 +283,9 @@ impl<H: Handler> Server<H> {
     }
 
     /// Binds and accepts connections on the current task, forever. Accept
-    /// errors (e.g. out of file descriptors) are retried after a short
-    /// pause rather than ending the server. Dropping the future (e.g. from a
+    /// errors (e.g. out of file descriptors) are retried after a pause of
+    /// 10 to 100 ms rather than ending the server, logged once per episode
+    /// (see [`ws_core::server::admission`]). Dropping the future (e.g. from a
     /// `select!` with Ctrl-C) stops accepting and closes every client with
     /// 1001 without waiting; use [`start`](Self::start) and
     /// [`ServerHandle::shutdown`] to wait for the clients.
@@ -372,6 +387,7 @@ async fn accept_loop<H: Handler>(
     _guard: TaskGuard,
 ) {
     let mut stop = shared.stop.subscribe();
+    let mut pacer = AcceptPacer::default();
     loop {
         if *stop.borrow_and_update() {
             return;
@@ -382,16 +398,24 @@ async fn accept_loop<H: Handler>(
             _ = stop.changed() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    // The handshake deadline runs from here, not from the
+                    // task's first poll, however late a busy worker gets
+                    // to it.
+                    let at = Instant::now();
+                    pacer.accepted(at);
+                    let ticket = shared.registry.admission().admit();
                     let guard = shared.track();
                     let shared = shared.clone();
                     let handler = handler.clone();
                     tokio::spawn(async move {
                         let _guard = guard;
-                        serve(&shared, handler, tcp, peer).await;
+                        serve(&shared, handler, (tcp, peer, at), ticket).await;
                     });
                 }
                 Err(e) => {
-                    if let Some(pause) = ws_core::server::accept_backoff(&e) {
+                    // Out of descriptors: the connections already open go
+                    // on in their tasks while this one pauses.
+                    if let Some(pause) = pacer.failed(&e, Instant::now()) {
                         tokio::time::sleep(pause).await;
                     }
                 }
@@ -404,7 +428,12 @@ async fn accept_loop<H: Handler>(
 /// ws-core's [`ServerConnection`] (request head, routing, the response or
 /// the 101, the session, the closing), under TLS when the server has a TLS
 /// configuration.
-async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, tcp: TcpStream, peer: SocketAddr) {
+async fn serve<H: Handler>(
+    shared: &Shared,
+    handler: Arc<H>,
+    (tcp, peer, accepted): (TcpStream, SocketAddr, Instant),
+    ticket: Ticket,
+) {
     // Latency matters more than packet count; the loop batches writes itself.
     let _ = tcp.set_nodelay(true);
     let wake = Arc::new(TaskWake::default());
@@ -414,8 +443,9 @@ async fn serve<H: Handler>(shared: &Shared, handler: Arc<H>, tcp: TcpStream, pee
         wake.clone(),
         peer,
         shared.config.clone(),
-        Instant::now(),
-    );
+        accepted,
+    )
+    .admitted(ticket);
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.tls {
         if let Ok(mut conn) = TlsConnection::new(tls.clone(), conn) {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 use examples::obs::{MetricsAccess, WithMetrics, init_logging};
 use examples::{Mode, Runtime, deflate_config, origin_check, run_server, server_tls};
+use ws_core::Config;
 use ws_core::server::hub::FlowControl;
 
 /// A WebSocket chat/echo server: the test page on /, WebSocket on /ws.
@@ -105,6 +106,27 @@ struct Args {
     /// `RUST_LOG` is read when the flag is not given.
     #[arg(long, value_name = "FILTER", env = "RUST_LOG", default_value = "info")]
     log: String,
+    /// Serve at most this many connections at once (upgraded or not); the
+    /// next get 503 Service Unavailable with Retry-After before any upgrade.
+    /// No limit by default but the process's file descriptors.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// How long a client has to send its request head (and finish TLS)
+    /// before the connection is dropped.
+    #[arg(long, value_name = "MS", default_value_t = Config::default().get_handshake_timeout().as_millis() as u64)]
+    handshake_timeout_ms: u64,
+    /// Ping every client idle for this long; one that does not answer within
+    /// --keepalive-timeout-ms is dropped (off by default).
+    #[arg(long, value_name = "MS")]
+    keepalive_ms: Option<u64>,
+    /// How long a ping waits for its pong (with --keepalive-ms).
+    #[arg(
+        long,
+        value_name = "MS",
+        requires = "keepalive_ms",
+        default_value_t = 20_000
+    )]
+    keepalive_timeout_ms: u64,
 }
 
 /// glibc raises its mmap threshold each time it frees a large mmapped
@@ -161,7 +183,10 @@ fn main() {
         },
         _ => None,
     };
-    let config = deflate_config(args.deflate, args.mode == Mode::Chat);
+    let config = deflate_config(args.deflate, args.mode == Mode::Chat)
+        .handshake_timeout(Duration::from_millis(args.handshake_timeout_ms))
+        .keepalive(args.keepalive_ms.map(Duration::from_millis))
+        .keepalive_timeout(Duration::from_millis(args.keepalive_timeout_ms));
     let backplane = match args.backplane.as_deref().map(ws_redis::RedisBackplane::new) {
         None => None,
         Some(Ok(b)) => {
@@ -185,6 +210,7 @@ fn main() {
         tls,
         config,
         backplane,
+        args.max_connections,
     ) {
         eprintln!("ws-server: {e}");
         std::process::exit(1);

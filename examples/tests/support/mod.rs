@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod spawned;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -44,6 +44,7 @@ use crate::config::{Config, Role};
 use crate::connection::{Connection, Transmit};
 use crate::error::Error;
 use crate::handshake::ServerHandshake;
+use crate::server::admission::{Admission, Permit, Ticket};
 use crate::server::handler::Handler;
 use crate::server::hub::{Hub, Wake};
 use crate::server::registry::Registry;
@@ -96,6 +97,9 @@ pub struct ServerConnection<H: Handler> {
     now: Instant,
     /// The connection's log span (empty without the `tracing` feature).
     span: ConnSpan,
+    /// Its place under the server's `max_connections`, freed when the
+    /// machine is dropped (see [`admitted`](Self::admitted)).
+    permit: Option<Permit>,
 }
 
 /// Bytes one lingering read takes.
@@ -142,7 +146,25 @@ impl<H: Handler> ServerConnection<H> {
             eof: false,
             discard: BytesMut::new(),
             now,
+            permit: None,
         }
+    }
+
+    /// Applies the accept loop's decision (see
+    /// [`admission`](crate::server::admission)): an admitted connection
+    /// keeps its [`Permit`] until the machine is dropped, so the place frees
+    /// when the connection ends however it ends; a refused one answers
+    /// `503 Service Unavailable` with `Retry-After` at once, without
+    /// reading its request (drained while lingering), and closes.
+    pub fn admitted(mut self, ticket: Ticket) -> Self {
+        match ticket {
+            Ticket::Admitted(permit) => self.permit = Some(permit),
+            Ticket::Refused => {
+                let until = self.now + self.config.get_handshake_timeout();
+                self.phase = Phase::Respond(Admission::refusal(), until);
+            }
+        }
+        self
     }
 
     /// Where to read the next bytes into (read straight into it, then
@@ -657,6 +679,33 @@ mod tests {
 
     fn upgrade_request() -> (ClientHandshake, bytes::Bytes) {
         ClientHandshake::new(&ClientRequest::new("127.0.0.1", 80, "/ws"))
+    }
+
+    #[test]
+    fn a_connection_refused_at_the_limit_answers_503_drains_and_ends() {
+        let now = Instant::now();
+        let admission = Admission::new(Some(1));
+        let (first, hub) = conn_at(now);
+        let first = first.admitted(admission.admit());
+        let (second, _) = conn_at(now);
+        let mut second = second.admitted(admission.admit());
+        assert_eq!((admission.live(), admission.refused()), (1, 1));
+        // The 503 leaves before the request is read; no session opens.
+        assert!(second.wants_write() && !second.wants_read());
+        let out = String::from_utf8(drain(&mut second)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+        assert!(out.contains("Retry-After: 1\r\n"), "{out}");
+        assert!(second.wants_write_shutdown());
+        second.write_shut();
+        let (_, request) = upgrade_request();
+        feed(&mut second, &request, now);
+        assert!(!second.is_open() && hub.is_empty());
+        second.poll(now + LINGER).unwrap();
+        assert!(second.is_finished());
+        // The admitted connection's place frees when it is dropped.
+        drop(first);
+        assert_eq!(admission.live(), 0);
+        assert!(matches!(admission.admit(), Ticket::Admitted(_)));
     }
 
     #[test]

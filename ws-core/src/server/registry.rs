@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::close::CloseCode;
 use crate::error::Error;
 use crate::message::Message;
+use crate::server::admission::Admission;
 use crate::server::backplane::BackplaneStats;
 use crate::server::handler::ConnectionHandle;
 use crate::server::hub::{ClientId, Hub, HubStats};
@@ -18,12 +19,37 @@ use crate::server::metrics::MetricsSnapshot;
 #[derive(Debug, Clone)]
 pub struct Registry {
     hub: Arc<Hub>,
+    admission: Arc<Admission>,
 }
 
 impl Registry {
-    /// The registry over `hub`.
+    /// The registry over `hub`, for a server without a connection limit.
     pub fn new(hub: Arc<Hub>) -> Self {
-        Registry { hub }
+        Registry::with_admission(hub, Admission::new(None))
+    }
+
+    /// The registry over `hub`, for a server whose accept loop admits
+    /// connections through `admission` (its `max_connections`).
+    pub fn with_admission(hub: Arc<Hub>, admission: Arc<Admission>) -> Self {
+        Registry { hub, admission }
+    }
+
+    /// The accept loop's count of live connections against the server's
+    /// `max_connections` (see [`Admission`]).
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// TCP connections open now: upgraded or not, from `accept` until the
+    /// socket closes (a connection refused at the limit is not counted).
+    pub fn connection_count(&self) -> usize {
+        self.admission.live()
+    }
+
+    /// Connections refused with 503 at the server's `max_connections` so
+    /// far.
+    pub fn refused_count(&self) -> u64 {
+        self.admission.refused()
     }
 
     /// The hub itself (queues, flow control), for what the registry does
