@@ -41,7 +41,8 @@ impl<R: Runtime> Connector for On<R> {
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<R::TcpStream>>, Response)> {
-        crate::handshake::connect_url::<R>(url, config, tls, proxy.as_ref()).await
+        let req = ws_core::handshake::ClientRequest::from_url(url);
+        crate::handshake::connect_url::<R>(url, &req, config, tls, proxy.as_ref()).await
     }
 
     async fn sleep(delay: Duration) {

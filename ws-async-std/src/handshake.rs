@@ -164,18 +164,19 @@ where
 }
 
 /// `connect`/`connect_with`/`connect_tls`/`connect_proxy` for runtime `R`:
-/// parse the URL, set TLS up (`wss://`: `tls`, or the default
+/// the URL and request of `request`, set TLS up (`wss://`: `tls`, or the default
 /// configuration), connect TCP (to `proxy` if given, then its `CONNECT`
 /// tunnel), TLS handshake, WebSocket handshake; all bounded together by
 /// the handshake timeout.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 pub(crate) async fn connect_on<R: crate::runtime::Runtime>(
-    url: &str,
+    request: impl ws_core::handshake::IntoClientRequest,
     config: Config,
     tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
     proxy: Option<&ws_core::proxy::Proxy>,
 ) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
-    connect_url::<R>(&ws_core::url::WsUrl::parse(url)?, config, tls, proxy).await
+    let (url, req) = request.into_client_request()?;
+    connect_url::<R>(&url, &req, config, tls, proxy).await
 }
 
 /// Opens `proxy`'s `CONNECT` tunnel to `target` on `io`; returns the bytes
@@ -202,10 +203,11 @@ where
     }
 }
 
-/// [`connect_on`] for an already parsed URL.
+/// [`connect_on`] for an already parsed URL and the request to send there.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
     url: &ws_core::url::WsUrl,
+    req: &ClientRequest,
     config: Config,
     tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
     proxy: Option<&ws_core::proxy::Proxy>,
@@ -221,7 +223,6 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
     } else {
         None
     };
-    let req = ClientRequest::from_url(url);
     let limit = config.get_handshake_timeout();
     handshake_timeout(limit, async {
         let (host, port) = ws_core::proxy::first_hop(url, proxy);
@@ -234,7 +235,7 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
             None => crate::MaybeTls::Plain(tcp),
             Some((name, tls)) => crate::maybe_tls::tls_handshake(tcp, name, tls).await?,
         };
-        client_handshake_untimed(io, &req, config, early).await
+        client_handshake_untimed(io, req, config, early).await
     })
     .await
 }

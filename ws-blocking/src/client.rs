@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use ws_core::handshake::Response;
+use ws_core::handshake::{ClientRequest, Response};
 use ws_core::proxy::Proxy;
 use ws_core::rt::reconnect::{Backoff, Reconnect, connect_with_retries_blocking};
 use ws_core::rt::tls::rustls::ClientConfig;
@@ -238,6 +238,7 @@ impl Client {
         let (ws, response) = match self.retry.as_mut() {
             None => connect_url(
                 &self.url,
+                &ClientRequest::from_url(&self.url),
                 self.config.clone(),
                 self.tls.clone(),
                 self.proxy.as_ref(),
@@ -245,7 +246,13 @@ impl Client {
             Some(backoff) => {
                 let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
                 connect_with_retries_blocking(backoff, || {
-                    connect_url(url, config.clone(), tls.clone(), proxy.as_ref())
+                    connect_url(
+                        url,
+                        &ClientRequest::from_url(url),
+                        config.clone(),
+                        tls.clone(),
+                        proxy.as_ref(),
+                    )
                 })?
             }
         };
@@ -391,7 +398,13 @@ impl Client {
             let backoff = self.retry.as_mut().expect("lost implies a policy");
             let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
             let connected = connect_with_retries_blocking(backoff, || {
-                connect_url(url, config.clone(), tls.clone(), proxy.as_ref())
+                connect_url(
+                    url,
+                    &ClientRequest::from_url(url),
+                    config.clone(),
+                    tls.clone(),
+                    proxy.as_ref(),
+                )
             });
             let (ws, response) = match connected {
                 Ok(connected) => connected,

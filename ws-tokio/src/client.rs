@@ -13,7 +13,7 @@ use futures_core::Stream;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin};
 use tokio::net::TcpStream;
 use ws_core::Config;
-use ws_core::handshake::Response;
+use ws_core::handshake::{ClientRequest, Response};
 use ws_core::proxy::Proxy;
 use ws_core::rt::client::Connector;
 use ws_core::rt::tls::rustls::ClientConfig;
@@ -56,7 +56,14 @@ impl Connector for Tokio {
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-        connect_url(url, config, tls, proxy.as_ref()).await
+        connect_url(
+            url,
+            &ClientRequest::from_url(url),
+            config,
+            tls,
+            proxy.as_ref(),
+        )
+        .await
     }
 
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send {
