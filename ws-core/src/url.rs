@@ -424,4 +424,157 @@ mod tests {
     fn from_str_matches_parse() {
         assert_eq!("ws://h:1/x".parse::<WsUrl>(), WsUrl::parse("ws://h:1/x"));
     }
+
+    /// How ws-core's parser relates to the `url` crate (WHATWG) on one input.
+    #[derive(Debug)]
+    enum Vs {
+        /// Both parse, to the same scheme, host, port and resource.
+        Same,
+        /// Both parse and agree but on the host, which `url` normalises
+        /// (case, IPv6 and IPv4 forms, percent-decoding) and we keep as
+        /// written: (ours, url's). DNS and TLS compare names without case.
+        HostAsWritten(&'static str, &'static str),
+        /// Both parse and agree but on the resource, whose dot segments
+        /// `url` removes and we send as written: (ours, url's).
+        ResourceAsWritten(&'static str, &'static str),
+        /// `url` accepts (and repairs or drops part of) what we refuse.
+        Stricter(UrlError),
+        /// Neither parses it.
+        BothReject,
+    }
+
+    /// The `url` crate's host as ours is kept: IPv6 without brackets.
+    fn host_of(u: &::url::Url) -> String {
+        match u.host() {
+            Some(::url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => String::new(),
+        }
+    }
+
+    fn resource_of(u: &::url::Url) -> String {
+        match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        }
+    }
+
+    #[test]
+    fn corner_cases_match_the_url_crate_or_differ_as_documented() {
+        use Vs::*;
+        let table: &[(&str, Vs)] = &[
+            ("ws://example.com", Same),
+            ("ws://example.com:9001/chat/room?x=1&y=2", Same),
+            ("ws://h?q=1", Same),
+            // Scheme case.
+            ("WS://example.com/", Same),
+            ("wSs://example.com/", Same),
+            // Default ports, given or not.
+            ("wss://example.com", Same),
+            ("ws://example.com:80/", Same),
+            ("wss://example.com:443/", Same),
+            ("wss://h:80/", Same),
+            ("ws://h:443/", Same),
+            ("ws://h:65535/", Same),
+            // IPv6 literals.
+            ("ws://[::1]:9001/x", Same),
+            ("ws://[::1]", Same),
+            ("wss://[2001:db8::1]/", Same),
+            ("ws://[::ffff:192.0.2.1]/", Same),
+            (
+                "ws://[2001:DB8::1]/",
+                HostAsWritten("2001:DB8::1", "2001:db8::1"),
+            ),
+            (
+                "ws://[0:0:0:0:0:0:0:1]/",
+                HostAsWritten("0:0:0:0:0:0:0:1", "::1"),
+            ),
+            // Host case, percent-encoding in the host, IPv4 shorthand.
+            (
+                "ws://Example.COM/",
+                HostAsWritten("Example.COM", "example.com"),
+            ),
+            ("ws://a%2Db/", HostAsWritten("a%2Db", "a-b")),
+            ("ws://127.1/", HostAsWritten("127.1", "127.0.0.1")),
+            // Percent-encoding in path and query is kept by both.
+            ("ws://h/a%20b?q=%2F%26", Same),
+            ("ws://h/%7Euser", Same),
+            ("ws://h/a/../b", ResourceAsWritten("/a/../b", "/b")),
+            // Userinfo: `url` keeps it, we refuse to drop credentials.
+            ("ws://u:p@h/", Stricter(UrlError::UserinfoNotSupported)),
+            ("ws://u@h/", Stricter(UrlError::UserinfoNotSupported)),
+            // Fragments: RFC 6455 section 3 forbids them.
+            ("ws://h/p#frag", Stricter(UrlError::FragmentNotAllowed)),
+            ("ws://h/#", Stricter(UrlError::FragmentNotAllowed)),
+            // What `url` would percent-encode for us.
+            ("ws://h/a b", Stricter(UrlError::InvalidResource)),
+            ("ws://h/\u{e9}", Stricter(UrlError::InvalidResource)),
+            // Ports `url` lets through.
+            ("ws://h:/", Stricter(UrlError::InvalidPort("".into()))),
+            ("ws://h:0/", Stricter(UrlError::InvalidPort("0".into()))),
+            ("ws://h:0080/", Same),
+            // Internationalised names: `url` runs IDNA, we take punycode.
+            (
+                "ws://b\u{fc}cher.de/",
+                Stricter(UrlError::InvalidHost("b\u{fc}cher.de".into())),
+            ),
+            ("ws://xn--bcher-kva.de/", Same),
+            // Schemes and shapes `url` accepts and we do not.
+            (
+                "http://h/",
+                Stricter(UrlError::UnsupportedScheme("http".into())),
+            ),
+            ("ws:/h/", Stricter(UrlError::MissingScheme)),
+            ("ws://h\\p", Stricter(UrlError::InvalidHost("h\\p".into()))),
+            // Refused by both.
+            ("ws://h:65536/", BothReject),
+            ("ws://h:abc/", BothReject),
+            ("ws://", BothReject),
+            ("ws://:9001/", BothReject),
+            ("ws://[::1/", BothReject),
+            ("ws://[zz]/", BothReject),
+            ("example.com", BothReject),
+        ];
+        for (input, vs) in table {
+            let ours = WsUrl::parse(input);
+            let theirs = ::url::Url::parse(input);
+            let both = ours.as_ref().ok().zip(theirs.as_ref().ok());
+            match vs {
+                Same => {
+                    let (o, t) = both.unwrap_or_else(|| panic!("{input}: {ours:?} / {theirs:?}"));
+                    assert_eq!(o.scheme(), t.scheme(), "{input}");
+                    assert_eq!(o.host(), host_of(t), "{input}");
+                    assert_eq!(Some(o.port()), t.port_or_known_default(), "{input}");
+                    assert_eq!(o.resource(), resource_of(t), "{input}");
+                }
+                HostAsWritten(o_host, t_host) => {
+                    let (o, t) = both.unwrap_or_else(|| panic!("{input}: {ours:?} / {theirs:?}"));
+                    assert_eq!(
+                        (o.host(), host_of(t).as_str()),
+                        (*o_host, *t_host),
+                        "{input}"
+                    );
+                    assert_eq!(Some(o.port()), t.port_or_known_default(), "{input}");
+                    assert_eq!(o.resource(), resource_of(t), "{input}");
+                }
+                ResourceAsWritten(o_res, t_res) => {
+                    let (o, t) = both.unwrap_or_else(|| panic!("{input}: {ours:?} / {theirs:?}"));
+                    assert_eq!(o.host(), host_of(t), "{input}");
+                    assert_eq!(
+                        (o.resource(), resource_of(t).as_str()),
+                        (*o_res, *t_res),
+                        "{input}"
+                    );
+                }
+                Stricter(e) => {
+                    assert!(theirs.is_ok(), "{input}: url refuses it too: {theirs:?}");
+                    assert_eq!(ours.as_ref(), Err(e), "{input}");
+                }
+                BothReject => {
+                    assert!(ours.is_err(), "{input}: we accept it: {ours:?}");
+                    assert!(theirs.is_err(), "{input}: url accepts it: {theirs:?}");
+                }
+            }
+        }
+    }
 }
