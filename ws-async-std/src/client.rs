@@ -37,12 +37,12 @@ impl<R: Runtime> Connector for On<R> {
 
     async fn connect(
         url: &WsUrl,
+        request: &ws_core::handshake::ClientRequest,
         config: Config,
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<R::TcpStream>>, Response)> {
-        let req = ws_core::handshake::ClientRequest::from_url(url);
-        crate::handshake::connect_url::<R>(url, &req, config, tls, proxy.as_ref()).await
+        crate::handshake::connect_url::<R>(url, request, config, tls, proxy.as_ref()).await
     }
 
     async fn sleep(delay: Duration) {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use ws_core::handshake::{ClientRequest, Response};
+use ws_core::handshake::{ClientRequest, IntoClientRequest, Response};
 use ws_core::proxy::Proxy;
 use ws_core::rt::reconnect::{Backoff, Reconnect, connect_with_retries_blocking};
 use ws_core::rt::tls::rustls::ClientConfig;
@@ -103,6 +103,8 @@ enum Ending {
 /// once, every time: mark such codes final.
 pub struct Client {
     url: WsUrl,
+    /// What each connection sends to `url`.
+    request: ClientRequest,
     config: Config,
     /// The TLS configuration for `wss://`; `None`: the default.
     tls: Option<Arc<ClientConfig>>,
@@ -142,11 +144,17 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for a `ws://` or `wss://` `url`, not yet connected. Fails on
-    /// an invalid URL (`Error::Url`), including one with another scheme.
-    pub fn new(url: &str) -> Result<Client> {
+    /// A client for a `ws://` or `wss://` URL, not yet connected; or for a
+    /// request to one ([`IntoClientRequest`](crate::IntoClientRequest):
+    /// with the cargo feature `http`, an `http::Request<()>` whose headers
+    /// and subprotocols every connection and reconnection sends). Fails on
+    /// an invalid URL (`Error::Url`), including one with another scheme, or
+    /// a request that cannot be a WebSocket request (`Error::Handshake`).
+    pub fn new(request: impl IntoClientRequest) -> Result<Client> {
+        let (url, request) = request.into_client_request()?;
         Ok(Client {
-            url: WsUrl::parse(url)?,
+            url,
+            request,
             config: Config::default(),
             tls: None,
             proxy: None,
@@ -238,21 +246,16 @@ impl Client {
         let (ws, response) = match self.retry.as_mut() {
             None => connect_url(
                 &self.url,
-                &ClientRequest::from_url(&self.url),
+                &self.request,
                 self.config.clone(),
                 self.tls.clone(),
                 self.proxy.as_ref(),
             )?,
             Some(backoff) => {
-                let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
+                let (url, request) = (&self.url, &self.request);
+                let (config, tls, proxy) = (&self.config, &self.tls, &self.proxy);
                 connect_with_retries_blocking(backoff, || {
-                    connect_url(
-                        url,
-                        &ClientRequest::from_url(url),
-                        config.clone(),
-                        tls.clone(),
-                        proxy.as_ref(),
-                    )
+                    connect_url(url, request, config.clone(), tls.clone(), proxy.as_ref())
                 })?
             }
         };
@@ -396,15 +399,10 @@ impl Client {
     fn relink(&mut self, relinked: &mut dyn FnMut(&WsWriter<MaybeTls<TcpStream>>)) -> Result<()> {
         while self.lost {
             let backoff = self.retry.as_mut().expect("lost implies a policy");
-            let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
+            let (url, request) = (&self.url, &self.request);
+            let (config, tls, proxy) = (&self.config, &self.tls, &self.proxy);
             let connected = connect_with_retries_blocking(backoff, || {
-                connect_url(
-                    url,
-                    &ClientRequest::from_url(url),
-                    config.clone(),
-                    tls.clone(),
-                    proxy.as_ref(),
-                )
+                connect_url(url, request, config.clone(), tls.clone(), proxy.as_ref())
             });
             let (ws, response) = match connected {
                 Ok(connected) => connected,

@@ -52,18 +52,12 @@ impl Connector for Tokio {
 
     async fn connect(
         url: &WsUrl,
+        request: &ClientRequest,
         config: Config,
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-        connect_url(
-            url,
-            &ClientRequest::from_url(url),
-            config,
-            tls,
-            proxy.as_ref(),
-        )
-        .await
+        connect_url(url, request, config, tls, proxy.as_ref()).await
     }
 
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send {

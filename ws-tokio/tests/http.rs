@@ -104,3 +104,50 @@ async fn a_request_that_cannot_be_a_websocket_request_fails_before_any_io() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_client_made_from_an_http_request_sends_its_headers_on_every_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut cookie = None;
+            let mut ws = ws_tokio::accept_with(tcp, ws_tokio::Config::default(), |req| {
+                cookie = req.header("Cookie").map(str::to_owned);
+                Ok(Accept::new().subprotocol("chat"))
+            })
+            .await
+            .unwrap();
+            seen.push(cookie);
+            // Ends the connection: the client connects again.
+            ws.close(ws_tokio::CloseCode::GOING_AWAY, "restart")
+                .await
+                .unwrap();
+            let _ = ws.recv().await;
+        }
+        seen
+    });
+    let request = http::Request::builder()
+        .uri(format!("ws://{addr}/"))
+        .header("Cookie", "session=42")
+        .header("Sec-WebSocket-Protocol", "chat")
+        .body(())
+        .unwrap();
+    let mut client = ws_tokio::Client::new(request).unwrap();
+    for _ in 0..2 {
+        bounded(client.connect()).await.unwrap();
+        // The server's close ends this connection.
+        while let Some(msg) = bounded(client.recv()).await {
+            if matches!(msg, Ok(Message::Close(_)) | Err(_)) {
+                break;
+            }
+        }
+    }
+    let seen = bounded(server).await.unwrap();
+    assert_eq!(
+        seen,
+        [Some("session=42".to_owned()), Some("session=42".to_owned())]
+    );
+}

@@ -21,7 +21,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::connection::State;
 use crate::error::Error;
-use crate::handshake::Response;
+use crate::handshake::{ClientRequest, IntoClientRequest, Response};
 use crate::message::Message;
 use crate::proxy::Proxy;
 use crate::rt::driver::Timer;
@@ -44,7 +44,8 @@ pub trait Connector: 'static {
     /// on every adapter (see `ws_core::rt::tls`, cargo feature `tls`).
     type TlsConfig: Clone + Send + Sync + Unpin + 'static;
 
-    /// Connects to `url` and performs the opening handshake: TCP (to
+    /// Connects to `url` and performs the opening handshake with `request`
+    /// (made for `url`: its subprotocols and extra headers): TCP (to
     /// `proxy` when given, then its `CONNECT` tunnel to the URL's host,
     /// [`crate::proxy::ProxyConnect`]), then for `wss://` the TLS handshake
     /// (with `tls`, or the default configuration when `None`), then the
@@ -53,6 +54,7 @@ pub trait Connector: 'static {
     /// `ws://` URL ignores `tls`.
     fn connect(
         url: &WsUrl,
+        request: &ClientRequest,
         config: Config,
         tls: Option<Self::TlsConfig>,
         proxy: Option<Proxy>,
@@ -138,6 +140,8 @@ enum Ending {
 /// reconnected to at once, every time: mark such codes final.
 pub struct Client<C: Connector> {
     url: WsUrl,
+    /// What each connection sends to `url`.
+    request: ClientRequest,
     config: Config,
     tls: Option<C::TlsConfig>,
     proxy: Option<Proxy>,
@@ -178,17 +182,23 @@ impl<C: Connector> fmt::Debug for Client<C> {
 }
 
 impl<C: Connector> Client<C> {
-    /// A client for a `ws://` or `wss://` `url`, parsed now so mistakes
-    /// surface before any I/O.
+    /// A client for a `ws://` or `wss://` URL, parsed now so mistakes
+    /// surface before any I/O; or for a request to one
+    /// ([`IntoClientRequest`]: with the cargo feature `http`, an
+    /// `http::Request<()>` whose headers and subprotocols every connection
+    /// and reconnection sends).
     ///
     /// # Errors
     ///
     /// [`Error::Url`]: [`UrlError::UnsupportedScheme`](crate::url::UrlError::UnsupportedScheme)
     /// for a scheme other than `ws` and `wss`, or another problem with the
-    /// URL.
-    pub fn new(url: &str) -> Result<Self, Error> {
+    /// URL; [`Error::Handshake`] for a request that cannot be a WebSocket
+    /// request.
+    pub fn new(request: impl IntoClientRequest) -> Result<Self, Error> {
+        let (url, request) = request.into_client_request()?;
         Ok(Client {
-            url: WsUrl::parse(url)?,
+            url,
+            request,
             config: Config::default(),
             tls: None,
             proxy: None,
@@ -282,6 +292,7 @@ impl<C: Connector> Client<C> {
         let Some(policy) = &self.policy else {
             let (ws, _response) = C::connect(
                 &self.url,
+                &self.request,
                 self.config.clone(),
                 self.tls.clone(),
                 self.proxy.clone(),
@@ -295,10 +306,11 @@ impl<C: Connector> Client<C> {
             .redial
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner) = None;
-        let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
+        let (url, request) = (&self.url, &self.request);
+        let (config, tls, proxy) = (&self.config, &self.tls, &self.proxy);
         let connected = connect_with_retries(
             &mut backoff,
-            || C::connect(url, config.clone(), tls.clone(), proxy.clone()),
+            || C::connect(url, request, config.clone(), tls.clone(), proxy.clone()),
             C::sleep,
         )
         .await;
@@ -541,11 +553,20 @@ impl<C: Connector> Client<C> {
                     let policy = self.policy.as_ref().expect("lost implies a policy");
                     let mut backoff = self.backoff.take().unwrap_or_else(|| policy.backoff());
                     let (url, config) = (self.url.clone(), self.config.clone());
+                    let request = self.request.clone();
                     let (tls, proxy) = (self.tls.clone(), self.proxy.clone());
                     Box::pin(async move {
                         let connected = connect_with_retries(
                             &mut backoff,
-                            || C::connect(&url, config.clone(), tls.clone(), proxy.clone()),
+                            || {
+                                C::connect(
+                                    &url,
+                                    &request,
+                                    config.clone(),
+                                    tls.clone(),
+                                    proxy.clone(),
+                                )
+                            },
                             C::sleep,
                         )
                         .await;
