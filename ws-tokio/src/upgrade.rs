@@ -11,13 +11,13 @@
 //! - [`upgrade_response`] (cargo feature `http`): the `101` to send, or the
 //!   error whose [`to_http_response`](HandshakeError::to_http_response) is
 //!   the 4xx to send. For any HTTP server built on the `http` crate.
-//! - [`upgrade`] (cargo feature `hyper`): the same, plus the connection
+//! - `upgrade` (cargo feature `hyper`): the same, plus the connection
 //!   itself: a future that resolves, once hyper has sent the `101`, to a
-//!   [`WebSocketStream`] over hyper's upgraded connection. One call per
+//!   [`WebSocketStream`](crate::WebSocketStream) over hyper's upgraded connection. One call per
 //!   route.
-//! - [`from_upgraded`] (cargo feature `hyper`): a `hyper::upgrade::Upgraded`
+//! - `from_upgraded` (cargo feature `hyper`): a `hyper::upgrade::Upgraded`
 //!   (from `hyper::upgrade::on` or axum's upgrade) as a
-//!   [`WebSocketStream`], when you call `hyper::upgrade::on` yourself.
+//!   [`WebSocketStream`](crate::WebSocketStream), when you call `hyper::upgrade::on` yourself.
 //!
 //! `examples/src/bin/hyper-upgrade.rs` runs a hyper server with an ordinary
 //! route and an echoing `/ws` route; `examples/tests/hyper_upgrade.rs`
@@ -38,7 +38,7 @@ pub use ws_core::handshake::{Accept, HandshakeError};
 ///
 /// Neither looks at the body nor takes the connection: with hyper, send
 /// the `101` from the service and take the connection with
-/// `hyper::upgrade::on` ([`upgrade`] does both).
+/// `hyper::upgrade::on` (`upgrade` does both).
 ///
 /// # Errors
 ///
