@@ -669,7 +669,7 @@ autobahn_driver!(autobahn_async_std, ws_async_std);
 autobahn_driver!(autobahn_smol, ws_async_std::smol);
 
 fn autobahn_blocking(base: &str, agent: &str, config: Config) -> Result<(), Error> {
-    let (mut control, _) = ws_blocking::connect(&format!("{base}/getCaseCount"))?;
+    let (mut control, _) = ws_blocking::connect(format!("{base}/getCaseCount"))?;
     let count = case_count(Some(control.read()))?;
     let _ = control.close(CloseCode::NORMAL, "");
     let mut unreached = Vec::new();
@@ -685,7 +685,7 @@ fn autobahn_blocking(base: &str, agent: &str, config: Config) -> Result<(), Erro
             }
         }
     }
-    let (mut report, _) = ws_blocking::connect(&format!("{base}/updateReports?agent={agent}"))?;
+    let (mut report, _) = ws_blocking::connect(format!("{base}/updateReports?agent={agent}"))?;
     let _ = report.close(CloseCode::NORMAL, "");
     report_cases(count, &unreached);
     Ok(())

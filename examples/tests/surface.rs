@@ -54,7 +54,10 @@ macro_rules! surface {
                 let _ = handler_items::<Echo>;
                 let _ = Client::run_interactive;
                 // wss:// (exercised by tests/tls_client.rs).
-                let _ = connect_tls;
+                let _ = |c: Config, t| connect_tls("wss://h/", c, t);
+                // A request of the `http` crate, on every runtime.
+                let _ = |r: $krate::http::Request<()>| connect(r);
+                let _ = |r: $krate::http::Request<()>, c: Config| connect_with(r, c);
                 let _ = |c: Client| c.with_tls($krate::tls::client_config($krate::tls::rustls::RootCertStore::empty()));
                 let _ = |s: &MaybeTls<$tcp>| s.is_tls();
                 let _ = |e: &Error| TlsError::find(e).map(TlsError::kind) == Some(TlsErrorKind::NameMismatch);

@@ -42,7 +42,7 @@ impl<R: Runtime> Connector for On<R> {
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<R::TcpStream>>, Response)> {
-        crate::handshake::connect_request::<R>(url, request, config, tls, proxy.as_ref()).await
+        crate::handshake::connect_url::<R>(url, request, config, tls, proxy.as_ref()).await
     }
 
     async fn sleep(delay: Duration) {

@@ -164,18 +164,19 @@ where
 }
 
 /// `connect`/`connect_with`/`connect_tls`/`connect_proxy` for runtime `R`:
-/// parse the URL, set TLS up (`wss://`: `tls`, or the default
+/// the URL and request of `request`, set TLS up (`wss://`: `tls`, or the default
 /// configuration), connect TCP (to `proxy` if given, then its `CONNECT`
 /// tunnel), TLS handshake, WebSocket handshake; all bounded together by
 /// the handshake timeout.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 pub(crate) async fn connect_on<R: crate::runtime::Runtime>(
-    url: &str,
+    request: impl ws_core::handshake::IntoClientRequest,
     config: Config,
     tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
     proxy: Option<&ws_core::proxy::Proxy>,
 ) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
-    connect_url::<R>(&ws_core::url::WsUrl::parse(url)?, config, tls, proxy).await
+    let (url, req) = request.into_client_request()?;
+    connect_url::<R>(&url, &req, config, tls, proxy).await
 }
 
 /// Opens `proxy`'s `CONNECT` tunnel to `target` on `io`; returns the bytes
@@ -202,21 +203,9 @@ where
     }
 }
 
-/// [`connect_on`] for an already parsed URL.
+/// [`connect_on`] for an already parsed URL and the request to send there.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
-    url: &ws_core::url::WsUrl,
-    config: Config,
-    tls: Option<std::sync::Arc<ws_core::rt::tls::rustls::ClientConfig>>,
-    proxy: Option<&ws_core::proxy::Proxy>,
-) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
-    connect_request::<R>(url, &ClientRequest::from_url(url), config, tls, proxy).await
-}
-
-/// [`connect_url`] sending `req` (the URL's request with extra headers and
-/// subprotocols) as the opening handshake.
-#[cfg(any(feature = "async-std", feature = "smol"))]
-pub(crate) async fn connect_request<R: crate::runtime::Runtime>(
     url: &ws_core::url::WsUrl,
     req: &ClientRequest,
     config: Config,

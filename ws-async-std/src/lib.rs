@@ -97,6 +97,11 @@
 #[cfg(any(feature = "async-std", feature = "smol"))]
 mod client;
 mod handshake;
+/// The `http` crate (cargo feature `http`), whose `Request<()>` the
+/// `connect` functions take and whose types the handshake converts to and
+/// from.
+#[cfg(feature = "http")]
+pub use http;
 mod io;
 mod maybe_tls;
 #[cfg(any(feature = "async-std", feature = "smol"))]
@@ -110,6 +115,7 @@ pub use handshake::{accept, accept_with, client_handshake};
 pub use maybe_tls::MaybeTls;
 pub use split::{Alarm, Io, SplitIo, WsReader, WsWriter};
 pub use stream::WebSocketStream;
+pub use ws_core::handshake::IntoClientRequest;
 pub use ws_core::rt::reconnect::Reconnect;
 pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
 pub use ws_core::server::{ConnectionHandle, Handler, Registry};
@@ -194,13 +200,17 @@ mod async_std_api {
 
     /// Connects to a `ws://` or `wss://` URL over an async-std `TcpStream` with
     /// [`Config::default()`](crate::Config); see [`connect_with`].
+    /// `request` is a URL, a URL with a `ClientRequest`, or (cargo feature
+    /// `http`, on by default) an `http::Request<()>` with headers and
+    /// subprotocols ([`IntoClientRequest`](crate::IntoClientRequest)).
     pub async fn connect(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
     ) -> crate::Result<(
         crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, crate::Config::default(), None, None).await
+        crate::handshake::connect_on::<AsyncStd>(request, crate::Config::default(), None, None)
+            .await
     }
 
     /// Connects to a `ws://` or `wss://` URL with `config`. `wss://`
@@ -223,13 +233,13 @@ mod async_std_api {
     /// [`Error::Handshake`](crate::Error::Handshake) when the server
     /// refuses the upgrade.
     pub async fn connect_with(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
         config: crate::Config,
     ) -> crate::Result<(
         crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, config, None, None).await
+        crate::handshake::connect_on::<AsyncStd>(request, config, None, None).await
     }
 
     /// [`connect_with`] using `tls` for a `wss://` URL instead of the
@@ -237,14 +247,14 @@ mod async_std_api {
     /// it with [`tls::builder`](crate::tls::builder) so no process-level
     /// crypto provider is needed). A `ws://` URL connects without TLS.
     pub async fn connect_tls(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
         config: crate::Config,
         tls: std::sync::Arc<crate::tls::rustls::ClientConfig>,
     ) -> crate::Result<(
         crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, config, Some(tls), None).await
+        crate::handshake::connect_on::<AsyncStd>(request, config, Some(tls), None).await
     }
 
     /// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy,
@@ -261,7 +271,7 @@ mod async_std_api {
     /// [`ProxyError::status`](crate::proxy::ProxyError::status): 407, 403,
     /// 502, ...), closes the connection or does not answer in HTTP.
     pub async fn connect_proxy(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
         config: crate::Config,
         proxy: &crate::proxy::Proxy,
         tls: Option<std::sync::Arc<crate::tls::rustls::ClientConfig>>,
@@ -269,7 +279,7 @@ mod async_std_api {
         crate::WebSocketStream<crate::MaybeTls<async_std::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<AsyncStd>(url, config, tls, Some(proxy)).await
+        crate::handshake::connect_on::<AsyncStd>(request, config, tls, Some(proxy)).await
     }
 }
 #[cfg(feature = "async-std")]
@@ -327,13 +337,16 @@ pub mod smol {
 
     /// Connects to a `ws://` or `wss://` URL over a smol `TcpStream` with
     /// [`Config::default()`](crate::Config); see [`connect_with`].
+    /// `request` is a URL, a URL with a `ClientRequest`, or (cargo feature
+    /// `http`, on by default) an `http::Request<()>` with headers and
+    /// subprotocols ([`IntoClientRequest`](crate::IntoClientRequest)).
     pub async fn connect(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
     ) -> crate::Result<(
         crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, crate::Config::default(), None, None).await
+        crate::handshake::connect_on::<Smol>(request, crate::Config::default(), None, None).await
     }
 
     /// Connects to a `ws://` or `wss://` URL with `config`. `wss://`
@@ -356,13 +369,13 @@ pub mod smol {
     /// [`Error::Handshake`](crate::Error::Handshake) when the server
     /// refuses the upgrade.
     pub async fn connect_with(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
         config: crate::Config,
     ) -> crate::Result<(
         crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, config, None, None).await
+        crate::handshake::connect_on::<Smol>(request, config, None, None).await
     }
 
     /// [`connect_with`] using `tls` for a `wss://` URL instead of the
@@ -370,14 +383,14 @@ pub mod smol {
     /// it with [`tls::builder`](crate::tls::builder) so no process-level
     /// crypto provider is needed). A `ws://` URL connects without TLS.
     pub async fn connect_tls(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
         config: crate::Config,
         tls: std::sync::Arc<crate::tls::rustls::ClientConfig>,
     ) -> crate::Result<(
         crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, config, Some(tls), None).await
+        crate::handshake::connect_on::<Smol>(request, config, Some(tls), None).await
     }
 
     /// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy,
@@ -394,7 +407,7 @@ pub mod smol {
     /// [`ProxyError::status`](crate::proxy::ProxyError::status): 407, 403,
     /// 502, ...), closes the connection or does not answer in HTTP.
     pub async fn connect_proxy(
-        url: &str,
+        request: impl ws_core::handshake::IntoClientRequest,
         config: crate::Config,
         proxy: &crate::proxy::Proxy,
         tls: Option<std::sync::Arc<crate::tls::rustls::ClientConfig>>,
@@ -402,6 +415,6 @@ pub mod smol {
         crate::WebSocketStream<crate::MaybeTls<::smol::net::TcpStream>>,
         ws_core::handshake::Response,
     )> {
-        crate::handshake::connect_on::<Smol>(url, config, tls, Some(proxy)).await
+        crate::handshake::connect_on::<Smol>(request, config, tls, Some(proxy)).await
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ws_core::handshake::{ClientRequest, Response};
+use ws_core::handshake::{ClientRequest, IntoClientRequest, Response};
 use ws_core::proxy::Proxy;
 use ws_core::rt::console::{Console, Ending};
 use ws_core::rt::reconnect::{Backoff, Reconnect, connect_with_retries_blocking};
@@ -23,7 +23,7 @@ use ws_core::url::WsUrl;
 use ws_core::{CloseCode, CloseFrame, Config, Error, Message};
 
 use crate::Result;
-use crate::handshake::{MaybeTls, connect_request};
+use crate::handshake::{MaybeTls, connect_url};
 use crate::stream::{Messages, WebSocketStream, WsReader, WsWriter};
 
 /// The hook [`Client::on_reconnect`] installs.
@@ -104,7 +104,7 @@ enum PeerEnding {
 /// once, every time: mark such codes final.
 pub struct Client {
     url: WsUrl,
-    /// The opening request: the URL's, plus extra headers and subprotocols.
+    /// What each connection sends to `url`.
     request: ClientRequest,
     config: Config,
     /// The TLS configuration for `wss://`; `None`: the default.
@@ -145,13 +145,17 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for a `ws://` or `wss://` `url`, not yet connected. Fails on
-    /// an invalid URL (`Error::Url`), including one with another scheme.
-    pub fn new(url: &str) -> Result<Client> {
-        let url = WsUrl::parse(url)?;
+    /// A client for a `ws://` or `wss://` URL, not yet connected; or for a
+    /// request to one ([`IntoClientRequest`](crate::IntoClientRequest):
+    /// with the cargo feature `http`, an `http::Request<()>` whose headers
+    /// and subprotocols every connection and reconnection sends). Fails on
+    /// an invalid URL (`Error::Url`), including one with another scheme, or
+    /// a request that cannot be a WebSocket request (`Error::Handshake`).
+    pub fn new(request: impl IntoClientRequest) -> Result<Client> {
+        let (url, request) = request.into_client_request()?;
         Ok(Client {
-            request: ClientRequest::from_url(&url),
             url,
+            request,
             config: Config::default(),
             tls: None,
             proxy: None,
@@ -264,7 +268,7 @@ impl Client {
     /// retries at once.
     pub fn connect(&mut self) -> Result<()> {
         let (ws, response) = match self.retry.as_mut() {
-            None => connect_request(
+            None => connect_url(
                 &self.url,
                 &self.request,
                 self.config.clone(),
@@ -272,10 +276,10 @@ impl Client {
                 self.proxy.as_ref(),
             )?,
             Some(backoff) => {
-                let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
-                let request = &self.request;
+                let (url, request) = (&self.url, &self.request);
+                let (config, tls, proxy) = (&self.config, &self.tls, &self.proxy);
                 connect_with_retries_blocking(backoff, || {
-                    connect_request(url, request, config.clone(), tls.clone(), proxy.as_ref())
+                    connect_url(url, request, config.clone(), tls.clone(), proxy.as_ref())
                 })?
             }
         };
@@ -419,10 +423,10 @@ impl Client {
     fn relink(&mut self, relinked: &mut dyn FnMut(&WsWriter<MaybeTls<TcpStream>>)) -> Result<()> {
         while self.lost {
             let backoff = self.retry.as_mut().expect("lost implies a policy");
-            let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
-            let request = &self.request;
+            let (url, request) = (&self.url, &self.request);
+            let (config, tls, proxy) = (&self.config, &self.tls, &self.proxy);
             let connected = connect_with_retries_blocking(backoff, || {
-                connect_request(url, request, config.clone(), tls.clone(), proxy.as_ref())
+                connect_url(url, request, config.clone(), tls.clone(), proxy.as_ref())
             });
             let (ws, response) = match connected {
                 Ok(connected) => connected,

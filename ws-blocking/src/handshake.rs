@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ws_core::handshake::{
-    Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
+    Accept, ClientHandshake, ClientRequest, HandshakeError, IntoClientRequest, Request, Response,
+    ServerHandshake,
 };
 use ws_core::proxy::{Proxy, ProxyConnect, ProxyError, Tunnel, first_hop};
 use ws_core::rt::tls::rustls::{ClientConfig, ClientConnection};
@@ -216,8 +217,15 @@ where
 
 /// Connects to a `ws://` or `wss://` URL with `Config::default()`; see
 /// [`connect_with`].
-pub fn connect(url: &str) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_with(url, Config::default())
+///
+/// `request` is a URL (`&str`, `String`, [`WsUrl`]), a URL with a
+/// [`ClientRequest`] made from it, or (cargo feature `http`, on by default)
+/// an `http::Request<()>` carrying headers, cookies, a bearer token and
+/// subprotocols ([`IntoClientRequest`]).
+pub fn connect(
+    request: impl IntoClientRequest,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    connect_with(request, Config::default())
 }
 
 /// Connects to a `ws://` or `wss://` URL with `config`. `wss://` verifies
@@ -239,10 +247,11 @@ pub fn connect(url: &str) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Respo
 /// [`TlsError::find`](crate::tls::TlsError::find)), `Error::Handshake`
 /// when the server refuses the upgrade.
 pub fn connect_with(
-    url: &str,
+    request: impl IntoClientRequest,
     config: Config,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_url(&WsUrl::parse(url)?, config, None, None)
+    let (url, req) = request.into_client_request()?;
+    connect_url(&url, &req, config, None, None)
 }
 
 /// [`connect_with`] using `tls` for a `wss://` URL instead of the default
@@ -262,11 +271,12 @@ pub fn connect_with(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn connect_tls(
-    url: &str,
+    request: impl IntoClientRequest,
     config: Config,
     tls: Arc<ClientConfig>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_url(&WsUrl::parse(url)?, config, Some(tls), None)
+    let (url, req) = request.into_client_request()?;
+    connect_url(&url, &req, config, Some(tls), None)
 }
 
 /// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy, its
@@ -293,12 +303,13 @@ pub fn connect_tls(
 /// [`ProxyError::status`](crate::proxy::ProxyError::status): 407, 403,
 /// 502, ...), closes the connection or does not answer in HTTP.
 pub fn connect_proxy(
-    url: &str,
+    request: impl IntoClientRequest,
     config: Config,
     proxy: &Proxy,
     tls: Option<Arc<ClientConfig>>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_url(&WsUrl::parse(url)?, config, tls, Some(proxy))
+    let (url, req) = request.into_client_request()?;
+    connect_url(&url, &req, config, tls, Some(proxy))
 }
 
 /// Opens `proxy`'s `CONNECT` tunnel to `target` on `sock` by `deadline`;
@@ -316,20 +327,9 @@ fn open_tunnel(
     Ok(tunnel.into_buffered())
 }
 
-/// [`connect_proxy`] for an already parsed URL; `None` is the default TLS
-/// configuration, or no proxy.
+/// [`connect_proxy`] for an already parsed URL and the request to send
+/// there; `None` is the default TLS configuration, or no proxy.
 pub(crate) fn connect_url(
-    url: &WsUrl,
-    config: Config,
-    tls: Option<Arc<ClientConfig>>,
-    proxy: Option<&Proxy>,
-) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_request(url, &ClientRequest::from_url(url), config, tls, proxy)
-}
-
-/// [`connect_url`] sending `req` (the URL's request with extra headers and
-/// subprotocols) as the opening handshake.
-pub(crate) fn connect_request(
     url: &WsUrl,
     req: &ClientRequest,
     config: Config,

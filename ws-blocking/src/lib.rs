@@ -93,6 +93,11 @@
 
 mod client;
 mod handshake;
+/// The `http` crate (cargo feature `http`), whose `Request<()>` the
+/// `connect` functions take and whose types the handshake converts to and
+/// from.
+#[cfg(feature = "http")]
+pub use http;
 mod server;
 mod stream;
 
@@ -105,6 +110,7 @@ pub use server::{Server, ServerHandle};
 pub use stream::{
     Messages, NoReadTimeout, SetReadTimeout, WebSocket, WebSocketStream, WsReader, WsWriter,
 };
+pub use ws_core::handshake::IntoClientRequest;
 pub use ws_core::rt::reconnect::Reconnect;
 pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};
 pub use ws_core::server::{ConnectionHandle, Handler, Registry};

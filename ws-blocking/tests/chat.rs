@@ -19,7 +19,7 @@ fn broadcast_reaches_all_three_clients() {
         let server = start(ServerMode::Chat, Config::default(), 64);
         let mut clients: Vec<Client> = (0..3)
             .map(|_| {
-                let mut c = Client::new(&url(&server, "/ws")).unwrap();
+                let mut c = Client::new(url(&server, "/ws")).unwrap();
                 c.connect().unwrap();
                 c
             })
@@ -52,7 +52,7 @@ fn broadcast_reaches_all_three_clients() {
 fn client_dropping_tcp_without_close_is_unregistered() {
     with_timeout(20, || {
         let server = start(ServerMode::Chat, Config::default(), 64);
-        let mut client = Client::new(&url(&server, "/ws")).unwrap();
+        let mut client = Client::new(url(&server, "/ws")).unwrap();
         client.connect().unwrap();
         let (raw, _) = raw_ws(server.local_addr(), "/ws");
         assert!(wait_until(Duration::from_secs(2), || server.client_count() == 2));
@@ -71,7 +71,7 @@ fn shutdown_closes_everyone_with_1001(mode: ServerMode, path: &str) {
     let server = start(mode, config, 64);
     let readers: Vec<_> = (0..3)
         .map(|_| {
-            let mut c = Client::new(&url(&server, path)).unwrap();
+            let mut c = Client::new(url(&server, path)).unwrap();
             c.connect().unwrap();
             thread::spawn(move || {
                 let first = c.recv();
@@ -98,7 +98,7 @@ fn shutdown_closes_everyone_with_1001(mode: ServerMode, path: &str) {
         assert!(end.is_none(), "then the connection ends: {end:?}");
     }
     // No longer accepting.
-    let refused = Client::new(&url(&server, path)).unwrap().connect();
+    let refused = Client::new(url(&server, path)).unwrap().connect();
     assert!(refused.is_err());
 }
 
@@ -123,7 +123,7 @@ fn slow_client_is_dropped_while_others_keep_receiving() {
         let server = start(ServerMode::Chat, config, 4);
         // The slow client: a valid handshake, then it never reads.
         let (mut slow, _) = raw_ws(server.local_addr(), "/ws");
-        let mut good = Client::new(&url(&server, "/ws")).unwrap();
+        let mut good = Client::new(url(&server, "/ws")).unwrap();
         good.connect().unwrap();
         assert!(wait_until(Duration::from_secs(2), || server.client_count() == 2));
 
@@ -228,7 +228,7 @@ fn handshake_rejections_and_page_while_server_keeps_serving() {
         assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
 
         // Still serving WebSocket clients.
-        let mut c = Client::new(&url(&server, "/ws")).unwrap();
+        let mut c = Client::new(url(&server, "/ws")).unwrap();
         c.connect().unwrap();
         assert!(wait_until(Duration::from_secs(2), || server.client_count() == 1));
         c.send_message("still here").unwrap();

@@ -30,7 +30,7 @@ fn binary_of(len: usize) -> Vec<u8> {
 fn echo_text_and_binary_of_every_size_through_client() {
     with_timeout(60, || {
         let server = start(ServerMode::Echo, Config::default(), 16);
-        let mut client = Client::new(&url(&server, "/echo")).unwrap();
+        let mut client = Client::new(url(&server, "/echo")).unwrap();
         client.connect().unwrap();
         for len in SIZES {
             let text = text_of(len);
@@ -56,7 +56,7 @@ fn echo_text_and_binary_of_every_size_through_client() {
 fn echo_through_connect_stream_with_batched_feed() {
     with_timeout(20, || {
         let server = start(ServerMode::Echo, Config::default(), 16);
-        let (mut ws, response) = connect(&url(&server, "/")).unwrap();
+        let (mut ws, response) = connect(url(&server, "/")).unwrap();
         assert_eq!(response.status(), 101);
         // Many messages queued, one flush; they come back in order.
         for i in 0..200 {
@@ -132,13 +132,13 @@ fn close_from_client_carries_code_and_reason_and_code_is_echoed() {
             seen
         });
         // 1: close() returns once the reply arrived and TCP ended.
-        let (mut ws, _) = connect(&format!("ws://{addr}/")).unwrap();
+        let (mut ws, _) = connect(format!("ws://{addr}/")).unwrap();
         let t = Instant::now();
         ws.close(CloseCode(4000), "bye").unwrap();
         assert!(t.elapsed() < Duration::from_secs(2));
         assert!(matches!(ws.read(), Err(Error::Closed)));
         // 2: the reply's code is the one we sent.
-        let (mut ws, _) = connect(&format!("ws://{addr}/")).unwrap();
+        let (mut ws, _) = connect(format!("ws://{addr}/")).unwrap();
         ws.send(Message::Close(Some(ws_blocking::CloseFrame::new(
             CloseCode(4001),
             "later",
@@ -176,7 +176,7 @@ fn wss_urls_are_accepted_and_other_schemes_refused() {
 fn run_interactive_sends_lines_prints_replies_and_closes_on_eof() {
     let out = with_timeout(20, || {
         let server = start(ServerMode::Echo, Config::default(), 16);
-        let mut client = Client::new(&url(&server, "/")).unwrap();
+        let mut client = Client::new(url(&server, "/")).unwrap();
         client.connect().unwrap();
         let mut out = Vec::new();
         client
@@ -197,8 +197,8 @@ fn run_interactive_sends_lines_prints_replies_and_closes_on_eof() {
 fn echo_clients_are_registered_and_reached_by_broadcast() {
     with_timeout(20, || {
         let server = start(ServerMode::Echo, Config::default(), 16);
-        let mut a = Client::new(&url(&server, "/")).unwrap();
-        let mut b = Client::new(&url(&server, "/any/path")).unwrap();
+        let mut a = Client::new(url(&server, "/")).unwrap();
+        let mut b = Client::new(url(&server, "/any/path")).unwrap();
         a.connect().unwrap();
         b.connect().unwrap();
         assert!(wait_until(Duration::from_secs(2), || server.client_count() == 2));
@@ -234,7 +234,7 @@ fn accept_with_rejection_is_a_rejected_handshake_error() {
             })
             .map(|_| ())
         });
-        let err = connect(&format!("ws://{addr}/private")).unwrap_err();
+        let err = connect(format!("ws://{addr}/private")).unwrap_err();
         match err {
             Error::Handshake(HandshakeError::UnexpectedStatus(r)) => assert_eq!(r.status(), 403),
             other => panic!("expected a 403, got {other:?}"),
@@ -250,7 +250,7 @@ fn accept_with_rejection_is_a_rejected_handshake_error() {
 fn client_messages_and_receive_messages_end_at_close() {
     with_timeout(20, || {
         let server = start(ServerMode::Echo, Config::default(), 16);
-        let mut client = Client::new(&url(&server, "/")).unwrap();
+        let mut client = Client::new(url(&server, "/")).unwrap();
         assert!(client.send_message("too early").is_err());
         client.connect().unwrap();
         client.ping(b"p").unwrap();

@@ -268,7 +268,7 @@ fn chat_loses_nothing_with_lazily_started_writers() {
         const MESSAGES: usize = 200;
         let server = start(ServerMode::Chat, Config::default(), 1 << 20);
         let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| connect(&url(&server, "/ws")).unwrap().0)
+            .map(|_| connect(url(&server, "/ws")).unwrap().0)
             .collect();
         assert!(wait_until(Duration::from_secs(2), || server.client_count() == CLIENTS));
         let workers: Vec<_> = clients
@@ -311,8 +311,8 @@ fn chat_loses_nothing_with_lazily_started_writers() {
 fn chat_rooms_are_separate_and_listed() {
     with_timeout(20, || {
         let server = start(ServerMode::Chat, Config::default(), 64);
-        let (mut lobby, _) = connect(&url(&server, "/ws")).unwrap();
-        let (mut dev, _) = connect(&url(&server, "/ws?room=dev")).unwrap();
+        let (mut lobby, _) = connect(url(&server, "/ws")).unwrap();
+        let (mut dev, _) = connect(url(&server, "/ws?room=dev")).unwrap();
         assert!(wait_until(Duration::from_secs(2), || server.client_count() == 2));
         assert_eq!(
             server.topics(),

@@ -60,7 +60,7 @@ fn ping_is_answered_by_the_read_half_while_the_write_half_is_idle() {
             ws.close(CloseCode::NORMAL, "").unwrap();
             (pong, from_writer)
         });
-        let (ws, _) = connect(&format!("ws://{addr}/")).unwrap();
+        let (ws, _) = connect(format!("ws://{addr}/")).unwrap();
         let (mut reader, mut writer) = ws.split();
         let reader_thread = thread::spawn(move || reader.messages().collect::<Vec<_>>());
         wait_pong
@@ -91,7 +91,7 @@ fn ping_is_answered_by_the_read_half_while_the_write_half_is_idle() {
 fn split_writer_close_sends_and_the_reader_sees_the_reply_then_the_end() {
     with_timeout(20, || {
         let server = start(ws_blocking::ServerMode::Echo, Config::default(), 8);
-        let (ws, _) = connect(&url(&server, "/")).unwrap();
+        let (ws, _) = connect(url(&server, "/")).unwrap();
         let (mut reader, mut writer) = ws.split();
         let reader_thread = thread::spawn(move || reader.messages().collect::<Vec<_>>());
         writer.send_text("x").unwrap();

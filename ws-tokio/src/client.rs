@@ -19,7 +19,7 @@ use ws_core::rt::client::Connector;
 use ws_core::rt::tls::rustls::ClientConfig;
 use ws_core::url::WsUrl;
 
-use crate::handshake::connect_request;
+use crate::handshake::connect_url;
 use crate::maybe_tls::MaybeTls;
 use crate::split::Io;
 use crate::{Deadline, Result, WebSocketStream};
@@ -57,7 +57,7 @@ impl Connector for Tokio {
         tls: Option<Arc<ClientConfig>>,
         proxy: Option<Proxy>,
     ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-        connect_request(url, request, config, tls, proxy.as_ref()).await
+        connect_url(url, request, config, tls, proxy.as_ref()).await
     }
 
     fn sleep(delay: Duration) -> impl Future<Output = ()> + Send {

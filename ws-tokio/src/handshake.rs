@@ -19,7 +19,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_core::handshake::{
-    Accept, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
+    Accept, ClientHandshake, ClientRequest, HandshakeError, IntoClientRequest, Request, Response,
+    ServerHandshake,
 };
 use ws_core::proxy::{Proxy, ProxyConnect, ProxyError, first_hop};
 use ws_core::rt::tls;
@@ -202,11 +203,39 @@ where
 
 /// Connects to a `ws://` or `wss://` URL with [`Config::default`]; see
 /// [`connect_with`].
-pub async fn connect(url: &str) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_with(url, Config::default()).await
+///
+/// `request` is a URL (`&str`, `String`, [`WsUrl`]), a URL with a
+/// [`ClientRequest`] made from it, or (cargo feature `http`, on by default)
+/// an `http::Request<()>` carrying headers, cookies, a bearer token and
+/// subprotocols ([`IntoClientRequest`]):
+///
+/// ```no_run
+/// use ws_tokio::http;
+///
+/// # async fn run() -> ws_tokio::Result<()> {
+/// let request = http::Request::builder()
+///     .uri("wss://chat.example/ws")
+///     .header("Authorization", "Bearer secret")
+///     .header("Cookie", "session=42")
+///     .header("Sec-WebSocket-Protocol", "chat")
+///     .body(())
+///     .expect("a valid request");
+/// let (mut ws, response) = ws_tokio::connect(request).await?;
+/// // The server's 101 as the `http` crate's type.
+/// let response: http::Response<()> = response.to_http()?;
+/// assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
+/// ws.send_text("hello").await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect(
+    request: impl IntoClientRequest,
+) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
+    connect_with(request, Config::default()).await
 }
 
-/// Connects to a `ws://` or `wss://` URL with `config`. `wss://` verifies
+/// Connects to a `ws://` or `wss://` URL (or sends a request,
+/// [`IntoClientRequest`], as for [`connect`]) with `config`. `wss://` verifies
 /// the server against the default roots
 /// ([`tls::default_client_config`](crate::tls::default_client_config),
 /// chosen by this crate's cargo features); [`connect_tls`] takes a
@@ -225,11 +254,11 @@ pub async fn connect(url: &str) -> Result<(WebSocketStream<MaybeTls<TcpStream>>,
 /// [`TlsError::find`](crate::tls::TlsError::find)), [`Error::Handshake`]
 /// when the server refuses the upgrade.
 pub async fn connect_with(
-    url: &str,
+    request: impl IntoClientRequest,
     config: Config,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    let url = WsUrl::parse(url)?;
-    connect_url(&url, config, None, None).await
+    let (url, req) = request.into_client_request()?;
+    connect_url(&url, &req, config, None, None).await
 }
 
 /// [`connect_with`] using `tls` for a `wss://` URL instead of the default
@@ -252,12 +281,12 @@ pub async fn connect_with(
 /// # }
 /// ```
 pub async fn connect_tls(
-    url: &str,
+    request: impl IntoClientRequest,
     config: Config,
     tls: Arc<ClientConfig>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    let url = WsUrl::parse(url)?;
-    connect_url(&url, config, Some(tls), None).await
+    let (url, req) = request.into_client_request()?;
+    connect_url(&url, &req, config, Some(tls), None).await
 }
 
 /// [`connect_tls`] through the HTTP proxy `proxy`: TCP to the proxy, its
@@ -286,13 +315,13 @@ pub async fn connect_tls(
 /// tunnel (its status in [`ProxyError::status`]: 407, 403, 502, ...),
 /// closes the connection or does not answer in HTTP.
 pub async fn connect_proxy(
-    url: &str,
+    request: impl IntoClientRequest,
     config: Config,
     proxy: &Proxy,
     tls: Option<Arc<ClientConfig>>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    let url = WsUrl::parse(url)?;
-    connect_url(&url, config, tls, Some(proxy)).await
+    let (url, req) = request.into_client_request()?;
+    connect_url(&url, &req, config, tls, Some(proxy)).await
 }
 
 /// Opens `proxy`'s `CONNECT` tunnel to `target` on `io`; returns the bytes
@@ -314,20 +343,9 @@ where
     }
 }
 
-/// [`connect_proxy`] for an already parsed URL; `None` is the default TLS
-/// configuration, or no proxy.
+/// [`connect_proxy`] for an already parsed URL and the request to send
+/// there; `None` is the default TLS configuration, or no proxy.
 pub(crate) async fn connect_url(
-    url: &WsUrl,
-    config: Config,
-    tls: Option<Arc<ClientConfig>>,
-    proxy: Option<&Proxy>,
-) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
-    connect_request(url, &ClientRequest::from_url(url), config, tls, proxy).await
-}
-
-/// [`connect_url`] sending `req` (the URL's request with extra headers and
-/// subprotocols) as the opening handshake.
-pub(crate) async fn connect_request(
     url: &WsUrl,
     req: &ClientRequest,
     config: Config,

@@ -109,6 +109,13 @@ mod maybe_tls;
 mod server;
 mod split;
 mod stream;
+#[cfg(feature = "http")]
+pub mod upgrade;
+
+/// The `http` crate (cargo feature `http`), whose `Request<()>` [`connect`]
+/// takes and whose types the handshake converts to and from.
+#[cfg(feature = "http")]
+pub use http;
 
 pub use client::Client;
 pub use handshake::{
@@ -118,6 +125,7 @@ pub use maybe_tls::MaybeTls;
 pub use server::{Server, ServerHandle};
 pub use split::{Io, SplitIo, WsReader, WsWriter};
 pub use stream::{Deadline, WebSocketStream};
+pub use ws_core::handshake::IntoClientRequest;
 
 pub use ws_core::rt::reconnect::Reconnect;
 pub use ws_core::server::hub::{BroadcastReport, ClientId, FlowControl, HubStats};

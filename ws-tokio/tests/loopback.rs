@@ -197,7 +197,7 @@ async fn echo_text_and_binary_of_every_size_multi_thread() {
 async fn echo_through_client_on_current_thread_runtime() {
     let server = echo_server().await;
     bounded(10, async {
-        let mut client = Client::new(&ws_url(server.local_addr(), "/echo")).unwrap();
+        let mut client = Client::new(ws_url(server.local_addr(), "/echo")).unwrap();
         client.connect().await.unwrap();
         client.send_message("hello").await.unwrap();
         assert_eq!(
@@ -517,7 +517,7 @@ async fn handshake_rejections_and_page_while_still_serving() {
         assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
 
         // Still serving WebSockets.
-        let mut c = Client::new(&ws_url(addr, "/ws")).unwrap();
+        let mut c = Client::new(ws_url(addr, "/ws")).unwrap();
         c.connect().await.unwrap();
         c.send_message("still here").await.unwrap();
         assert_eq!(c.recv().await.unwrap().unwrap(), Message::text("still here"));

@@ -13,6 +13,7 @@ use super::response::put_header;
 use super::{DEFAULT_MAX_HEADER_SIZE, HandshakeError, accept_key};
 use crate::config::Config;
 use crate::deflate::{DeflateConfig, DeflateParams};
+use crate::error::Error;
 use crate::url::WsUrl;
 
 /// What to ask the server for: where, which subprotocols, extra headers.
@@ -118,6 +119,65 @@ impl ClientRequest {
     /// The resource (path plus query) that goes on the request line.
     pub fn resource(&self) -> &str {
         &self.resource
+    }
+}
+
+/// What the adapters' `connect` functions take: where to connect (the
+/// [`WsUrl`], which also says whether TLS is used) and the request to send
+/// there.
+///
+/// A URL string (or a [`WsUrl`]) means a plain request for it; a pair of a
+/// URL and a [`ClientRequest`] made from it carries subprotocols and extra
+/// headers; with the cargo feature `http`, an `http::Request<()>` (custom
+/// headers, `Sec-WebSocket-Protocol`, cookies, `Authorization`) or an
+/// `http::Uri` does too, as tungstenite users are used to.
+pub trait IntoClientRequest {
+    /// The URL to connect to and the request to send there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] for an unusable URL, [`Error::Handshake`] with
+    /// [`HandshakeError::InvalidInput`] for a request that cannot be a
+    /// WebSocket request.
+    fn into_client_request(self) -> Result<(WsUrl, ClientRequest), Error>;
+}
+
+impl IntoClientRequest for &str {
+    fn into_client_request(self) -> Result<(WsUrl, ClientRequest), Error> {
+        WsUrl::parse(self)?.into_client_request()
+    }
+}
+
+impl IntoClientRequest for &String {
+    fn into_client_request(self) -> Result<(WsUrl, ClientRequest), Error> {
+        self.as_str().into_client_request()
+    }
+}
+
+impl IntoClientRequest for String {
+    fn into_client_request(self) -> Result<(WsUrl, ClientRequest), Error> {
+        self.as_str().into_client_request()
+    }
+}
+
+impl IntoClientRequest for WsUrl {
+    fn into_client_request(self) -> Result<(WsUrl, ClientRequest), Error> {
+        let req = ClientRequest::from_url(&self);
+        Ok((self, req))
+    }
+}
+
+impl IntoClientRequest for &WsUrl {
+    fn into_client_request(self) -> Result<(WsUrl, ClientRequest), Error> {
+        self.clone().into_client_request()
+    }
+}
+
+/// The request is sent as given (build it with
+/// [`ClientRequest::from_url`] of the same URL), to the URL's host and port.
+impl IntoClientRequest for (WsUrl, ClientRequest) {
+    fn into_client_request(self) -> Result<(WsUrl, ClientRequest), Error> {
+        Ok(self)
     }
 }
 

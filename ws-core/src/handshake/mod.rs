@@ -9,6 +9,8 @@
 mod client;
 mod error;
 mod headers;
+#[cfg(feature = "http")]
+mod http_types;
 pub(crate) mod reader;
 pub(crate) mod response;
 mod server;
@@ -17,10 +19,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 
-pub use client::{ClientHandshake, ClientRequest, Response};
+pub use client::{ClientHandshake, ClientRequest, IntoClientRequest, Response};
 pub use error::{HandshakeError, UnexpectedResponse};
 pub use headers::HeaderIter;
 pub(crate) use headers::{is_token, trim_ows};
+#[cfg(feature = "http")]
+pub use http_types::response_bytes;
 pub use response::{http_response, reason_phrase};
 pub use server::{Accept, Request, ServerHandshake, UpgradeRequest};
 

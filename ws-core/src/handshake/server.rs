@@ -281,32 +281,94 @@ impl Request {
         opts: &Accept,
         config: Config,
     ) -> Result<(Bytes, Config), HandshakeError> {
+        let mut out = BytesMut::with_capacity(160);
+        put_status_line(&mut out, 101);
+        let config = self.negotiate_into(opts, config, |name, value| {
+            put_header(&mut out, name, value);
+            Ok(())
+        })?;
+        out.put_slice(b"\r\n");
+        Ok((out.freeze(), config))
+    }
+
+    /// [`accept_with_config`](Self::accept_with_config)'s work with the
+    /// `101`'s headers handed to `put` (the bytes, or an `http::Response`).
+    pub(crate) fn negotiate_into(
+        &self,
+        opts: &Accept,
+        config: Config,
+        put: impl FnMut(&str, &str) -> Result<(), HandshakeError>,
+    ) -> Result<Config, HandshakeError> {
         let agreed = config
             .get_deflate()
             .accept(self.headers.get_all("Sec-WebSocket-Extensions"));
-        let response = self.respond(opts, agreed.as_ref().map(|(_, h)| h.as_str()))?;
-        Ok((response, config.negotiated_deflate(agreed.map(|(p, _)| p))))
+        self.upgrade_headers(opts, agreed.as_ref().map(|(_, h)| h.as_str()), put)?;
+        Ok(config.negotiated_deflate(agreed.map(|(p, _)| p)))
+    }
+
+    /// A request from its parts (say from an `http::Request` another HTTP
+    /// server parsed), held like one read from a socket: one block, ranges.
+    #[cfg(feature = "http")]
+    pub(crate) fn from_parts<'a>(
+        method: &str,
+        target: &str,
+        version: u8,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) -> Request {
+        let mut block = BytesMut::with_capacity(256);
+        let mut push = |part: &[u8]| {
+            let start = block.len();
+            block.put_slice(part);
+            start..block.len()
+        };
+        let method = push(method.as_bytes());
+        let target = push(target.as_bytes());
+        let entries = headers
+            .map(|(name, value)| (push(name.as_bytes()), push(value)))
+            .collect();
+        Request {
+            method,
+            target,
+            version,
+            headers: Headers::new(block.freeze(), entries),
+        }
     }
 
     fn respond(&self, opts: &Accept, extensions: Option<&str>) -> Result<Bytes, HandshakeError> {
-        let upgrade = self.validate_upgrade()?;
-        check_extra_headers(&opts.headers, RESERVED_RESPONSE_HEADERS)?;
         let mut out = BytesMut::with_capacity(160);
         put_status_line(&mut out, 101);
-        put_header(&mut out, "Upgrade", "websocket");
-        put_header(&mut out, "Connection", "Upgrade");
-        put_header(&mut out, "Sec-WebSocket-Accept", &upgrade.accept_value());
-        if let Some(p) = opts.select(self) {
-            put_header(&mut out, "Sec-WebSocket-Protocol", p);
-        }
-        if let Some(e) = extensions {
-            put_header(&mut out, "Sec-WebSocket-Extensions", e);
-        }
-        for (name, value) in &opts.headers {
+        self.upgrade_headers(opts, extensions, |name, value| {
             put_header(&mut out, name, value);
-        }
+            Ok(())
+        })?;
         out.put_slice(b"\r\n");
         Ok(out.freeze())
+    }
+
+    /// Validates the upgrade and hands each header of the `101` answer to
+    /// `put`, in order: written once for the bytes ([`accept`](Self::accept))
+    /// and for an `http::Response` (feature `http`).
+    fn upgrade_headers(
+        &self,
+        opts: &Accept,
+        extensions: Option<&str>,
+        mut put: impl FnMut(&str, &str) -> Result<(), HandshakeError>,
+    ) -> Result<(), HandshakeError> {
+        let upgrade = self.validate_upgrade()?;
+        check_extra_headers(&opts.headers, RESERVED_RESPONSE_HEADERS)?;
+        put("Upgrade", "websocket")?;
+        put("Connection", "Upgrade")?;
+        put("Sec-WebSocket-Accept", &upgrade.accept_value())?;
+        if let Some(p) = opts.select(self) {
+            put("Sec-WebSocket-Protocol", p)?;
+        }
+        if let Some(e) = extensions {
+            put("Sec-WebSocket-Extensions", e)?;
+        }
+        for (name, value) in &opts.headers {
+            put(name, value)?;
+        }
+        Ok(())
     }
 }
 

@@ -21,7 +21,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::connection::State;
 use crate::error::Error;
-use crate::handshake::{ClientRequest, Response};
+use crate::handshake::{ClientRequest, IntoClientRequest, Response};
 use crate::message::Message;
 use crate::proxy::Proxy;
 use crate::rt::console::{Console, Ending};
@@ -142,7 +142,8 @@ enum Link {
 /// reconnected to at once, every time: mark such codes final.
 pub struct Client<C: Connector> {
     url: WsUrl,
-    /// The opening request: the URL's, plus extra headers and subprotocols.
+    /// What each connection sends to `url`: the URL's request, plus extra
+    /// headers and subprotocols.
     request: ClientRequest,
     /// The server's handshake response, once connected.
     response: Option<Response>,
@@ -186,20 +187,24 @@ impl<C: Connector> fmt::Debug for Client<C> {
 }
 
 impl<C: Connector> Client<C> {
-    /// A client for a `ws://` or `wss://` `url`, parsed now so mistakes
-    /// surface before any I/O.
+    /// A client for a `ws://` or `wss://` URL, parsed now so mistakes
+    /// surface before any I/O; or for a request to one
+    /// ([`IntoClientRequest`]: with the cargo feature `http`, an
+    /// `http::Request<()>` whose headers and subprotocols every connection
+    /// and reconnection sends).
     ///
     /// # Errors
     ///
     /// [`Error::Url`]: [`UrlError::UnsupportedScheme`](crate::url::UrlError::UnsupportedScheme)
     /// for a scheme other than `ws` and `wss`, or another problem with the
-    /// URL.
-    pub fn new(url: &str) -> Result<Self, Error> {
-        let url = WsUrl::parse(url)?;
+    /// URL; [`Error::Handshake`] for a request that cannot be a WebSocket
+    /// request.
+    pub fn new(request: impl IntoClientRequest) -> Result<Self, Error> {
+        let (url, request) = request.into_client_request()?;
         Ok(Client {
-            request: ClientRequest::from_url(&url),
-            response: None,
             url,
+            request,
+            response: None,
             config: Config::default(),
             tls: None,
             proxy: None,
@@ -338,8 +343,8 @@ impl<C: Connector> Client<C> {
             .redial
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner) = None;
-        let (url, config, tls, proxy) = (&self.url, &self.config, &self.tls, &self.proxy);
-        let request = &self.request;
+        let (url, request) = (&self.url, &self.request);
+        let (config, tls, proxy) = (&self.config, &self.tls, &self.proxy);
         let connected = connect_with_retries(
             &mut backoff,
             || C::connect(url, request, config.clone(), tls.clone(), proxy.clone()),
@@ -720,14 +725,19 @@ impl<C: Connector> Client<C> {
                     let policy = self.policy.as_ref().expect("lost implies a policy");
                     let mut backoff = self.backoff.take().unwrap_or_else(|| policy.backoff());
                     let (url, config) = (self.url.clone(), self.config.clone());
-                    let (tls, proxy) = (self.tls.clone(), self.proxy.clone());
                     let request = self.request.clone();
+                    let (tls, proxy) = (self.tls.clone(), self.proxy.clone());
                     Box::pin(async move {
                         let connected = connect_with_retries(
                             &mut backoff,
                             || {
-                                let (tls, proxy) = (tls.clone(), proxy.clone());
-                                C::connect(&url, &request, config.clone(), tls, proxy)
+                                C::connect(
+                                    &url,
+                                    &request,
+                                    config.clone(),
+                                    tls.clone(),
+                                    proxy.clone(),
+                                )
                             },
                             C::sleep,
                         )
