@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use examples::Runtime;
-use support::{RawClient, free_addr};
+use support::{RawClient, TestServer, free_addr};
 use ws_core::Message;
 
 /// The longest any scenario may take to deliver everything.
@@ -549,5 +549,138 @@ fn a_node_paused_with_sigstop_catches_up_after_sigcont() {
     let everyone: Vec<usize> = (0..clients).collect();
     for (c, (_, log)) in logs.iter().enumerate() {
         check(c, log, &everyone, per);
+    }
+}
+
+/// Reads `client`'s text messages until `want` arrived (or, with `want`
+/// 0, until nothing came for 100 ms), or until `deadline`: what it got, in
+/// order.
+fn read_texts(client: &mut RawClient, want: usize, deadline: Instant) -> Vec<String> {
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut got = Vec::new();
+    while (want == 0 || got.len() < want) && Instant::now() < deadline {
+        match client.recv() {
+            Ok(Message::Text(t)) => got.push(t.as_str().to_owned()),
+            Ok(_) => {}
+            Err(ws_core::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if want == 0 {
+                    break;
+                }
+            }
+            Err(e) => panic!("connection ended after {} messages: {e}", got.len()),
+        }
+    }
+    got
+}
+
+/// `ServerHandle::broadcast` and `publish` go cluster-wide: four in-process
+/// servers, one per runtime, on one Redis through `ws_redis`; each
+/// broadcasts from its handle, and one publishes to the lobby. Every client
+/// on every node gets every broadcast exactly once (each node's in its
+/// order, its own node's included, delivered locally); the lobby publish
+/// reaches the lobby's clients on every node and no one in another room.
+#[test]
+fn a_server_broadcast_reaches_every_client_on_every_node_once() {
+    if !have_redis() {
+        return;
+    }
+    let redis = Redis::start("broadcast");
+    let runtimes = [
+        Runtime::Tokio,
+        Runtime::AsyncStd,
+        Runtime::Smol,
+        Runtime::Blocking,
+    ];
+    let nodes: Vec<TestServer> = runtimes
+        .iter()
+        .map(|rt| {
+            let bp = ws_redis::RedisBackplane::new(&redis.url())
+                .unwrap()
+                .node_id(rt.name());
+            TestServer::start_node(*rt, bp)
+        })
+        .collect();
+    // A node's reader joins the stream at its newest entry: wait until
+    // every reader is linked, so that no broadcast precedes a join.
+    for node in &nodes {
+        node.wait_until("the backplane to link", |n| {
+            n.backplane_stats().is_some_and(|s| s.linked)
+        });
+    }
+    // On every node, a client in the lobby and one in another room.
+    let mut clients: Vec<(usize, bool, RawClient)> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        clients.push((i, true, RawClient::connect(node.addr(), "/ws")));
+        clients.push((i, false, RawClient::connect(node.addr(), "/ws?room=other")));
+        node.wait_for_clients(2);
+    }
+    const PER_NODE: usize = 10;
+    const PUBLISHED: usize = 5;
+    for n in 0..PER_NODE {
+        for (i, node) in nodes.iter().enumerate() {
+            let local = node.broadcast(&Message::text(format!("b{i}:{n}")));
+            assert_eq!(local, 2, "node {i}: a broadcast reaches its local clients");
+        }
+    }
+    for n in 0..PUBLISHED {
+        let local = nodes[1].publish(
+            ws_core::server::demo::LOBBY,
+            &Message::text(format!("p:{n}")),
+        );
+        assert_eq!(local, 1, "the lobby publish reaches node 1's lobby client");
+    }
+    // One deadline for all: a failing run ends in seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = |in_lobby: bool| nodes.len() * PER_NODE + if in_lobby { PUBLISHED } else { 0 };
+    let mut logs: Vec<Vec<String>> = clients
+        .iter_mut()
+        .map(|(_, in_lobby, client)| read_texts(client, want(*in_lobby), deadline))
+        .collect();
+    // Then whatever came later: a duplicate.
+    thread::sleep(QUIET);
+    for ((_, _, client), log) in clients.iter_mut().zip(&mut logs) {
+        log.extend(read_texts(client, 0, Instant::now() + QUIET));
+    }
+    // Leaving before the shutdown spares it waiting for their close replies.
+    let placed: Vec<(usize, bool)> = clients.iter().map(|(n, l, _)| (*n, *l)).collect();
+    drop(clients);
+    for node in &nodes {
+        node.shutdown();
+    }
+    for ((node, in_lobby), got) in placed.iter().zip(&logs) {
+        let (node, in_lobby) = (*node, *in_lobby);
+        let want = want(in_lobby);
+        for origin in 0..nodes.len() {
+            let from: Vec<&String> = got
+                .iter()
+                .filter(|t| t.starts_with(&format!("b{origin}:")))
+                .collect();
+            let expected: Vec<String> = (0..PER_NODE).map(|n| format!("b{origin}:{n}")).collect();
+            assert_eq!(
+                from,
+                expected.iter().collect::<Vec<_>>(),
+                "client on node {node} (lobby: {in_lobby}): broadcasts of node {origin}"
+            );
+        }
+        let published: Vec<&String> = got.iter().filter(|t| t.starts_with("p:")).collect();
+        let expected: Vec<String> = if in_lobby {
+            (0..PUBLISHED).map(|n| format!("p:{n}")).collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(
+            published,
+            expected.iter().collect::<Vec<_>>(),
+            "client on node {node} (lobby: {in_lobby}): lobby publishes"
+        );
+        assert_eq!(got.len(), want, "client on node {node}: nothing else");
     }
 }
