@@ -1635,6 +1635,9 @@ mod tests {
             limit: 1.0,
             stall: 1.0,
             rooms,
+            nodes: vec!["127.0.0.1:1".into()],
+            latency: false,
+            rate: 0.0,
         };
         let none = f(0);
         assert_eq!(none.groups(), 1);
