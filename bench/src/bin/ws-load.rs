@@ -13,7 +13,13 @@
 //!   checks it gets all N x M, each sender's in order. Ends when all arrived,
 //!   at `--duration-limit`, or after `--stall` seconds without a delivery.
 //!   With `--rooms R`, client i joins room `r{i % R}` (`?room=` on the URL)
-//!   and expects exactly the messages of its room's clients.
+//!   and expects exactly the messages of its room's clients. With
+//!   `--nodes HOST:PORT,...` client i connects to the i-th of `--url`'s
+//!   host and those, round-robin (the nodes of a cluster). With
+//!   `--latency` (binary, `--size` of at least 16) each message carries its
+//!   send time and the run reports end-to-end latency percentiles; with
+//!   `--rate R` each client sends R messages/s instead of as fast as the
+//!   server takes them (latency below saturation).
 //!
 //! `--payload chat` sends JSON chat messages of 200 B to 2 KiB (64 of them,
 //! in turn) instead of `--size` filler, `--payload json` a JSON document of
@@ -49,7 +55,8 @@ const USAGE: &str = "usage: ws-load --url ws[s]://127.0.0.1:PORT/ [--ca FILE] [-
 [--in-flight K] [--duration SECS] [--warmup SECS] [--text|--binary] [--payload chat|json] [--deflate] [--json] [--threads T] \
 [--server-pid PID] [--label NAME] | --handshakes | --idle N [--hold SECS] [--burst-size BYTES] [--burst-conns M] \
 | --fanout --url ws://127.0.0.1:PORT/ws [--connections N] [--size BYTES] [--messages M] [--duration-limit SECS] \
-[--stall SECS] [--rooms R] [--text|--binary] [--server-pid PID] [--json] [--label NAME]";
+[--stall SECS] [--rooms R] [--nodes HOST:PORT,...] [--latency] [--rate MSGS_PER_S] [--text|--binary] \
+[--server-pid PID] [--json] [--label NAME]";
 
 #[derive(Clone)]
 struct Opts {
@@ -140,7 +147,12 @@ fn check_head(o: &Opts, head: &[u8]) -> io::Result<()> {
 
 /// Connects and upgrades; returns the stream and bytes read past the head.
 async fn connect(o: &Opts, req: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
-    let mut s = TcpStream::connect(&o.host_port).await?;
+    connect_to(&o.host_port, req).await
+}
+
+/// [`connect`] to `host_port` (one node of several).
+async fn connect_to(host_port: &str, req: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
+    let mut s = TcpStream::connect(host_port).await?;
     s.set_nodelay(true)?;
     s.write_all(req).await?;
     let mut buf = Vec::with_capacity(1024);
@@ -960,6 +972,33 @@ struct FanoutOpts {
     /// Rooms (topics): client i joins room `r{i % rooms}`; 0: no room
     /// (the lobby: everyone together).
     rooms: usize,
+    /// Where clients connect: client i to `nodes[i % nodes.len()]` (the
+    /// URL's host first, then `--nodes`).
+    nodes: Vec<String>,
+    /// Carry each message's send time ([`LATENCY_BYTES`]) and report
+    /// end-to-end latency.
+    latency: bool,
+    /// Messages per second per client; 0: as fast as the server takes them.
+    rate: f64,
+}
+
+/// Payload bytes a `--latency` message carries after the prefix: its send
+/// time in nanoseconds since [`epoch`], big-endian.
+const LATENCY_BYTES: usize = 8;
+
+/// Latency samples kept per client at most (every k-th delivery beyond).
+const LATENCY_SAMPLES: u64 = 50_000;
+
+/// The process's time origin for `--latency` stamps (sender and receiver
+/// are the same process, so one monotonic clock serves both).
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since [`epoch`].
+fn stamp_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
 }
 
 impl FanoutOpts {
@@ -1059,6 +1098,9 @@ struct FanoutStats {
     finished: Option<Instant>,
     /// When the last of its M messages was written to the socket.
     send_done: Option<Instant>,
+    /// End-to-end latencies (ns) of a sample of its deliveries
+    /// (`--latency`).
+    lat_ns: Vec<u64>,
 }
 
 /// One `--fanout` client: connect, wait for [`PHASE_GO`], then send M
@@ -1076,9 +1118,10 @@ async fn fanout_client(
     let mut st = FanoutStats::default();
     let group = f.group_of(idx as usize);
     let req = request_to(&o, &f.path_of(&o.path, idx as usize));
+    let node = &f.nodes[idx as usize % f.nodes.len()];
     let conn = async {
         let _permit = connect_gate.acquire().await;
-        tokio::time::timeout(Duration::from_secs(10), connect(&o, &req)).await
+        tokio::time::timeout(Duration::from_secs(10), connect_to(node, &req)).await
     };
     let (s, leftover) = match conn.await {
         Ok(Ok(c)) => c,
@@ -1130,6 +1173,9 @@ async fn fanout_client(
     let mut rbuf = vec![0u8; 64 * 1024];
     let mut ended = false; // closed by the server, EOF, error or bad frame
     let (size, text) = (o.size, o.text);
+    // Every `stride`-th delivery is timed: at most LATENCY_SAMPLES.
+    let stride = (target / LATENCY_SAMPLES).max(1);
+    let latency = f.latency;
     let on_data = |data: &[u8], st: &mut FanoutStats, ended: &mut bool| {
         let before = st.received;
         reader.feed(data, |h, p| match h.opcode {
@@ -1147,6 +1193,12 @@ async fn fanout_client(
                         }
                         *n = seq.wrapping_add(1);
                         st.received += 1;
+                        if latency && st.received % stride == 0 {
+                            if let Some(t) = p.get(plen..plen + LATENCY_BYTES) {
+                                let sent = u64::from_be_bytes(t.try_into().unwrap_or_default());
+                                st.lat_ns.push(stamp_ns().saturating_sub(sent));
+                            }
+                        }
                     }
                     _ => st.bad += 1,
                 }
@@ -1175,22 +1227,43 @@ async fn fanout_client(
     on_data(&leftover, &mut st, &mut ended);
 
     let mut counted_done = false;
+    let t_go = Instant::now();
+    // With --rate: how many messages may have been queued by now.
+    let allowed = |now: Instant| -> u32 {
+        if f.rate > 0.0 {
+            let due = ((now - t_go).as_secs_f64() * f.rate) as u64 + 1;
+            due.min(u64::from(f.messages)) as u32
+        } else {
+            f.messages
+        }
+    };
     while !ended {
         if !counted_done && st.received >= target {
             st.finished = Some(Instant::now());
             counted_done = true;
             shared.bump(&shared.done);
         }
-        let writing = wpos < wbuf.len() || queued < f.messages;
+        let may = allowed(Instant::now());
+        let writing = wpos < wbuf.len() || queued < may;
         let interest = if writing {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
         };
+        // The next paced send, when nothing is writable before it.
+        let next_send = (!writing && queued < f.messages && f.rate > 0.0)
+            .then(|| t_go + Duration::from_secs_f64(f64::from(queued) / f.rate));
+        let pace = async {
+            match next_send {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let ready = tokio::select! {
             biased;
             _ = phase.wait_for(|p| *p == PHASE_STOP) => break,
             r = s.ready(interest) => r,
+            () = pace => continue,
         };
         let ready = match ready {
             Ok(r) => r,
@@ -1227,19 +1300,25 @@ async fn fanout_client(
         }
         // Write what the socket takes (also right after reading), at most
         // 16 batches before reading again: loopback buffers take megabytes.
+        let may = allowed(Instant::now());
         for _ in 0..16 {
-            if wpos == wbuf.len() && queued == f.messages {
+            if wpos == wbuf.len() && queued >= may {
                 break;
             }
             if wpos == wbuf.len() {
                 wbuf.clear();
                 wpos = 0;
-                let k = batch.min(f.messages - queued);
+                let k = batch.min(may - queued);
+                let now_ns = if latency { stamp_ns() } else { 0 };
                 for _ in 0..k {
                     let at = wbuf.len();
                     wbuf.extend_from_slice(&template);
-                    let pre = &mut wbuf[at + hlen..at + hlen + plen];
+                    let stamped = if latency { plen + LATENCY_BYTES } else { plen };
+                    let pre = &mut wbuf[at + hlen..at + hlen + stamped];
                     put_fanout_prefix(pre, idx, queued, text);
+                    if latency {
+                        pre[plen..].copy_from_slice(&now_ns.to_be_bytes());
+                    }
                     for (j, b) in pre.iter_mut().enumerate() {
                         *b ^= key[j & 3];
                     }
@@ -1454,6 +1533,16 @@ fn fanout_report(o: &Opts, f: &FanoutOpts, all: &[FanoutStats], r: FanoutRun) {
         _ => f64::NAN,
     };
     let window = (r.t_end - r.t_go).as_secs_f64();
+    let mut lat: Vec<u64> = all.iter().flat_map(|s| s.lat_ns.iter().copied()).collect();
+    lat.sort_unstable();
+    let pct = |q: f64| -> f64 {
+        if lat.is_empty() {
+            f64::NAN
+        } else {
+            lat[((lat.len() - 1) as f64 * q).round() as usize] as f64 / 1e3
+        }
+    };
+    let (p50, p99, pmax) = (pct(0.5), pct(0.99), pct(1.0));
     let closed_str = if closed.is_empty() {
         "0".to_string()
     } else {
@@ -1472,7 +1561,7 @@ fn fanout_report(o: &Opts, f: &FanoutOpts, all: &[FanoutStats], r: FanoutRun) {
 (missing {missing}), {rate:.0} deliveries/s, {sent_rate:.0} sent msg/s, {elapsed:.2} s (sends done {send_s:.2} s), \
 order violations {order}, foreign {foreign}, bad {bad}, complete clients {finished}, closed by server {closed_str}, eof {eof}, \
 errors {nerr}, server cpu {scpu:.2} s ({ns_per_delivery:.0} ns/delivery, {us_per_msg:.2} us/msg), \
-client cpu {ccpu:.2} s, end {end}",
+client cpu {ccpu:.2} s, latency p50 {p50:.0} us p99 {p99:.0} us max {pmax:.0} us ({nlat} samples), end {end}",
         label = o.label,
         conn = r.connected,
         n = o.conns,
@@ -1481,6 +1570,7 @@ client cpu {ccpu:.2} s, end {end}",
         nerr = errors.len() + r.lost_tasks,
         scpu = r.server_cpu.unwrap_or(f64::NAN),
         ccpu = r.client_cpu.unwrap_or(f64::NAN),
+        nlat = lat.len(),
         end = r.end,
     );
     if o.json {
@@ -1499,7 +1589,8 @@ client cpu {ccpu:.2} s, end {end}",
 \"expected\":{expected},\"missing\":{missing},\"rate\":{},\"sent\":{sent},\"sent_rate\":{},\
 \"order_violations\":{order},\"foreign\":{foreign},\"bad\":{bad},\"complete_clients\":{finished},\"closed\":{{{}}},\
 \"closed_total\":{closed_total},\"eof\":{eof},\"errors\":{},\"server_cpu_s\":{},\
-\"server_cpu_ns_per_delivery\":{},\"server_cpu_us_per_msg\":{},\"client_cpu_s\":{},\"end\":\"{}\"}}",
+\"server_cpu_ns_per_delivery\":{},\"server_cpu_us_per_msg\":{},\"client_cpu_s\":{},\"nodes\":{},\"pace_per_client\":{},\
+\"lat_samples\":{},\"lat_p50_us\":{},\"lat_p99_us\":{},\"lat_max_us\":{},\"end\":\"{}\"}}",
             o.label,
             o.conns,
             r.connected,
@@ -1518,6 +1609,12 @@ client cpu {ccpu:.2} s, end {end}",
             num(ns_per_delivery),
             num(us_per_msg),
             opt(r.client_cpu),
+            f.nodes.len(),
+            num(f.rate),
+            lat.len(),
+            num(p50),
+            num(p99),
+            num(pmax),
             r.end,
         );
     }
@@ -1606,12 +1703,32 @@ fn main() {
             );
             std::process::exit(2);
         }
+        let latency = a.flag("--latency");
+        if latency && (o.text || o.size < fanout_prefix_len(false) + LATENCY_BYTES) {
+            eprintln!(
+                "--latency needs binary messages of at least {} bytes (sender, sequence number, send time)",
+                fanout_prefix_len(false) + LATENCY_BYTES
+            );
+            std::process::exit(2);
+        }
+        let mut nodes = vec![o.host_port.clone()];
+        nodes.extend(
+            a.value("--nodes")
+                .unwrap_or("")
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+        );
+        epoch();
         let f = FanoutOpts {
             messages: a.parse_or("--messages", 1000u32).max(1),
             limit: a.parse_or("--duration-limit", 60.0f64).clamp(0.1, 3600.0),
             stall: a.parse_or("--stall", 3.0f64).clamp(0.1, 3600.0),
             // More rooms than clients would only add empty ones.
             rooms: a.parse_or("--rooms", 0usize).min(o.conns),
+            nodes,
+            latency,
+            rate: a.parse_or("--rate", 0.0f64).clamp(0.0, 1e7),
         };
         rt.block_on(run_fanout(o, f));
     } else if let Some(n) = a.value("--idle") {
@@ -1676,6 +1793,9 @@ mod tests {
             limit: 1.0,
             stall: 1.0,
             rooms,
+            nodes: vec!["127.0.0.1:1".into()],
+            latency: false,
+            rate: 0.0,
         };
         let none = f(0);
         assert_eq!(none.groups(), 1);

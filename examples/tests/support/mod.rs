@@ -512,3 +512,73 @@ impl TestServer {
         Ok(TestServer { addr, inner })
     }
 }
+
+impl TestServer {
+    /// Starts a chat server on 127.0.0.1 (OS-chosen port, default flow
+    /// control) joined to a cluster through `backplane`: an in-process node,
+    /// for tests that need its handle (`broadcast`, backplane statistics).
+    pub fn start_node(rt: Runtime, backplane: ws_redis::RedisBackplane) -> TestServer {
+        let addr = "127.0.0.1:0";
+        let inner = match rt {
+            Runtime::Tokio => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let server = ws_tokio::Server::new(addr).backplane(backplane);
+                let h = runtime.block_on(server.start()).unwrap();
+                Inner::Tokio(runtime, h)
+            }
+            Runtime::AsyncStd => Inner::AsyncStd(
+                async_std::task::block_on(
+                    ws_async_std::Server::new(addr).backplane(backplane).start(),
+                )
+                .unwrap(),
+            ),
+            Runtime::Smol => Inner::Smol(
+                smol::block_on(
+                    ws_async_std::smol::Server::new(addr)
+                        .backplane(backplane)
+                        .start(),
+                )
+                .unwrap(),
+            ),
+            Runtime::Blocking => Inner::Blocking(
+                ws_blocking::Server::new(addr)
+                    .backplane(backplane)
+                    .start()
+                    .unwrap(),
+            ),
+        };
+        let addr = match &inner {
+            Inner::Tokio(_, h) => h.local_addr(),
+            Inner::AsyncStd(h) => h.local_addr(),
+            Inner::Smol(h) => h.local_addr(),
+            Inner::Blocking(h) => h.local_addr(),
+        };
+        TestServer { addr, inner }
+    }
+
+    /// Broadcasts `msg` from the application (`ServerHandle::broadcast`);
+    /// returns how many local clients it was queued for.
+    pub fn broadcast(&self, msg: &Message) -> usize {
+        let report = match &self.inner {
+            Inner::Tokio(rt, h) => rt.block_on(h.broadcast(msg)),
+            Inner::AsyncStd(h) => async_std::task::block_on(h.broadcast(msg)),
+            Inner::Smol(h) => smol::block_on(h.broadcast(msg)),
+            Inner::Blocking(h) => h.broadcast(msg),
+        };
+        report.unwrap().delivered
+    }
+
+    /// The backplane's counters (`None` outside a cluster).
+    pub fn backplane_stats(&self) -> Option<ws_core::server::backplane::BackplaneStats> {
+        match &self.inner {
+            Inner::Tokio(_, h) => h.backplane_stats(),
+            Inner::AsyncStd(h) => h.backplane_stats(),
+            Inner::Smol(h) => h.backplane_stats(),
+            Inner::Blocking(h) => h.backplane_stats(),
+        }
+    }
+}
