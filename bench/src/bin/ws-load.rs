@@ -147,11 +147,11 @@ fn check_head(o: &Opts, head: &[u8]) -> io::Result<()> {
 
 /// Connects and upgrades; returns the stream and bytes read past the head.
 async fn connect(o: &Opts, req: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
-    connect_to(&o.host_port, req).await
+    connect_to(o, &o.host_port, req).await
 }
 
 /// [`connect`] to `host_port` (one node of several).
-async fn connect_to(host_port: &str, req: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
+async fn connect_to(o: &Opts, host_port: &str, req: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut s = TcpStream::connect(host_port).await?;
     s.set_nodelay(true)?;
     s.write_all(req).await?;
@@ -1121,7 +1121,7 @@ async fn fanout_client(
     let node = &f.nodes[idx as usize % f.nodes.len()];
     let conn = async {
         let _permit = connect_gate.acquire().await;
-        tokio::time::timeout(Duration::from_secs(10), connect_to(node, &req)).await
+        tokio::time::timeout(Duration::from_secs(10), connect_to(&o, node, &req)).await
     };
     let (s, leftover) = match conn.await {
         Ok(Ok(c)) => c,
