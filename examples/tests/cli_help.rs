@@ -32,6 +32,11 @@ fn each_binary_opens_its_help_with_what_it_is() {
             "Drives the Autobahn fuzzing server",
             "--agent",
         ),
+        (
+            env!("CARGO_BIN_EXE_hyper-upgrade"),
+            "A hyper HTTP server whose `/ws` route upgrades",
+            "--addr",
+        ),
     ] {
         let text = help(bin);
         let line = text.lines().next().unwrap_or_default();
