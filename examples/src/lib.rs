@@ -384,8 +384,9 @@ pub fn exit_code(result: &Result<Ending, ClientError>) -> i32 {
     }
 }
 
-/// The async runtimes' session: the same text for each async client type.
-macro_rules! async_session {
+/// A client of type `$client` (every runtime's has the same builder)
+/// configured as `setup` says, not yet connected.
+macro_rules! configured_client {
     ($client:ty, $setup:expr) => {{
         let setup: &ClientSetup = $setup;
         let mut client = <$client>::new(&setup.url)
@@ -404,6 +405,15 @@ macro_rules! async_session {
             client = client.with_tls(tls);
         }
         client = client.with_proxy(setup.proxy.clone());
+        client
+    }};
+}
+
+/// The async runtimes' session: the same text for each async client type.
+macro_rules! async_session {
+    ($client:ty, $setup:expr) => {{
+        let setup: &ClientSetup = $setup;
+        let mut client = configured_client!($client, setup);
         client.connect().await.map_err(ClientError::Connect)?;
         eprintln!("{}", Console::connected_line(&setup.url, client.response()));
         client
@@ -453,22 +463,7 @@ pub fn run_client(rt: Runtime, setup: &ClientSetup) -> Result<Ending, ClientErro
             smol::block_on(async { async_session!(ws_async_std::smol::Client, setup) })
         }
         Runtime::Blocking => {
-            let mut client = ws_blocking::Client::new(&setup.url)
-                .map_err(ClientError::Setup)?
-                .with_config(setup.config.clone());
-            for (name, value) in &setup.headers {
-                client = client.header(name, value).map_err(ClientError::Setup)?;
-            }
-            for protocol in &setup.protocols {
-                client = client.subprotocol(protocol).map_err(ClientError::Setup)?;
-            }
-            if let Some(policy) = setup.reconnect.clone() {
-                client = client.reconnect(policy);
-            }
-            if let Some(tls) = setup.tls.clone() {
-                client = client.with_tls(tls);
-            }
-            client = client.with_proxy(setup.proxy.clone());
+            let mut client = configured_client!(ws_blocking::Client, setup);
             client.connect().map_err(ClientError::Connect)?;
             eprintln!("{}", Console::connected_line(&setup.url, client.response()));
             client

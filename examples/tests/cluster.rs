@@ -168,16 +168,7 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ws-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("ws://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{name}: no address in {line:?}"));
+        let addr = support::spawned::listen_addr(&mut child, name);
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         let stderr = child.stderr.take().unwrap();

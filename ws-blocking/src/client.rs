@@ -667,15 +667,9 @@ impl Client {
             return Err(e);
         }
         let closing = self.closing.load(Ordering::SeqCst);
-        Ok(if timed_out {
-            Ending::NoReply
-        } else if let Some(frame) = peer_close {
-            Ending::ClosedByPeer(frame)
-        } else if closing && (reply.is_some() || first_err.is_none()) {
-            Ending::ClosedByUs(reply)
-        } else {
-            Ending::Broken(first_err.unwrap_or(Error::AbnormalClosure))
-        })
+        Ok(Ending::decide(
+            timed_out, peer_close, closing, reply, first_err,
+        ))
     }
 
     /// Closes with 1000 (Normal Closure) and waits for the server's reply

@@ -47,16 +47,7 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ws-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("ws://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{}: no address in {line:?}", rt.name()));
+        let addr = listen_addr(&mut child, rt.name());
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         let stderr = child.stderr.take().unwrap();
@@ -166,6 +157,20 @@ impl Attempt {
             Attempt::Failed(e) => panic!("{what}: {e}"),
         }
     }
+}
+
+/// The address a `ws-server` started on port 0 listens on: read from the
+/// first line it prints on stdout (`... ws://ADDR/...`).
+pub fn listen_addr(child: &mut Child, who: &str) -> SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{who}: no address in {line:?}"))
 }
 
 /// Connects to `addr` and asks for an upgrade of `/ws`, waiting at most

@@ -624,15 +624,9 @@ impl<C: Connector> Client<C> {
                     if let Some(e) = input_err {
                         return Err(e);
                     }
-                    return Ok(if timed_out {
-                        Ending::NoReply
-                    } else if let Some(frame) = peer_close {
-                        Ending::ClosedByPeer(frame)
-                    } else if closing && (reply.is_some() || first_err.is_none()) {
-                        Ending::ClosedByUs(reply)
-                    } else {
-                        Ending::Broken(first_err.unwrap_or(Error::AbnormalClosure))
-                    });
+                    return Ok(Ending::decide(
+                        timed_out, peer_close, closing, reply, first_err,
+                    ));
                 }
             }
         }

@@ -308,6 +308,29 @@ pub enum Ending {
 }
 
 impl Ending {
+    /// How a session ended, from what its loop saw (the same decision for
+    /// the async and the blocking loop): `timed_out`, a one-message reply
+    /// that never came; `peer_close`, the server's close when it closed
+    /// first; `closing`, whether we had started closing; `reply`, the
+    /// server's answer to our close; `first_err`, the first error read.
+    pub fn decide(
+        timed_out: bool,
+        peer_close: Option<Option<CloseFrame>>,
+        closing: bool,
+        reply: Option<CloseFrame>,
+        first_err: Option<Error>,
+    ) -> Ending {
+        if timed_out {
+            Ending::NoReply
+        } else if let Some(frame) = peer_close {
+            Ending::ClosedByPeer(frame)
+        } else if closing && (reply.is_some() || first_err.is_none()) {
+            Ending::ClosedByUs(reply)
+        } else {
+            Ending::Broken(first_err.unwrap_or(Error::AbnormalClosure))
+        }
+    }
+
     /// A normal end: ours, or the server's close with 1000 (normal) or
     /// 1001 (going away).
     pub fn is_normal(&self) -> bool {
@@ -469,5 +492,30 @@ mod tests {
         assert_eq!(peer(1011).to_string(), "[closed by server: 1011]");
         let bye = Ending::ClosedByPeer(Some(CloseFrame::new(CloseCode::GOING_AWAY, "bye")));
         assert_eq!(bye.to_string(), "[closed by server: 1001 bye]");
+    }
+
+    #[test]
+    fn the_ending_is_decided_by_what_the_loop_saw_in_order_of_precedence() {
+        let f = |c| Some(CloseFrame::new(CloseCode(c), ""));
+        let code = |e: &Ending| match e {
+            Ending::ClosedByUs(r) | Ending::ClosedByPeer(r) => r.as_ref().map(|f| f.code.0),
+            _ => None,
+        };
+        // A missed one-message reply wins over everything else.
+        let e = Ending::decide(true, Some(f(1000)), true, f(1000), None);
+        assert!(matches!(e, Ending::NoReply));
+        // The server closing first is the server's close, even while we close.
+        let e = Ending::decide(false, Some(f(4000)), true, f(1000), None);
+        assert!(matches!(e, Ending::ClosedByPeer(_)) && code(&e) == Some(4000));
+        // Our close answered, or ended without error: ours.
+        let e = Ending::decide(false, None, true, f(1000), Some(Error::AbnormalClosure));
+        assert!(matches!(e, Ending::ClosedByUs(_)) && code(&e) == Some(1000));
+        let e = Ending::decide(false, None, true, None, None);
+        assert!(matches!(e, Ending::ClosedByUs(None)));
+        // Our close unanswered with an error, or no close at all: broken.
+        let e = Ending::decide(false, None, true, None, Some(Error::AbnormalClosure));
+        assert!(matches!(e, Ending::Broken(Error::AbnormalClosure)));
+        let e = Ending::decide(false, None, false, None, None);
+        assert!(matches!(e, Ending::Broken(Error::AbnormalClosure)));
     }
 }
