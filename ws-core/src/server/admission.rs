@@ -211,6 +211,12 @@ impl AcceptPacer {
     pub fn episodes(&self) -> u64 {
         self.episodes
     }
+
+    /// Failed accepts in the running episode (0 when none is running):
+    /// what the episode's closing log line reports.
+    pub fn episode_failures(&self) -> u64 {
+        self.episode.as_ref().map_or(0, |ep| ep.failures)
+    }
 }
 
 #[cfg(test)]
@@ -261,8 +267,10 @@ mod tests {
         }
         assert!(pacer.is_failing());
         assert_eq!(pacer.episodes(), 1);
+        assert_eq!(pacer.episode_failures(), 50);
         pacer.accepted(now);
         assert!(!pacer.is_failing());
+        assert_eq!(pacer.episode_failures(), 0);
         // A new episode starts from the shortest pause again.
         assert_eq!(pacer.failed(&emfile(), now), Some(ACCEPT_BACKOFF_MIN));
         assert_eq!(pacer.episodes(), 2);
@@ -271,6 +279,7 @@ mod tests {
     #[test]
     fn the_limit_refuses_the_next_connection_until_one_leaves() {
         let admission = Admission::new(Some(2));
+        assert_eq!(admission.max(), Some(2));
         let a = admission.admit();
         let b = admission.admit();
         assert!(matches!(a, Ticket::Admitted(_)));
@@ -287,6 +296,7 @@ mod tests {
     #[test]
     fn without_a_limit_every_connection_is_admitted_and_counted() {
         let admission = Admission::new(None);
+        assert_eq!(admission.max(), None);
         let permits: Vec<_> = (0..100).map(|_| admission.admit()).collect();
         assert!(permits.iter().all(|t| matches!(t, Ticket::Admitted(_))));
         assert_eq!(admission.live(), 100);
