@@ -103,6 +103,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn woken_waits_for_a_wake_and_then_resolves() {
+        use std::future::Future;
+        use std::pin::pin;
+        let w = TaskWake::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut fut = pin!(w.woken());
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "no wake yet");
+        w.wake();
+        assert!(fut.as_mut().poll(&mut cx).is_ready());
+    }
+
     #[cfg(feature = "server")]
     #[test]
     fn broadcast_waits_while_congested_and_queues_once_it_clears() {

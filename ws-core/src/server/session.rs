@@ -770,6 +770,59 @@ mod tests {
     }
 
     #[test]
+    fn a_session_is_registered_under_its_handles_id_until_it_leaves() {
+        let (mut s, hub) = session(ServerMode::Echo);
+        assert_eq!(s.id(), Some(s.handle().id()));
+        assert_eq!(hub.len(), 1);
+        s.connection().close(CloseCode::NORMAL, "").unwrap();
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(s.id(), None, "a closing session leaves the hub");
+        assert!(format!("{s:?}").starts_with("ServerSession"));
+    }
+
+    #[test]
+    fn a_write_in_flight_of_exactly_the_limit_leaves_no_room() {
+        let msg = PreparedMessage::new(&Message::binary(vec![0; 10])).unwrap();
+        let frame = msg.as_bytes().len();
+        let cfg = Config::default().write_buffer_limit(frame);
+        let hub = Arc::new(Hub::default());
+        let (mut s, _) = session_in(&hub, ServerMode::Echo, cfg);
+        s.connection()
+            .handle_bytes(&client_bytes(&[Message::binary(vec![0; 10])]));
+        s.poll(Instant::now()).unwrap();
+        let taken = s.take_for_write();
+        assert_eq!(taken.len(), frame, "the echo, exactly the limit");
+        s.connection()
+            .handle_bytes(&client_bytes(&[Message::binary(vec![1; 10])]));
+        s.poll(Instant::now()).unwrap();
+        assert!(
+            s.connection().pending_transmit().is_empty(),
+            "at the limit nothing more is decoded and echoed"
+        );
+        s.written(frame - 1);
+        s.poll(Instant::now()).unwrap();
+        assert_eq!(
+            s.take_for_write().len(),
+            frame,
+            "one byte under: room again"
+        );
+    }
+
+    #[test]
+    fn one_poll_moves_more_than_one_batch_of_broadcasts() {
+        let hub = Arc::new(Hub::default());
+        let (mut s, _) = session_in(&hub, ServerMode::Chat, Config::default());
+        let n = POP_BATCH * 3 + 1;
+        for i in 0..n {
+            let m = PreparedMessage::new(&Message::text(format!("{i}"))).unwrap();
+            hub.broadcast(&m, Instant::now());
+        }
+        s.poll(Instant::now()).unwrap();
+        let got = decode_as_client(&s.take_for_write());
+        assert_eq!(got.len(), n, "every queued broadcast in one poll");
+    }
+
+    #[test]
     fn protocol_error_is_reported_and_session_finishes_after_flush() {
         let (mut s, _hub) = session(ServerMode::Echo);
         s.connection().handle_bytes(&[0x81, 0x00]); // unmasked
