@@ -339,7 +339,7 @@ mod tests {
         let mut options = ServerOptions::new("127.0.0.1:0".to_owned(), ServerMode::Echo);
         options.max_connections = Some(3);
         options.config = Config::default().handshake_timeout(Duration::from_millis(1234));
-        options.flow = FlowControl::default().max_queued_bytes(4321);
+        options.flow = FlowControl::default().slow_client_timeout(Duration::from_millis(4321));
         let engine = Arc::new(Recorder::default());
         options.backplane = Some(Arc::new(engine.clone()));
         let (core, handler) = options.start("some-runtime").unwrap();
@@ -349,7 +349,10 @@ mod tests {
             core.config.get_handshake_timeout(),
             Duration::from_millis(1234)
         );
-        assert_eq!(core.hub.limits().get_max_queued_bytes(), 4321);
+        assert_eq!(
+            core.hub.limits().get_slow_client_timeout(),
+            Duration::from_millis(4321)
+        );
         assert_eq!(core.hub.runtime_name(), "some-runtime");
         // The registry is over the core's hub, and the backplane was
         // started on it.
