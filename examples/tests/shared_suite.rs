@@ -69,6 +69,11 @@ fn broadcast_reaches_three_clients(rt: Runtime) {
         got.sort();
         assert_eq!(got, ["from 0", "from 1", "from 2"]);
     }
+    // A broadcast from the handle reaches everyone too.
+    assert_eq!(server.broadcast(&Message::text("from server")), 3);
+    for c in &mut clients {
+        assert_eq!(c.recv_data(), Message::text("from server"));
+    }
 }
 
 fn client_dropping_tcp_is_removed(rt: Runtime) {
