@@ -260,6 +260,27 @@ struct Burst {
     gap: Duration,
 }
 
+/// The paced burst of the fault tests: long enough (12 clients x 300
+/// messages, one every 8 ms) for a fault to strike in the middle of it.
+const PACED: Burst = Burst {
+    clients: 12,
+    per_client: 300,
+    gap: Duration::from_millis(8),
+};
+
+/// Three nodes joined through `redis`, named a, b and c, on `runtimes`;
+/// returned with their addresses.
+fn three_nodes(redis: &Redis, runtimes: [Runtime; 3]) -> ([Node; 3], Vec<SocketAddr>) {
+    let [a, b, c] = runtimes;
+    let nodes = [
+        Node::start(a, redis, "a"),
+        Node::start(b, redis, "b"),
+        Node::start(c, redis, "c"),
+    ];
+    let addrs = nodes.iter().map(|n| n.addr).collect();
+    (nodes, addrs)
+}
+
 impl Burst {
     fn run(
         &self,
@@ -403,12 +424,7 @@ fn a_burst_reaches_every_client_on_every_node_once_in_order() {
         return;
     }
     let redis = Redis::start("burst");
-    let nodes = [
-        Node::start(Runtime::Tokio, &redis, "a"),
-        Node::start(Runtime::Smol, &redis, "b"),
-        Node::start(Runtime::Blocking, &redis, "c"),
-    ];
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let (_nodes, addrs) = three_nodes(&redis, [Runtime::Tokio, Runtime::Smol, Runtime::Blocking]);
     let burst = Burst {
         clients: 30,
         per_client: 500,
@@ -442,17 +458,11 @@ fn a_node_killed_mid_burst_costs_the_others_nothing_from_surviving_senders() {
         return;
     }
     let redis = Redis::start("kill");
-    let mut nodes = [
-        Node::start(Runtime::AsyncStd, &redis, "a"),
-        Node::start(Runtime::Tokio, &redis, "b"),
-        Node::start(Runtime::Blocking, &redis, "c"),
-    ];
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let burst = Burst {
-        clients: 12,
-        per_client: 300,
-        gap: Duration::from_millis(8),
-    };
+    let (mut nodes, addrs) = three_nodes(
+        &redis,
+        [Runtime::AsyncStd, Runtime::Tokio, Runtime::Blocking],
+    );
+    let burst = PACED;
     let (clients, per) = (burst.clients, burst.per_client);
     let alive = survivors(clients, 3, 0);
     let want = alive.clone();
@@ -482,17 +492,11 @@ fn redis_restarted_mid_burst_loses_and_duplicates_nothing() {
         return;
     }
     let mut redis = Redis::start("restart");
-    let nodes = [
-        Node::start(Runtime::Blocking, &redis, "a"),
-        Node::start(Runtime::AsyncStd, &redis, "b"),
-        Node::start(Runtime::Smol, &redis, "c"),
-    ];
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let burst = Burst {
-        clients: 12,
-        per_client: 300,
-        gap: Duration::from_millis(8),
-    };
+    let (nodes, addrs) = three_nodes(
+        &redis,
+        [Runtime::Blocking, Runtime::AsyncStd, Runtime::Smol],
+    );
+    let burst = PACED;
     let (clients, per) = (burst.clients, burst.per_client);
     let r = &mut redis;
     let logs = burst.run(
@@ -518,17 +522,8 @@ fn a_node_paused_with_sigstop_catches_up_after_sigcont() {
         return;
     }
     let redis = Redis::start("stop");
-    let nodes = [
-        Node::start(Runtime::Smol, &redis, "a"),
-        Node::start(Runtime::Tokio, &redis, "b"),
-        Node::start(Runtime::AsyncStd, &redis, "c"),
-    ];
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let burst = Burst {
-        clients: 12,
-        per_client: 300,
-        gap: Duration::from_millis(8),
-    };
+    let (nodes, addrs) = three_nodes(&redis, [Runtime::Smol, Runtime::Tokio, Runtime::AsyncStd]);
+    let burst = PACED;
     let (clients, per) = (burst.clients, burst.per_client);
     let paused = &nodes[2];
     let logs = burst.run(

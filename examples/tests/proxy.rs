@@ -18,12 +18,12 @@
 //! The body of each test is written once in the macro below: the async
 //! runtimes run it with `.await` after each call, the blocking one without.
 
+#[macro_use]
 mod support;
 mod tls_echo;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -33,6 +33,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use examples::Runtime;
 use support::TestServer;
+use support::spawned::ws_client;
 use tls_echo::{TestCa, TlsEchoServer};
 use ws_core::proxy::{Proxy, ProxyError};
 use ws_core::rt::reconnect::Reconnect;
@@ -515,103 +516,7 @@ macro_rules! through_proxy {
     };
 }
 
-through_proxy!(
-    on_tokio,
-    rt = ws_tokio,
-    krate = ws_tokio,
-    runtime = Runtime::Tokio,
-    block_on = |f| tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f),
-    [.await]
-);
-through_proxy!(
-    on_async_std,
-    rt = ws_async_std,
-    krate = ws_async_std,
-    runtime = Runtime::AsyncStd,
-    block_on = async_std::task::block_on,
-    [.await]
-);
-through_proxy!(
-    on_smol,
-    rt = ws_async_std::smol,
-    krate = ws_async_std,
-    runtime = Runtime::Smol,
-    block_on = smol::block_on,
-    [.await]
-);
-through_proxy!(
-    on_blocking,
-    rt = ws_blocking,
-    krate = ws_blocking,
-    runtime = Runtime::Blocking,
-    // Any executor: the blocking calls inside complete before it polls again.
-    block_on = smol::block_on,
-    []
-);
-
-/// Every variable `--proxy-from-env` may read, removed from the child's
-/// environment so the machine's own settings cannot interfere.
-const PROXY_VARS: [&str; 12] = [
-    "wss_proxy",
-    "ws_proxy",
-    "https_proxy",
-    "http_proxy",
-    "all_proxy",
-    "no_proxy",
-    "WSS_PROXY",
-    "WS_PROXY",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-];
-
-/// Runs `ws-client` with `args` and `env` (nothing else proxy-related),
-/// feeds it `lines`, and returns its exit success, stdout lines and
-/// stderr.
-fn ws_client(args: &[&str], env: &[(&str, &str)], lines: &[&str]) -> (bool, Vec<String>, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ws-client"));
-    for var in PROXY_VARS {
-        command.env_remove(var);
-    }
-    let mut child = command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for l in lines {
-        // The client may have exited already (a refused tunnel).
-        let _ = writeln!(stdin, "{l}");
-    }
-    drop(stdin);
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let got: Vec<String> = stdout.lines().map(|l| l.unwrap()).collect();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "ws-client did not exit");
-        thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), got, stderr)
-}
+on_every_runtime!(through_proxy);
 
 /// `ws-client --proxy URL` and `--proxy-from-env` echo through the proxy;
 /// `no_proxy` in the child's environment bypasses it; a refusing proxy

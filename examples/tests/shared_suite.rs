@@ -6,12 +6,12 @@
 mod support;
 mod tls_echo;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use examples::Runtime;
+use support::spawned::ws_client;
 use support::{RawClient, TestServer, raw_http};
 use tls_echo::{TestCa, TlsEchoServer};
 use ws_core::server::hub::SLOW_CLIENT_CLOSE;
@@ -68,6 +68,11 @@ fn broadcast_reaches_three_clients(rt: Runtime) {
             .collect();
         got.sort();
         assert_eq!(got, ["from 0", "from 1", "from 2"]);
+    }
+    // A broadcast from the handle reaches everyone too.
+    assert_eq!(server.broadcast(&Message::text("from server")), 3);
+    for c in &mut clients {
+        assert_eq!(c.recv_data(), Message::text("from server"));
     }
 }
 
@@ -192,32 +197,12 @@ fn handshake_rejections_keep_the_server_serving(rt: Runtime) {
 
 fn interactive_client_through_a_pipe(rt: Runtime) {
     let server = TestServer::start(rt, ServerMode::Echo, 1024);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ws-client"))
-        .args([&server.url("/"), "--runtime", rt.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
     let lines = ["hello", "κόσμε ☃", "third line"];
-    for l in lines {
-        writeln!(stdin, "{l}").unwrap();
-    }
-    drop(stdin); // end of input: the client closes with 1000 and exits
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    // Exactly the echoes: the reply to our own close is not printed, and
-    // nothing else is.
-    let got: Vec<String> = stdout.lines().map(|l| l.unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "ws-client did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+    // End of input: the client closes with 1000 and exits. Exactly the
+    // echoes: the reply to our own close is not printed, and nothing else
+    // is.
+    let (ok, got, stderr) = ws_client(&[&server.url("/"), "--runtime", rt.name()], &[], &lines);
+    assert!(ok, "{stderr}");
     assert_eq!(got, lines);
     server.wait_for_clients(0);
 }

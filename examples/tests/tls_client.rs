@@ -10,13 +10,14 @@
 //! The body of each test is written once in the macro below: the async
 //! runtimes run it with `.await` after each call, the blocking one without.
 
+#[macro_use]
+mod support;
 mod tls_echo;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use examples::Runtime;
+use support::spawned::ws_client;
 use tls_echo::{Ending, TestCa, TlsEchoServer, not_tls_server};
 use ws_core::rt::tls::{TlsError, TlsErrorKind};
 
@@ -214,80 +215,7 @@ macro_rules! tls_client {
     };
 }
 
-tls_client!(
-    on_tokio,
-    rt = ws_tokio,
-    krate = ws_tokio,
-    runtime = Runtime::Tokio,
-    block_on = |f| tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f),
-    [.await]
-);
-tls_client!(
-    on_async_std,
-    rt = ws_async_std,
-    krate = ws_async_std,
-    runtime = Runtime::AsyncStd,
-    block_on = async_std::task::block_on,
-    [.await]
-);
-tls_client!(
-    on_smol,
-    rt = ws_async_std::smol,
-    krate = ws_async_std,
-    runtime = Runtime::Smol,
-    block_on = smol::block_on,
-    [.await]
-);
-tls_client!(
-    on_blocking,
-    rt = ws_blocking,
-    krate = ws_blocking,
-    runtime = Runtime::Blocking,
-    // Any executor: the blocking calls inside complete before it polls again.
-    block_on = smol::block_on,
-    []
-);
-
-/// Runs `ws-client` with `args`, feeds it `lines`, and returns its exit
-/// success, stdout lines and stderr.
-fn ws_client(args: &[&str], lines: &[&str]) -> (bool, Vec<String>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ws-client"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for l in lines {
-        // The client may have exited already (a refused certificate).
-        let _ = writeln!(stdin, "{l}");
-    }
-    drop(stdin);
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let got: Vec<String> = stdout.lines().map(|l| l.unwrap()).collect();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "ws-client did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), got, stderr)
-}
+on_every_runtime!(tls_client);
 
 /// `ws-client wss://... --ca FILE` echoes through pipes; without `--ca` it
 /// refuses the test CA's certificate (exit 1, a clear message); with
@@ -300,17 +228,21 @@ fn ws_client_through_pipes(rt: Runtime) {
     let url = format!("wss://localhost:{}/", server.addr().port());
     let lines = ["hello over TLS", "κόσμε ☃"];
 
-    let (ok, got, stderr) = ws_client(&[&url, "--runtime", rt.name(), "--ca", ca_file], &lines);
+    let (ok, got, stderr) = ws_client(
+        &[&url, "--runtime", rt.name(), "--ca", ca_file],
+        &[],
+        &lines,
+    );
     assert!(ok, "{stderr}");
     assert_eq!(got, lines, "{stderr}");
     assert!(!stderr.contains("WARNING"), "{stderr}");
 
-    let (ok, got, stderr) = ws_client(&[&url, "--runtime", rt.name()], &lines);
+    let (ok, got, stderr) = ws_client(&[&url, "--runtime", rt.name()], &[], &lines);
     assert!(!ok);
     assert!(got.is_empty(), "{got:?}");
     assert!(stderr.contains("certificate is not trusted"), "{stderr}");
 
-    let (ok, got, stderr) = ws_client(&[&url, "--runtime", rt.name(), "--insecure"], &lines);
+    let (ok, got, stderr) = ws_client(&[&url, "--runtime", rt.name(), "--insecure"], &[], &lines);
     assert!(ok, "{stderr}");
     assert_eq!(got, lines, "{stderr}");
     assert!(stderr.contains("WARNING: --insecure"), "{stderr}");

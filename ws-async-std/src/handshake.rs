@@ -214,15 +214,7 @@ pub(crate) async fn connect_url<R: crate::runtime::Runtime>(
 ) -> Result<(WebSocketStream<crate::MaybeTls<R::TcpStream>>, Response)> {
     use ws_core::rt::tls;
     // The TLS setup fails before any I/O.
-    let tls = if url.is_tls() {
-        let tls = match tls {
-            Some(tls) => tls,
-            None => tls::default_client_config()?,
-        };
-        Some((tls::server_name(url)?, tls))
-    } else {
-        None
-    };
+    let tls = tls::client_setup(url, tls)?;
     let limit = config.get_handshake_timeout();
     handshake_timeout(limit, async {
         let (host, port) = ws_core::proxy::first_hop(url, proxy);

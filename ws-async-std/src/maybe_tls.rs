@@ -1,6 +1,15 @@
 //! [`MaybeTls`]: a client's transport, plain (`ws://`) or TLS (`wss://`,
 //! futures-rustls), one type so `connect` and `Client` (on async-std and on
 //! smol) have one stream type for both schemes; and the TLS connect itself.
+//!
+//! Runtime glue, kept on purpose next to its twin in
+//! `ws-tokio/src/maybe_tls.rs`: what is TLS (the handshake's errors, the
+//! client configuration, the session's rules) is ws-core's
+//! (`ws_core::rt::tls`) and rustls'. What is left here is implementing
+//! futures-io's `AsyncRead`/`AsyncWrite` (`&mut [u8]`, `poll_close`) for one
+//! enum, which only this crate can do (the orphan rule forbids implementing
+//! a runtime's I/O traits on a type of ws-core), and the split of a TLS
+//! session behind futures' `BiLock` (`AsyncReadExt::split`).
 
 use std::fmt;
 use std::io;

@@ -9,9 +9,9 @@
 //! their flow control are ws-core's `Hub`; this adapter only supplies the
 //! wake (ws-core's `TaskWake`).
 
+use crate::ServerMode;
 use crate::io::{poll_write_conn, read_spare, timeout};
 use crate::runtime::Runtime;
-use crate::{Config, Message, Result, ServerMode};
 use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use async_net::TcpListener;
@@ -25,15 +25,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use std::time::Instant;
-use ws_core::PreparedMessage;
 use ws_core::rt::wake::TaskWake;
-use ws_core::server::backplane::Engine;
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 #[cfg(feature = "tls")]
-use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
-use ws_core::server::{
-    AcceptPacer, Admission, Handler, Registry, Served, ServerConnection, Ticket,
-};
+use ws_core::server::tls::TlsConnection;
+use ws_core::server::{AcceptPacer, Handler, Registry, Served, ServerCore, ServerOptions, Ticket};
 
 /// Steps one connection poll takes before yielding to the executor, so a
 /// flooding client cannot starve other tasks.
@@ -41,15 +36,11 @@ const POLL_BUDGET: usize = 64;
 /// Extra time `shutdown` waits beyond the close timeout.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// State shared by the handle, the accept loop and the connection tasks.
+/// State shared by the handle, the accept loop and the connection tasks:
+/// ws-core's [`ServerCore`] (hub, registry, config, TLS), which it
+/// dereferences to, and the runtime's signals.
 struct Shared {
-    hub: Arc<Hub>,
-    /// What the handle answers without waiting (its `Deref` target).
-    registry: Registry,
-    config: Config,
-    /// wss://: every connection is served under TLS with this.
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<ServerConfig>>,
+    core: ServerCore,
     /// Closed on shutdown; the accept loop and connections not yet upgraded
     /// watch it.
     stop_tx: Sender<()>,
@@ -57,6 +48,14 @@ struct Shared {
     /// Ends (all senders dropped) once the accept loop and every connection
     /// task have finished.
     done_rx: Receiver<()>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = ServerCore;
+
+    fn deref(&self) -> &ServerCore {
+        &self.core
+    }
 }
 
 /// Builder for the WebSocket server on runtime `R`: the demo's echo or chat
@@ -101,109 +100,30 @@ struct Shared {
 /// only its connection, and close_notify follows the closing handshake on
 /// every runtime alike.
 pub struct Server<R, H = ServerMode> {
-    addr: String,
-    handler: Arc<H>,
-    config: Config,
-    flow: FlowControl,
-    backplane: Option<Arc<dyn Engine>>,
-    max_connections: Option<usize>,
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<ServerConfig>>,
+    options: ServerOptions<H>,
     _rt: PhantomData<fn() -> R>,
 }
 
 impl<R, H: fmt::Debug> fmt::Debug for Server<R, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("addr", &self.addr)
-            .field("handler", &self.handler)
-            .field("flow", &self.flow)
-            .field("backplane", &self.backplane)
-            .finish_non_exhaustive()
+            .field("options", &self.options)
+            .finish()
     }
 }
 
 impl<R: Runtime> Server<R> {
-    /// The demo chat server that will listen on `addr`, e.g.
-    /// `"127.0.0.1:8080"` (port 0 picks a free port; see
-    /// [`ServerHandle::local_addr`]), with the default config and flow
-    /// control.
-    pub fn new(addr: impl Into<String>) -> Self {
-        Server::with_handler(addr, ServerMode::Chat)
-    }
-
-    /// Echo each message back (every path upgrades), or publish it to the
-    /// sender's chat room (chat, the default: `/ws` upgrades, rooms with
-    /// `/ws?room=NAME`).
-    pub fn mode(mut self, mode: ServerMode) -> Self {
-        self.handler = Arc::new(mode);
-        self
-    }
+    ws_core::server_builder!(demo);
 }
 
 impl<R: Runtime, H: Handler> Server<R, H> {
-    /// A server that will listen on `addr` and run `handler` on every
-    /// connection.
-    pub fn with_handler(addr: impl Into<String>, handler: H) -> Self {
+    ws_core::server_builder!(handler);
+
+    fn from_options(options: ServerOptions<H>) -> Self {
         Server {
-            addr: addr.into(),
-            handler: Arc::new(handler),
-            config: Config::default(),
-            flow: FlowControl::default(),
-            backplane: None,
-            max_connections: None,
-            #[cfg(feature = "tls")]
-            tls: None,
+            options,
             _rt: PhantomData,
         }
-    }
-
-    /// Serves at most `max` connections at once (upgraded or not); the
-    /// next ones are answered `503 Service Unavailable` with `Retry-After`
-    /// before any upgrade, and closed, while the clients already connected
-    /// keep working (see [`ws_core::server::admission`]). No limit by
-    /// default but the process's file descriptors.
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = Some(max);
-        self
-    }
-
-    /// Limits and timeouts for every connection.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The broadcast queues' limits: high-water mark, hard byte bound and
-    /// slow-client timeout (see [`FlowControl`] and [`ws_core::server::hub`]).
-    pub fn flow_control(mut self, flow: FlowControl) -> Self {
-        self.flow = flow;
-        self
-    }
-
-    /// Joins a cluster of servers through `engine` (a Redis stream with the
-    /// `ws-redis` crate's `RedisBackplane`): every broadcast and topic
-    /// publish, from a client or from [`ServerHandle`], also reaches the
-    /// clients of every other node, and theirs reach this node's clients.
-    /// Local delivery and flow control are unchanged (see
-    /// [`ws_core::server::backplane`]). Started with the server, stopped by
-    /// its shutdown.
-    pub fn backplane(mut self, engine: impl Engine) -> Self {
-        self.backplane = Some(Arc::new(engine));
-        self
-    }
-
-    /// Serves wss:// (and the page over https://) with this rustls
-    /// configuration: certificates, ALPN, client authentication are the
-    /// configuration's. Build it with a crypto provider of your choice, or
-    /// from PEM files with
-    /// [`server_config_from_pem`](ws_core::server::tls::server_config_from_pem)
-    /// (rustls' ring provider, chosen explicitly: no process-level default
-    /// needed).
-    #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.tls = Some(config);
-        self
     }
 
     /// Binds and returns at once; connections are accepted by a background
@@ -230,18 +150,13 @@ impl<R: Runtime, H: Handler> Server<R, H> {
     }
 
     async fn bind(self) -> io::Result<(ServerHandle<R>, Arc<H>, TcpListener, Sender<()>)> {
-        let listener = TcpListener::bind(self.addr.as_str()).await?;
+        let listener = TcpListener::bind(self.options.addr.as_str()).await?;
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
-        let hub = Arc::new(Hub::new(self.flow).runtime(R::NAME));
-        ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
+        let (core, handler) = self.options.start(R::NAME)?;
         let shared = Arc::new(Shared {
-            hub: hub.clone(),
-            registry: Registry::with_admission(hub, Admission::new(self.max_connections)),
-            config: self.config,
-            #[cfg(feature = "tls")]
-            tls: self.tls,
+            core,
             stop_tx,
             stop_rx,
             done_rx,
@@ -251,7 +166,7 @@ impl<R: Runtime, H: Handler> Server<R, H> {
             local_addr,
             _rt: PhantomData,
         };
-        Ok((handle, self.handler, listener, done_tx))
+        Ok((handle, handler, listener, done_tx))
     }
 }
 
@@ -299,39 +214,9 @@ impl<R: Runtime> ServerHandle<R> {
         self.local_addr
     }
 
-    /// Queues `msg` (text or binary) for every registered client (in either
-    /// mode), encoding it once, under the same rules as a client's message:
-    /// while the hub is congested it waits (at most until the slow client
-    /// holding it up is dropped), so an application that broadcasts faster
-    /// than clients read is slowed down rather than losing messages. The
-    /// report lists the clients dropped meanwhile (closed with 1013).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
-    /// but text or binary.
-    pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
-        self.push(Target::All, msg).await
-    }
-
-    /// Queues `msg` (text or binary) for every subscriber of `topic`,
-    /// encoded once, under the rules of [`broadcast`](Self::broadcast).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
-    /// but text or binary.
-    pub async fn publish(&self, topic: &str, msg: &Message) -> Result<BroadcastReport> {
-        self.push(Target::Topic(topic), msg).await
-    }
-
-    async fn push(&self, target: Target<'_>, msg: &Message) -> Result<BroadcastReport> {
-        let msg = PreparedMessage::new(msg)?;
-        let sleep = |at: Instant| async move {
-            Timer::at(at).await;
-        };
-        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, target, &msg, sleep).await)
-    }
+    ws_core::server_handle_broadcast!(|at: Instant| async move {
+        Timer::at(at).await;
+    });
 
     /// Stops accepting, closes every client with 1001 (going away), and
     /// waits for the connection tasks to finish, at most the close timeout
@@ -431,15 +316,7 @@ async fn serve_connection<H: Handler>(
     };
     let _ = tcp.get_ref().set_nodelay(true);
     let wake = Arc::new(TaskWake::default());
-    let conn = ServerConnection::new(
-        handler,
-        shared.hub.clone(),
-        wake.clone(),
-        peer,
-        shared.config.clone(),
-        accepted,
-    )
-    .admitted(ticket);
+    let conn = shared.connection(handler, wake.clone(), peer, accepted, ticket);
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.tls {
         if let Ok(conn) = TlsConnection::new(tls.clone(), conn) {

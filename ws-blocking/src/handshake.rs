@@ -337,15 +337,7 @@ pub(crate) fn connect_url(
     proxy: Option<&Proxy>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     // The TLS setup fails before any I/O.
-    let tls = if url.is_tls() {
-        let tls = match tls {
-            Some(tls) => tls,
-            None => tls::default_client_config()?,
-        };
-        Some((tls::server_name(url)?, tls))
-    } else {
-        None
-    };
+    let tls = tls::client_setup(url, tls)?;
     let deadline = Instant::now() + config.get_handshake_timeout();
     let mut last_err = None;
     let mut sock = None;

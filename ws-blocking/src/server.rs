@@ -33,15 +33,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ws_core::connection::State;
-use ws_core::server::backplane::Engine;
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target, Wake};
+use ws_core::server::hub::{BroadcastReport, Target, Wake};
 use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
-use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
+use ws_core::server::tls::TlsConnection;
 use ws_core::server::{
-    AcceptPacer, Admission, Handler, Registry, Served, ServerConnection, Ticket,
+    AcceptPacer, Handler, Registry, Served, ServerConnection, ServerCore, ServerOptions, Ticket,
 };
-use ws_core::{Config, Message, PreparedMessage};
+use ws_core::{Message, PreparedMessage};
 
 use crate::Result;
 use crate::stream::{Shared, SharedState, Step, TimeoutCache};
@@ -122,112 +121,28 @@ const THREAD_STACK: usize = 256 * 1024;
 /// follows the closing handshake on every runtime alike.
 #[derive(Debug, Clone)]
 pub struct Server<H = ServerMode> {
-    addr: String,
-    handler: Arc<H>,
-    config: Config,
-    flow: FlowControl,
-    backplane: Option<Arc<dyn Engine>>,
-    max_connections: Option<usize>,
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<ServerConfig>>,
+    options: ServerOptions<H>,
 }
 
 impl Server {
-    /// The demo chat server that will listen on `addr`, e.g.
-    /// `"127.0.0.1:8080"` (port 0 picks a free port; see
-    /// [`ServerHandle::local_addr`]).
-    pub fn new(addr: impl Into<String>) -> Self {
-        Server::with_handler(addr, ServerMode::Chat)
-    }
-
-    /// Echo each message back, or publish it to the sender's chat room
-    /// (chat, the default).
-    pub fn mode(mut self, mode: ServerMode) -> Self {
-        self.handler = Arc::new(mode);
-        self
-    }
+    ws_core::server_builder!(demo);
 }
 
 impl<H: Handler> Server<H> {
-    /// A server that will listen on `addr` and run `handler` on every
-    /// connection.
-    pub fn with_handler(addr: impl Into<String>, handler: H) -> Self {
-        Server {
-            addr: addr.into(),
-            handler: Arc::new(handler),
-            config: Config::default(),
-            flow: FlowControl::default(),
-            backplane: None,
-            max_connections: None,
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
+    ws_core::server_builder!(handler);
 
-    /// Serves at most `max` connections at once (upgraded or not); the
-    /// next ones are answered `503 Service Unavailable` with `Retry-After`
-    /// before any upgrade, and closed, while the clients already connected
-    /// keep working (a refused connection's thread lives only while
-    /// the 503 is written and its request drained; see [`ws_core::server::admission`]). No limit by
-    /// default but the process's file descriptors.
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = Some(max);
-        self
-    }
-
-    /// The configuration of every accepted connection (limits, timeouts).
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The broadcast queues' limits: high-water mark, hard byte bound and
-    /// slow-client timeout (see [`FlowControl`] and [`ws_core::server::hub`]).
-    pub fn flow_control(mut self, flow: FlowControl) -> Self {
-        self.flow = flow;
-        self
-    }
-
-    /// Joins a cluster of servers through `engine` (a Redis stream with the
-    /// `ws-redis` crate's `RedisBackplane`): every broadcast and topic
-    /// publish, from a client or from [`ServerHandle`], also reaches the
-    /// clients of every other node, and theirs reach this node's clients.
-    /// Local delivery and flow control are unchanged (see
-    /// [`ws_core::server::backplane`]). Started with the server, stopped by
-    /// its shutdown.
-    pub fn backplane(mut self, engine: impl Engine) -> Self {
-        self.backplane = Some(Arc::new(engine));
-        self
-    }
-
-    /// Serves wss:// (and the page over https://) with this rustls
-    /// configuration: certificates, ALPN, client authentication are the
-    /// configuration's. Build it with a crypto provider of your choice, or
-    /// from PEM files with
-    /// [`server_config_from_pem`](ws_core::server::tls::server_config_from_pem)
-    /// (rustls' ring provider, chosen explicitly: no process-level default
-    /// needed).
-    #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.tls = Some(config);
-        self
+    fn from_options(options: ServerOptions<H>) -> Self {
+        Server { options }
     }
 
     fn into_inner(self, local_addr: SocketAddr) -> io::Result<(Arc<Inner>, Arc<H>)> {
-        #[allow(unused_mut)]
-        let mut inner = Inner::new(self.config, self.flow, local_addr, self.max_connections);
-        ws_core::server::backplane::start(self.backplane.as_ref(), &inner.hub)?;
-        #[cfg(feature = "tls")]
-        {
-            inner.tls = self.tls;
-        }
-        let inner = Arc::new(inner);
-        Ok((inner, self.handler))
+        let (core, handler) = self.options.start("blocking")?;
+        Ok((Arc::new(Inner::new(core, local_addr)), handler))
     }
 
     /// Binds, starts accepting on a background thread, and returns at once.
     pub fn start(self) -> io::Result<ServerHandle> {
-        let listener = TcpListener::bind(self.addr.as_str())?;
+        let listener = TcpListener::bind(self.options.addr.as_str())?;
         let (inner, handler) = self.into_inner(listener.local_addr()?)?;
         let acceptor = inner.clone();
         let thread = thread::Builder::new()
@@ -241,7 +156,7 @@ impl<H: Handler> Server<H> {
     /// binary handles Ctrl-C itself). To be able to stop the server, use
     /// [`start`](Self::start) and [`ServerHandle::shutdown`] instead.
     pub fn run(self) -> io::Result<()> {
-        let listener = TcpListener::bind(self.addr.as_str())?;
+        let listener = TcpListener::bind(self.options.addr.as_str())?;
         let (inner, handler) = self.into_inner(listener.local_addr()?)?;
         accept_loop(&inner, &handler, listener);
         Ok(())
@@ -577,19 +492,14 @@ impl<C: Served> Conn for ServerConn<C> {
     }
 }
 
-/// What the server's threads and its handle share; the handler is not in
-/// it (the accept and connection threads hold it), so the handle needs no
-/// type parameter.
+/// What the server's threads and its handle share: ws-core's
+/// [`ServerCore`] (hub, registry, config, TLS), which it dereferences to,
+/// and the threads' bookkeeping. The handler is not in it (the accept and
+/// connection threads hold it), so the handle needs no type parameter.
 #[derive(Debug)]
 struct Inner {
+    core: ServerCore,
     local_addr: SocketAddr,
-    config: Config,
-    /// wss://: every connection is served under TLS with this.
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<ServerConfig>>,
-    hub: Arc<Hub>,
-    /// What the handle answers without waiting (its `Deref` target).
-    registry: Registry,
     shutting_down: AtomicBool,
     /// Every connection with a thread, upgraded or not, for shutdown.
     conns: Mutex<HashMap<u64, Arc<dyn Conn>>>,
@@ -600,21 +510,19 @@ struct Inner {
     stopped_cv: Condvar,
 }
 
+impl std::ops::Deref for Inner {
+    type Target = ServerCore;
+
+    fn deref(&self) -> &ServerCore {
+        &self.core
+    }
+}
+
 impl Inner {
-    fn new(
-        config: Config,
-        flow: FlowControl,
-        local_addr: SocketAddr,
-        max_connections: Option<usize>,
-    ) -> Self {
-        let hub = Arc::new(Hub::new(flow).runtime("blocking"));
+    fn new(core: ServerCore, local_addr: SocketAddr) -> Self {
         Inner {
+            core,
             local_addr,
-            config,
-            #[cfg(feature = "tls")]
-            tls: None,
-            hub: hub.clone(),
-            registry: Registry::with_admission(hub, Admission::new(max_connections)),
             shutting_down: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             conns_cv: Condvar::new(),

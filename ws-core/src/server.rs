@@ -7,7 +7,8 @@
 //! several servers into one cluster ([`backplane`]), and the demo's echo
 //! and chat handlers ([`demo`]), the counters the engine keeps for
 //! monitoring ([`metrics`]), and what the accept loops decide
-//! (`max_connections`, failed accepts: [`admission`]).
+//! (`max_connections`, failed accepts: [`admission`]), and the `Server`
+//! builder every adapter shares ([`options`]).
 //! Nothing here is RFC 6455; it is what a server does with it. Every
 //! adapter's server executes one [`ServerConnection`] per client, through
 //! the [`Served`] trait, which `tls::TlsConnection` (wss://, cargo
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod handler;
 pub mod hub;
 pub mod metrics;
+pub mod options;
 pub mod origin;
 pub mod registry;
 pub mod session;
@@ -33,5 +35,6 @@ pub use admission::{AcceptPacer, Admission, Permit, Ticket};
 pub use conn::{Served, ServerConnection};
 pub use handler::{ConnectionHandle, Handler, PlainResponse, Refusal, Socket, Upgrade};
 pub use hub::{ClientId, Target};
+pub use options::{ServerCore, ServerOptions};
 pub use origin::{AllowOrigins, OriginPolicy};
 pub use registry::Registry;

@@ -1,44 +1,14 @@
 //! Behaviour of the framing `Connection`, driven entirely in memory.
 
+mod common;
+
+use common::{KEY, cframe, raw, sent_frames, take_all};
 use std::time::{Duration, Instant};
-use ws_core::frame::{FrameHeader, OpCode};
-use ws_core::mask::apply_mask_scalar;
+use ws_core::frame::OpCode;
 use ws_core::{
     Bytes, CloseCode, CloseFrame, Config, Connection, Error, Message, ProtocolError, Role, State,
     TimeoutKind,
 };
-
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// Raw frame bytes, built independently of the connection's encoder.
-fn raw(fin: bool, rsv: u8, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.push((fin as u8) << 7 | rsv << 4 | opcode);
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(m | n as u8),
-        n @ 126..=0xffff => {
-            out.push(m | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(m | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let mut p = payload.to_vec();
-    if let Some(k) = mask {
-        out.extend_from_slice(&k);
-        apply_mask_scalar(&mut p, k, 0);
-    }
-    out.extend_from_slice(&p);
-    out
-}
-
-/// A frame as a client sends it (masked).
-fn cframe(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    raw(true, 0, opcode, payload, Some(KEY))
-}
 
 fn server() -> Connection {
     Connection::new(Role::Server, Config::default())
@@ -46,38 +16,6 @@ fn server() -> Connection {
 
 fn client() -> Connection {
     Connection::new(Role::Client, Config::default())
-}
-
-/// Everything `conn` wants to send, in order (`take_transmit` hands out one
-/// chunk at a time).
-fn take_all(conn: &mut Connection) -> Vec<u8> {
-    let mut wire = Vec::new();
-    loop {
-        let chunk = conn.take_transmit();
-        if chunk.is_empty() {
-            return wire;
-        }
-        wire.extend_from_slice(&chunk);
-    }
-}
-
-/// Drains everything `conn` wants to send and decodes it as frames
-/// (header, unmasked payload) with the parser under test.
-fn sent_frames(conn: &mut Connection) -> Vec<(FrameHeader, Vec<u8>)> {
-    let bytes = take_all(conn);
-    let mut rest = &bytes[..];
-    let mut frames = Vec::new();
-    while !rest.is_empty() {
-        let (h, n) = FrameHeader::parse(rest).unwrap().expect("whole frame");
-        let len = h.payload_len as usize;
-        let mut p = rest[n..n + len].to_vec();
-        if let Some(k) = h.mask {
-            apply_mask_scalar(&mut p, k, 0);
-        }
-        frames.push((h, p));
-        rest = &rest[n + len..];
-    }
-    frames
 }
 
 /// Asserts that `conn` failed with `code` and queued exactly one close frame

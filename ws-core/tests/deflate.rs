@@ -2,37 +2,13 @@
 //! examples, RSV1 rules, round trips (property tests), the bomb limit, and
 //! the handshake feeding the connection.
 
+mod common;
+
+use common::{KEY, raw, take_all};
 use ws_core::deflate::{DeflateConfig, DeflateParams};
 use ws_core::frame::FrameHeader;
 use ws_core::handshake::{Accept, ClientHandshake, ClientRequest, ServerHandshake};
-use ws_core::mask::apply_mask_scalar;
 use ws_core::{Config, Connection, Error, Message, ProtocolError, Role, State};
-
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// Raw frame bytes, built independently of the connection's encoder.
-fn raw(fin: bool, rsv: u8, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![(fin as u8) << 7 | rsv << 4 | opcode];
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(m | n as u8),
-        n @ 126..=0xffff => {
-            out.push(m | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(m | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let mut p = payload.to_vec();
-    if let Some(k) = mask {
-        out.extend_from_slice(&k);
-        apply_mask_scalar(&mut p, k, 0);
-    }
-    out.extend_from_slice(&p);
-    out
-}
 
 fn params(snct: bool, cnct: bool, smwb: Option<u8>, cmwb: Option<u8>) -> DeflateParams {
     DeflateParams {
@@ -47,17 +23,6 @@ fn deflating(p: DeflateParams) -> Config {
     Config::default()
         .deflate(DeflateConfig::enabled().threshold(0))
         .negotiated_deflate(Some(p))
-}
-
-fn take_all(conn: &mut Connection) -> Vec<u8> {
-    let mut wire = Vec::new();
-    loop {
-        let chunk = conn.take_transmit();
-        if chunk.is_empty() {
-            return wire;
-        }
-        wire.extend_from_slice(&chunk);
-    }
 }
 
 /// The frame headers in `wire`, in order.

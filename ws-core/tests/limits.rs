@@ -3,78 +3,17 @@
 //! step, so that an off-by-one or a dropped condition fails a test here
 //! (these tests were written against `cargo mutants`; see the README).
 
+mod common;
+
+use common::{KEY, cframe, frames_of, raw, sent_frames, take_all};
 use std::time::{Duration, Instant};
-use ws_core::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
-use ws_core::mask::apply_mask_scalar;
+use ws_core::frame::{MAX_CONTROL_PAYLOAD, OpCode};
 use ws_core::{
     Bytes, CloseCode, CloseFrame, Config, Connection, Error, Message, ProtocolError, Role, State,
 };
 
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// Raw frame bytes, built independently of the connection's encoder.
-fn raw(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![(fin as u8) << 7 | opcode];
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(m | n as u8),
-        n @ 126..=0xffff => {
-            out.push(m | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(m | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let mut p = payload.to_vec();
-    if let Some(k) = mask {
-        out.extend_from_slice(&k);
-        apply_mask_scalar(&mut p, k, 0);
-    }
-    out.extend_from_slice(&p);
-    out
-}
-
-/// A frame as a client sends it (masked, final).
-fn cframe(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    raw(true, opcode, payload, Some(KEY))
-}
-
 fn server_with(config: Config) -> Connection {
     Connection::new(Role::Server, config)
-}
-
-fn take_all(conn: &mut Connection) -> Vec<u8> {
-    let mut wire = Vec::new();
-    loop {
-        let chunk = conn.take_transmit();
-        if chunk.is_empty() {
-            return wire;
-        }
-        wire.extend_from_slice(&chunk);
-    }
-}
-
-/// Decodes `bytes` as frames: (header, unmasked payload).
-fn frames_of(bytes: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
-    let mut rest = bytes;
-    let mut frames = Vec::new();
-    while !rest.is_empty() {
-        let (h, n) = FrameHeader::parse(rest).unwrap().expect("whole frame");
-        let len = h.payload_len as usize;
-        let mut p = rest[n..n + len].to_vec();
-        if let Some(k) = h.mask {
-            apply_mask_scalar(&mut p, k, 0);
-        }
-        frames.push((h, p));
-        rest = &rest[n + len..];
-    }
-    frames
-}
-
-fn sent_frames(conn: &mut Connection) -> Vec<(FrameHeader, Vec<u8>)> {
-    frames_of(&take_all(conn))
 }
 
 /// Feeds `input` and returns every message, or the protocol error that
@@ -161,7 +100,7 @@ fn a_close_reason_of_exactly_123_bytes_is_sent_and_124_is_refused() {
     assert_eq!(&frames[0].1[2..], reason.as_bytes());
     // The peer accepts it as the largest close frame there is.
     let mut s = server_with(Config::default());
-    let wire = raw(true, 8, &frames[0].1, Some(KEY));
+    let wire = raw(true, 0, 8, &frames[0].1, Some(KEY));
     assert_eq!(
         feed(&mut s, &wire).unwrap(),
         vec![Message::Close(Some(CloseFrame::new(
@@ -204,11 +143,11 @@ fn a_frame_of_exactly_max_frame_size_is_accepted_and_one_byte_more_fails() {
     assert_eq!(e.close_code(), CloseCode::MESSAGE_TOO_BIG);
     // Fragments: each frame is checked on its own.
     let mut s = server_with(config);
-    let mut input = raw(false, 1, &vec![b'a'; max], Some(KEY));
-    input.extend(raw(true, 0, &vec![b'b'; max], Some(KEY)));
+    let mut input = raw(false, 0, 1, &vec![b'a'; max], Some(KEY));
+    input.extend(raw(true, 0, 0, &vec![b'b'; max], Some(KEY)));
     let text = "a".repeat(max) + &"b".repeat(max);
     assert_eq!(feed(&mut s, &input).unwrap(), vec![Message::text(text)]);
-    let e = feed(&mut s, &raw(false, 1, &vec![b'a'; max + 1], Some(KEY))).unwrap_err();
+    let e = feed(&mut s, &raw(false, 0, 1, &vec![b'a'; max + 1], Some(KEY))).unwrap_err();
     assert!(matches!(
         e,
         ProtocolError::FrameTooLarge {
@@ -242,17 +181,17 @@ fn a_single_frame_message_of_exactly_max_message_size_is_accepted_and_one_byte_m
 fn a_fragmented_message_of_exactly_max_message_size_is_accepted_and_one_byte_more_fails() {
     let config = Config::default().max_message_size(10);
     let mut s = server_with(config.clone());
-    let mut input = raw(false, 2, &[1; 4], Some(KEY));
-    input.extend(raw(false, 0, &[2; 3], Some(KEY)));
-    input.extend(raw(true, 0, &[3; 3], Some(KEY)));
+    let mut input = raw(false, 0, 2, &[1; 4], Some(KEY));
+    input.extend(raw(false, 0, 0, &[2; 3], Some(KEY)));
+    input.extend(raw(true, 0, 0, &[3; 3], Some(KEY)));
     assert_eq!(
         feed(&mut s, &input).unwrap(),
         vec![Message::binary(vec![1, 1, 1, 1, 2, 2, 2, 3, 3, 3])]
     );
     // The next message starts from zero again.
-    let mut input = raw(false, 2, &[1; 4], Some(KEY));
-    input.extend(raw(false, 0, &[2; 3], Some(KEY)));
-    input.extend(raw(true, 0, &[3; 4], Some(KEY)));
+    let mut input = raw(false, 0, 2, &[1; 4], Some(KEY));
+    input.extend(raw(false, 0, 0, &[2; 3], Some(KEY)));
+    input.extend(raw(true, 0, 0, &[3; 4], Some(KEY)));
     assert_eq!(
         feed(&mut s, &input).unwrap_err(),
         ProtocolError::MessageTooLarge { size: 11, max: 10 }
@@ -264,9 +203,9 @@ fn control_frames_do_not_count_towards_the_message_size() {
     // A 5-byte ping in the middle of a 10-byte message at a 10-byte limit:
     // counted, it would make 13.
     let mut s = server_with(Config::default().max_message_size(10));
-    let mut input = raw(false, 2, &[1; 8], Some(KEY));
+    let mut input = raw(false, 0, 2, &[1; 8], Some(KEY));
     input.extend(cframe(9, &[9; 5]));
-    input.extend(raw(true, 0, &[2; 2], Some(KEY)));
+    input.extend(raw(true, 0, 0, &[2; 2], Some(KEY)));
     assert_eq!(
         feed(&mut s, &input).unwrap(),
         vec![
@@ -309,7 +248,7 @@ fn close_received_and_close_sent_follow_a_closing_handshake_the_peer_starts() {
 #[test]
 fn a_protocol_error_sends_a_close_but_receives_none() {
     let mut s = server_with(Config::default());
-    feed(&mut s, &raw(true, 2, b"unmasked", None)).unwrap_err();
+    feed(&mut s, &raw(true, 0, 2, b"unmasked", None)).unwrap_err();
     assert!(s.close_sent());
     assert!(!s.close_received());
     assert_eq!(s.state(), State::Closed);
@@ -621,7 +560,7 @@ fn the_close_timer_after_a_finished_or_failed_handshake_ends_the_connection_with
     // A client that answered the server's close waits for the server to
     // close TCP; the close timeout then ends it quietly.
     let mut c = Connection::new(Role::Client, Config::default());
-    c.handle_bytes(&raw(true, 8, &1000u16.to_be_bytes(), None));
+    c.handle_bytes(&raw(true, 0, 8, &1000u16.to_be_bytes(), None));
     assert!(matches!(c.poll_message().unwrap(), Some(Message::Close(_))));
     take_all(&mut c);
     assert!(!c.should_close_transport());
@@ -631,7 +570,7 @@ fn the_close_timer_after_a_finished_or_failed_handshake_ends_the_connection_with
     assert!(c.should_close_transport());
     // A connection that failed reported its error once.
     let mut s = server_with(Config::default());
-    feed(&mut s, &raw(true, 2, b"unmasked", None)).unwrap_err();
+    feed(&mut s, &raw(true, 0, 2, b"unmasked", None)).unwrap_err();
     assert_eq!(s.poll_timeout(t0), Some(after));
     s.handle_timeout(after);
     assert_eq!(s.poll_message().unwrap(), None);

@@ -353,15 +353,7 @@ pub(crate) async fn connect_url(
     proxy: Option<&Proxy>,
 ) -> Result<(WebSocketStream<MaybeTls<TcpStream>>, Response)> {
     // The TLS setup fails before any I/O.
-    let tls = if url.is_tls() {
-        let config = match tls {
-            Some(tls) => tls,
-            None => tls::default_client_config()?,
-        };
-        Some((tls::server_name(url)?, config))
-    } else {
-        None
-    };
+    let tls = tls::client_setup(url, tls)?;
     let (io, response, buffered) = bounded(&config, async {
         let mut tcp = TcpStream::connect(first_hop(url, proxy)).await?;
         // Latency matters more than packet count here; writes are batched.

@@ -2,6 +2,16 @@
 //! tokio-rustls), one type so [`connect`](crate::connect) and
 //! [`Client`](crate::Client) have one stream type for both schemes; and
 //! the TLS connect itself.
+//!
+//! Runtime glue, kept on purpose next to its twin in
+//! `ws-async-std/src/maybe_tls.rs`: what is TLS (the handshake's errors, the
+//! client configuration, the session's rules) is ws-core's
+//! (`ws_core::rt::tls`) and rustls'. What is left here is implementing
+//! tokio's `AsyncRead`/`AsyncWrite` (`ReadBuf`, `poll_shutdown`,
+//! `is_write_vectored`) for one enum, which only this crate can do (the
+//! orphan rule forbids implementing a runtime's I/O traits on a type of
+//! ws-core), and the split of a TLS session behind tokio's lock
+//! (`tokio::io::split`).
 
 use std::fmt;
 use std::io;

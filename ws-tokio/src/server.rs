@@ -12,15 +12,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use ws_core::rt::wake::TaskWake;
-use ws_core::server::backplane::Engine;
-use ws_core::server::hub::{BroadcastReport, FlowControl, Hub, Target};
 use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
-use ws_core::server::tls::{TlsConnection, rustls::ServerConfig};
-use ws_core::server::{
-    AcceptPacer, Admission, Handler, Registry, Served, ServerConnection, Ticket,
-};
-use ws_core::{Config, Message, PreparedMessage};
+use ws_core::server::tls::TlsConnection;
+use ws_core::server::{AcceptPacer, Handler, Registry, Served, ServerCore, ServerOptions, Ticket};
 
 use crate::Result;
 
@@ -28,21 +23,25 @@ use crate::Result;
 /// with tokio's cooperative budget.
 const SPIN_BUDGET: u32 = 64;
 
-/// State shared by the accept loop, the connection tasks and the handles.
+/// State shared by the accept loop, the connection tasks and the handles:
+/// ws-core's [`ServerCore`] (hub, registry, config, TLS), which it
+/// dereferences to, and tokio's signals.
 #[derive(Debug)]
 struct Shared {
-    hub: Arc<Hub>,
-    /// What the handle answers without waiting (its `Deref` target).
-    registry: Registry,
-    config: Config,
-    /// wss://: every connection is served under TLS with this.
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<ServerConfig>>,
+    core: ServerCore,
     shutting_down: AtomicBool,
     stop: watch::Sender<bool>,
     /// Running accept loop and connection tasks.
     tasks: AtomicUsize,
     idle: Notify,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = ServerCore;
+
+    fn deref(&self) -> &ServerCore {
+        &self.core
+    }
 }
 
 impl Shared {
@@ -163,118 +162,37 @@ impl Drop for RunGuard {
 /// [`flow_control`](Self::flow_control).
 #[derive(Debug, Clone)]
 pub struct Server<H = ServerMode> {
-    addr: String,
-    handler: Arc<H>,
-    config: Config,
-    flow: FlowControl,
-    backplane: Option<Arc<dyn Engine>>,
-    max_connections: Option<usize>,
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<ServerConfig>>,
+    options: ServerOptions<H>,
 }
 
 impl Server {
-    /// The demo chat server that will listen on `addr`, e.g.
-    /// `"127.0.0.1:8080"` (port 0 picks a free port; see
-    /// [`ServerHandle::local_addr`]).
-    pub fn new(addr: impl Into<String>) -> Self {
-        Server::with_handler(addr, ServerMode::Chat)
-    }
-
-    /// Echo each message back, or publish it to the sender's chat room
-    /// (chat, the default).
-    pub fn mode(mut self, mode: ServerMode) -> Self {
-        self.handler = Arc::new(mode);
-        self
-    }
+    ws_core::server_builder!(demo);
 }
 
 impl<H: Handler> Server<H> {
-    /// A server that will listen on `addr` and run `handler` on every
-    /// connection.
-    pub fn with_handler(addr: impl Into<String>, handler: H) -> Self {
-        Server {
-            addr: addr.into(),
-            handler: Arc::new(handler),
-            config: Config::default(),
-            flow: FlowControl::default(),
-            backplane: None,
-            max_connections: None,
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
+    ws_core::server_builder!(handler);
 
-    /// Serves at most `max` connections at once (upgraded or not); the
-    /// next ones are answered `503 Service Unavailable` with `Retry-After`
-    /// before any upgrade, and closed, while the clients already connected
-    /// keep working (see [`ws_core::server::admission`]). No limit by
-    /// default but the process's file descriptors.
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = Some(max);
-        self
-    }
-
-    /// The configuration of every accepted connection (limits, timeouts).
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The broadcast queues' limits: high-water mark, hard byte bound and
-    /// slow-client timeout (see [`FlowControl`] for the defaults).
-    pub fn flow_control(mut self, flow: FlowControl) -> Self {
-        self.flow = flow;
-        self
-    }
-
-    /// Joins a cluster of servers through `engine` (a Redis stream with the
-    /// `ws-redis` crate's `RedisBackplane`): every broadcast and topic
-    /// publish, from a client or from [`ServerHandle`], also reaches the
-    /// clients of every other node, and theirs reach this node's clients.
-    /// Local delivery and flow control are unchanged (see
-    /// [`ws_core::server::backplane`]). Started with the server, stopped by
-    /// its shutdown.
-    pub fn backplane(mut self, engine: impl Engine) -> Self {
-        self.backplane = Some(Arc::new(engine));
-        self
-    }
-
-    /// Serves wss:// (and the page over https://) with this rustls
-    /// configuration: certificates, ALPN, client authentication are the
-    /// configuration's. Build it with a crypto provider of your choice, or
-    /// from PEM files with
-    /// [`server_config_from_pem`](ws_core::server::tls::server_config_from_pem)
-    /// (rustls' ring provider, chosen explicitly: no process-level default
-    /// needed).
-    #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.tls = Some(config);
-        self
+    fn from_options(options: ServerOptions<H>) -> Self {
+        Server { options }
     }
 
     fn into_shared(self) -> io::Result<(Arc<Shared>, Arc<H>)> {
-        let hub = Arc::new(Hub::new(self.flow).runtime("tokio"));
-        ws_core::server::backplane::start(self.backplane.as_ref(), &hub)?;
+        let (core, handler) = self.options.start("tokio")?;
         let shared = Arc::new(Shared {
-            hub: hub.clone(),
-            registry: Registry::with_admission(hub, Admission::new(self.max_connections)),
-            config: self.config,
-            #[cfg(feature = "tls")]
-            tls: self.tls,
+            core,
             shutting_down: AtomicBool::new(false),
             stop: watch::Sender::new(false),
             tasks: AtomicUsize::new(0),
             idle: Notify::new(),
         });
-        Ok((shared, self.handler))
+        Ok((shared, handler))
     }
 
     /// Binds and accepts connections in a background task; returns at once
     /// with a handle for the address, broadcasts and shutdown. Dropping
     /// every handle does not stop the server.
     pub async fn start(self) -> io::Result<ServerHandle> {
-        let listener = TcpListener::bind(&self.addr).await?;
+        let listener = TcpListener::bind(&self.options.addr).await?;
         let local_addr = listener.local_addr()?;
         let (shared, handler) = self.into_shared()?;
         let guard = shared.track();
@@ -290,7 +208,7 @@ impl<H: Handler> Server<H> {
     /// 1001 without waiting; use [`start`](Self::start) and
     /// [`ServerHandle::shutdown`] to wait for the clients.
     pub async fn run(self) -> io::Result<()> {
-        let listener = TcpListener::bind(&self.addr).await?;
+        let listener = TcpListener::bind(&self.options.addr).await?;
         let (shared, handler) = self.into_shared()?;
         let _shutdown_on_drop = RunGuard(shared.clone());
         let guard = shared.track();
@@ -325,37 +243,7 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Queues `msg` (text or binary) for every registered client (in either
-    /// mode), encoding it once, under the same rules as a client's message:
-    /// while the hub is congested it waits (at most until the slow client
-    /// holding it up is dropped), so an application that broadcasts faster
-    /// than clients read is slowed down rather than losing messages. The
-    /// report lists the clients dropped meanwhile (closed with 1013).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
-    /// but text or binary.
-    pub async fn broadcast(&self, msg: &Message) -> Result<BroadcastReport> {
-        self.push(Target::All, msg).await
-    }
-
-    /// Queues `msg` (text or binary) for every subscriber of `topic`,
-    /// encoded once, under the rules of [`broadcast`](Self::broadcast).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage) for anything
-    /// but text or binary.
-    pub async fn publish(&self, topic: &str, msg: &Message) -> Result<BroadcastReport> {
-        self.push(Target::Topic(topic), msg).await
-    }
-
-    async fn push(&self, target: Target<'_>, msg: &Message) -> Result<BroadcastReport> {
-        let msg = PreparedMessage::new(msg)?;
-        let sleep = |at: Instant| tokio::time::sleep_until(at.into());
-        Ok(ws_core::rt::wake::broadcast(&self.shared.hub, target, &msg, sleep).await)
-    }
+    ws_core::server_handle_broadcast!(|at: Instant| tokio::time::sleep_until(at.into()));
 
     /// Stops accepting, closes every client with 1001 (going away), and
     /// waits for the connection tasks to finish, at most the close timeout
@@ -425,7 +313,7 @@ async fn accept_loop<H: Handler>(
 }
 
 /// One connection, from its first byte to the end: an executor of
-/// ws-core's [`ServerConnection`] (request head, routing, the response or
+/// ws-core's [`ServerConnection`](ws_core::server::ServerConnection) (request head, routing, the response or
 /// the 101, the session, the closing), under TLS when the server has a TLS
 /// configuration.
 async fn serve<H: Handler>(
@@ -437,15 +325,7 @@ async fn serve<H: Handler>(
     // Latency matters more than packet count; the loop batches writes itself.
     let _ = tcp.set_nodelay(true);
     let wake = Arc::new(TaskWake::default());
-    let conn = ServerConnection::new(
-        handler,
-        shared.hub.clone(),
-        wake.clone(),
-        peer,
-        shared.config.clone(),
-        accepted,
-    )
-    .admitted(ticket);
+    let conn = shared.connection(handler, wake.clone(), peer, accepted, ticket);
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.tls {
         if let Ok(mut conn) = TlsConnection::new(tls.clone(), conn) {

@@ -7,6 +7,55 @@
 pub mod fault_proxy;
 pub mod spawned;
 
+/// Expands `$suite!(NAME, rt = PATH, krate = CRATE, runtime = RUNTIME,
+/// block_on = EXPR, [AWAIT])` once for each runtime: tokio, async-std,
+/// smol, blocking. A suite written as a macro over those parameters calls
+/// each adapter's API with `.await` after each call (`[.await]`), or
+/// without (`[]`, blocking: any executor runs the body, whose blocking
+/// calls complete before it polls again). Needs `use examples::Runtime;`.
+#[allow(unused_macros)]
+macro_rules! on_every_runtime {
+    ($suite:ident) => {
+        $suite!(
+            on_tokio,
+            rt = ws_tokio,
+            krate = ws_tokio,
+            runtime = Runtime::Tokio,
+            block_on = |f| tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f),
+            [.await]
+        );
+        $suite!(
+            on_async_std,
+            rt = ws_async_std,
+            krate = ws_async_std,
+            runtime = Runtime::AsyncStd,
+            block_on = async_std::task::block_on,
+            [.await]
+        );
+        $suite!(
+            on_smol,
+            rt = ws_async_std::smol,
+            krate = ws_async_std,
+            runtime = Runtime::Smol,
+            block_on = smol::block_on,
+            [.await]
+        );
+        $suite!(
+            on_blocking,
+            rt = ws_blocking,
+            krate = ws_blocking,
+            runtime = Runtime::Blocking,
+            block_on = smol::block_on,
+            []
+        );
+    };
+}
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;

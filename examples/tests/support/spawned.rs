@@ -159,6 +159,71 @@ impl Attempt {
     }
 }
 
+/// Every variable a client's `--proxy-from-env` may read.
+pub const PROXY_VARS: [&str; 12] = [
+    "wss_proxy",
+    "ws_proxy",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+    "no_proxy",
+    "WSS_PROXY",
+    "WS_PROXY",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+];
+
+/// Runs `ws-client` with `args` and `env` (no other proxy variable: those
+/// of [`PROXY_VARS`] are removed from its environment so the machine's own
+/// settings cannot interfere), feeds it `lines`, ends its input, and returns
+/// its exit success, stdout lines and stderr. Fails the test if it has not
+/// exited 20 s after its output ended.
+pub fn ws_client(
+    args: &[&str],
+    env: &[(&str, &str)],
+    lines: &[&str],
+) -> (bool, Vec<String>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ws-client"));
+    for var in PROXY_VARS {
+        command.env_remove(var);
+    }
+    let mut child = command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for l in lines {
+        // The client may have exited already (a refused tunnel or
+        // certificate).
+        let _ = writeln!(stdin, "{l}");
+    }
+    drop(stdin);
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let got: Vec<String> = stdout.lines().map(|l| l.unwrap()).collect();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "ws-client did not exit");
+        thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), got, stderr)
+}
+
 /// The address a `ws-server` started on port 0 listens on: read from the
 /// first line it prints on stdout (`... ws://ADDR/...`).
 pub fn listen_addr(child: &mut Child, who: &str) -> SocketAddr {

@@ -207,6 +207,29 @@ pub fn server_name(url: &WsUrl) -> Result<ServerName<'static>, TlsError> {
     })
 }
 
+/// What a client's connect to `url` needs of TLS, decided before any I/O
+/// (every adapter's `connect_url` starts with it): `None` for `ws://`; for
+/// `wss://` the server name ([`server_name`]) and `config`, or the default
+/// configuration ([`default_client_config`]) when `config` is `None`.
+///
+/// # Errors
+///
+/// For `wss://` only: the default configuration's error, or
+/// [`TlsErrorKind::InvalidServerName`].
+pub fn client_setup(
+    url: &WsUrl,
+    config: Option<Arc<ClientConfig>>,
+) -> Result<Option<(ServerName<'static>, Arc<ClientConfig>)>, TlsError> {
+    if !url.is_tls() {
+        return Ok(None);
+    }
+    let config = match config {
+        Some(config) => config,
+        None => default_client_config()?,
+    };
+    Ok(Some((server_name(url)?, config)))
+}
+
 /// The default roots plus `extra`, as a configuration: the platform
 /// verifier.
 #[cfg(feature = "platform-verifier")]
@@ -491,6 +514,30 @@ mod tests {
         ));
         let bad = name("wss://a%2Db/").unwrap_err();
         assert_eq!(bad.kind(), TlsErrorKind::InvalidServerName);
+    }
+
+    #[test]
+    fn client_setup_is_none_for_ws_and_names_the_host_with_the_given_config_for_wss() {
+        let given = client_config(RootCertStore::empty());
+        let setup =
+            |u: &str, c: Option<Arc<ClientConfig>>| client_setup(&WsUrl::parse(u).unwrap(), c);
+        // ws:// needs nothing, not even a default configuration.
+        assert!(setup("ws://a%2Db/", Some(given.clone())).unwrap().is_none());
+        let (name, config) = setup("wss://example.com/", Some(given.clone()))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(name, ServerName::DnsName(d) if d.as_ref() == "example.com"));
+        assert!(Arc::ptr_eq(&config, &given));
+        let bad = setup("wss://a%2Db/", Some(given)).unwrap_err();
+        assert_eq!(bad.kind(), TlsErrorKind::InvalidServerName);
+    }
+
+    #[cfg(any(feature = "webpki-roots", feature = "platform-verifier"))]
+    #[test]
+    fn client_setup_without_a_config_uses_the_shared_default() {
+        let url = WsUrl::parse("wss://example.com/").unwrap();
+        let (_, config) = client_setup(&url, None).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&config, &default_client_config().unwrap()));
     }
 
     #[test]
