@@ -463,17 +463,23 @@ async fn execute<C: Served>(
         io: tcp,
         conn,
         wake,
-        timer: Timer::never(),
+        timer: None,
         deadline: None,
         read_eof: false,
         read_parked: false,
     };
     // Until the upgrade, a stop lets the connection go (as the accept loop
-    // does); a session is closed with 1001 through the hub instead.
-    let mut stopped = pin!(shared.stop_rx.recv());
+    // does); a session is closed with 1001 through the hub instead, so the
+    // wait (and the listener it registered) is dropped once the session is
+    // open: an idle session does not keep it.
+    let mut stopped = pin!(Some(shared.stop_rx.recv()));
     poll_fn(|cx| {
-        if !driver.conn.is_open() && stopped.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
+        if driver.conn.is_open() {
+            stopped.as_mut().set(None);
+        } else if let Some(stop) = stopped.as_mut().as_pin_mut() {
+            if stop.poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
         }
         driver.poll_drive(cx)
     })
@@ -489,7 +495,9 @@ struct ConnDriver<C: Served> {
     io: Async<std::net::TcpStream>,
     conn: C,
     wake: Arc<TaskWake>,
-    timer: Timer,
+    /// Allocated the first time the connection needs a timer (an idle
+    /// connection without keepalive never does), not held inline.
+    timer: Option<Box<Timer>>,
     deadline: Option<Instant>,
     read_eof: bool,
     /// A read found the socket empty: wait for readiness (without a buffer)
@@ -572,11 +580,15 @@ impl<C: Served> ConnDriver<C> {
 
             match self.conn.poll_timeout(now) {
                 Some(at) => {
+                    let timer = match &mut self.timer {
+                        Some(timer) => timer,
+                        None => self.timer.insert(Box::new(Timer::at(at))),
+                    };
                     if self.deadline != Some(at) {
-                        self.timer.set_at(at);
+                        timer.set_at(at);
                         self.deadline = Some(at);
                     }
-                    if Pin::new(&mut self.timer).poll(cx).is_ready() {
+                    if Pin::new(&mut **timer).poll(cx).is_ready() {
                         self.deadline = None;
                         fired = Some(at);
                         progressed = true;
