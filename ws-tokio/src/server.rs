@@ -432,17 +432,14 @@ async fn accept_loop<H: Handler>(
 /// guard that counts it. What it holds while a client is idle is what an
 /// idle connection costs beyond its socket and hub entry (a test pins its
 /// size).
-fn connection_task<H: Handler>(
+async fn connection_task<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
     accepted: (TcpStream, SocketAddr, Instant),
     ticket: Ticket,
-    guard: TaskGuard,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _guard = guard;
-        serve(&shared, handler, accepted, ticket).await;
-    }
+    _guard: TaskGuard,
+) {
+    serve(&shared, handler, accepted, ticket).await;
 }
 
 /// One connection, from its first byte to the end: an executor of
