@@ -49,15 +49,17 @@ pub struct ServerSession<H: Handler> {
     /// A message decoded while the hub was congested, handed to the handler
     /// once it clears. Only a connection that publishes pauses, and only
     /// with a message in hand, so clients that only read are never paused
-    /// (nor woken when the pause ends).
-    held: Option<Message>,
+    /// (nor woken when the pause ends). Boxed: rare, and an idle session
+    /// should not carry a message's size.
+    held: Option<Box<Message>>,
     /// Whether the handler has published or broadcast for this connection:
     /// from then on its messages wait while the hub is congested.
     publisher: bool,
     /// Publishes and broadcasts of this poll, one hub lock per batch.
     batch: Batch,
-    /// The first close frame sent or received, for `on_close`.
-    close: Option<(CloseCode, String)>,
+    /// The first close frame sent or received, for `on_close` (boxed: set
+    /// once, at the end).
+    close: Option<Box<(CloseCode, String)>>,
     /// Bytes taken for a write that has not finished
     /// ([`take_for_write`](Self::take_for_write)).
     in_flight: usize,
@@ -135,6 +137,11 @@ impl<H: Handler> ServerSession<H> {
         &mut self.conn
     }
 
+    /// The connection's configuration.
+    pub(crate) fn config(&self) -> &crate::Config {
+        self.conn.config()
+    }
+
     /// Whether the connection's write buffer has room (below the
     /// configured write buffer limit).
     fn has_room(&self) -> bool {
@@ -189,7 +196,7 @@ impl<H: Handler> ServerSession<H> {
         let mut result = Ok(());
         while self.has_room() {
             let msg = match self.held.take() {
-                Some(msg) => msg,
+                Some(msg) => *msg,
                 None => match self.conn.poll_message() {
                     Ok(Some(msg)) => msg,
                     Ok(None) => break,
@@ -202,7 +209,8 @@ impl<H: Handler> ServerSession<H> {
                             } else {
                                 trace::debug!(error = %e, "connection lost");
                             }
-                            self.close.get_or_insert((code, String::new()));
+                            self.close
+                                .get_or_insert_with(|| Box::new((code, String::new())));
                         }
                         result = Err(e);
                         break;
@@ -224,7 +232,8 @@ impl<H: Handler> ServerSession<H> {
                         // The connection answered with the same code.
                         trace::debug!(code = code.0, "close sent");
                     }
-                    self.close.get_or_insert_with(|| (code, reason.to_owned()));
+                    self.close
+                        .get_or_insert_with(|| Box::new((code, reason.to_owned())));
                     continue;
                 }
                 // Pings are answered by the connection.
@@ -236,7 +245,7 @@ impl<H: Handler> ServerSession<H> {
             {
                 // What this poll published goes out before we wait.
                 self.batch.flush(&self.hub, now);
-                self.held = Some(msg);
+                self.held = Some(Box::new(msg));
                 break;
             }
             self.callback(now, |h, ws, state| h.on_message(ws, state, msg));
@@ -266,7 +275,7 @@ impl<H: Handler> ServerSession<H> {
         self.publisher |= ws.published;
         if let Some(closed) = ws.closed {
             trace::debug!(code = closed.0.0, reason = %closed.1, "close sent");
-            self.close.get_or_insert(closed);
+            self.close.get_or_insert_with(|| Box::new(closed));
         }
     }
 
@@ -322,7 +331,7 @@ impl<H: Handler> ServerSession<H> {
             } else {
                 trace::debug!(code = code.0, reason = %reason, "close sent");
             }
-            self.close.get_or_insert((code, reason));
+            self.close.get_or_insert_with(|| Box::new((code, reason)));
         }
     }
 
@@ -375,7 +384,7 @@ impl<H: Handler> Drop for ServerSession<H> {
         let (code, reason) = self
             .close
             .take()
-            .unwrap_or((CloseCode::ABNORMAL, String::new()));
+            .map_or((CloseCode::ABNORMAL, String::new()), |c| *c);
         let counters = self.hub.counters();
         counters.flush(&mut self.tally);
         counters.closed(code.0);
