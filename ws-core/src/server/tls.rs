@@ -111,6 +111,9 @@ const OUT_LIMIT: usize = 64 * 1024;
 const READ_SIZE: usize = 34 * 1024;
 /// Below this much spare room the read buffer grows before a read.
 const MIN_SPARE: usize = 4 * 1024;
+/// The most `TlsConnection::reserve_plaintext` reserves in the inner
+/// connection's read buffer at once for the plaintext to come.
+const MAX_PLAINTEXT_RESERVE: usize = 64 * 1024;
 /// Slices of the inner connection's output handed to rustls at once.
 const SLICES: usize = 16;
 /// How long a TLS connection stays quiet before its empty buffers go.
@@ -211,6 +214,9 @@ pub struct TlsConnection<H: Handler> {
     peer_closed: bool,
     /// Plaintext waits in rustls for the inner connection to take it.
     plaintext_left: bool,
+    /// How much plaintext rustls holds (as of the last
+    /// `process_new_packets`, less what was delivered since).
+    plaintext_pending: usize,
     /// The end of the TLS stream was passed to the inner connection.
     eof_forwarded: bool,
     /// The TLS error that ended the connection.
@@ -284,6 +290,7 @@ impl<H: Handler> TlsConnection<H> {
             raw_eof: false,
             peer_closed: false,
             plaintext_left: false,
+            plaintext_pending: 0,
             eof_forwarded: false,
             failed: None,
             report: None,
@@ -368,7 +375,30 @@ impl<H: Handler> TlsConnection<H> {
             let n = chunk.len();
             self.inner.read_buf().extend_from_slice(chunk);
             reader.consume(n);
+            self.plaintext_pending = self.plaintext_pending.saturating_sub(n);
             any = true;
+        }
+    }
+
+    /// Makes room in the inner connection's read buffer, once per batch,
+    /// for the plaintext that can come out of the bytes read (no more than
+    /// the TLS bytes, plus what rustls holds already). Records are handed
+    /// over one by one and the buffer fills with the whole batch before the
+    /// inner connection decodes it; growing it record by record moved what
+    /// it already held at each step. Reserving before the batch, while the
+    /// buffer is (nearly) empty, moves almost nothing. (Measured with
+    /// callgrind on the wss echo benchmark: 2.4% fewer instructions per
+    /// message; the inner connection's read-size policy still grows the
+    /// buffer near the end of some batches.)
+    fn reserve_plaintext(&mut self) {
+        let coming = self.raw.len() + self.plaintext_pending;
+        if coming == 0 || self.failed.is_some() || !self.inner.wants_read() {
+            return;
+        }
+        let want = coming.min(MAX_PLAINTEXT_RESERVE);
+        let buf = self.inner.read_buf();
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
         }
     }
 
@@ -377,6 +407,7 @@ impl<H: Handler> TlsConnection<H> {
     /// plaintext was handed over.
     fn pump_in(&mut self) -> bool {
         let mut delivered = false;
+        self.reserve_plaintext();
         loop {
             delivered |= self.deliver();
             if self.failed.is_some() || self.peer_closed || self.raw.is_empty() {
@@ -396,7 +427,10 @@ impl<H: Handler> TlsConnection<H> {
             let used = offered - rd.len();
             self.raw.advance(used);
             match self.tls.process_new_packets() {
-                Ok(state) => self.peer_closed = state.peer_has_closed(),
+                Ok(state) => {
+                    self.peer_closed = state.peer_has_closed();
+                    self.plaintext_pending = state.plaintext_bytes_to_read();
+                }
                 Err(e) => self.fail(e),
             }
             if used == 0 && self.failed.is_none() && !self.peer_closed {
