@@ -406,14 +406,10 @@ impl Connection {
                 let want = remaining.clamp(MIN_READ, self.read_hint.max(self.rbuf.len()));
                 if self.read_full && remaining > MIN_READ {
                     // The last read filled everything: the rest of this
-                    // frame is queued, and maybe more behind it. Room for
-                    // all of it (up to 64 KiB, or what has arrived) in one
-                    // read, and for the hint's worth when that is more.
-                    let want = remaining
-                        .max(self.read_hint)
-                        .min(MAX_READ_HINT.max(self.rbuf.len()))
-                        .max(want);
-                    (spare < remaining.min(want)).then_some(want)
+                    // frame is queued. Room for all of it (up to 64 KiB, or
+                    // what has arrived) in one read.
+                    let want = remaining.min(MAX_READ_HINT.max(self.rbuf.len())).max(want);
+                    (spare < want).then_some(want)
                 } else {
                     (spare < want / 2).then_some(want)
                 }
