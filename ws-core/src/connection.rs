@@ -299,6 +299,12 @@ pub struct Connection {
     read_hint: usize,
     /// Spare capacity the last `read_buf` offered, 0 once accounted for.
     offered: usize,
+    /// The last read filled everything offered: more is queued in the
+    /// transport.
+    read_full: bool,
+    /// The payload length of the last data frame received whole (0 after
+    /// an idle shrink): the next frame is likely the same size.
+    last_frame: usize,
 
     /// Set on the receiving half of a split connection: control replies
     /// (pongs, close replies, keepalive pings) go to the sending half
@@ -350,6 +356,8 @@ impl Connection {
             seen_len: 0,
             read_hint: MIN_READ,
             offered: 0,
+            read_full: false,
+            last_frame: 0,
             link: None,
         }
     }
@@ -379,20 +387,45 @@ impl Connection {
     /// read: read into it directly (e.g. `tokio::io::AsyncReadExt::read_buf`)
     /// to avoid a copy, then call [`poll_message`](Self::poll_message).
     ///
-    /// The spare capacity grows with what actually arrives (a frame in
-    /// progress doubles it), never with what a header merely announces.
+    /// The spare capacity grows with what actually arrives, never with what
+    /// a header merely announces: between frames it is the adaptive hint or,
+    /// if larger, the size of the last whole data frame (so a stream of
+    /// 16 KiB messages is read one message per read); inside a frame, after a
+    /// read that filled everything offered (the rest is queued in the
+    /// transport), it is enough for the rest of the frame at once (up to
+    /// 64 KiB, or what has arrived, for larger frames), else the rest of the
+    /// frame up to the hint.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         if self.recv_done {
             self.rbuf.clear();
         }
-        let want = match self.frame {
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        let reserve = match self.frame {
             Some(h) => {
                 let remaining = (h.payload_len as usize).saturating_sub(self.rbuf.len());
-                remaining.clamp(MIN_READ, self.read_hint.max(self.rbuf.len()))
+                let want = remaining.clamp(MIN_READ, self.read_hint.max(self.rbuf.len()));
+                if self.read_full && remaining > MIN_READ {
+                    // The last read filled everything: the rest of this
+                    // frame is queued. Room for all of it (up to 64 KiB, or
+                    // what has arrived) in one read.
+                    let want = remaining.min(MAX_READ_HINT.max(self.rbuf.len())).max(want);
+                    (spare < want).then_some(want)
+                } else {
+                    (spare < want / 2).then_some(want)
+                }
             }
-            None => self.read_hint,
+            None => {
+                // Room for a frame like the last one, its header and a bit
+                // more, so that such a read comes back short (the socket is
+                // drained) rather than full.
+                let like_last = (self.last_frame + MIN_READ / 2)
+                    .next_multiple_of(MIN_READ)
+                    .min(MAX_READ_HINT);
+                let want = self.read_hint.max(like_last);
+                (spare < want / 2).then_some(want)
+            }
         };
-        if self.rbuf.capacity() - self.rbuf.len() < want / 2 {
+        if let Some(want) = reserve {
             self.rbuf.reserve(want);
         }
         if self.rbuf.capacity() > SHRINK_ABOVE {
@@ -411,6 +444,7 @@ impl Connection {
         if self.offered == 0 {
             return;
         }
+        self.read_full = arrived >= self.offered;
         if arrived >= self.offered {
             self.read_hint = (self.read_hint * 2).min(MAX_READ_HINT);
         } else if arrived < self.offered / 8 {
@@ -541,6 +575,9 @@ impl Connection {
                 return Ok(None);
             }
             let payload = self.rbuf.split_to(len).freeze();
+            if !header.opcode.is_control() {
+                self.last_frame = len;
+            }
             self.frame = None;
             self.unmasked = 0;
             // Give a large buffer back once it is far larger than the traffic
@@ -1213,6 +1250,8 @@ impl Connection {
         if self.shrink_timer.expired(now) {
             self.shrink_timer = Timer::Off;
             self.free_empty_buffers(usize::MAX);
+            // Idle since: the next read is sized for light traffic again.
+            self.last_frame = 0;
         }
         if self.close_timer.expired(now) {
             self.close_timer = Timer::Off;

@@ -884,6 +884,53 @@ fn idle_connection_can_release_all_buffer_memory() {
     );
 }
 
+/// Reads `wire` the way an adapter does when the whole of it is queued in the
+/// socket (each read fills what `read_buf` offers), releasing the buffers
+/// whenever a read comes back short (the socket drained), as the servers do;
+/// returns the number of reads and of messages.
+fn reads_for(s: &mut Connection, wire: &[u8]) -> (usize, usize) {
+    let (mut pos, mut reads, mut msgs) = (0, 0, 0);
+    while pos < wire.len() {
+        let buf = s.read_buf();
+        let spare = buf.capacity() - buf.len();
+        let n = spare.min(wire.len() - pos);
+        buf.extend_from_slice(&wire[pos..pos + n]);
+        pos += n;
+        reads += 1;
+        while let Some(m) = s.poll_message().unwrap() {
+            assert!(matches!(m, Message::Binary(_)));
+            msgs += 1;
+        }
+        if n < spare {
+            s.release_idle_buffers();
+        }
+    }
+    (reads, msgs)
+}
+
+#[test]
+fn a_stream_of_16kib_messages_is_read_one_message_per_read() {
+    let mut s = server();
+    let frame = cframe(2, &[7u8; 16 * 1024]);
+    // The first message finds no size to go by: it takes a few reads.
+    let (_, first) = reads_for(&mut s, &frame);
+    assert_eq!(first, 1);
+    // From then on (one message in flight, the socket drained after each),
+    // every message arrives in a single read, as in the raw TCP echo.
+    for _ in 0..20 {
+        assert_eq!(reads_for(&mut s, &frame), (1, 1));
+    }
+}
+
+#[test]
+fn a_frame_whose_first_read_filled_the_buffer_is_finished_in_one_more_read() {
+    let mut s = server();
+    let frame = cframe(2, &[7u8; 40 * 1024]);
+    // Nothing to go by (a fresh connection): the first read is the small
+    // default, filled; the second takes the rest of the frame at once.
+    assert_eq!(reads_for(&mut s, &frame), (2, 1));
+}
+
 #[test]
 fn read_size_grows_while_reads_fill_the_buffer_and_shrinks_back() {
     let mut s = server();
