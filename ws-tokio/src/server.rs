@@ -14,12 +14,12 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
-use ws_core::rt::wake::TaskWake;
-use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
 use tokio_rustls::rustls::ServerConfig;
+use ws_core::rt::wake::TaskWake;
 #[cfg(feature = "tls")]
 use ws_core::server::ServerConnection;
+use ws_core::server::site::ServerMode;
 #[cfg(feature = "tls")]
 use ws_core::server::tls::TlsConnection;
 use ws_core::server::{AcceptPacer, Handler, Registry, Served, ServerCore, ServerOptions, Ticket};
