@@ -24,7 +24,7 @@
 //!
 //! After a warm-up ([`warm_up`]), the test asserts that the RSS fitted
 //! linearly over the rest of the run grows by less than
-//! [`MAX_LEAK_PER_CYCLE_KIB`] per connection cycle (at the cycle rate
+//! [`max_leak_per_cycle_kib`] per connection cycle (at the cycle rate
 //! measured in the run: a leak of 1 KiB per connection fails it), that the
 //! descriptors return to their baseline and the registry to 0 once the
 //! clients left, that no message of a staying client was lost, that every
@@ -89,8 +89,18 @@ fn warm_up(rt: Runtime) -> Duration {
 
 /// The shortest fitted stretch after the warm-up.
 const MIN_FITTED: Duration = Duration::from_secs(30);
-/// The bound on the fitted RSS slope, in KiB per connection cycle.
-const MAX_LEAK_PER_CYCLE_KIB: f64 = 0.5;
+/// The bound on the fitted RSS slope, in KiB per connection cycle: half
+/// of the 1 KiB per connection the soak must catch; on the blocking
+/// server, whose RSS still grows after its warm-up (+516 KiB/min over
+/// 120-150 s in one run, about 0.43 KiB per cycle), the whole KiB (a 1 KiB
+/// leak adds about 1.1 KiB per cycle, connections of the sampler included,
+/// on top of that growth).
+fn max_leak_per_cycle_kib(rt: Runtime) -> f64 {
+    match rt {
+        Runtime::Blocking => 1.0,
+        _ => 0.5,
+    }
+}
 /// How long the end of the run may take to settle (clients' closes, the
 /// held sockets, the server's close timeout of 5 s).
 const SETTLE: Duration = Duration::from_secs(15);
@@ -784,7 +794,8 @@ fn soak_leaves_rss_descriptors_and_registry_flat_and_loses_nothing(rt: Runtime) 
     let rss_slope = slope(&fitted);
     let cycles = tally.total_cycles();
     let cycles_per_min = cycles as f64 / ran.as_secs_f64() * 60.0;
-    let max_slope = MAX_LEAK_PER_CYCLE_KIB * cycles_per_min;
+    let max_per_cycle = max_leak_per_cycle_kib(rt);
+    let max_slope = max_per_cycle * cycles_per_min;
     let after_warm_up = samples
         .iter()
         .find(|s| s.t >= warm_up.as_secs_f64())
@@ -823,7 +834,7 @@ fn soak_leaves_rss_descriptors_and_registry_flat_and_loses_nothing(rt: Runtime) 
     eprintln!(
         "soak {}: RSS {} KiB at t={:.0}s (after the warm-up), {} KiB at the end, peak {} KiB; \
          fitted slope {rss_slope:+.1} KiB/min over {} samples (bound {max_slope:.0} KiB/min = \
-         {MAX_LEAK_PER_CYCLE_KIB} KiB x {cycles_per_min:.0} cycles/min); \
+         {max_per_cycle} KiB x {cycles_per_min:.0} cycles/min); \
          fds {fd_baseline} before, peak {fds_peak}, {fds_end} after; \
          registry peak {clients_peak}, {registry_end:?} after",
         rt.name(),
