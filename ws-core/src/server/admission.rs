@@ -146,6 +146,8 @@ pub struct AcceptPacer {
 
 #[derive(Debug)]
 struct Episode {
+    /// When it started (its end's log line tells how long it lasted).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     since: Instant,
     failures: u64,
     pause: Duration,
