@@ -16,9 +16,12 @@
 //! adapter only names its runtime
 //! ([`Hub::runtime`](crate::server::hub::Hub::runtime)).
 //!
-//! Levels: `info` for what an operator of a public server acts on (refused
-//! handshakes, slow clients dropped, TLS failures, timeouts), `debug` for
-//! every connection's life (request, upgrade, close codes, early ends).
+//! Levels: `warn` for the server itself in trouble (its accept loop out
+//! of descriptors or memory: `server::admission`), `info` for what an
+//! operator of a public server acts on (refused handshakes, slow clients
+//! dropped, TLS failures, timeouts, accepting again after a failed-accept
+//! episode), `debug` for every connection's life (request, upgrade, close
+//! codes, early ends).
 
 /// An event at `info` level (nothing without the `tracing` feature).
 #[cfg(feature = "tracing")]
@@ -28,6 +31,17 @@ macro_rules! info {
 /// An event at `info` level (nothing without the `tracing` feature).
 #[cfg(not(feature = "tracing"))]
 macro_rules! info {
+    ($($t:tt)*) => {};
+}
+
+/// An event at `warn` level (nothing without the `tracing` feature).
+#[cfg(feature = "tracing")]
+macro_rules! warning {
+    ($($t:tt)*) => { ::tracing::warn!($($t)*) };
+}
+/// An event at `warn` level (nothing without the `tracing` feature).
+#[cfg(not(feature = "tracing"))]
+macro_rules! warning {
     ($($t:tt)*) => {};
 }
 
@@ -43,7 +57,7 @@ macro_rules! debug {
 }
 
 #[allow(unused_imports)]
-pub(crate) use {debug, info};
+pub(crate) use {debug, info, warning};
 
 #[cfg(feature = "tracing")]
 use std::net::SocketAddr;

@@ -123,7 +123,7 @@ impl Drop for FaultProxy {
 
 /// Closes `s` with a reset: SO_LINGER with a zero timeout, then shutdown
 /// (the descriptor itself closes when its last clone drops).
-fn abort(s: &TcpStream) {
+pub fn abort(s: &TcpStream) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::fd::AsRawFd;

@@ -321,25 +321,40 @@ impl RawClient {
     }
 
     pub fn send(&mut self, msg: &Message) {
-        self.conn.send(msg).unwrap();
-        self.flush();
+        self.try_send(msg).unwrap();
+    }
+
+    /// Sends `msg`, or the error that stopped it (the connection closing,
+    /// the socket failing).
+    pub fn try_send(&mut self, msg: &Message) -> Result<(), Error> {
+        self.conn.send(msg)?;
+        self.try_flush().map_err(Error::Io)
     }
 
     pub fn flush(&mut self) {
+        self.try_flush().unwrap();
+    }
+
+    /// Writes everything queued, or the socket's error.
+    pub fn try_flush(&mut self) -> std::io::Result<()> {
         while self.conn.wants_write() {
-            let n = self.stream.write(self.conn.pending_transmit()).unwrap();
+            let n = self.stream.write(self.conn.pending_transmit())?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
             self.conn.advance_transmit(n);
         }
+        Ok(())
     }
 
     /// The next message, or the error that ended the connection.
     pub fn recv(&mut self) -> Result<Message, Error> {
         loop {
             if let Some(m) = self.conn.poll_message()? {
-                self.flush();
+                self.try_flush()?;
                 return Ok(m);
             }
-            self.flush();
+            self.try_flush()?;
             if self.conn.should_close_transport() {
                 return Err(Error::Closed);
             }

@@ -241,12 +241,18 @@ pub fn listen_addr(child: &mut Child, who: &str) -> SocketAddr {
 /// Connects to `addr` and asks for an upgrade of `/ws`, waiting at most
 /// `timeout` for the answer; never panics.
 pub fn try_connect(addr: SocketAddr, timeout: Duration) -> Attempt {
+    try_connect_to(addr, "/ws", timeout)
+}
+
+/// Connects to `addr` and asks for an upgrade of `path` (with its query),
+/// waiting at most `timeout` for the answer; never panics.
+pub fn try_connect_to(addr: SocketAddr, path: &str, timeout: Duration) -> Attempt {
     let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => s,
         Err(e) => return Attempt::Failed(format!("connect: {e}")),
     };
     let _ = stream.set_nodelay(true);
-    let req = ClientRequest::new(&addr.ip().to_string(), addr.port(), "/ws");
+    let req = ClientRequest::new(&addr.ip().to_string(), addr.port(), path);
     let (mut hs, bytes) = ClientHandshake::with_config(&req, &Config::default());
     if let Err(e) = stream.write_all(&bytes) {
         return Attempt::Failed(format!("write: {e}"));

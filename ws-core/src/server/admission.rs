@@ -27,9 +27,11 @@
 //! 80, 100, 100 ... ms between attempts, so it neither spins on a listener
 //! that stays readable (the pending connection waits in the backlog) nor
 //! lags long behind a descriptor that frees; the connections already open
-//! are served meanwhile (they run on their own tasks or threads). One line
-//! goes to stderr when an episode starts and one when an accept succeeds
-//! again, never one per failed accept.
+//! are served meanwhile (they run on their own tasks or threads). One event
+//! is logged when an episode starts (`warn`, "accept failed") and one when
+//! an accept succeeds again (`info`, "accepting again"), never one per
+//! failed accept; they go through [`crate::trace`] like the rest of the
+//! server engine's log (cargo feature `tracing`; nothing without it).
 
 use std::io;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::server::handler::Refusal;
+use crate::trace;
 
 /// The first pause after a failed `accept` (see [`AcceptPacer`]).
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -143,6 +146,8 @@ pub struct AcceptPacer {
 
 #[derive(Debug)]
 struct Episode {
+    /// When it started (its end's log line tells how long it lasted).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     since: Instant,
     failures: u64,
     pause: Duration,
@@ -174,10 +179,10 @@ impl AcceptPacer {
             }
             None => {
                 self.episodes += 1;
-                eprintln!(
-                    "[ws server: accept failed: {e}; serving the open connections, \
-                     retrying every {} ms at most]",
-                    ACCEPT_BACKOFF_MAX.as_millis()
+                trace::warning!(
+                    error = %e,
+                    retry_max_ms = ACCEPT_BACKOFF_MAX.as_millis() as u64,
+                    "accept failed; serving the open connections, retrying with a backoff"
                 );
                 self.episode.insert(Episode {
                     since: now,
@@ -192,12 +197,14 @@ impl AcceptPacer {
 
     /// `accept` succeeded at `now`: ends an episode (logged, with its
     /// length).
+    // Without the `tracing` feature the event expands to nothing.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub fn accepted(&mut self, now: Instant) {
         if let Some(ep) = self.episode.take() {
-            eprintln!(
-                "[ws server: accepting again after {} failed accepts in {} ms]",
-                ep.failures,
-                now.saturating_duration_since(ep.since).as_millis()
+            trace::info!(
+                failed_accepts = ep.failures,
+                ms = now.saturating_duration_since(ep.since).as_millis() as u64,
+                "accepting again"
             );
         }
     }
