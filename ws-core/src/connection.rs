@@ -304,7 +304,7 @@ pub struct Connection {
     read_full: bool,
     /// The payload length of the last data frame received whole (0 after
     /// an idle shrink): the next frame is likely the same size.
-    last_frame: usize,
+    last_frame: u32,
 
     /// Set on the receiving half of a split connection: control replies
     /// (pongs, close replies, keepalive pings) go to the sending half
@@ -418,7 +418,7 @@ impl Connection {
                 // Room for a frame like the last one, its header and a bit
                 // more, so that such a read comes back short (the socket is
                 // drained) rather than full.
-                let like_last = (self.last_frame + MIN_READ / 2)
+                let like_last = (self.last_frame as usize + MIN_READ / 2)
                     .next_multiple_of(MIN_READ)
                     .min(MAX_READ_HINT);
                 let want = self.read_hint.max(like_last);
@@ -576,7 +576,7 @@ impl Connection {
             }
             let payload = self.rbuf.split_to(len).freeze();
             if !header.opcode.is_control() {
-                self.last_frame = len;
+                self.last_frame = u32::try_from(len).unwrap_or(u32::MAX);
             }
             self.frame = None;
             self.unmasked = 0;
