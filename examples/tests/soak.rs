@@ -34,7 +34,7 @@
 //! second, when that is set).
 //!
 //! Ignored by default (a minute or more per runtime); `.ci/run` runs it:
-//! `SOAK_SECONDS=60 cargo test --release -p examples --test soak -- --ignored --test-threads=1 --nocapture`.
+//! `SOAK_SECONDS=60 cargo test --release -p examples --test soak -- --ignored --test-threads=4 --nocapture` (the four runtimes at once, as `.ci/run` does).
 
 mod support;
 
