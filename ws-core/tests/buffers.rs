@@ -83,6 +83,22 @@ fn a_read_always_has_room_even_when_the_last_one_filled_the_buffer() {
 }
 
 #[test]
+fn between_frames_a_buffer_with_half_a_read_spare_is_offered_as_is() {
+    let mut s = Connection::new(Role::Server, Config::default());
+    assert_eq!(read_size(&mut s), MIN_READ);
+    // One whole frame of half a read, decoded: the other half of the
+    // buffer is what is left, and it is offered without growing (a grow
+    // would allocate and, with bytes held, copy them).
+    let got = read(&mut s, &frame_of_wire_size(MIN_READ / 2));
+    assert_eq!(got.len(), 1);
+    assert_eq!(offered(&mut s), MIN_READ / 2);
+    // A frame of a quarter more: less than half a read spare, so it grows.
+    let got = read(&mut s, &frame_of_wire_size(MIN_READ / 4));
+    assert_eq!(got.len(), 1);
+    assert!(offered(&mut s) >= MIN_READ, "{}", offered(&mut s));
+}
+
+#[test]
 fn read_buf_does_not_move_received_bytes_while_half_a_read_still_fits() {
     let mut s = Connection::new(Role::Server, Config::default());
     assert_eq!(read_size(&mut s), MIN_READ);
