@@ -722,7 +722,7 @@ mod tests {
     /// What an idle upgraded connection holds inline (its executor's task
     /// stores this): the session and its `Connection`, not a second copy
     /// of the configuration, handler, hub and wake the HTTP phase needed.
-    /// Measured 800 bytes (session 728) on x86_64; before the HTTP phase's
+    /// Measured 808 bytes (session 736; 848 with `tracing`, its span) on x86_64; before the HTTP phase's
     /// state moved out, 1,064 (session 792). A field added here costs every
     /// idle connection its size: move rarely used state behind a `Box`.
     #[test]
@@ -730,10 +730,15 @@ mod tests {
         use crate::server::site::ServerMode;
         let conn = std::mem::size_of::<ServerConnection<ServerMode>>();
         let session = std::mem::size_of::<ServerSession<ServerMode>>();
-        assert!(conn <= 832, "ServerConnection is {conn} bytes");
+        // With the `tracing` feature each connection also holds its span.
+        #[cfg(feature = "tracing")]
+        let span = std::mem::size_of::<tracing::Span>();
+        #[cfg(not(feature = "tracing"))]
+        let span = 0;
+        assert!(conn <= 832 + span, "ServerConnection is {conn} bytes");
         assert!(session <= 736, "ServerSession is {session} bytes");
         // The connection adds at most its own bookkeeping to the session.
-        assert!(conn - session <= 96, "{conn} - {session}");
+        assert!(conn - session <= 96 + span, "{conn} - {session}");
     }
 
     #[test]
