@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt;
-use ws_bench::{encode_frame, op, payload};
+use ws_bench::payload;
 use ws_core::handshake::ServerHandshake;
 use ws_core::mask::{apply_mask, apply_mask_scalar};
 use ws_core::utf8::Utf8Validator;
@@ -34,20 +34,7 @@ const SIZES: &[(&str, usize, usize)] = &[
     ("1MiB", 1024 * 1024, 4),
 ];
 
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// `frames` masked frames of `size` bytes, as a client would send them.
-fn batch(size: usize, frames: usize, text: bool) -> Vec<u8> {
-    let p = payload(size, text, false);
-    let mut one = Vec::new();
-    encode_frame(
-        &mut one,
-        if text { op::TEXT } else { op::BINARY },
-        &p,
-        Some(KEY),
-    );
-    one.repeat(frames)
-}
+const KEY: [u8; 4] = ws_bench::MASK_KEY;
 
 /// An in-memory socket that replays `data` forever (it holds whole frames,
 /// so wrapping around stays on a frame boundary) and discards writes. Each
@@ -127,7 +114,7 @@ fn decode(c: &mut Criterion) {
 }
 
 fn decode_one(c: &mut Criterion, group: &str, label: &str, size: usize, frames: usize, text: bool) {
-    let wire = batch(size, frames, text);
+    let wire = ws_bench::client_frames(size, frames, text);
     let mut g = c.benchmark_group(format!("{group}/{label}"));
     g.throughput(Throughput::Bytes((size * frames) as u64));
     if size >= 1 << 20 {
@@ -389,7 +376,7 @@ fn handshake(c: &mut Criterion) {
 /// halves (one atomic load per call, no lock).
 fn split(c: &mut Criterion) {
     const FRAMES: usize = 1024;
-    let wire = batch(20, FRAMES, false);
+    let wire = ws_bench::client_frames(20, FRAMES, false);
     let mut g = c.benchmark_group("split/decode-20B");
     g.throughput(Throughput::Elements(FRAMES as u64));
     let mut whole = Connection::new(Role::Server, Config::default());

@@ -193,6 +193,24 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<
     }
 }
 
+/// The mask key of [`client_frames`] (any fixed key: the benchmarks and
+/// the instruction counts must see the same bytes every run).
+pub const MASK_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// `frames` masked text or binary frames of `size` bytes (a [`payload`]),
+/// as a client sends them.
+pub fn client_frames(size: usize, frames: usize, text: bool) -> Vec<u8> {
+    let p = payload(size, text, false);
+    let mut one = Vec::new();
+    encode_frame(
+        &mut one,
+        if text { op::TEXT } else { op::BINARY },
+        &p,
+        Some(MASK_KEY),
+    );
+    one.repeat(frames)
+}
+
 /// A deterministic payload of `size` bytes: ASCII for text, all byte values
 /// for binary, or (`mixed`) text with 2-, 3- and 4-byte UTF-8 characters.
 pub fn payload(size: usize, text: bool, mixed: bool) -> Vec<u8> {

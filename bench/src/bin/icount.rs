@@ -42,7 +42,7 @@ use ws_core::server::demo::Echo;
 use ws_core::server::hub::{Hub, Wake};
 use ws_core::{Config, Connection, Message, Role};
 
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+const KEY: [u8; 4] = ws_bench::MASK_KEY;
 
 /// (label, payload size, default message count)
 const SIZES: &[(&str, usize, usize)] = &[
@@ -77,18 +77,11 @@ struct Decode {
 
 impl Decode {
     fn new(size: usize, text: bool, n: usize) -> Self {
-        let p = payload(size, text, false);
-        let mut one = Vec::new();
-        encode_frame(
-            &mut one,
-            if text { op::TEXT } else { op::BINARY },
-            &p,
-            Some(KEY),
-        );
-        let frame_len = one.len();
+        let wire = ws_bench::client_frames(size, n, text);
+        let frame_len = wire.len() / n;
         Decode {
             conn: Connection::new(Role::Server, Config::default()),
-            wire: one.repeat(n),
+            wire,
             frame_len,
             size,
             text,
